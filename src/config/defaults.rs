@@ -1,0 +1,90 @@
+//! The value of every optional config key that the file leaves out, one `DEFAULT_*` constant each,
+//! with its unit in the name or the doc comment.
+//!
+//! `file.rs` fills absent keys from here; a route's absent cache keys come from the file's
+//! `defaults:` section, whose own absent keys come from here. Validation limits live in
+//! `validate.rs`, not here: they are not defaults.
+
+use super::model::{OriginCacheControl, QueryKey};
+
+/// `listen`: where clients connect. Port 5006 because the ERP's dashboard hard-codes it.
+pub const DEFAULT_LISTEN: &str = "0.0.0.0:5006";
+
+/// `admin_listen`: metrics, health, stats and purge. Loopback, so purge is not exposed.
+pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:5009";
+
+/// `upstream.connect_timeout_ms`, in milliseconds. The ERP runs on loopback: a connect that takes
+/// a second means it is down.
+pub const DEFAULT_CONNECT_TIMEOUT_MS: u64 = 1_000;
+
+/// `upstream.read_timeout_ms`, in milliseconds. The slowest ERP handler takes 7 s cold, and its
+/// CPU-bound handlers queue behind each other (p50 20 s at 10 concurrent forecast calls).
+pub const DEFAULT_READ_TIMEOUT_MS: u64 = 30_000;
+
+/// `upstream.write_timeout_ms`, in milliseconds, to send a request (and its body) to the ERP.
+pub const DEFAULT_WRITE_TIMEOUT_MS: u64 = 10_000;
+
+/// `cache.dir`: directory of the disk tier.
+pub const DEFAULT_CACHE_DIR: &str = "/var/cache/knitcache";
+
+/// `cache.memory_mib`, in MiB (1 MiB = 1,048,576 bytes).
+pub const DEFAULT_MEMORY_MIB: u64 = 256;
+
+/// `cache.disk_mib`, in MiB.
+pub const DEFAULT_DISK_MIB: u64 = 2_048;
+
+/// `cache.max_object_bytes`, in bytes (4 MiB). The ERP's largest body is the 808 KB dashboard page.
+pub const DEFAULT_MAX_OBJECT_BYTES: u64 = 4 * 1024 * 1024;
+
+/// `cache.lock_timeout_ms`, in milliseconds: how long a request waits for another request's
+/// fill of the same key before going upstream itself.
+pub const DEFAULT_LOCK_TIMEOUT_MS: u64 = 10_000;
+
+/// `cache.compression.enabled`.
+pub const DEFAULT_COMPRESSION_ENABLED: bool = true;
+
+/// `cache.compression.level`, 1 (fastest) ..= 9 (smallest).
+pub const DEFAULT_COMPRESSION_LEVEL: u32 = 6;
+
+/// `server.threads`: worker threads of the proxy service.
+pub const DEFAULT_THREADS: usize = 2;
+
+/// `server.grace_period_secs`, in seconds, for in-flight requests after SIGTERM.
+pub const DEFAULT_GRACE_PERIOD_SECS: u64 = 10;
+
+/// `server.graceful_shutdown_timeout_secs`, in seconds, for runtimes to stop after the grace
+/// period.
+pub const DEFAULT_GRACEFUL_SHUTDOWN_TIMEOUT_SECS: u64 = 5;
+
+/// `server.pid_file`.
+pub const DEFAULT_PID_FILE: &str = "/tmp/knitcache.pid";
+
+/// `server.upgrade_sock`.
+pub const DEFAULT_UPGRADE_SOCK: &str = "/tmp/knitcache_upgrade.sock";
+
+/// `defaults.ttl_secs`, in seconds.
+pub const DEFAULT_TTL_SECS: u64 = 60;
+
+/// `defaults.stale_while_revalidate_secs`, in seconds.
+pub const DEFAULT_STALE_WHILE_REVALIDATE_SECS: u64 = 30;
+
+/// `defaults.stale_if_error_secs`, in seconds.
+pub const DEFAULT_STALE_IF_ERROR_SECS: u64 = 600;
+
+/// `defaults.statuses`: the statuses RFC 9111 calls heuristically cacheable that the ERP sends
+/// (its 301/308 redirects are static mappings), plus 404/410. No 5xx: many of the ERP's 500s depend
+/// on data state, and stale-if-error covers outages.
+pub const DEFAULT_STATUSES: [u16; 8] = [200, 203, 204, 300, 301, 308, 404, 410];
+
+/// `defaults.query_key`: every query parameter is part of the cache key (ERP responses vary by
+/// path and query only).
+pub const DEFAULT_QUERY_KEY: QueryKey = QueryKey::All;
+
+/// `defaults.origin_cache_control`: the ERP sends no freshness headers, so the route decides.
+pub const DEFAULT_ORIGIN_CACHE_CONTROL: OriginCacheControl = OriginCacheControl::Override;
+
+/// `routes[].cache`: a route caches unless it says `cache: false`.
+pub const DEFAULT_ROUTE_CACHE: bool = true;
+
+/// `routes[].ignore_no_store`: `no-store`, `private` and `Set-Cookie` are honoured.
+pub const DEFAULT_IGNORE_NO_STORE: bool = false;

@@ -1,0 +1,371 @@
+//! The YAML schema: serde structs that mirror the config file key for key (`File*`).
+//!
+//! These types only describe what may be written; `validate.rs` turns them into the model that
+//! the rest of the proxy reads. Nothing outside `config/` uses them. Every struct denies unknown
+//! keys, so a typo is an error, and every key carries its unit in its name.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+use serde::de::{self, Deserializer, MapAccess, Visitor};
+
+use super::defaults::*;
+use super::model::{OriginCacheControl, QueryKey};
+
+/// The whole file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FileConfig {
+    /// Address (`IP:port`) where clients connect. Default: `DEFAULT_LISTEN` (`0.0.0.0:5006`).
+    pub listen: String,
+    /// Address (`IP:port`) of the admin endpoints. Default: `DEFAULT_ADMIN_LISTEN`
+    /// (`127.0.0.1:5009`).
+    pub admin_listen: String,
+    /// The ERP. Required: there is no sensible default for where the ERP runs.
+    pub upstream: Option<FileUpstream>,
+    /// The memory and disk tiers. Default: every `cache.*` default.
+    pub cache: FileCache,
+    /// Process settings handed to pingora. Default: every `server.*` default.
+    pub server: FileServer,
+    /// Cache settings inherited by every caching route that does not set its own.
+    pub defaults: FileDefaults,
+    /// The route table, in match order (first match wins). Default: empty, so everything passes
+    /// through uncached.
+    pub routes: Vec<FileRoute>,
+}
+
+/// `upstream:`, how to reach the ERP.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FileUpstream {
+    /// The ERP's address, `IP:port` (host names are not resolved). Required.
+    pub address: Option<String>,
+    /// TCP connect timeout, in milliseconds. Default: `DEFAULT_CONNECT_TIMEOUT_MS` (1000).
+    pub connect_timeout_ms: u64,
+    /// Longest wait for response bytes once the request is sent, in milliseconds.
+    /// Default: `DEFAULT_READ_TIMEOUT_MS` (30000).
+    pub read_timeout_ms: u64,
+    /// Longest wait to write the request to the ERP, in milliseconds.
+    /// Default: `DEFAULT_WRITE_TIMEOUT_MS` (10000).
+    pub write_timeout_ms: u64,
+}
+
+/// `cache:`, the hybrid memory + disk cache.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FileCache {
+    /// Directory of the disk tier; relative paths are relative to the working directory.
+    /// Default: `DEFAULT_CACHE_DIR` (`/var/cache/knitcache`).
+    pub dir: PathBuf,
+    /// Size of the memory tier, in MiB. Default: `DEFAULT_MEMORY_MIB` (256).
+    pub memory_mib: u64,
+    /// Size of the disk tier, in MiB. Default: `DEFAULT_DISK_MIB` (2048).
+    pub disk_mib: u64,
+    /// Largest body that is stored, in bytes; larger responses are proxied but not cached.
+    /// At most the memory tier and at most 64 MiB. Default: `DEFAULT_MAX_OBJECT_BYTES` (4194304).
+    pub max_object_bytes: u64,
+    /// How long a request waits for another request's fill of the same key, in milliseconds.
+    /// Default: `DEFAULT_LOCK_TIMEOUT_MS` (10000).
+    pub lock_timeout_ms: u64,
+    /// Compression of stored bodies. Default: enabled, level 6.
+    pub compression: FileCompression,
+}
+
+/// `cache.compression:`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FileCompression {
+    /// Compress bodies once, before they are stored. Default: `DEFAULT_COMPRESSION_ENABLED` (true).
+    pub enabled: bool,
+    /// Level, 1 (fastest) ..= 9 (smallest). Default: `DEFAULT_COMPRESSION_LEVEL` (6).
+    pub level: u32,
+}
+
+/// `server:`, process settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FileServer {
+    /// Worker threads of the proxy service, at least 1. Default: `DEFAULT_THREADS` (2).
+    pub threads: usize,
+    /// Time in-flight requests get after SIGTERM, in seconds.
+    /// Default: `DEFAULT_GRACE_PERIOD_SECS` (10).
+    pub grace_period_secs: u64,
+    /// Time runtimes get to stop after the grace period, in seconds.
+    /// Default: `DEFAULT_GRACEFUL_SHUTDOWN_TIMEOUT_SECS` (5).
+    pub graceful_shutdown_timeout_secs: u64,
+    /// pid file for graceful upgrades. Default: `DEFAULT_PID_FILE` (`/tmp/knitcache.pid`).
+    pub pid_file: PathBuf,
+    /// Unix socket that hands listeners to the next process in a graceful upgrade.
+    /// Default: `DEFAULT_UPGRADE_SOCK` (`/tmp/knitcache_upgrade.sock`).
+    pub upgrade_sock: PathBuf,
+}
+
+/// `defaults:`, cache settings for caching routes that do not set their own. `ignore_no_store`
+/// is deliberately not here: storing `no-store` responses is a decision per route.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FileDefaults {
+    /// Freshness lifetime, in seconds. Default: `DEFAULT_TTL_SECS` (60).
+    pub ttl_secs: u64,
+    /// Time after `ttl_secs` during which a stale copy is served while one background request
+    /// refreshes it, in seconds. Default: `DEFAULT_STALE_WHILE_REVALIDATE_SECS` (30).
+    pub stale_while_revalidate_secs: u64,
+    /// Time after `ttl_secs` during which a stale copy is served when the ERP fails, in seconds.
+    /// Default: `DEFAULT_STALE_IF_ERROR_SECS` (600).
+    pub stale_if_error_secs: u64,
+    /// Response statuses that may be stored, each in 100..=599.
+    /// Default: `DEFAULT_STATUSES` (200, 203, 204, 300, 301, 308, 404, 410).
+    pub statuses: Vec<u16>,
+    /// Whether the ERP's `Cache-Control`/`Expires` freshness wins over `ttl_secs`.
+    /// Default: `override`.
+    pub origin_cache_control: FileOriginCacheControl,
+    /// Which query parameters form the cache key. Default: `all`.
+    pub query_key: FileQueryKey,
+}
+
+/// One `routes[]` entry. Exactly one of `exact`, `prefix` and `pattern` is required. Absent cache
+/// keys come from `defaults:`; on a `cache: false` route they must be absent.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileRoute {
+    /// Unique name, used in logs, metric labels and the route table. Required.
+    pub name: Option<String>,
+    /// Matches a path equal to this, e.g. `/api/comprehensive-kpis`.
+    pub exact: Option<String>,
+    /// Matches a path starting with this, e.g. `/api/backtest/`.
+    pub prefix: Option<String>,
+    /// Regular expression matched against the whole path (we anchor it with `^(?:…)$`).
+    pub pattern: Option<String>,
+    /// Methods the route matches, upper case (`[GET, HEAD]`). Absent: every method.
+    pub methods: Option<Vec<String>>,
+    /// `true` caches GET/HEAD (other methods pass through); `false` passes everything through
+    /// untouched (writes, GETs with side effects). Default: `DEFAULT_ROUTE_CACHE` (true).
+    pub cache: Option<bool>,
+    /// Freshness lifetime, in seconds. `0` stores responses only as a stale-if-error fallback.
+    /// Default: `defaults.ttl_secs`.
+    pub ttl_secs: Option<u64>,
+    /// Stale-while-revalidate window after `ttl_secs`, in seconds.
+    /// Default: `defaults.stale_while_revalidate_secs`.
+    pub stale_while_revalidate_secs: Option<u64>,
+    /// Stale-if-error window after `ttl_secs`, in seconds. Default: `defaults.stale_if_error_secs`.
+    pub stale_if_error_secs: Option<u64>,
+    /// Which query parameters form the cache key. Default: `defaults.query_key`.
+    pub query_key: Option<FileQueryKey>,
+    /// Response statuses that may be stored. Default: `defaults.statuses`.
+    pub statuses: Option<Vec<u16>>,
+    /// `honour` or `override` the ERP's freshness headers.
+    /// Default: `defaults.origin_cache_control`.
+    pub origin_cache_control: Option<FileOriginCacheControl>,
+    /// Store responses even with `Cache-Control: no-store`/`private` or `Set-Cookie`; only for
+    /// routes that return the same body to everyone. Default: `DEFAULT_IGNORE_NO_STORE` (false).
+    pub ignore_no_store: Option<bool>,
+}
+
+/// `origin_cache_control:` value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FileOriginCacheControl {
+    /// `honour` (or `honor`): the ERP's max-age/Expires win when present.
+    #[serde(alias = "honor")]
+    Honour,
+    /// `override`: the route's TTL always wins.
+    Override,
+}
+
+/// `query_key:` value: `all`, `{ only: [a, b] }` or `{ ignore: [a, b] }`. Written by hand because
+/// serde_yaml 0.9 reads enums only from YAML tags (`!only [a]`), not from the map form.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FileQueryKey {
+    /// `all`: every parameter.
+    All,
+    /// `{ only: [...] }`: only these parameters; `{ only: [] }` ignores the query string.
+    Only(Vec<String>),
+    /// `{ ignore: [...] }`: every parameter except these.
+    Ignore(Vec<String>),
+}
+
+impl Default for FileConfig {
+    fn default() -> Self {
+        Self {
+            listen: DEFAULT_LISTEN.to_owned(),
+            admin_listen: DEFAULT_ADMIN_LISTEN.to_owned(),
+            upstream: None,
+            cache: FileCache::default(),
+            server: FileServer::default(),
+            defaults: FileDefaults::default(),
+            routes: Vec::new(),
+        }
+    }
+}
+
+impl Default for FileUpstream {
+    fn default() -> Self {
+        Self {
+            address: None,
+            connect_timeout_ms: DEFAULT_CONNECT_TIMEOUT_MS,
+            read_timeout_ms: DEFAULT_READ_TIMEOUT_MS,
+            write_timeout_ms: DEFAULT_WRITE_TIMEOUT_MS,
+        }
+    }
+}
+
+impl Default for FileCache {
+    fn default() -> Self {
+        Self {
+            dir: PathBuf::from(DEFAULT_CACHE_DIR),
+            memory_mib: DEFAULT_MEMORY_MIB,
+            disk_mib: DEFAULT_DISK_MIB,
+            max_object_bytes: DEFAULT_MAX_OBJECT_BYTES,
+            lock_timeout_ms: DEFAULT_LOCK_TIMEOUT_MS,
+            compression: FileCompression::default(),
+        }
+    }
+}
+
+impl Default for FileCompression {
+    fn default() -> Self {
+        Self {
+            enabled: DEFAULT_COMPRESSION_ENABLED,
+            level: DEFAULT_COMPRESSION_LEVEL,
+        }
+    }
+}
+
+impl Default for FileServer {
+    fn default() -> Self {
+        Self {
+            threads: DEFAULT_THREADS,
+            grace_period_secs: DEFAULT_GRACE_PERIOD_SECS,
+            graceful_shutdown_timeout_secs: DEFAULT_GRACEFUL_SHUTDOWN_TIMEOUT_SECS,
+            pid_file: PathBuf::from(DEFAULT_PID_FILE),
+            upgrade_sock: PathBuf::from(DEFAULT_UPGRADE_SOCK),
+        }
+    }
+}
+
+impl Default for FileDefaults {
+    fn default() -> Self {
+        Self {
+            ttl_secs: DEFAULT_TTL_SECS,
+            stale_while_revalidate_secs: DEFAULT_STALE_WHILE_REVALIDATE_SECS,
+            stale_if_error_secs: DEFAULT_STALE_IF_ERROR_SECS,
+            statuses: DEFAULT_STATUSES.to_vec(),
+            origin_cache_control: FileOriginCacheControl::default(),
+            query_key: FileQueryKey::default(),
+        }
+    }
+}
+
+impl Default for FileOriginCacheControl {
+    fn default() -> Self {
+        match DEFAULT_ORIGIN_CACHE_CONTROL {
+            OriginCacheControl::Honour => Self::Honour,
+            OriginCacheControl::Override => Self::Override,
+        }
+    }
+}
+
+impl Default for FileQueryKey {
+    fn default() -> Self {
+        match DEFAULT_QUERY_KEY {
+            QueryKey::All => Self::All,
+            QueryKey::Only(names) => Self::Only(names),
+            QueryKey::Ignore(names) => Self::Ignore(names),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for FileQueryKey {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(QueryKeyVisitor)
+    }
+}
+
+struct QueryKeyVisitor;
+
+impl<'de> Visitor<'de> for QueryKeyVisitor {
+    type Value = FileQueryKey;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("`all`, `{ only: [names] }` or `{ ignore: [names] }`")
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<FileQueryKey, E> {
+        match v {
+            "all" => Ok(FileQueryKey::All),
+            _ => Err(E::invalid_value(de::Unexpected::Str(v), &self)),
+        }
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<FileQueryKey, A::Error> {
+        let Some(key) = map.next_key::<String>()? else {
+            return Err(de::Error::invalid_length(0, &self));
+        };
+        let names: Vec<String> = map.next_value()?;
+        let value = match key.as_str() {
+            "only" => FileQueryKey::Only(names),
+            "ignore" => FileQueryKey::Ignore(names),
+            other => return Err(de::Error::unknown_field(other, &["only", "ignore"])),
+        };
+        if map.next_key::<String>()?.is_some() {
+            return Err(de::Error::custom(
+                "query_key takes one of `only` or `ignore`, not both; keep one",
+            ));
+        }
+        Ok(value)
+    }
+}
+
+/// The keys a `File*` struct accepts, read from its serde derive so that the list used in
+/// "unknown key" messages can never drift from the structs above.
+pub(crate) fn keys_of<'de, T: Deserialize<'de>>() -> &'static [&'static str] {
+    let mut keys: &'static [&'static str] = &[];
+    // The probe fails on purpose once it has seen the field list.
+    let _ = T::deserialize(KeyProbe(&mut keys));
+    keys
+}
+
+/// A deserializer that records the field list serde's derive passes to `deserialize_struct`.
+struct KeyProbe<'a>(&'a mut &'static [&'static str]);
+
+#[derive(Debug)]
+struct ProbeDone;
+
+impl fmt::Display for ProbeDone {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("key probe done")
+    }
+}
+
+impl std::error::Error for ProbeDone {}
+
+impl de::Error for ProbeDone {
+    fn custom<T: fmt::Display>(_msg: T) -> Self {
+        ProbeDone
+    }
+}
+
+impl<'de> Deserializer<'de> for KeyProbe<'_> {
+    type Error = ProbeDone;
+
+    fn deserialize_any<V: Visitor<'de>>(self, _visitor: V) -> Result<V::Value, ProbeDone> {
+        Err(ProbeDone)
+    }
+
+    fn deserialize_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        fields: &'static [&'static str],
+        _visitor: V,
+    ) -> Result<V::Value, ProbeDone> {
+        *self.0 = fields;
+        Err(ProbeDone)
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf
+        option unit unit_struct newtype_struct seq tuple tuple_struct map enum identifier
+        ignored_any
+    }
+}

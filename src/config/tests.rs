@@ -1,0 +1,916 @@
+//! Tests of the config layer: the shipped files, one test per kind of problem (asserting the key
+//! path, the line and the fix in the message), query keys, defaults and first-match order.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use http::Method;
+
+use super::file::{FileConfig, FileRoute, keys_of};
+use super::lines::{self, Lines};
+use super::*;
+
+/// The smallest valid file: line 1.
+const MINIMAL: &str = "upstream: { address: \"127.0.0.1:5007\" }\n";
+
+fn shipped(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("config")
+        .join(name)
+}
+
+fn ok(yaml: &str) -> Config {
+    parse(yaml, "t.yaml")
+        .unwrap_or_else(|e| panic!("expected a valid config, got:\n{e}\n---\n{yaml}"))
+}
+
+/// All messages, one per line, as `knitcache check` prints them.
+fn errors(yaml: &str) -> String {
+    match parse(yaml, "t.yaml") {
+        Ok(_) => panic!("expected problems, the config was accepted:\n{yaml}"),
+        Err(e) => e.to_string(),
+    }
+}
+
+/// `MINIMAL` + `routes:` on line 2; the first route item is on line 3.
+fn with_routes(routes: &str) -> String {
+    format!("{MINIMAL}routes:\n{routes}")
+}
+
+fn assert_has(all: &str, expected: &str) {
+    assert!(
+        all.contains(expected),
+        "expected a line containing\n  {expected}\nin\n{all}"
+    );
+}
+
+fn route<'a>(c: &'a Config, method: &Method, path: &str) -> Option<&'a Route> {
+    c.route_for(method, path).map(|(_, r)| r)
+}
+
+// ---- the shipped files ----
+
+#[test]
+fn shipped_config_is_valid() {
+    let c = load(&shipped("knitcache.yaml")).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(c.listen, "0.0.0.0:5006".parse().expect("addr"));
+    assert_eq!(c.admin_listen, "127.0.0.1:5009".parse().expect("addr"));
+    assert_eq!(c.upstream.address, "127.0.0.1:5007".parse().expect("addr"));
+    assert_eq!(c.cache.dir, PathBuf::from("/var/cache/knitcache"));
+    assert!(
+        c.routes.len() > 40,
+        "the shipped table covers every read group"
+    );
+}
+
+#[test]
+fn shipped_config_ttls_follow_the_erps_plan() {
+    let c = load(&shipped("knitcache.yaml")).unwrap_or_else(|e| panic!("{e}"));
+    let ttl = |path: &str| {
+        let r = route(&c, &Method::GET, path).unwrap_or_else(|| panic!("{path} matches no route"));
+        let p = r
+            .cache_policy()
+            .unwrap_or_else(|| panic!("{path} ({}) must cache", r.name));
+        p.ttl.as_secs()
+    };
+    assert_eq!(ttl("/api/comprehensive-kpis"), 180);
+    assert_eq!(ttl("/api/yarn-intelligence"), 300);
+    assert_eq!(ttl("/api/inventory-intelligence-enhanced"), 300);
+    assert_eq!(ttl("/api/v2/yarn"), 300);
+    assert_eq!(ttl("/api/production-pipeline"), 60);
+    assert_eq!(ttl("/api/production-planning"), 60);
+    assert_eq!(ttl("/api/knit-orders"), 60);
+    assert_eq!(ttl("/api/ml-forecast-detailed"), 900);
+    assert_eq!(ttl("/api/six-phase-planning"), 600);
+    assert_eq!(ttl("/api/bom-explosion-net-requirements"), 3600);
+    assert_eq!(ttl("/api/inventory/unified"), 300);
+    assert_eq!(ttl("/api/production/unified"), 60);
+    assert_eq!(ttl("/api/production-flow/status"), 60);
+    assert_eq!(ttl("/api/ai/yarn-forecast/18868"), 900);
+    assert_eq!(
+        ttl("/api/v2/analytics/kpis"),
+        60,
+        "the dashboard's 404 polls are cached"
+    );
+    assert_eq!(ttl("/api/kpi-dashboard"), 3600, "redirect-only legacy path");
+
+    let slow = route(&c, &Method::GET, "/api/fabric-forecast-integrated").expect("route");
+    let policy = slow.cache_policy().expect("caches");
+    assert!(
+        policy.stale_while_revalidate >= Duration::from_secs(3600),
+        "slow forecast: generous swr"
+    );
+
+    let page = route(&c, &Method::GET, "/").expect("the dashboard page has a route");
+    let policy = page.cache_policy().expect("caches");
+    assert!(
+        policy.ignore_no_store,
+        "/ is sent with no-store but is the same for everyone"
+    );
+    assert_eq!(policy.query, QueryKey::Only(vec![]));
+    assert_eq!(
+        route(&c, &Method::GET, "/consolidated")
+            .expect("route")
+            .name,
+        page.name
+    );
+}
+
+#[test]
+fn shipped_config_passes_side_effects_through() {
+    let c = load(&shipped("knitcache.yaml")).unwrap_or_else(|e| panic!("{e}"));
+    for path in [
+        "/api/reload-data",
+        "/api/system/unified",
+        "/api/backtest/fabric-comprehensive",
+        "/api/backtest/models",
+        "/api/admin/feature-flags",
+        "/api/cache-stats",
+        "/api/cache-clear",
+        "/api/execute-planning",
+        "/api/planning/execute",
+        "/api/v2/health",
+    ] {
+        let r = route(&c, &Method::GET, path).unwrap_or_else(|| panic!("{path} matches no route"));
+        assert!(
+            r.cache_policy().is_none(),
+            "{path} must pass through, but {} caches",
+            r.name
+        );
+    }
+    // Unlisted paths and the writes next to cached reads are not cached.
+    assert!(route(&c, &Method::GET, "/api/retrain-ml").is_none());
+    assert!(route(&c, &Method::POST, "/api/knit-orders/generate").is_none());
+    assert!(route(&c, &Method::GET, "/api/yarn-requirements-calculation/x").is_none());
+}
+
+#[test]
+fn shipped_configs_comment_every_value() {
+    for name in ["knitcache.yaml", "dev.yaml"] {
+        let text = std::fs::read_to_string(shipped(name)).expect("read");
+        let mut previous = "";
+        for (n, line) in text.lines().enumerate() {
+            let t = line.trim();
+            let is_value = !t.is_empty() && !t.starts_with('#') && !t.ends_with(':');
+            // A value is explained on its own line or by the comment line right above it.
+            if is_value && !t.contains(" #") && !previous.starts_with('#') {
+                panic!("{name} line {}: {t:?} has no comment saying why", n + 1);
+            }
+            if !t.is_empty() {
+                previous = t;
+            }
+        }
+    }
+}
+
+#[test]
+fn dev_config_is_valid() {
+    let c = load(&shipped("dev.yaml")).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(c.listen, "127.0.0.1:5006".parse().expect("addr"));
+    assert_eq!(c.cache.dir, PathBuf::from("./target/knitcache-cache"));
+    assert!(c.cache.memory_bytes <= 64 * 1024 * 1024, "small tiers");
+    assert!(
+        route(&c, &Method::GET, "/api/reload-data")
+            .expect("route")
+            .cache_policy()
+            .is_none()
+    );
+}
+
+#[test]
+fn route_table_lists_routes_in_order() {
+    let c = load(&shipped("knitcache.yaml")).unwrap_or_else(|e| panic!("{e}"));
+    let table = route_table(&c);
+    let lines: Vec<&str> = table.lines().collect();
+    assert!(lines[0].starts_with(" #  name"), "{table}");
+    assert_eq!(
+        lines.len(),
+        c.routes.len() + 2,
+        "header + one line per route + footer"
+    );
+    let kpis = lines
+        .iter()
+        .find(|l| l.contains(" kpis "))
+        .expect("kpis row");
+    for cell in [
+        "cache",
+        "3m",
+        "1m",
+        "1h",
+        "all",
+        "exact /api/comprehensive-kpis",
+    ] {
+        assert!(kpis.contains(cell), "{kpis:?} lacks {cell}");
+    }
+    let reload = lines
+        .iter()
+        .find(|l| l.contains("reload-data"))
+        .expect("row");
+    assert!(reload.contains("pass"), "{reload}");
+    // Aligned: the match column starts at the same offset on every row.
+    let at = lines[0].find("match").expect("header");
+    assert!(
+        lines[1..=c.routes.len()]
+            .iter()
+            .all(|l| l[at - 2..at].trim().is_empty())
+    );
+}
+
+// ---- syntax and shape ----
+
+#[test]
+fn invalid_yaml_names_the_line() {
+    let all = errors("upstream: { address: \"127.0.0.1:5007\" }\nroutes: [\n");
+    assert_has(&all, "t.yaml:3: invalid YAML: ");
+}
+
+#[test]
+fn unknown_key_names_line_and_valid_keys() {
+    let all = errors(&with_routes(
+        "  - name: kpis\n    exact: /a\n    ttl: 180\n",
+    ));
+    assert_has(
+        &all,
+        "t.yaml:5: routes[0].ttl (route \"kpis\"): unknown key \"ttl\"; did you mean ttl_secs? \
+         valid keys here: name, exact, prefix, pattern, methods, cache, ttl_secs, ",
+    );
+    let all = errors(&format!(
+        "{MINIMAL}cache:\n  memory: 64\n  compresion: {{ level: 3 }}\nlisten_addr: x\n"
+    ));
+    assert_has(
+        &all,
+        "t.yaml:3: cache.memory: unknown key \"memory\"; did you mean memory_mib?",
+    );
+    assert_has(
+        &all,
+        "t.yaml:4: cache.compresion: unknown key \"compresion\"; did you mean compression?",
+    );
+    assert_has(&all, "t.yaml:5: listen_addr: unknown key \"listen_addr\"; ");
+    assert_has(
+        &all,
+        "valid keys here: listen, admin_listen, upstream, cache, server, defaults, routes",
+    );
+}
+
+#[test]
+fn duration_with_a_unit_says_how_to_write_it() {
+    let all = errors(&with_routes(
+        "  - name: kpis\n    exact: /a\n    ttl_secs: 3m\n",
+    ));
+    assert_has(
+        &all,
+        "t.yaml:5: routes[0].ttl_secs (route \"kpis\"): ttl_secs = 3m is not a whole number of \
+         seconds; write a whole number of seconds, e.g. ttl_secs: 180",
+    );
+    let all = errors("upstream:\n  address: \"127.0.0.1:5007\"\n  read_timeout_ms: 1.5s\n");
+    assert_has(
+        &all,
+        "t.yaml:3: upstream.read_timeout_ms: read_timeout_ms = 1.5s is not a whole number of milliseconds; write a whole number of milliseconds, e.g. read_timeout_ms: 1500 for 1.5s",
+    );
+    let all = errors(&format!(
+        "{MINIMAL}cache: {{ memory_mib: 1G, max_object_bytes: 4 MiB }}\n"
+    ));
+    assert_has(
+        &all,
+        "memory_mib = 1G is not a whole number of MiB; write a whole number of MiB, e.g. memory_mib: 1024 for 1G",
+    );
+    assert_has(&all, "e.g. max_object_bytes: 4194304 for 4 MiB");
+    let all = errors(&format!(
+        "{MINIMAL}server: {{ threads: two, grace_period_secs: soon }}\n"
+    ));
+    assert_has(
+        &all,
+        "t.yaml:2: server.threads: threads = two is not a whole number; write a whole number, e.g. threads: 2",
+    );
+    assert_has(
+        &all,
+        "grace_period_secs = soon is not a whole number of seconds; write a whole number of seconds, e.g. grace_period_secs: 10",
+    );
+}
+
+#[test]
+fn quoted_and_empty_numbers_are_explained() {
+    let all = errors(&format!(
+        "{MINIMAL}defaults:\n  ttl_secs: \"60\"\n  stale_if_error_secs:\n"
+    ));
+    assert_has(
+        &all,
+        "t.yaml:3: defaults.ttl_secs: ttl_secs = \"60\" is quoted, which makes it text; write it without quotes: ttl_secs: 60",
+    );
+    assert_has(
+        &all,
+        "t.yaml:4: defaults.stale_if_error_secs: stale_if_error_secs has no value; write a whole number of seconds, e.g. stale_if_error_secs: 600, or remove the key to use the default",
+    );
+}
+
+#[test]
+fn repeated_key_is_reported_at_the_repeat() {
+    let all = errors(&with_routes(
+        "  - name: a\n    exact: /a\n    ttl_secs: 1\n    ttl_secs: 2\n",
+    ));
+    assert_has(
+        &all,
+        "t.yaml:6: routes[0].ttl_secs (route \"a\"): ttl_secs appears twice (first on line 5); keep one",
+    );
+}
+
+#[test]
+fn every_shape_problem_is_reported_at_once() {
+    let all = errors(&with_routes(
+        "  - name: a\n    exact: /a\n    ttl: 1\n  - name: b\n    exact: /b\n    ttl_secs: 2h\n    swr: 1\n",
+    ));
+    assert_eq!(all.lines().count(), 3, "{all}");
+    let lines: Vec<&str> = all.lines().collect();
+    assert!(
+        lines[0].starts_with("t.yaml:5:")
+            && lines[1].starts_with("t.yaml:8:")
+            && lines[2].starts_with("t.yaml:9:"),
+        "sorted by line:\n{all}"
+    );
+    assert_has(&all, "e.g. ttl_secs: 7200 for 2h");
+}
+
+#[test]
+fn wrong_types_are_reported_by_serde_with_line_and_route() {
+    let all = errors(&with_routes("  - name: a\n    exact: /a\n    cache: 1\n"));
+    assert_has(
+        &all,
+        "t.yaml:5: routes[0].cache (route \"a\"): invalid type: integer `1`, expected a boolean; write true or false",
+    );
+    let all = errors(&with_routes(
+        "  - name: a\n    exact: /a\n    methods: GET\n",
+    ));
+    assert_has(
+        &all,
+        "t.yaml:5: routes[0].methods (route \"a\"): invalid type: string \"GET\", expected a sequence; write a list, e.g. methods: [GET, HEAD]",
+    );
+}
+
+#[test]
+fn address_given_as_a_bare_port_or_host_name() {
+    let all = errors("listen: 5006\nupstream: { address: \"127.0.0.1:5007\" }\n");
+    assert_has(
+        &all,
+        "t.yaml:1: listen: listen = 5006 is a port alone; write IP:port, e.g. listen: \"0.0.0.0:5006\"",
+    );
+    let all = errors(
+        "admin_listen: localhost:5009\nupstream: { address: \"10.0.0.7\" }\nlisten: nowhere\n",
+    );
+    assert_has(
+        &all,
+        "t.yaml:1: admin_listen: \"localhost:5009\" is not an IP:port address; host names are not resolved; write admin_listen: \"127.0.0.1:5009\"",
+    );
+    assert_has(
+        &all,
+        "t.yaml:2: upstream.address: \"10.0.0.7\" is not an IP:port address; add a port, e.g. upstream.address: \"10.0.0.7:5007\"",
+    );
+    assert_has(
+        &all,
+        "t.yaml:3: listen: \"nowhere\" is not an IP:port address; write IP:port, e.g. listen: \"0.0.0.0:5006\"",
+    );
+}
+
+// ---- meaning ----
+
+#[test]
+fn upstream_missing() {
+    let all = errors("listen: \"0.0.0.0:5006\"\n");
+    assert_has(
+        &all,
+        "t.yaml: upstream: missing; knitcache needs the ERP's address: add upstream: { address: \"127.0.0.1:5007\" }",
+    );
+    let all = errors("upstream:\n  connect_timeout_ms: 5\n");
+    assert_has(
+        &all,
+        "t.yaml:1: upstream.address: missing; add address: \"127.0.0.1:5007\" under upstream:",
+    );
+    // An empty file gets the same advice, and nothing else.
+    assert_eq!(errors("").lines().count(), 1);
+}
+
+#[test]
+fn upstream_pointing_at_the_proxy_itself() {
+    let all = errors("listen: \"0.0.0.0:5006\"\nupstream: { address: \"127.0.0.1:5006\" }\n");
+    assert_has(
+        &all,
+        "t.yaml:2: upstream.address: 127.0.0.1:5006 is knitcache's own listen address (0.0.0.0:5006), so requests would loop back into the proxy; run the ERP on another port",
+    );
+    let all = errors("upstream: { address: \"0.0.0.0:5007\" }\n");
+    assert_has(
+        &all,
+        "0.0.0.0:5007 is a listen address, not a destination; write the ERP's address, e.g. \"127.0.0.1:5007\"",
+    );
+    // The same port on another host is fine.
+    ok("listen: \"0.0.0.0:5006\"\nupstream: { address: \"10.1.2.3:5006\" }\n");
+}
+
+#[test]
+fn admin_listen_clashing_with_listen() {
+    let all = errors(&format!(
+        "{MINIMAL}listen: \"0.0.0.0:5006\"\nadmin_listen: \"127.0.0.1:5006\"\n"
+    ));
+    assert_has(
+        &all,
+        "t.yaml:3: admin_listen: 127.0.0.1:5006 uses the same port as listen = 0.0.0.0:5006; give the admin endpoints a port of their own",
+    );
+    // Ephemeral ports (tests) never clash.
+    ok(&format!(
+        "{MINIMAL}listen: \"127.0.0.1:0\"\nadmin_listen: \"127.0.0.1:0\"\n"
+    ));
+}
+
+#[test]
+fn timeouts_of_zero() {
+    let all = errors(
+        "upstream: { address: \"127.0.0.1:5007\", connect_timeout_ms: 0 }\ncache: { lock_timeout_ms: 0 }\n",
+    );
+    assert_has(
+        &all,
+        "t.yaml:1: upstream.connect_timeout_ms: connect_timeout_ms = 0 would expire at once; write a whole number of milliseconds above 0, e.g. connect_timeout_ms: 1000",
+    );
+    assert_has(
+        &all,
+        "t.yaml:2: cache.lock_timeout_ms: lock_timeout_ms = 0 sends every waiting request to the ERP at once",
+    );
+}
+
+#[test]
+fn cache_sizes() {
+    let all = errors(&format!(
+        "{MINIMAL}cache:\n  memory_mib: 0\n  disk_mib: 0\n"
+    ));
+    assert_has(
+        &all,
+        "t.yaml:3: cache.memory_mib: memory_mib = 0 leaves no memory tier; set at least 1, e.g. memory_mib: 256",
+    );
+    assert_has(
+        &all,
+        "t.yaml:4: cache.disk_mib: disk_mib = 0 leaves no disk tier; set at least 1, e.g. disk_mib: 2048",
+    );
+    let all = errors(&format!(
+        "{MINIMAL}cache:\n  memory_mib: 2\n  max_object_bytes: 4194304\n"
+    ));
+    assert_has(
+        &all,
+        "t.yaml:4: cache.max_object_bytes: max_object_bytes = 4194304 is larger than the memory tier (memory_mib = 2 is 2097152 bytes); lower max_object_bytes or raise memory_mib",
+    );
+    let all = errors(&format!(
+        "{MINIMAL}cache:\n  memory_mib: 1024\n  max_object_bytes: 134217728\n"
+    ));
+    assert_has(
+        &all,
+        "t.yaml:4: cache.max_object_bytes: max_object_bytes = 134217728 is over the 64 MiB limit (67108864)",
+    );
+    let all = errors(&format!("{MINIMAL}cache: {{ max_object_bytes: 0 }}\n"));
+    assert_has(&all, "max_object_bytes = 0 stores nothing");
+}
+
+#[test]
+fn compression_level_and_threads() {
+    let all = errors(&format!(
+        "{MINIMAL}cache:\n  compression: {{ level: 0 }}\nserver:\n  threads: 0\n"
+    ));
+    assert_has(
+        &all,
+        "t.yaml:3: cache.compression.level: level = 0 is outside 1..=9; use 1 (fastest) to 9 (smallest), e.g. level: 6",
+    );
+    assert_has(
+        &all,
+        "t.yaml:5: server.threads: threads = 0 runs no workers; set at least 1, e.g. threads: 2",
+    );
+}
+
+#[test]
+fn upgrade_socket_path_too_long() {
+    let long = format!("/tmp/{}.sock", "x".repeat(120));
+    let all = errors(&format!("{MINIMAL}server:\n  upgrade_sock: {long}\n"));
+    assert_has(
+        &all,
+        "t.yaml:3: server.upgrade_sock: upgrade_sock = /tmp/xxx",
+    );
+    assert_has(&all, "over the 107 bytes a unix socket path may have");
+}
+
+#[test]
+fn duplicate_route_names() {
+    let all = errors(&with_routes(
+        "  - name: kpis\n    exact: /a\n  - name: kpis\n    exact: /b\n",
+    ));
+    assert_has(
+        &all,
+        "t.yaml:5: routes[1].name (route \"kpis\"): name \"kpis\" is already used by routes[0] (line 3); route names label metrics and logs, so they must be unique",
+    );
+}
+
+#[test]
+fn route_names_must_be_present_and_simple() {
+    let all = errors(&with_routes(
+        "  - exact: /a\n  - name: \"KPI cards!\"\n    exact: /b\n",
+    ));
+    assert_has(
+        &all,
+        "t.yaml:3: routes[0]: has no name; add name: <unique-name>",
+    );
+    assert_has(
+        &all,
+        "t.yaml:4: routes[1].name (route \"KPI cards!\"): name \"KPI cards!\" may only use letters, digits, '-', '_' and '.' (it labels metrics and logs); write e.g. name: kpi-cards-",
+    );
+}
+
+#[test]
+fn route_needs_exactly_one_matcher() {
+    let all = errors(&with_routes(
+        "  - name: none\n    ttl_secs: 5\n  - name: two\n    exact: /a\n    prefix: /a/\n",
+    ));
+    assert_has(
+        &all,
+        "t.yaml:3: routes[0] (route \"none\"): matches no path; add exactly one of exact: /path, prefix: /path/ or pattern: <regex>",
+    );
+    assert_has(
+        &all,
+        "t.yaml:7: routes[1].prefix (route \"two\"): sets exact and prefix; keep exactly one of exact, prefix and pattern",
+    );
+}
+
+#[test]
+fn paths_must_start_with_a_slash_and_carry_no_query() {
+    let all = errors(&with_routes(
+        "  - name: a\n    prefix: api/v2/\n  - name: b\n    exact: /api/x?view=1\n",
+    ));
+    assert_has(
+        &all,
+        "t.yaml:4: routes[0].prefix (route \"a\"): \"api/v2/\" does not start with /; request paths always do, write prefix: /api/v2/",
+    );
+    assert_has(
+        &all,
+        "t.yaml:6: routes[1].exact (route \"b\"): \"/api/x?view=1\" contains a query string, but paths are matched without it; write exact: /api/x and choose parameters with query_key",
+    );
+}
+
+#[test]
+fn invalid_regex() {
+    let all = errors(&with_routes("  - name: a\n    pattern: \"/api/(x\"\n"));
+    assert_has(
+        &all,
+        "t.yaml:4: routes[0].pattern (route \"a\"): \"/api/(x\" is not a valid regular expression: unclosed group; fix the expression",
+    );
+}
+
+#[test]
+fn unknown_and_lowercase_methods() {
+    let all = errors(&with_routes(
+        "  - name: a\n    exact: /a\n    methods: [GET, get, FETCH]\n",
+    ));
+    assert_has(
+        &all,
+        "t.yaml:5: routes[0].methods[1] (route \"a\"): \"get\": HTTP methods are case-sensitive; write GET",
+    );
+    assert_has(
+        &all,
+        "t.yaml:5: routes[0].methods[2] (route \"a\"): unknown HTTP method \"FETCH\"; use one of GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS, TRACE, CONNECT",
+    );
+    let all = errors(&with_routes(
+        "  - name: a\n    exact: /a\n    methods: []\n",
+    ));
+    assert_has(
+        &all,
+        "routes[0].methods (route \"a\"): methods is empty, so the route matches nothing",
+    );
+    let all = errors(&with_routes(
+        "  - name: a\n    exact: /a\n    methods: [POST]\n",
+    ));
+    assert_has(
+        &all,
+        "t.yaml:5: routes[0].methods (route \"a\"): methods = [POST] on a caching route: only GET and HEAD are ever cached, so this route caches nothing; set cache: false, or add GET",
+    );
+}
+
+#[test]
+fn statuses_out_of_range() {
+    let all = errors(&with_routes(
+        "  - name: a\n    exact: /a\n    statuses: [200, 99, 600]\n",
+    ));
+    assert_has(
+        &all,
+        "t.yaml:5: routes[0].statuses[1] (route \"a\"): 99 is not an HTTP status (100..=599); write a status code, e.g. 200 or 404",
+    );
+    assert_has(
+        &all,
+        "routes[0].statuses[2] (route \"a\"): 600 is not an HTTP status",
+    );
+    let all = errors(&format!("{MINIMAL}defaults:\n  statuses: []\n"));
+    assert_has(
+        &all,
+        "t.yaml:3: defaults.statuses: statuses is empty, so nothing would be stored",
+    );
+}
+
+#[test]
+fn cache_keys_on_a_pass_through_route() {
+    let all = errors(&with_routes(
+        "  - name: reload\n    exact: /api/reload-data\n    cache: false\n    ttl_secs: 60\n    query_key: all\n",
+    ));
+    assert_has(
+        &all,
+        "t.yaml:6: routes[0].ttl_secs (route \"reload\"): ttl_secs is set but the route has cache: false (pass-through), so it would do nothing; remove ttl_secs or set cache: true",
+    );
+    assert_has(
+        &all,
+        "t.yaml:7: routes[0].query_key (route \"reload\"): query_key is set but the route has cache: false",
+    );
+}
+
+#[test]
+fn zero_ttl_with_stale_while_revalidate() {
+    let all = errors(&with_routes(
+        "  - name: kpis\n    exact: /a\n    ttl_secs: 0\n    stale_while_revalidate_secs: 30\n",
+    ));
+    assert_has(
+        &all,
+        "t.yaml:5: routes[0].ttl_secs (route \"kpis\"): ttl_secs = 0 but stale_while_revalidate_secs = 30; set ttl_secs > 0 or remove stale_while_revalidate_secs",
+    );
+    // Inherited from defaults: the fix is to override it on the route.
+    let all = errors(&with_routes(
+        "  - name: kpis\n    exact: /a\n    ttl_secs: 0\n",
+    ));
+    assert_has(
+        &all,
+        "ttl_secs = 0 but stale_while_revalidate_secs = 30 (from defaults); set ttl_secs > 0 or set stale_while_revalidate_secs: 0 on this route",
+    );
+    let all = errors(&with_routes(
+        "  - name: kpis\n    exact: /a\n    ttl_secs: 0\n    stale_while_revalidate_secs: 0\n    stale_if_error_secs: 0\n",
+    ));
+    assert_has(
+        &all,
+        "ttl_secs = 0 and stale_if_error_secs = 0: nothing stored would ever be served",
+    );
+    // TTL 0 as a pure stale-if-error fallback is allowed.
+    ok(&with_routes(
+        "  - name: kpis\n    exact: /a\n    ttl_secs: 0\n    stale_while_revalidate_secs: 0\n",
+    ));
+}
+
+#[test]
+fn windows_over_a_year_look_like_milliseconds() {
+    let all = errors(&with_routes(
+        "  - name: a\n    exact: /a\n    ttl_secs: 180000000\n",
+    ));
+    assert_has(
+        &all,
+        "t.yaml:5: routes[0].ttl_secs (route \"a\"): ttl_secs = 180000000 is more than a year (31536000 s); durations here are in seconds; if you meant milliseconds, write ttl_secs: 180000",
+    );
+}
+
+#[test]
+fn unreachable_routes() {
+    let all = errors(&with_routes(concat!(
+        "  - name: api\n    prefix: /api/\n",                  // 3
+        "  - name: v2\n    prefix: /api/v2/\n",                // 5
+        "  - name: kpis\n    exact: /api/kpis\n",              // 7
+        "  - name: root\n    exact: /\n",                      // 9
+        "  - name: root-again\n    exact: /\n",                // 11
+        "  - name: html\n    pattern: /(index|home)\\.html\n", // 13
+        "  - name: home\n    exact: /home.html\n",             // 15
+    )));
+    assert_has(
+        &all,
+        "t.yaml:5: routes[1] (route \"v2\"): unreachable route: routes[0] \"api\" (line 3) comes first and matches every request this route could match; move this route above it or remove it",
+    );
+    assert_has(
+        &all,
+        "t.yaml:7: routes[2] (route \"kpis\"): unreachable route: routes[0] \"api\" (line 3)",
+    );
+    assert_has(
+        &all,
+        "t.yaml:11: routes[4] (route \"root-again\"): unreachable route: routes[3] \"root\" (line 9)",
+    );
+    assert_has(
+        &all,
+        "t.yaml:15: routes[6] (route \"home\"): unreachable route: routes[5] \"html\" (line 13)",
+    );
+    assert_eq!(all.lines().count(), 4, "{all}");
+}
+
+#[test]
+fn methods_decide_reachability() {
+    // An earlier route limited to POST leaves GET to the later one.
+    ok(&with_routes(
+        "  - name: writes\n    prefix: /api/\n    methods: [POST]\n    cache: false\n  - name: kpis\n    exact: /api/kpis\n",
+    ));
+    // An earlier route for every method covers a later one limited to GET.
+    let all = errors(&with_routes(
+        "  - name: api\n    prefix: /api/\n  - name: kpis\n    exact: /api/kpis\n    methods: [GET]\n",
+    ));
+    assert_has(&all, "routes[1] (route \"kpis\"): unreachable route");
+    // A later exact path under a shorter prefix with a method the prefix lacks is reachable.
+    ok(&with_routes(
+        "  - name: reads\n    prefix: /api/\n    methods: [GET]\n  - name: kpis\n    exact: /api/kpis\n    methods: [GET, HEAD]\n",
+    ));
+}
+
+#[test]
+fn every_problem_is_reported_in_one_run() {
+    let all = errors(concat!(
+        "listen: nowhere\n",
+        "upstream: { address: \"127.0.0.1:5007\" }\n",
+        "cache: { memory_mib: 0 }\n",
+        "server: { threads: 0 }\n",
+        "routes:\n",
+        "  - name: a\n    exact: a\n",
+        "  - name: a\n    pattern: \"(\"\n",
+    ));
+    for line in [
+        "t.yaml:1:",
+        "t.yaml:3:",
+        "t.yaml:4:",
+        "t.yaml:7:",
+        "t.yaml:8:",
+        "t.yaml:9:",
+    ] {
+        assert!(
+            all.lines().any(|l| l.starts_with(line)),
+            "no problem on {line}\n{all}"
+        );
+    }
+}
+
+#[test]
+fn unreadable_file() {
+    let err = load(Path::new("/nonexistent/knitcache.yaml")).expect_err("no such file");
+    assert_eq!(err.problems.len(), 1);
+    assert!(
+        err.to_string()
+            .starts_with("/nonexistent/knitcache.yaml: cannot read the file: "),
+        "{err}"
+    );
+}
+
+// ---- defaults, query keys, matching ----
+
+#[test]
+fn defaults_fill_what_the_file_leaves_out() {
+    let c = ok(MINIMAL);
+    assert_eq!(c.listen, defaults::DEFAULT_LISTEN.parse().expect("addr"));
+    assert_eq!(
+        c.admin_listen,
+        defaults::DEFAULT_ADMIN_LISTEN.parse().expect("addr")
+    );
+    assert_eq!(
+        c.upstream.read_timeout,
+        Duration::from_millis(defaults::DEFAULT_READ_TIMEOUT_MS)
+    );
+    assert_eq!(
+        c.cache.memory_bytes,
+        defaults::DEFAULT_MEMORY_MIB * 1024 * 1024
+    );
+    assert_eq!(
+        c.cache.compression.level,
+        defaults::DEFAULT_COMPRESSION_LEVEL
+    );
+    assert_eq!(c.server.threads, defaults::DEFAULT_THREADS);
+    assert!(c.routes.is_empty());
+}
+
+#[test]
+fn routes_inherit_from_the_defaults_section() {
+    let c = ok(&format!(
+        "{MINIMAL}defaults:\n  ttl_secs: 120\n  origin_cache_control: honour\n  statuses: [404, 200, 200]\n\
+         routes:\n  - name: a\n    exact: /a\n  - name: b\n    exact: /b\n    ttl_secs: 5\n    origin_cache_control: override\n"
+    ));
+    let a = c.routes[0].cache_policy().expect("caches");
+    assert_eq!(a.ttl, Duration::from_secs(120));
+    assert_eq!(
+        a.stale_while_revalidate,
+        Duration::from_secs(defaults::DEFAULT_STALE_WHILE_REVALIDATE_SECS)
+    );
+    assert_eq!(a.origin_cache_control, OriginCacheControl::Honour);
+    assert_eq!(a.statuses, vec![200, 404], "sorted and deduplicated");
+    assert!(!a.ignore_no_store);
+    let b = c.routes[1].cache_policy().expect("caches");
+    assert_eq!(b.ttl, Duration::from_secs(5));
+    assert_eq!(b.origin_cache_control, OriginCacheControl::Override);
+}
+
+#[test]
+fn query_key_forms() {
+    let policy = |q: &str| {
+        let c = ok(&with_routes(&format!(
+            "  - name: a\n    exact: /a\n    query_key: {q}\n"
+        )));
+        c.routes[0].cache_policy().expect("caches").query.clone()
+    };
+    assert_eq!(policy("all"), QueryKey::All);
+    assert_eq!(
+        policy("{ only: [view, analysis] }"),
+        QueryKey::Only(vec!["analysis".into(), "view".into()])
+    );
+    assert_eq!(
+        policy("{ ignore: [_ts] }"),
+        QueryKey::Ignore(vec!["_ts".into()])
+    );
+    assert_eq!(policy("{ only: [] }"), QueryKey::Only(vec![]));
+    assert_eq!(
+        policy("\n      ignore:\n        - _\n        - _ts"),
+        QueryKey::Ignore(vec!["_".into(), "_ts".into()])
+    );
+
+    let all = errors(&with_routes(
+        "  - name: a\n    exact: /a\n    query_key: some\n",
+    ));
+    assert_has(
+        &all,
+        "t.yaml:5: routes[0].query_key (route \"a\"): invalid value: string \"some\", expected `all`, `{ only: [names] }` or `{ ignore: [names] }`",
+    );
+    let all = errors(&with_routes(
+        "  - name: a\n    exact: /a\n    query_key: { only: [a], ignore: [b] }\n",
+    ));
+    assert_has(
+        &all,
+        "query_key takes one of `only` or `ignore`, not both; keep one",
+    );
+    let all = errors(&with_routes(
+        "  - name: a\n    exact: /a\n    query_key: { keep: [a] }\n",
+    ));
+    assert_has(&all, "unknown field `keep`, expected `only` or `ignore`");
+    let all = errors(&with_routes(
+        "  - name: a\n    exact: /a\n    query_key: { only: [view, \"a=1\"] }\n",
+    ));
+    assert_has(
+        &all,
+        "routes[0].query_key.only[1] (route \"a\"): \"a=1\" is not a query parameter name",
+    );
+}
+
+#[test]
+fn route_for_takes_the_first_match() {
+    let c = ok(&with_routes(concat!(
+        "  - name: writes\n    prefix: /api/\n    methods: [POST, PUT]\n    cache: false\n",
+        "  - name: kpis\n    exact: /api/kpis\n    ttl_secs: 180\n",
+        "  - name: forecast\n    pattern: /api/fabric-forecast(-integrated)?\n",
+        "  - name: api\n    prefix: /api/\n",
+    )));
+    let name = |m: &Method, p: &str| c.route_for(m, p).map(|(i, r)| (i, r.name.as_str()));
+    assert_eq!(name(&Method::POST, "/api/kpis"), Some((0, "writes")));
+    assert_eq!(name(&Method::GET, "/api/kpis"), Some((1, "kpis")));
+    assert_eq!(name(&Method::HEAD, "/api/kpis"), Some((1, "kpis")));
+    assert_eq!(
+        name(&Method::GET, "/api/fabric-forecast"),
+        Some((2, "forecast"))
+    );
+    assert_eq!(
+        name(&Method::GET, "/api/fabric-forecast-integrated"),
+        Some((2, "forecast"))
+    );
+    assert_eq!(
+        name(&Method::GET, "/api/fabric-forecast-x"),
+        Some((3, "api")),
+        "patterns are anchored"
+    );
+    assert_eq!(
+        name(&Method::DELETE, "/api/kpis"),
+        Some((1, "kpis")),
+        "no methods = every method"
+    );
+    assert_eq!(name(&Method::GET, "/"), None);
+    assert_eq!(
+        c.routes[2].path.to_string(),
+        "pattern /api/fabric-forecast(-integrated)?"
+    );
+}
+
+// ---- internals ----
+
+#[test]
+fn unknown_key_lists_come_from_the_serde_structs() {
+    assert_eq!(
+        keys_of::<FileConfig>(),
+        [
+            "listen",
+            "admin_listen",
+            "upstream",
+            "cache",
+            "server",
+            "defaults",
+            "routes"
+        ]
+    );
+    assert!(keys_of::<FileRoute>().contains(&"ignore_no_store"));
+}
+
+#[test]
+fn lines_are_found_in_block_and_flow_style() {
+    let yaml = "listen: \"0.0.0.0:5006\"\nupstream: { address: \"127.0.0.1:5007\",\n  read_timeout_ms: 5 }\nroutes:\n  - name: a\n    exact: /a\n  - { name: b,\n      exact: /b }\n";
+    let lines = Lines::index(&lines::parse(yaml).expect("parses"));
+    assert_eq!(lines.line("listen"), Some(1));
+    assert_eq!(lines.line("upstream.read_timeout_ms"), Some(3));
+    assert_eq!(lines.line("routes[0]"), Some(5));
+    assert_eq!(lines.line("routes[0].exact"), Some(6));
+    assert_eq!(lines.line("routes[1].exact"), Some(8));
+    assert_eq!(
+        lines.line("routes[1].ttl_secs"),
+        Some(7),
+        "an absent key falls back to its route"
+    );
+    assert_eq!(lines.exact("routes[1].ttl_secs"), None);
+    assert!(lines::parse("a: [").is_none());
+}

@@ -1,0 +1,5 @@
+//! knitcache: a caching reverse proxy that makes a slow ERP fast.
+//!
+//! * `config`    YAML schema, validation, the runtime model
+
+pub mod config;
