@@ -1,7 +1,29 @@
 //! knitcache: a caching reverse proxy that makes a slow ERP fast.
 //!
+//! A request's way through: `proxy` matches a route from `config`, asks `cache` for a stored
+//! response (keyed by `cache::key`, negotiated by `cache::encoding`), goes to the ERP on a
+//! miss (coalesced by the cache lock), and stores what `cache::policy` allows. `app` wires it
+//! all into one pingora server; `admin` serves health and metrics beside it.
+//!
+//! * `app`       builds the server (proxy + admin services + cache) from a `Config`, for
+//!   `main` and the tests
+//! * `admin`     the admin listener: health and Prometheus metrics
+//! * `cache`     foyer memory + disk tiers behind pingora-cache's `Storage`, keys, policy
+//! * `cli`       the command line
 //! * `config`    YAML schema, validation, the runtime model
+//! * `demo`      the simulator and the proxy together on loopback
 //! * `erp_sim`   a faithful simulator of the ERP, for tests, the demo and the load suite
+//! * `metrics`   the one Prometheus registry and the proxy's metric families
+//! * `proxy`     the pingora `ProxyHttp` implementation, phase by phase
+//! * `telemetry` logging setup (tracing, with pingora's `log` records bridged in)
 
+pub mod admin;
+pub mod app;
+pub mod cache;
+pub mod cli;
 pub mod config;
+pub mod demo;
 pub mod erp_sim;
+pub mod metrics;
+pub mod proxy;
+pub mod telemetry;

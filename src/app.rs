@@ -1,0 +1,229 @@
+//! Wiring: one pingora `Server` with the proxy service, the admin service and the cache,
+//! built from a validated `Config`. `main` and the integration tests both go through here.
+//!
+//! Listeners are bound here, before pingora starts, and handed to pingora as ready file
+//! descriptors (the same path pingora uses for sockets inherited in a graceful upgrade). A
+//! busy port is then a clear startup error instead of pingora's 30 retries and a panic, and
+//! `127.0.0.1:0` works: the bound port is known before the first request.
+
+use std::net::{SocketAddr, TcpListener};
+use std::os::fd::{IntoRawFd, RawFd};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use async_trait::async_trait;
+use pingora_core::server::configuration::ServerConf;
+use pingora_core::server::{ListenFds, RunArgs, Server, ShutdownSignalWatch, ShutdownWatch};
+use pingora_core::services::listening::Service;
+use pingora_core::services::{ServiceReadyNotifier, ServiceWithDependents};
+
+use crate::admin::Admin;
+use crate::cache::{Cache, CacheError};
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::proxy::Proxy;
+
+/// Why the server could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// A listen address could not be bound.
+    #[error("cannot listen on {addr} ({what}): {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Which listener.
+        what: &'static str,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The cache could not be opened at all.
+    #[error(transparent)]
+    Cache(#[from] CacheError),
+    /// Metrics could not be registered.
+    #[error("cannot register metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+}
+
+/// The addresses the server really listens on (ports resolved when `:0` was asked for).
+#[derive(Debug, Clone, Copy)]
+pub struct Addrs {
+    /// Client traffic.
+    pub proxy: SocketAddr,
+    /// Admin endpoints.
+    pub admin: SocketAddr,
+}
+
+/// Sockets bound before the server starts.
+pub struct Listeners {
+    proxy: TcpListener,
+    admin: TcpListener,
+}
+
+impl Listeners {
+    /// Binds the proxy and admin addresses of `config`.
+    pub fn bind(config: &Config) -> Result<Listeners, AppError> {
+        let bind = |addr: SocketAddr, what: &'static str| {
+            TcpListener::bind(addr)
+                // tokio adopts the socket as is and needs it non-blocking
+                .and_then(|l| l.set_nonblocking(true).map(|()| l))
+                .map_err(|source| AppError::Bind { addr, what, source })
+        };
+        Ok(Listeners {
+            proxy: bind(config.listen, "proxy")?,
+            admin: bind(config.admin_listen, "admin")?,
+        })
+    }
+
+    /// The bound addresses.
+    pub fn addrs(&self) -> std::io::Result<Addrs> {
+        Ok(Addrs {
+            proxy: self.proxy.local_addr()?,
+            admin: self.admin.local_addr()?,
+        })
+    }
+}
+
+/// A built server, ready to run.
+pub struct App {
+    server: Server,
+    cache: Cache,
+    /// Where it listens.
+    pub addrs: Addrs,
+    /// The live configuration (replaced whole on reload).
+    pub config: Arc<ArcSwap<Config>>,
+    /// The metrics `/metrics` serves.
+    pub metrics: Arc<Metrics>,
+}
+
+/// The pingora settings derived from our configuration. Everything not set here keeps
+/// pingora's default.
+pub fn server_conf(config: &Config) -> ServerConf {
+    let s = &config.server;
+    ServerConf {
+        threads: s.threads,
+        grace_period_seconds: Some(s.grace_period.as_secs()),
+        graceful_shutdown_timeout_seconds: Some(s.graceful_shutdown_timeout.as_secs()),
+        pid_file: s.pid_file.display().to_string(),
+        upgrade_sock: s.upgrade_sock.display().to_string(),
+        ..ServerConf::default()
+    }
+}
+
+/// Builds the server: opens the cache, creates the services on `listeners`.
+pub fn build(config: Config, listeners: Listeners) -> Result<App, AppError> {
+    let addrs = listeners.addrs().map_err(|source| AppError::Bind {
+        addr: config.listen,
+        what: "proxy",
+        source,
+    })?;
+    let metrics = Arc::new(Metrics::new(config.routes.iter().map(|r| r.name.as_str()))?);
+    let cache = Cache::open(&config.cache, &metrics.registry)?;
+
+    let mut server = Server::new_with_opt_and_conf(None, server_conf(&config));
+    server.bootstrap();
+
+    let disk = cache.disk.clone();
+    let live = Arc::new(ArcSwap::from_pointee(config));
+    let proxy = Proxy::new(live.clone(), &cache, metrics.clone());
+    let mut proxy_service = pingora_proxy::http_proxy_service_with_name(
+        &server.configuration,
+        proxy,
+        "knitcache proxy",
+    );
+    proxy_service.add_tcp(&addrs.proxy.to_string());
+    server.add_service(PreBound::new(proxy_service, addrs.proxy, listeners.proxy));
+
+    let mut admin_service = Service::new(
+        "knitcache admin".to_string(),
+        Admin::new(metrics.clone(), disk),
+    );
+    admin_service.threads = Some(1);
+    admin_service.add_tcp(&addrs.admin.to_string());
+    server.add_service(PreBound::new(admin_service, addrs.admin, listeners.admin));
+
+    Ok(App {
+        server,
+        cache,
+        addrs,
+        config: live,
+        metrics,
+    })
+}
+
+impl App {
+    /// Runs until `shutdown` fires, then closes the cache (flushing the disk tier). On a
+    /// graceful signal, in-flight requests get `server.grace_period_secs` to finish.
+    pub fn run(self, shutdown: Box<dyn ShutdownSignalWatch>) {
+        let App { server, cache, .. } = self;
+        server.run(RunArgs {
+            shutdown_signal: shutdown,
+        });
+        cache.close();
+    }
+
+    /// Runs until SIGTERM (graceful), SIGINT (fast) or SIGQUIT (graceful upgrade).
+    pub fn run_until_signal(self) {
+        let App { server, cache, .. } = self;
+        server.run(RunArgs::default());
+        cache.close();
+    }
+}
+
+/// A listening service whose socket is already bound: its fd is put into pingora's listen-fd
+/// table under the service's address before the service builds its listeners.
+struct PreBound<S> {
+    inner: S,
+    addr: String,
+    fd: Option<RawFd>,
+}
+
+impl<S> PreBound<S> {
+    fn new(inner: S, addr: SocketAddr, listener: TcpListener) -> Self {
+        PreBound {
+            inner,
+            addr: addr.to_string(),
+            fd: Some(listener.into_raw_fd()),
+        }
+    }
+}
+
+#[async_trait]
+impl<S: ServiceWithDependents> ServiceWithDependents for PreBound<S> {
+    async fn start_service(
+        &mut self,
+        fds: Option<ListenFds>,
+        shutdown: ShutdownWatch,
+        listeners_per_fd: usize,
+        ready: ServiceReadyNotifier,
+    ) {
+        if let (Some(table), Some(fd)) = (&fds, self.fd.take()) {
+            table.lock().add(self.addr.clone(), fd);
+        }
+        self.inner
+            .start_service(fds, shutdown, listeners_per_fd, ready)
+            .await
+    }
+
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+
+    fn threads(&self) -> Option<usize> {
+        self.inner.threads()
+    }
+
+    fn listen_addresses(&self) -> Option<Vec<String>> {
+        self.inner.listen_addresses()
+    }
+}
+
+impl<S> Drop for PreBound<S> {
+    fn drop(&mut self) {
+        // Never handed to pingora (the server did not start): close the socket ourselves.
+        if let Some(fd) = self.fd.take() {
+            use std::os::fd::FromRawFd;
+            // SAFETY: the fd came from `into_raw_fd` above and nothing else owns it.
+            drop(unsafe { TcpListener::from_raw_fd(fd) });
+        }
+    }
+}

@@ -1,0 +1,121 @@
+//! Content negotiation for stored variants.
+//!
+//! A body is compressed once, before it is stored, and every hit serves the stored bytes:
+//! compressing on each hit would cost 50x the hit itself on a 100 KB body. To keep the number
+//! of variants (and so of ERP requests) small, a client's `Accept-Encoding` is reduced to one
+//! coding we store: `br`, `zstd`, `gzip` or identity. That choice is the request's variance.
+
+use http::HeaderValue;
+
+/// The codings a cached body may be stored in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Coding {
+    /// Uncompressed.
+    Identity,
+    /// gzip (RFC 1952).
+    Gzip,
+    /// Brotli (RFC 7932).
+    Brotli,
+    /// Zstandard (RFC 8878).
+    Zstd,
+}
+
+impl Coding {
+    /// The `Accept-Encoding` token, `None` for identity.
+    pub fn token(self) -> Option<&'static str> {
+        match self {
+            Coding::Identity => None,
+            Coding::Gzip => Some("gzip"),
+            Coding::Brotli => Some("br"),
+            Coding::Zstd => Some("zstd"),
+        }
+    }
+
+    /// Our preference when a client weighs several codings the same: smallest output first.
+    fn rank(self) -> u8 {
+        match self {
+            Coding::Brotli => 3,
+            Coding::Zstd => 2,
+            Coding::Gzip => 1,
+            Coding::Identity => 0,
+        }
+    }
+
+    fn from_token(token: &str) -> Option<Coding> {
+        match token {
+            t if t.eq_ignore_ascii_case("br") => Some(Coding::Brotli),
+            t if t.eq_ignore_ascii_case("zstd") => Some(Coding::Zstd),
+            t if t.eq_ignore_ascii_case("gzip") || t.eq_ignore_ascii_case("x-gzip") => {
+                Some(Coding::Gzip)
+            }
+            _ => None,
+        }
+    }
+}
+
+/// The coding to store and serve for a request with this `Accept-Encoding` (RFC 9110 §12.5.3:
+/// highest q-value wins; `q=0` means "not acceptable"; no header means identity).
+pub fn negotiate(accept_encoding: Option<&HeaderValue>) -> Coding {
+    let Some(value) = accept_encoding.and_then(|v| v.to_str().ok()) else {
+        return Coding::Identity;
+    };
+    let mut best = (0u16, Coding::Identity);
+    for item in value.split(',') {
+        let mut parts = item.split(';');
+        let Some(coding) = parts.next().map(str::trim).and_then(Coding::from_token) else {
+            continue;
+        };
+        let q = parts
+            .find_map(|p| p.trim().strip_prefix("q="))
+            .map_or(1000, parse_qvalue);
+        if q > 0 && (q, coding.rank()) > (best.0, best.1.rank()) {
+            best = (q, coding);
+        }
+    }
+    best.1
+}
+
+/// A q-value in thousandths; anything unparsable counts as 0 (not acceptable).
+fn parse_qvalue(q: &str) -> u16 {
+    let q = q.trim();
+    match q.parse::<f32>() {
+        Ok(v) if (0.0..=1.0).contains(&v) => (v * 1000.0).round() as u16,
+        _ => 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn n(v: &str) -> Coding {
+        negotiate(Some(&HeaderValue::from_str(v).expect("header")))
+    }
+
+    #[test]
+    fn browsers_get_brotli() {
+        assert_eq!(n("gzip, deflate, br, zstd"), Coding::Brotli);
+    }
+
+    #[test]
+    fn no_header_is_identity() {
+        assert_eq!(negotiate(None), Coding::Identity);
+        assert_eq!(n("identity"), Coding::Identity);
+        assert_eq!(n("deflate"), Coding::Identity);
+    }
+
+    #[test]
+    fn q_values_are_respected() {
+        assert_eq!(n("gzip;q=1.0, br;q=0.5"), Coding::Gzip);
+        assert_eq!(n("br;q=0, gzip"), Coding::Gzip);
+        assert_eq!(n("gzip;q=0"), Coding::Identity);
+        assert_eq!(n("gzip;q=nonsense"), Coding::Identity);
+        assert_eq!(n("zstd;q=0.9, gzip;q=0.8"), Coding::Zstd);
+    }
+
+    #[test]
+    fn tokens_are_case_insensitive() {
+        assert_eq!(n("GZIP"), Coding::Gzip);
+        assert_eq!(n("x-gzip"), Coding::Gzip);
+    }
+}

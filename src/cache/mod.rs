@@ -1,0 +1,301 @@
+//! The hybrid cache: opening foyer's memory + disk tiers, and the per-proxy objects pingora
+//! needs as `&'static` (storage and cache lock).
+//!
+//! Opening never stops the proxy: a disk tier that cannot be opened (unreadable directory,
+//! corrupt block files foyer refuses) is logged, moved aside for inspection, and replaced by
+//! an empty one; if even that fails the cache runs memory-only. The ERP is still served.
+//!
+//! * `object`  the stored unit and its on-disk encoding
+//! * `storage` `pingora_cache::Storage` over the foyer cache
+//! * `key`     cache keys from a route's policy
+//! * `policy`  which responses are stored, and for how long
+//! * `encoding` the compressed variants stored per key
+
+pub mod encoding;
+pub mod key;
+pub mod object;
+pub mod policy;
+pub mod storage;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use foyer::{
+    BlockEngineConfig, DeviceBuilder, FsDeviceBuilder, HybridCacheBuilder, HybridCachePolicy,
+    LfuConfig, RecoverMode,
+};
+use pingora_cache::lock::{CacheKeyLockImpl, CacheLock};
+use prometheus::{IntCounterVec, Registry};
+
+use crate::config::CacheSettings;
+use object::CachedObject;
+pub use storage::{FoyerCache, HybridStorage};
+
+/// Smallest foyer block; blocks are the disk tier's unit of eviction and cap the entry size.
+const MIN_BLOCK_BYTES: u64 = 1024 * 1024;
+/// Room for the serialised header and metadata beside the largest body in one block.
+const BLOCK_HEADROOM_BYTES: u64 = 64 * 1024;
+
+/// Why the cache could not be opened at all (not even memory-only).
+#[derive(Debug, thiserror::Error)]
+pub enum CacheError {
+    /// foyer refused to build even a memory-only cache.
+    #[error("cannot build the memory tier: {0}")]
+    Memory(foyer::Error),
+    /// The runtime that runs foyer's I/O could not be started.
+    #[error("cannot start the cache runtime: {0}")]
+    Runtime(std::io::Error),
+    /// The metrics of the cache could not be registered.
+    #[error("cannot register cache metrics: {0}")]
+    Metrics(prometheus::Error),
+}
+
+/// What became of the disk tier at startup.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DiskTier {
+    /// Opened on the configured directory (entries from a previous run are recovered).
+    Open,
+    /// The directory could not be used as it was; it was moved to `moved_to` and a fresh,
+    /// empty disk tier was opened in its place.
+    Recreated {
+        /// Where the old directory now lies.
+        moved_to: PathBuf,
+        /// Why it could not be opened.
+        reason: String,
+    },
+    /// No disk tier: the cache lives in memory only until the next restart.
+    MemoryOnly {
+        /// Why the disk tier could not be opened.
+        reason: String,
+    },
+}
+
+/// The open cache of one proxy instance.
+pub struct Cache {
+    /// The storage handed to pingora (leaked: pingora requires `&'static`).
+    pub storage: &'static HybridStorage,
+    /// The cache lock handed to pingora: it coalesces concurrent misses of one key into one
+    /// ERP request and lets stale-while-revalidate refresh in the background.
+    pub lock: &'static CacheKeyLockImpl,
+    /// What happened to the disk tier at startup.
+    pub disk: DiskTier,
+    /// Largest body stored.
+    pub max_object_bytes: usize,
+    /// Runs foyer's I/O; outlives pingora's per-service runtimes so `close` can flush.
+    runtime: tokio::runtime::Runtime,
+}
+
+impl Cache {
+    /// Opens both tiers under `settings`, registering foyer's and the storage's metrics in
+    /// `registry`. Only fails if not even a memory-only cache can be built.
+    pub fn open(settings: &CacheSettings, registry: &Registry) -> Result<Cache, CacheError> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("knitcache-cache-io")
+            .enable_all()
+            .build()
+            .map_err(CacheError::Runtime)?;
+        let errors = IntCounterVec::new(
+            prometheus::Opts::new(
+                "knitcache_cache_storage_errors_total",
+                "Cache storage operations that failed (each one served as a miss or not stored)",
+            ),
+            &["op"],
+        )
+        .map_err(CacheError::Metrics)?;
+        registry
+            .register(Box::new(errors.clone()))
+            .map_err(CacheError::Metrics)?;
+
+        let started = Instant::now();
+        let (cache, disk) = open_tiers(settings, registry, &runtime)?;
+        match &disk {
+            DiskTier::Open => tracing::info!(
+                dir = %settings.dir.display(),
+                took_ms = started.elapsed().as_millis() as u64,
+                "cache opened"
+            ),
+            DiskTier::Recreated { moved_to, reason } => tracing::error!(
+                dir = %settings.dir.display(),
+                moved_to = %moved_to.display(),
+                reason = %reason,
+                "cache directory unusable; moved aside and started empty"
+            ),
+            DiskTier::MemoryOnly { reason } => tracing::error!(
+                dir = %settings.dir.display(),
+                reason = %reason,
+                "cache directory unusable; running with the memory tier only"
+            ),
+        }
+        let storage: &'static HybridStorage =
+            Box::leak(Box::new(HybridStorage::new(cache, errors)));
+        let lock: &'static CacheKeyLockImpl =
+            Box::leak(CacheLock::new_boxed(settings.lock_timeout));
+        Ok(Cache {
+            storage,
+            lock,
+            disk,
+            max_object_bytes: usize::try_from(settings.max_object_bytes).unwrap_or(usize::MAX),
+            runtime,
+        })
+    }
+
+    /// Flushes what the disk tier still buffers and releases its files and threads.
+    pub fn close(self) {
+        if let Some(cache) = self.storage.detach()
+            && let Err(e) = self.runtime.block_on(cache.close())
+        {
+            tracing::error!(error = %e, "cache close failed; some recent entries may be lost");
+        }
+        self.runtime.shutdown_timeout(Duration::from_secs(5));
+    }
+}
+
+/// The disk tier's block size for a given object cap: a power of two that holds the largest
+/// body plus its header.
+pub fn block_bytes_for(max_object_bytes: u64) -> u64 {
+    (max_object_bytes + BLOCK_HEADROOM_BYTES)
+        .next_power_of_two()
+        .max(MIN_BLOCK_BYTES)
+}
+
+fn open_tiers(
+    settings: &CacheSettings,
+    registry: &Registry,
+    runtime: &tokio::runtime::Runtime,
+) -> Result<(FoyerCache, DiskTier), CacheError> {
+    // One mixtrics wrapper per cache: it registers foyer's metrics into this proxy's registry.
+    let metrics = mixtrics::registry::prometheus::PrometheusMetricsRegistry::new(registry.clone());
+    let mut metrics = Some(metrics);
+    let first = match try_open(settings, runtime, &mut metrics, &settings.dir) {
+        Ok(cache) => return Ok((cache, DiskTier::Open)),
+        Err(reason) => reason,
+    };
+    // The directory is unusable as it is. Keep it for inspection (one generation) rather than
+    // deleting it, and start again on an empty directory.
+    let moved_to = quarantine_path(&settings.dir);
+    let _ = std::fs::remove_dir_all(&moved_to);
+    let _ = std::fs::remove_file(&moved_to);
+    if std::fs::rename(&settings.dir, &moved_to).is_ok() {
+        match try_open(settings, runtime, &mut metrics, &settings.dir) {
+            Ok(cache) => {
+                return Ok((
+                    cache,
+                    DiskTier::Recreated {
+                        moved_to,
+                        reason: first,
+                    },
+                ));
+            }
+            Err(second) => {
+                return memory_only(
+                    settings,
+                    runtime,
+                    metrics,
+                    format!("{first}; then {second}"),
+                );
+            }
+        }
+    }
+    memory_only(settings, runtime, metrics, first)
+}
+
+fn quarantine_path(dir: &Path) -> PathBuf {
+    let mut name = dir
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_default();
+    name.push(".corrupt");
+    dir.with_file_name(name)
+}
+
+fn memory_builder(
+    settings: &CacheSettings,
+    metrics: Option<mixtrics::registry::prometheus::PrometheusMetricsRegistry>,
+) -> foyer::HybridCacheBuilderPhaseMemory<u128, CachedObject, foyer::DefaultHasher> {
+    let mut builder = HybridCacheBuilder::new()
+        .with_name("knitcache")
+        .with_policy(HybridCachePolicy::WriteOnInsertion)
+        .with_flush_on_close(true);
+    if let Some(m) = metrics {
+        builder = builder.with_metrics_registry(Box::new(m));
+    }
+    builder
+        .memory(usize::try_from(settings.memory_bytes).unwrap_or(usize::MAX))
+        .with_shards(8)
+        .with_eviction_config(LfuConfig::default())
+        .with_weighter(|_k: &u128, v: &CachedObject| v.weight() + 64)
+}
+
+fn try_open(
+    settings: &CacheSettings,
+    runtime: &tokio::runtime::Runtime,
+    metrics: &mut Option<mixtrics::registry::prometheus::PrometheusMetricsRegistry>,
+    dir: &Path,
+) -> Result<FoyerCache, String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let device = FsDeviceBuilder::new(dir)
+        .with_capacity(usize::try_from(settings.disk_bytes).unwrap_or(usize::MAX))
+        .build()
+        .map_err(|e| format!("cannot open the disk device in {}: {e}", dir.display()))?;
+    let block = usize::try_from(block_bytes_for(settings.max_object_bytes)).unwrap_or(usize::MAX);
+    let engine = BlockEngineConfig::new(device)
+        .with_block_size(block)
+        // A full flush buffer drops entries from the disk tier; keep room for two blocks.
+        .with_buffer_pool_size(block.saturating_mul(2).max(16 * 1024 * 1024))
+        // Without it a purged entry reappears after a restart.
+        .with_tombstone_log(true);
+    // The metrics registry can only be handed over once (foyer registers its metric families
+    // on build); a second attempt after a failure goes without foyer's own metrics.
+    let result = runtime.block_on(
+        memory_builder(settings, metrics.take())
+            .storage()
+            .with_engine_config(engine)
+            .with_recover_mode(RecoverMode::Quiet)
+            .with_spawner(runtime.handle().clone().into())
+            .build(),
+    );
+    result.map_err(|e| format!("cannot recover the disk tier in {}: {e}", dir.display()))
+}
+
+fn memory_only(
+    settings: &CacheSettings,
+    runtime: &tokio::runtime::Runtime,
+    metrics: Option<mixtrics::registry::prometheus::PrometheusMetricsRegistry>,
+    reason: String,
+) -> Result<(FoyerCache, DiskTier), CacheError> {
+    let cache = runtime
+        .block_on(
+            memory_builder(settings, metrics)
+                .storage()
+                .with_spawner(runtime.handle().clone().into())
+                .build(),
+        )
+        .map_err(CacheError::Memory)?;
+    Ok((cache, DiskTier::MemoryOnly { reason }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn block_size_holds_the_largest_object() {
+        assert_eq!(block_bytes_for(0), MIN_BLOCK_BYTES);
+        assert_eq!(block_bytes_for(4 * 1024 * 1024), 8 * 1024 * 1024);
+        for cap in [1u64, 900_000, 1 << 20, 3_000_000, 64 << 20] {
+            assert!(
+                block_bytes_for(cap) >= cap + BLOCK_HEADROOM_BYTES,
+                "cap {cap}"
+            );
+        }
+    }
+
+    #[test]
+    fn quarantine_sits_beside_the_directory() {
+        assert_eq!(
+            quarantine_path(Path::new("/var/cache/knitcache")),
+            PathBuf::from("/var/cache/knitcache.corrupt")
+        );
+    }
+}

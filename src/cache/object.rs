@@ -1,0 +1,135 @@
+//! The unit the hybrid cache stores: one HTTP response (metadata + whole body).
+//!
+//! The same bytes live in foyer's memory tier and, encoded with [`foyer::Code`], in its disk
+//! tier. The encoding is length-prefixed blobs, so a torn or foreign record fails to decode
+//! instead of producing a wrong response.
+
+use std::io::{Read, Write};
+
+use bytes::Bytes;
+use foyer::{Code, ErrorKind};
+
+/// One cached response.
+#[derive(Debug, Clone)]
+pub struct CachedObject {
+    /// pingora's internal metadata (freshness, stale windows, variance), serialised.
+    pub meta_internal: Bytes,
+    /// The response header, serialised (and compressed) by pingora.
+    pub meta_header: Bytes,
+    /// The whole body as it is served (already compressed when the variant is).
+    pub body: Bytes,
+}
+
+impl CachedObject {
+    /// Bytes this object occupies in a tier; the memory tier is weighed with it.
+    pub fn weight(&self) -> usize {
+        self.meta_internal.len() + self.meta_header.len() + self.body.len()
+    }
+}
+
+/// First byte of every record; bump it when the layout changes so old records read as misses.
+const FORMAT: u8 = 1;
+/// No blob in a record may claim more than this; the configured object cap is far below it.
+const MAX_BLOB_BYTES: u32 = 256 * 1024 * 1024;
+
+fn write_blob(w: &mut impl Write, blob: &[u8]) -> foyer::Result<()> {
+    let len = u32::try_from(blob.len())
+        .ok()
+        .filter(|l| *l <= MAX_BLOB_BYTES)
+        .ok_or_else(|| foyer::Error::new(ErrorKind::Parse, "cached blob too large to encode"))?;
+    w.write_all(&len.to_le_bytes())
+        .map_err(foyer::Error::io_error)?;
+    w.write_all(blob).map_err(foyer::Error::io_error)
+}
+
+fn read_blob(r: &mut impl Read) -> foyer::Result<Bytes> {
+    let mut len = [0u8; 4];
+    r.read_exact(&mut len).map_err(foyer::Error::io_error)?;
+    let len = u32::from_le_bytes(len);
+    if len > MAX_BLOB_BYTES {
+        return Err(foyer::Error::new(
+            ErrorKind::Parse,
+            "cached blob length out of range",
+        ));
+    }
+    let mut blob = vec![0u8; len as usize];
+    r.read_exact(&mut blob).map_err(foyer::Error::io_error)?;
+    Ok(Bytes::from(blob))
+}
+
+impl Code for CachedObject {
+    fn encode(&self, w: &mut impl Write) -> foyer::Result<()> {
+        w.write_all(&[FORMAT]).map_err(foyer::Error::io_error)?;
+        write_blob(w, &self.meta_internal)?;
+        write_blob(w, &self.meta_header)?;
+        write_blob(w, &self.body)
+    }
+
+    fn decode(r: &mut impl Read) -> foyer::Result<Self> {
+        let mut format = [0u8; 1];
+        r.read_exact(&mut format).map_err(foyer::Error::io_error)?;
+        if format[0] != FORMAT {
+            return Err(foyer::Error::new(
+                ErrorKind::Parse,
+                "unknown cached object format",
+            ));
+        }
+        Ok(CachedObject {
+            meta_internal: read_blob(r)?,
+            meta_header: read_blob(r)?,
+            body: read_blob(r)?,
+        })
+    }
+
+    fn estimated_size(&self) -> usize {
+        1 + 3 * 4 + self.weight()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encode_decode_round_trip() {
+        let obj = CachedObject {
+            meta_internal: Bytes::from_static(b"internal"),
+            meta_header: Bytes::from_static(b"header"),
+            body: Bytes::from(vec![7u8; 10_000]),
+        };
+        let mut buf = Vec::new();
+        obj.encode(&mut buf).expect("encode");
+        assert_eq!(
+            buf.len(),
+            obj.estimated_size(),
+            "estimated size must be exact"
+        );
+        let back = CachedObject::decode(&mut buf.as_slice()).expect("decode");
+        assert_eq!(back.meta_internal, obj.meta_internal);
+        assert_eq!(back.meta_header, obj.meta_header);
+        assert_eq!(back.body, obj.body);
+    }
+
+    #[test]
+    fn truncated_record_fails_to_decode() {
+        let obj = CachedObject {
+            meta_internal: Bytes::from_static(b"i"),
+            meta_header: Bytes::from_static(b"h"),
+            body: Bytes::from_static(b"body bytes"),
+        };
+        let mut buf = Vec::new();
+        obj.encode(&mut buf).expect("encode");
+        buf.truncate(buf.len() - 3);
+        assert!(CachedObject::decode(&mut buf.as_slice()).is_err());
+    }
+
+    #[test]
+    fn absurd_length_is_rejected_before_allocating() {
+        let mut buf = vec![FORMAT];
+        buf.extend_from_slice(&u32::MAX.to_le_bytes());
+        assert!(CachedObject::decode(&mut buf.as_slice()).is_err());
+        let mut other_format = vec![FORMAT + 1];
+        other_format.extend_from_slice(&[0u8; 12]);
+        assert!(CachedObject::decode(&mut other_format.as_slice()).is_err());
+    }
+}

@@ -1,0 +1,284 @@
+//! `pingora_cache::Storage` over foyer's `HybridCache`: memory tier + disk tier.
+//!
+//! One foyer entry per cached response, keyed by pingora's 128-bit combined key (primary key
+//! plus variance). The miss handler buffers the body and inserts the whole object on `finish`,
+//! where it also computes the strong `ETag` (the ERP sends none). Capacity and eviction belong
+//! to foyer alone: pingora gets no `EvictionManager`, so there is one eviction authority.
+//!
+//! Faults never fail a request: every foyer error becomes a pingora `Err` (pingora treats a
+//! failed lookup as a miss) and bumps `knitcache_cache_storage_errors_total`.
+
+use std::any::Any;
+
+use arc_swap::ArcSwapOption;
+use async_trait::async_trait;
+use blake2::digest::consts::U16;
+use blake2::{Blake2b, Digest};
+use bytes::{Bytes, BytesMut};
+use foyer::HybridCache;
+use pingora_cache::key::CacheHashKey;
+use pingora_cache::storage::{
+    HandleHit, HandleMiss, HitHandler, MissFinishType, MissHandler, PurgeOutcome, PurgeTarget,
+    PurgeType, Storage,
+};
+use pingora_cache::trace::SpanHandle;
+use pingora_cache::{CacheEntryKey, CacheKey, CacheMeta};
+use pingora_error::{Error, ErrorType, Result};
+use prometheus::IntCounterVec;
+
+use super::object::CachedObject;
+
+/// The foyer cache as this crate uses it.
+pub type FoyerCache = HybridCache<u128, CachedObject>;
+
+/// The storage pingora sees. pingora wants `&'static dyn Storage`, so one of these is leaked per
+/// proxy (see `cache::Cache`); the foyer handle sits behind an `ArcSwapOption` so shutdown can
+/// take it out and close it, releasing its files even though the shell stays leaked.
+pub struct HybridStorage {
+    cache: ArcSwapOption<FoyerCache>,
+    errors: IntCounterVec,
+}
+
+impl HybridStorage {
+    /// Wraps an open foyer cache. `errors` is labelled by operation (`lookup`, `insert`, ...).
+    pub fn new(cache: FoyerCache, errors: IntCounterVec) -> Self {
+        HybridStorage {
+            cache: ArcSwapOption::from_pointee(cache),
+            errors,
+        }
+    }
+
+    /// The live cache handle (a cheap clone).
+    fn cache(&self, op: &str) -> Result<FoyerCache> {
+        match self.cache.load().as_deref() {
+            Some(c) => Ok(c.clone()),
+            None => {
+                self.errors.with_label_values(&[op]).inc();
+                Error::e_explain(ErrorType::InternalError, "cache storage is closed")
+            }
+        }
+    }
+
+    /// Takes the foyer cache out for `close()`; later operations fail (and count) cleanly.
+    pub fn detach(&self) -> Option<FoyerCache> {
+        self.cache.swap(None).map(|c| (*c).clone())
+    }
+
+    fn fail<T>(&self, op: &str, context: &'static str, e: foyer::Error) -> Result<T> {
+        self.errors.with_label_values(&[op]).inc();
+        Err(Error::because(ErrorType::InternalError, context, e))
+    }
+}
+
+fn key_of(hash: [u8; 16]) -> u128 {
+    u128::from_be_bytes(hash)
+}
+
+/// A strong validator over the exact stored bytes: any change of body (or of its encoding)
+/// changes it, so `If-None-Match` can be answered from cache without asking the ERP.
+pub fn strong_etag(body: &[u8]) -> String {
+    let digest = Blake2b::<U16>::digest(body);
+    let mut tag = String::with_capacity(34);
+    tag.push('"');
+    for b in digest {
+        tag.push_str(&format!("{b:02x}"));
+    }
+    tag.push('"');
+    tag
+}
+
+/// Serves one stored body. Seekable, so pingora can answer `Range` requests from cache.
+pub struct HybridHit {
+    body: Bytes,
+    done: bool,
+    start: usize,
+    end: usize,
+}
+
+#[async_trait]
+impl HandleHit for HybridHit {
+    async fn read_body(&mut self) -> Result<Option<Bytes>> {
+        if self.done {
+            return Ok(None);
+        }
+        self.done = true;
+        Ok(Some(self.body.slice(self.start..self.end)))
+    }
+
+    async fn finish(
+        self: Box<Self>,
+        _storage: &'static (dyn Storage + Sync),
+        _key: &CacheKey,
+        _trace: &SpanHandle,
+    ) -> Result<()> {
+        Ok(())
+    }
+
+    fn can_seek(&self) -> bool {
+        true
+    }
+
+    fn seek(&mut self, start: usize, end: Option<usize>) -> Result<()> {
+        let len = self.body.len();
+        if start >= len {
+            return Error::e_explain(
+                ErrorType::InternalError,
+                format!("seek start {start} beyond body length {len}"),
+            );
+        }
+        self.start = start;
+        self.end = end.map_or(len, |e| e.min(len));
+        self.done = false;
+        Ok(())
+    }
+
+    fn seek_multipart(&mut self, start: usize, end: Option<usize>) -> Result<()> {
+        self.seek(start, end)
+    }
+
+    fn get_eviction_weight(&self) -> usize {
+        self.body.len()
+    }
+
+    fn as_any(&self) -> &(dyn Any + Send + Sync) {
+        self
+    }
+
+    fn as_any_mut(&mut self) -> &mut (dyn Any + Send + Sync) {
+        self
+    }
+}
+
+/// Buffers a response body from the ERP and stores it whole when it is complete.
+pub struct HybridMiss {
+    key: u128,
+    meta_internal: Vec<u8>,
+    meta_header: Vec<u8>,
+    body: BytesMut,
+    storage: &'static HybridStorage,
+}
+
+impl HybridMiss {
+    /// The stored header gains a strong `ETag` unless the ERP sent a validator of its own.
+    fn header_with_etag(&self, body: &[u8]) -> Result<(Vec<u8>, Vec<u8>)> {
+        let mut meta = CacheMeta::deserialize(&self.meta_internal, &self.meta_header)?;
+        if meta.headers().get(http::header::ETAG).is_none() {
+            meta.response_header_mut()
+                .insert_header(http::header::ETAG, strong_etag(body))?;
+        }
+        meta.serialize()
+    }
+}
+
+#[async_trait]
+impl HandleMiss for HybridMiss {
+    async fn write_body(&mut self, data: Bytes, _eof: bool) -> Result<()> {
+        self.body.extend_from_slice(&data);
+        Ok(())
+    }
+
+    async fn finish(self: Box<Self>) -> Result<MissFinishType> {
+        let body = self.body.clone().freeze();
+        let (internal, header) = self.header_with_etag(&body)?;
+        let object = CachedObject {
+            meta_internal: internal.into(),
+            meta_header: header.into(),
+            body,
+        };
+        let size = object.weight();
+        self.storage.cache("insert")?.insert(self.key, object);
+        Ok(MissFinishType::Created(size))
+    }
+}
+
+#[async_trait]
+impl Storage for HybridStorage {
+    async fn lookup(
+        &'static self,
+        key: &CacheKey,
+        _trace: &SpanHandle,
+    ) -> Result<Option<(CacheMeta, HitHandler)>> {
+        let k = key_of(key.combined_bin());
+        let entry = match self.cache("lookup")?.get(&k).await {
+            Ok(Some(entry)) => entry,
+            Ok(None) => return Ok(None),
+            Err(e) => return self.fail("lookup", "cache lookup", e),
+        };
+        let object = entry.value();
+        let meta = CacheMeta::deserialize(&object.meta_internal, &object.meta_header)
+            .inspect_err(|_| self.errors.with_label_values(&["decode"]).inc())?;
+        let end = object.body.len();
+        let hit = HybridHit {
+            body: object.body.clone(),
+            done: false,
+            start: 0,
+            end,
+        };
+        Ok(Some((meta, Box::new(hit))))
+    }
+
+    async fn get_miss_handler(
+        &'static self,
+        key: &CacheKey,
+        meta: &CacheMeta,
+        _trace: &SpanHandle,
+    ) -> Result<MissHandler> {
+        let (meta_internal, meta_header) = meta.serialize()?;
+        Ok(Box::new(HybridMiss {
+            key: key_of(key.combined_bin()),
+            meta_internal,
+            meta_header,
+            body: BytesMut::new(),
+            storage: self,
+        }))
+    }
+
+    async fn purge(
+        &'static self,
+        target: PurgeTarget<'_>,
+        _purge_type: PurgeType,
+        _trace: &SpanHandle,
+    ) -> Result<PurgeOutcome> {
+        // This storage never hands out entry ids, so an id-qualified target cannot be ours.
+        if matches!(target, PurgeTarget::Exact(CacheEntryKey::Identified { .. })) {
+            return Ok(PurgeOutcome::NotFound);
+        }
+        let k = key_of(target.key().combined_bin());
+        let cache = self.cache("purge")?;
+        let existed = cache.contains(&k);
+        // Removal is recorded in foyer's tombstone log, so the entry stays gone after a restart.
+        cache.remove(&k);
+        Ok(if existed {
+            PurgeOutcome::Purged(None)
+        } else {
+            PurgeOutcome::NotFound
+        })
+    }
+
+    async fn update_meta(
+        &'static self,
+        key: &CacheKey,
+        meta: &CacheMeta,
+        _trace: &SpanHandle,
+    ) -> Result<bool> {
+        let k = key_of(key.combined_bin());
+        let cache = self.cache("update_meta")?;
+        let body = match cache.get(&k).await {
+            Ok(Some(entry)) => entry.value().body.clone(),
+            Ok(None) => return Ok(false),
+            Err(e) => return self.fail("update_meta", "cache lookup for meta update", e),
+        };
+        let (internal, header) = meta.serialize()?;
+        let object = CachedObject {
+            meta_internal: internal.into(),
+            meta_header: header.into(),
+            body,
+        };
+        cache.insert(k, object);
+        Ok(true)
+    }
+
+    fn as_any(&self) -> &(dyn Any + Send + Sync + 'static) {
+        self
+    }
+}

@@ -1,0 +1,142 @@
+//! The command line: `run`, `check`, `demo` and `erp-sim`. Flags override the file, so one
+//! shipped config serves every machine.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::Config;
+use crate::telemetry::LogFormat;
+
+/// knitcache: a caching reverse proxy that makes a slow ERP fast.
+#[derive(Debug, Parser)]
+#[command(name = "knitcache", version, about)]
+pub struct Cli {
+    /// Log filter (tracing EnvFilter syntax); overrides RUST_LOG.
+    #[arg(long, global = true)]
+    pub log: Option<String>,
+    /// Log line format.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the proxy in front of the ERP.
+    Run(RunArgs),
+    /// Validate a config file and print its route table; exits non-zero on any error.
+    Check {
+        /// The config file.
+        #[arg(short, long)]
+        config: PathBuf,
+    },
+    /// Start the ERP simulator and knitcache in front of it on loopback, ready to browse.
+    Demo {
+        /// The config file (routes and TTLs); addresses and cache directory are the demo's own.
+        #[arg(short, long, default_value = "config/knitcache.yaml")]
+        config: PathBuf,
+        /// Where the proxy listens.
+        #[arg(long, default_value = "127.0.0.1:5006")]
+        listen: SocketAddr,
+        /// Where the simulated ERP listens.
+        #[arg(long, default_value = "127.0.0.1:5007")]
+        erp_listen: SocketAddr,
+        /// Where the admin endpoints listen.
+        #[arg(long, default_value = "127.0.0.1:5009")]
+        admin_listen: SocketAddr,
+    },
+    /// Run the ERP simulator alone.
+    ErpSim {
+        /// Where the simulator listens.
+        #[arg(long, default_value = "127.0.0.1:5007")]
+        listen: SocketAddr,
+        /// A second listener for the simulator's fault switches (reachable while "down").
+        #[arg(long)]
+        control_listen: Option<SocketAddr>,
+        /// Which ERP to imitate: `rollback` (handlers reachable) or `shipped` (v2 redirects).
+        #[arg(long, default_value = "rollback")]
+        mode: String,
+        /// Multiply every simulated latency by this (0.01 makes a 2 s forecast take 20 ms).
+        #[arg(long, default_value_t = 1.0)]
+        time_scale: f64,
+    },
+}
+
+/// `knitcache run` flags.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The config file.
+    #[arg(short, long)]
+    pub config: PathBuf,
+    /// Override `listen`.
+    #[arg(long)]
+    pub listen: Option<SocketAddr>,
+    /// Override `upstream.address`.
+    #[arg(long)]
+    pub upstream: Option<SocketAddr>,
+    /// Override `admin_listen`.
+    #[arg(long)]
+    pub admin_listen: Option<SocketAddr>,
+    /// Override `cache.dir`.
+    #[arg(long)]
+    pub cache_dir: Option<PathBuf>,
+}
+
+impl RunArgs {
+    /// Applies the flags that were given on top of the file's values.
+    pub fn apply(&self, config: &mut Config) {
+        if let Some(a) = self.listen {
+            config.listen = a;
+        }
+        if let Some(a) = self.upstream {
+            config.upstream.address = a;
+        }
+        if let Some(a) = self.admin_listen {
+            config.admin_listen = a;
+        }
+        if let Some(d) = &self.cache_dir {
+            config.cache.dir = d.clone();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_flags_parse() {
+        let cli = Cli::try_parse_from([
+            "knitcache",
+            "run",
+            "-c",
+            "x.yaml",
+            "--listen",
+            "127.0.0.1:1",
+            "--upstream",
+            "127.0.0.1:2",
+            "--admin-listen",
+            "127.0.0.1:3",
+            "--cache-dir",
+            "/tmp/c",
+        ])
+        .expect("parse");
+        let Command::Run(args) = cli.command else {
+            panic!("not run")
+        };
+        assert_eq!(args.listen, Some("127.0.0.1:1".parse().expect("addr")));
+        assert_eq!(args.cache_dir, Some(PathBuf::from("/tmp/c")));
+    }
+
+    #[test]
+    fn bad_address_is_refused() {
+        let err = Cli::try_parse_from(["knitcache", "run", "-c", "x", "--listen", "localhost"])
+            .expect_err("must fail");
+        assert!(err.to_string().contains("--listen"), "{err}");
+    }
+}

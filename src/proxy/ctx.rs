@@ -1,0 +1,63 @@
+//! Per-request state shared by the proxy phases.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::cache::encoding::Coding;
+use crate::config::{CachePolicy, Config, Route};
+
+/// The metric and log name of requests no route matches (they are proxied untouched).
+pub const CATCH_ALL_ROUTE: &str = "unmatched";
+
+/// State of one request, created in `new_ctx`.
+pub struct RequestCtx {
+    /// The configuration this request was admitted under; every phase sees the same one, even
+    /// if the configuration is replaced meanwhile.
+    pub config: Arc<Config>,
+    /// Index of the matched route in `config.routes`; `None` for the catch-all.
+    pub route: Option<usize>,
+    /// True when this request is served under the route's cache policy (GET/HEAD on a caching
+    /// route).
+    pub cacheable: bool,
+    /// The stored variant this request asks for.
+    pub coding: Coding,
+    /// When the request arrived.
+    pub started: Instant,
+    /// When the request to the ERP was sent, if one was.
+    pub upstream_started: Option<Instant>,
+    /// Status the ERP answered, if it was asked.
+    pub upstream_status: Option<u16>,
+}
+
+impl RequestCtx {
+    /// A fresh context over `config`.
+    pub fn new(config: Arc<Config>) -> Self {
+        RequestCtx {
+            config,
+            route: None,
+            cacheable: false,
+            coding: Coding::Identity,
+            started: Instant::now(),
+            upstream_started: None,
+            upstream_status: None,
+        }
+    }
+
+    /// The matched route, if any.
+    pub fn route(&self) -> Option<&Route> {
+        self.route.and_then(|i| self.config.routes.get(i))
+    }
+
+    /// The route name for logs and metrics.
+    pub fn route_name(&self) -> &str {
+        self.route().map_or(CATCH_ALL_ROUTE, |r| r.name.as_str())
+    }
+
+    /// The cache policy applied to this request, if it is cacheable.
+    pub fn policy(&self) -> Option<&CachePolicy> {
+        if !self.cacheable {
+            return None;
+        }
+        self.route().and_then(Route::cache_policy)
+    }
+}
