@@ -1,0 +1,245 @@
+//! Test harness: the real proxy (`app::build`, real pingora, real foyer tiers in a temp
+//! directory) in front of the real ERP simulator, both on ephemeral loopback ports.
+//!
+//! Each test owns its proxy, simulator and cache directory, so tests run in parallel. The
+//! proxy runs on its own thread (pingora's `run` blocks) and is stopped through a channel,
+//! never a signal: signals are process-wide and would stop every proxy in the binary.
+#![allow(dead_code)] // each test binary uses a different part of the harness
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use knitcache::app::{self, Addrs, Listeners};
+use knitcache::config::{self, Config};
+use knitcache::erp_sim::{ErpSim, Mode, SimOptions};
+use knitcache::metrics::Metrics;
+use pingora_core::server::{ShutdownSignal, ShutdownSignalWatch};
+
+/// Every await on the network is bounded by this.
+pub const TIMEOUT: Duration = Duration::from_secs(20);
+
+/// The simulator, scaled so the slow endpoints stay slow relative to hits but tests stay fast.
+pub async fn start_sim(time_scale: f64) -> ErpSim {
+    start_sim_mode(Mode::Rollback, time_scale).await
+}
+
+/// The simulator in a given mode.
+pub async fn start_sim_mode(mode: Mode, time_scale: f64) -> ErpSim {
+    let opts = SimOptions {
+        mode,
+        time_scale,
+        control_listen: None,
+    };
+    ErpSim::start("127.0.0.1:0".parse().expect("addr"), opts)
+        .await
+        .expect("simulator starts")
+}
+
+/// A config for tests: loopback ephemeral ports, a small cache in `dir`, these routes.
+/// `routes_yaml` is the `routes:` list as YAML, indented by two spaces.
+pub fn config_yaml(upstream: SocketAddr, dir: &Path, routes_yaml: &str) -> String {
+    format!(
+        r#"listen: "127.0.0.1:0"
+admin_listen: "127.0.0.1:0"
+upstream:
+  address: "{upstream}"
+  connect_timeout_ms: 500
+  read_timeout_ms: 10000
+  write_timeout_ms: 5000
+cache:
+  dir: "{dir}"
+  memory_mib: 16
+  disk_mib: 64
+  max_object_bytes: 1048576
+  lock_timeout_ms: 10000
+  compression:
+    enabled: true
+    level: 6
+server:
+  threads: 2
+  grace_period_secs: 0
+  graceful_shutdown_timeout_secs: 1
+  pid_file: "{dir}.pid"
+  upgrade_sock: "{dir}.sock"
+routes:
+{routes_yaml}"#,
+        dir = dir.display()
+    )
+}
+
+/// A running proxy. Dropping it stops the server and closes its cache.
+pub struct TestProxy {
+    pub addrs: Addrs,
+    pub metrics: Arc<Metrics>,
+    pub cache_dir: PathBuf,
+    stop: Option<tokio::sync::watch::Sender<u8>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// Stops the server when the test says so (1 = graceful, 2 = fast), or fast when the sender is
+/// dropped (a panicking test).
+struct ChannelShutdown(tokio::sync::watch::Receiver<u8>);
+
+#[async_trait]
+impl ShutdownSignalWatch for ChannelShutdown {
+    async fn recv(&self) -> ShutdownSignal {
+        let mut rx = self.0.clone();
+        match rx.wait_for(|v| *v != 0).await.map(|v| *v) {
+            Ok(1) => ShutdownSignal::GracefulTerminate,
+            _ => ShutdownSignal::FastShutdown,
+        }
+    }
+}
+
+impl TestProxy {
+    /// Builds and starts the proxy for `yaml`. Panics with the config errors if it is invalid.
+    pub fn start_yaml(yaml: &str, cache_dir: &Path) -> TestProxy {
+        let config = match config::parse(yaml, "test.yaml") {
+            Ok(c) => c,
+            Err(e) => panic!("test config invalid:\n{e}\n---\n{yaml}"),
+        };
+        Self::start(config, cache_dir)
+    }
+
+    /// Builds and starts the proxy for a validated config. Building happens on the proxy's own
+    /// thread: opening the cache drives a runtime of its own, which tokio forbids inside the
+    /// test's runtime.
+    pub fn start(config: Config, cache_dir: &Path) -> TestProxy {
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(0u8);
+        let (built_tx, built_rx) = std::sync::mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("test-proxy".into())
+            .spawn(move || {
+                let listeners = Listeners::bind(&config).expect("bind loopback");
+                let app = app::build(config, listeners).expect("app builds");
+                let _ = built_tx.send((app.addrs, app.metrics.clone()));
+                app.run(Box::new(ChannelShutdown(stop_rx)));
+            })
+            .expect("spawn proxy thread");
+        let (addrs, metrics) = built_rx.recv_timeout(TIMEOUT).expect("proxy built");
+        TestProxy {
+            addrs,
+            metrics,
+            cache_dir: cache_dir.to_path_buf(),
+            stop: Some(stop_tx),
+            thread: Some(thread),
+        }
+    }
+
+    /// `http://proxy` + path.
+    pub fn url(&self, path_and_query: &str) -> String {
+        format!("http://{}{}", self.addrs.proxy, path_and_query)
+    }
+
+    /// `http://admin` + path.
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addrs.admin, path)
+    }
+
+    /// Stops the server (graceful or fast) and waits until it has closed its cache.
+    pub fn stop(mut self, graceful: bool) {
+        self.shutdown(if graceful { 1 } else { 2 });
+    }
+
+    fn shutdown(&mut self, kind: u8) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(kind);
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for TestProxy {
+    fn drop(&mut self) {
+        self.shutdown(2);
+    }
+}
+
+/// An HTTP client that never uses environment proxies and never decompresses for us.
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .timeout(TIMEOUT)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client")
+}
+
+/// A response reduced to what tests look at.
+#[derive(Debug)]
+pub struct Resp {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: bytes::Bytes,
+}
+
+impl Resp {
+    pub fn header(&self, name: &str) -> String {
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string()
+    }
+
+    pub fn cache_status(&self) -> String {
+        self.header("cache-status")
+    }
+
+    pub fn is_hit(&self) -> bool {
+        self.cache_status().starts_with("knitcache; hit")
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).to_string()
+    }
+}
+
+/// Sends `req` and reads the whole response, bounded by `TIMEOUT`.
+pub async fn send(req: reqwest::RequestBuilder) -> Resp {
+    let resp = tokio::time::timeout(TIMEOUT, req.send())
+        .await
+        .expect("request timed out")
+        .expect("request failed");
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let body = tokio::time::timeout(TIMEOUT, resp.bytes())
+        .await
+        .expect("body timed out")
+        .expect("body failed");
+    Resp {
+        status,
+        headers,
+        body,
+    }
+}
+
+/// GET through `c`.
+pub async fn get(c: &reqwest::Client, url: &str) -> Resp {
+    send(c.get(url)).await
+}
+
+/// A temp directory whose `cache` subdirectory is the proxy's disk tier.
+pub fn cache_dir() -> (tempfile::TempDir, PathBuf) {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("cache");
+    (tmp, dir)
+}
+
+/// Polls `cond` every 10 ms until it holds or `TIMEOUT` passes.
+pub async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    while !cond() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}

@@ -1,0 +1,81 @@
+//! Compression: clients that accept gzip, br or zstd get the body compressed once, before it
+//! is stored; every hit serves the stored bytes. Decoded, every variant is the ERP's body.
+
+mod common;
+
+use std::io::Read;
+
+use common::*;
+
+const ROUTES: &str = r#"  - name: knit-orders
+    exact: /api/knit-orders
+    ttl_secs: 60
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn gzip_and_brotli_variants_are_stored_and_decode_to_the_same_json() {
+    let sim = start_sim(0.01).await;
+    let (_tmp, dir) = cache_dir();
+    let proxy = TestProxy::start_yaml(&config_yaml(sim.addr(), &dir, ROUTES), &dir);
+    let c = client();
+    let url = proxy.url("/api/knit-orders");
+
+    let gz1 = send(c.get(&url).header("accept-encoding", "gzip")).await;
+    let gz2 = send(c.get(&url).header("accept-encoding", "gzip")).await;
+    assert_eq!(gz1.header("content-encoding"), "gzip");
+    assert!(gz2.is_hit(), "{}", gz2.cache_status());
+    assert_eq!(
+        gz1.body, gz2.body,
+        "the hit serves the stored compressed bytes"
+    );
+    let mut json = String::new();
+    flate2::read::GzDecoder::new(&gz2.body[..])
+        .read_to_string(&mut json)
+        .expect("valid gzip");
+    assert!(
+        json.len() > 90_000,
+        "knit-orders is ~100 KB of JSON, got {}",
+        json.len()
+    );
+    assert!(
+        gz2.body.len() * 3 < json.len(),
+        "compressed well: {} -> {}",
+        json.len(),
+        gz2.body.len()
+    );
+    assert!(
+        gz2.header("vary")
+            .to_ascii_lowercase()
+            .contains("accept-encoding")
+    );
+
+    let br = send(
+        c.get(&url)
+            .header("accept-encoding", "gzip, deflate, br, zstd"),
+    )
+    .await;
+    assert_eq!(br.header("content-encoding"), "br", "browsers get brotli");
+    let br2 = send(c.get(&url).header("accept-encoding", "br;q=1, gzip;q=0.5")).await;
+    assert!(
+        br2.is_hit(),
+        "a different header asking for the same coding shares the entry"
+    );
+
+    let plain = get(&c, &url).await;
+    assert!(
+        plain.headers.get("content-encoding").is_none(),
+        "no Accept-Encoding: identity"
+    );
+    let plain2 = get(&c, &url).await;
+    assert!(plain2.is_hit());
+    assert!(
+        plain2.body.starts_with(b"{"),
+        "identity body is the JSON itself"
+    );
+
+    assert_eq!(
+        sim.hits("/api/knit-orders"),
+        3,
+        "one ERP request per stored coding (gzip, br, identity)"
+    );
+}

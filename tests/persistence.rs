@@ -1,0 +1,219 @@
+//! The disk tier across restarts: hits survive a restart without asking the ERP, purges stay
+//! purged, and a corrupt or unusable cache directory is survived (logged, started empty,
+//! still serving).
+
+mod common;
+
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use common::*;
+use knitcache::cache::{Cache, DiskTier};
+use knitcache::config::{CacheSettings, CompressionSettings};
+use pingora_cache::storage::Storage;
+use pingora_cache::trace::Span;
+use pingora_cache::{CacheKey, CacheMeta};
+use pingora_http::ResponseHeader;
+
+const ROUTES: &str = r#"  - name: kpis
+    exact: /api/comprehensive-kpis
+    ttl_secs: 600
+  - name: knit-orders
+    exact: /api/knit-orders
+    ttl_secs: 600
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_restart_serves_hits_from_disk_without_the_erp() {
+    let sim = start_sim(0.01).await;
+    let (_tmp, dir) = cache_dir();
+    let yaml = config_yaml(sim.addr(), &dir, ROUTES);
+    let c = client();
+
+    let proxy = TestProxy::start_yaml(&yaml, &dir);
+    let first = get(&c, &proxy.url("/api/knit-orders")).await;
+    assert!(get(&c, &proxy.url("/api/knit-orders")).await.is_hit());
+    proxy.stop(true);
+
+    let proxy = TestProxy::start_yaml(&yaml, &dir);
+    let after = get(&c, &proxy.url("/api/knit-orders")).await;
+    assert!(
+        after.is_hit(),
+        "restart keeps the entry: {}",
+        after.cache_status()
+    );
+    assert_eq!(after.body, first.body, "the same bytes come back from disk");
+    assert_eq!(
+        sim.hits("/api/knit-orders"),
+        1,
+        "the restarted proxy did not ask the ERP"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn garbage_in_the_cache_files_is_survived() {
+    let sim = start_sim(0.01).await;
+    let (_tmp, dir) = cache_dir();
+    let yaml = config_yaml(sim.addr(), &dir, ROUTES);
+    let c = client();
+
+    let proxy = TestProxy::start_yaml(&yaml, &dir);
+    get(&c, &proxy.url("/api/comprehensive-kpis")).await;
+    proxy.stop(true);
+
+    // Overwrite every byte of every file the disk tier wrote.
+    let mut files = 0;
+    for entry in walk(&dir) {
+        let len = std::fs::metadata(&entry).expect("meta").len() as usize;
+        let junk: Vec<u8> = (0..len).map(|i| (i * 7919 % 251) as u8).collect();
+        std::fs::write(&entry, junk).expect("overwrite");
+        files += 1;
+    }
+    assert!(files > 0, "the disk tier wrote files to corrupt");
+
+    let proxy = TestProxy::start_yaml(&yaml, &dir);
+    let r = get(&c, &proxy.url("/api/comprehensive-kpis")).await;
+    assert_eq!(
+        r.status, 200,
+        "the proxy serves despite the corrupt directory"
+    );
+    assert!(
+        get(&c, &proxy.url("/api/comprehensive-kpis"))
+            .await
+            .is_hit(),
+        "and caches again"
+    );
+    assert_eq!(
+        sim.hits("/api/comprehensive-kpis"),
+        2,
+        "the corrupt entry was not served"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_file_where_the_cache_directory_should_be_is_moved_aside() {
+    let sim = start_sim(0.01).await;
+    let (tmp, dir) = cache_dir();
+    std::fs::write(&dir, b"not a directory").expect("write file");
+    let yaml = config_yaml(sim.addr(), &dir, ROUTES);
+    let proxy = TestProxy::start_yaml(&yaml, &dir);
+    let c = client();
+
+    let ready = get(&c, &proxy.admin_url("/readyz")).await;
+    assert_eq!(ready.status, 200, "{}", ready.text());
+    assert!(
+        ready.text().contains("recreated"),
+        "readiness says what happened: {}",
+        ready.text()
+    );
+    get(&c, &proxy.url("/api/comprehensive-kpis")).await;
+    assert!(
+        get(&c, &proxy.url("/api/comprehensive-kpis"))
+            .await
+            .is_hit()
+    );
+    assert!(dir.is_dir(), "a fresh directory replaced the file");
+    let kept = tmp.path().join("cache.corrupt");
+    assert_eq!(
+        std::fs::read(&kept).expect("old file kept"),
+        b"not a directory",
+        "nothing is deleted"
+    );
+}
+
+#[test]
+fn purged_entries_stay_purged_after_a_restart() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let settings = CacheSettings {
+        dir: tmp.path().join("cache"),
+        memory_bytes: 8 << 20,
+        disk_bytes: 64 << 20,
+        max_object_bytes: 1 << 20,
+        lock_timeout: Duration::from_secs(5),
+        compression: CompressionSettings {
+            enabled: false,
+            level: 6,
+        },
+    };
+    let key = CacheKey::new("GET /purged", "");
+    let kept = CacheKey::new("GET /kept", "");
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let span = Span::inactive().handle();
+
+    let cache = Cache::open(&settings, &prometheus::Registry::new()).expect("open");
+    assert_eq!(cache.disk, DiskTier::Open);
+    rt.block_on(async {
+        for k in [&key, &kept] {
+            let mut miss = cache
+                .storage
+                .get_miss_handler(k, &meta(), &span)
+                .await
+                .expect("miss handler");
+            miss.write_body(Bytes::from_static(b"body"), true)
+                .await
+                .expect("write");
+            miss.finish().await.expect("finish");
+        }
+        let outcome = cache
+            .storage
+            .purge(
+                pingora_cache::storage::PurgeTarget::Active(&key.to_compact()),
+                pingora_cache::storage::PurgeType::Invalidation,
+                &span,
+            )
+            .await
+            .expect("purge");
+        assert!(
+            matches!(outcome, pingora_cache::storage::PurgeOutcome::Purged(_)),
+            "{outcome:?}"
+        );
+    });
+    cache.close();
+
+    let cache = Cache::open(&settings, &prometheus::Registry::new()).expect("reopen");
+    rt.block_on(async {
+        assert!(
+            cache
+                .storage
+                .lookup(&key, &span)
+                .await
+                .expect("lookup")
+                .is_none(),
+            "purged stays purged"
+        );
+        let (m, mut hit) = cache
+            .storage
+            .lookup(&kept, &span)
+            .await
+            .expect("lookup")
+            .expect("kept entry recovered");
+        assert_eq!(
+            hit.read_body().await.expect("read"),
+            Some(Bytes::from_static(b"body"))
+        );
+        assert!(
+            m.headers().get("etag").is_some(),
+            "stored responses carry a computed ETag"
+        );
+    });
+    cache.close();
+}
+
+fn meta() -> CacheMeta {
+    let header = ResponseHeader::build(200, None).expect("header");
+    let now = SystemTime::now();
+    CacheMeta::new(now + Duration::from_secs(600), now, 0, 0, header)
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).expect("read_dir").flatten() {
+        let p = entry.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
