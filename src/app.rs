@@ -109,7 +109,8 @@ pub fn server_conf(config: &Config) -> ServerConf {
     }
 }
 
-/// Builds the server: opens the cache, creates the services on `listeners`.
+/// Builds the server: opens the cache, creates the services on `listeners`. Call it outside
+/// any tokio runtime: opening the cache drives the cache's own runtime.
 pub fn build(config: Config, listeners: Listeners) -> Result<App, AppError> {
     let addrs = listeners.addrs().map_err(|source| AppError::Bind {
         addr: config.listen,

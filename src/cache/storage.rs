@@ -77,11 +77,13 @@ fn key_of(hash: [u8; 16]) -> u128 {
 /// A strong validator over the exact stored bytes: any change of body (or of its encoding)
 /// changes it, so `If-None-Match` can be answered from cache without asking the ERP.
 pub fn strong_etag(body: &[u8]) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let digest = Blake2b::<U16>::digest(body);
     let mut tag = String::with_capacity(34);
     tag.push('"');
     for b in digest {
-        tag.push_str(&format!("{b:02x}"));
+        tag.push(char::from(HEX[usize::from(b >> 4)]));
+        tag.push(char::from(HEX[usize::from(b & 0xf)]));
     }
     tag.push('"');
     tag
@@ -158,16 +160,14 @@ pub struct HybridMiss {
     storage: &'static HybridStorage,
 }
 
-impl HybridMiss {
-    /// The stored header gains a strong `ETag` unless the ERP sent a validator of its own.
-    fn header_with_etag(&self, body: &[u8]) -> Result<(Vec<u8>, Vec<u8>)> {
-        let mut meta = CacheMeta::deserialize(&self.meta_internal, &self.meta_header)?;
-        if meta.headers().get(http::header::ETAG).is_none() {
-            meta.response_header_mut()
-                .insert_header(http::header::ETAG, strong_etag(body))?;
-        }
-        meta.serialize()
+/// The stored header gains a strong `ETag` unless the ERP sent a validator of its own.
+fn meta_with_etag(internal: &[u8], header: &[u8], body: &[u8]) -> Result<(Vec<u8>, Vec<u8>)> {
+    let mut meta = CacheMeta::deserialize(internal, header)?;
+    if meta.headers().get(http::header::ETAG).is_none() {
+        meta.response_header_mut()
+            .insert_header(http::header::ETAG, strong_etag(body))?;
     }
+    meta.serialize()
 }
 
 #[async_trait]
@@ -178,15 +178,16 @@ impl HandleMiss for HybridMiss {
     }
 
     async fn finish(self: Box<Self>) -> Result<MissFinishType> {
-        let body = self.body.clone().freeze();
-        let (internal, header) = self.header_with_etag(&body)?;
+        let this = *self;
+        let body = this.body.freeze();
+        let (internal, header) = meta_with_etag(&this.meta_internal, &this.meta_header, &body)?;
         let object = CachedObject {
             meta_internal: internal.into(),
             meta_header: header.into(),
             body,
         };
         let size = object.weight();
-        self.storage.cache("insert")?.insert(self.key, object);
+        this.storage.cache("insert")?.insert(this.key, object);
         Ok(MissFinishType::Created(size))
     }
 }
@@ -280,5 +281,28 @@ impl Storage for HybridStorage {
 
     fn as_any(&self) -> &(dyn Any + Send + Sync + 'static) {
         self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn etag_is_quoted_hex_and_follows_the_bytes() {
+        let a = strong_etag(b"{\"v\":1}");
+        assert_eq!(a.len(), 34);
+        assert!(a.starts_with('"') && a.ends_with('"'));
+        assert!(
+            a[1..33]
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+        );
+        assert_eq!(a, strong_etag(b"{\"v\":1}"), "same bytes, same tag");
+        assert_ne!(
+            a,
+            strong_etag(b"{\"v\":2}"),
+            "any change of body changes the tag"
+        );
     }
 }
