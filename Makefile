@@ -1,0 +1,42 @@
+# knitcache: set-up and the two commands a newcomer runs (see README.md).
+#
+#   make demo    build, then start the ERP simulator with knitcache in front of it
+#   make test    formatting, lints, every test, and a check of every shipped config
+#
+# Both run `setup` first: pingora needs cmake and a C toolchain (zlib-ng is built from
+# source); they are installed with apt-get when missing.
+
+CARGO ?= cargo
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+APT_PACKAGES := cmake build-essential pkg-config
+
+.PHONY: setup demo test check-configs bench clean
+
+setup:
+	@missing=""; \
+	command -v cmake >/dev/null || missing="$$missing cmake"; \
+	command -v cc >/dev/null || missing="$$missing build-essential"; \
+	command -v pkg-config >/dev/null || missing="$$missing pkg-config"; \
+	if [ -n "$$missing" ]; then \
+		echo "installing:$$missing"; \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $(APT_PACKAGES); \
+	fi
+	@command -v $(CARGO) >/dev/null || { echo "cargo not found: install Rust from https://rustup.rs"; exit 1; }
+
+demo: setup
+	$(CARGO) run -- demo
+
+test: setup
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --all-targets -- -D warnings
+	$(CARGO) test --all-targets
+	$(MAKE) check-configs
+
+check-configs:
+	@for f in config/*.yaml; do $(CARGO) run -q -- check -c $$f >/dev/null || exit 1; echo "ok: $$f"; done
+
+bench: setup
+	$(CARGO) bench --bench hot_path --bench storage
+
+clean:
+	$(CARGO) clean
