@@ -191,6 +191,11 @@ impl ProxyHttp for Proxy {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         let phase = session.cache.phase();
+        if phase == pingora_cache::CachePhase::Stale {
+            // Served stale because the ERP failed: pingora will not keep this connection (the
+            // ERP leg failed), so say so instead of closing under a client that reuses it.
+            session.set_keepalive(None);
+        }
         let fresh_until = session.cache.maybe_cache_meta().map(CacheMeta::fresh_until);
         let collapsed = session.cache.lock_duration().is_some();
         let value = cache_status::header_value(&phase, ctx.cacheable, fresh_until, collapsed);
