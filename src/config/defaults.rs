@@ -88,3 +88,67 @@ pub const DEFAULT_ROUTE_CACHE: bool = true;
 
 /// `routes[].ignore_no_store`: `no-store`, `private` and `Set-Cookie` are honoured.
 pub const DEFAULT_IGNORE_NO_STORE: bool = false;
+
+/// `protection.retry_after_secs`, in seconds: what a `503` tells clients to wait. Two polls of a
+/// busy dashboard tab fit in it, and a restarting ERP is usually back by then.
+pub const DEFAULT_RETRY_AFTER_SECS: u64 = 5;
+
+/// `protection.rate_limit.enabled`. Off: the ERP has no authentication and every user sits behind
+/// the same office NAT, so a per-IP limit must be sized by the operator before it is switched on.
+pub const DEFAULT_RATE_LIMIT_ENABLED: bool = false;
+
+/// `protection.rate_limit.requests_per_sec`, per client. A dashboard tab sends about 6 requests
+/// per 30 s poll; 20/s leaves room for several tabs and page loads.
+pub const DEFAULT_RATE_PER_SEC: u64 = 20;
+
+/// `protection.rate_limit.burst`, requests. A dashboard page load sends about a dozen at once.
+pub const DEFAULT_RATE_BURST: u64 = 60;
+
+/// `protection.rate_limit.max_clients`: clients tracked at once (a few dozen bytes each).
+pub const DEFAULT_RATE_MAX_CLIENTS: u64 = 10_000;
+
+/// `protection.rate_limit.idle_secs`, in seconds, before an idle client is forgotten.
+pub const DEFAULT_RATE_IDLE_SECS: u64 = 300;
+
+/// `routes[].rate_limit_hits`: hits are not charged, since they cost the ERP nothing.
+pub const DEFAULT_RATE_LIMIT_HITS: bool = false;
+
+/// `protection.upstream_cap.max_in_flight`, requests. The ERP is one Python process on 2 cores;
+/// more concurrent work only makes every request slower.
+pub const DEFAULT_MAX_IN_FLIGHT: u64 = 8;
+
+/// `protection.upstream_cap.queue`, requests waiting for a slot.
+pub const DEFAULT_QUEUE: u64 = 200;
+
+/// `protection.upstream_cap.queue_timeout_ms`, in milliseconds, the longest wait for a slot.
+pub const DEFAULT_QUEUE_TIMEOUT_MS: u64 = 10_000;
+
+/// `protection.breaker.enabled`.
+pub const DEFAULT_BREAKER_ENABLED: bool = true;
+
+/// `protection.breaker.consecutive_failures`: failures in a row that open the breaker.
+pub const DEFAULT_BREAKER_CONSECUTIVE: u64 = 5;
+
+/// `protection.breaker.error_ratio_percent`, in percent of the requests in the window.
+pub const DEFAULT_BREAKER_ERROR_PERCENT: u64 = 50;
+
+/// `protection.breaker.window_secs`, in seconds.
+pub const DEFAULT_BREAKER_WINDOW_SECS: u64 = 30;
+
+/// `protection.breaker.min_requests`: the window must hold this many before the share counts.
+pub const DEFAULT_BREAKER_MIN_REQUESTS: u64 = 20;
+
+/// `protection.breaker.open_secs`, in seconds before half-open probes.
+pub const DEFAULT_BREAKER_OPEN_SECS: u64 = 10;
+
+/// `protection.breaker.half_open_probes`: requests let through at once while half-open.
+pub const DEFAULT_BREAKER_PROBES: u64 = 1;
+
+/// `protection.breaker.trip_on_5xx`: ERP 5xx answers count as failures.
+pub const DEFAULT_BREAKER_TRIP_ON_5XX: bool = true;
+
+/// `protection.retries.max_per_request`: one retry covers an ERP restart's refused connect.
+pub const DEFAULT_RETRIES: u64 = 1;
+
+/// `protection.retries.budget_percent`, in percent of requests.
+pub const DEFAULT_RETRY_BUDGET_PERCENT: u64 = 10;

@@ -33,6 +33,165 @@ pub struct FileConfig {
     /// The route table, in match order (first match wins). Default: empty, so everything passes
     /// through uncached.
     pub routes: Vec<FileRoute>,
+    /// Rate limits, the concurrency cap, the circuit breaker and retries. Default: every
+    /// `protection.*` default (rate limiting off, everything else on).
+    pub protection: FileProtection,
+}
+
+/// `protection:`, what keeps the single-process ERP alive under bursts and failures.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FileProtection {
+    /// `Retry-After` of a `503` when the ERP cannot be asked and nothing is cached, in seconds.
+    /// Default: `DEFAULT_RETRY_AFTER_SECS` (5).
+    pub retry_after_secs: u64,
+    /// Per-client token buckets. Default: off.
+    pub rate_limit: FileRateLimit,
+    /// The cap on concurrent requests to the ERP. Default: every `upstream_cap.*` default.
+    pub upstream_cap: FileUpstreamCap,
+    /// The circuit breaker. Default: on, every `breaker.*` default.
+    pub breaker: FileBreaker,
+    /// Retries of idempotent requests whose connection failed. Default: every `retries.*` default.
+    pub retries: FileRetries,
+}
+
+/// `protection.rate_limit:`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FileRateLimit {
+    /// Turns per-client rate limiting on. Default: `DEFAULT_RATE_LIMIT_ENABLED` (false).
+    pub enabled: bool,
+    /// Sustained requests per second per client. Default: `DEFAULT_RATE_PER_SEC` (20).
+    pub requests_per_sec: u64,
+    /// Requests a client may send at once after being idle. Default: `DEFAULT_RATE_BURST` (60).
+    pub burst: u64,
+    /// Named classes (`name: { requests_per_sec, burst }`) that routes opt into with
+    /// `rate_limit_class`. Default: none.
+    pub classes: std::collections::BTreeMap<String, FileRateClass>,
+    /// Peers (`IP` or `IP/prefix`) whose `X-Forwarded-For` names the client. Default: none.
+    pub trusted_proxies: Vec<String>,
+    /// Most clients tracked at once. Default: `DEFAULT_RATE_MAX_CLIENTS` (10000).
+    pub max_clients: u64,
+    /// Seconds after which an idle client is forgotten. Default: `DEFAULT_RATE_IDLE_SECS` (300).
+    pub idle_secs: u64,
+}
+
+/// One `protection.rate_limit.classes` entry.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileRateClass {
+    /// Sustained requests per second per client.
+    pub requests_per_sec: u64,
+    /// Requests a client may send at once after being idle.
+    pub burst: u64,
+}
+
+/// `protection.upstream_cap:`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FileUpstreamCap {
+    /// Requests in flight to the ERP at once. Default: `DEFAULT_MAX_IN_FLIGHT` (8).
+    pub max_in_flight: u64,
+    /// Requests waiting for a slot. Default: `DEFAULT_QUEUE` (200).
+    pub queue: u64,
+    /// Longest wait for a slot, in milliseconds. Default: `DEFAULT_QUEUE_TIMEOUT_MS` (10000).
+    pub queue_timeout_ms: u64,
+}
+
+/// `protection.breaker:`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FileBreaker {
+    /// Turns the breaker on. Default: `DEFAULT_BREAKER_ENABLED` (true).
+    pub enabled: bool,
+    /// Failures in a row that open it. Default: `DEFAULT_BREAKER_CONSECUTIVE` (5).
+    pub consecutive_failures: u64,
+    /// Share of failed requests, in percent, that opens it. Default:
+    /// `DEFAULT_BREAKER_ERROR_PERCENT` (50).
+    pub error_ratio_percent: u64,
+    /// Window of that share, in seconds. Default: `DEFAULT_BREAKER_WINDOW_SECS` (30).
+    pub window_secs: u64,
+    /// Requests the window must hold before the share counts. Default:
+    /// `DEFAULT_BREAKER_MIN_REQUESTS` (20).
+    pub min_requests: u64,
+    /// Seconds it stays open before probing. Default: `DEFAULT_BREAKER_OPEN_SECS` (10).
+    pub open_secs: u64,
+    /// Probe requests let through at once while half-open. Default:
+    /// `DEFAULT_BREAKER_PROBES` (1).
+    pub half_open_probes: u64,
+    /// Whether an ERP 5xx counts as a failure. Default: `DEFAULT_BREAKER_TRIP_ON_5XX` (true).
+    pub trip_on_5xx: bool,
+}
+
+/// `protection.retries:`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FileRetries {
+    /// Most retries of one request. Default: `DEFAULT_RETRIES` (1).
+    pub max_per_request: u64,
+    /// Retries may add at most this share of requests, in percent. Default:
+    /// `DEFAULT_RETRY_BUDGET_PERCENT` (10).
+    pub budget_percent: u64,
+}
+
+impl Default for FileProtection {
+    fn default() -> Self {
+        Self {
+            retry_after_secs: DEFAULT_RETRY_AFTER_SECS,
+            rate_limit: FileRateLimit::default(),
+            upstream_cap: FileUpstreamCap::default(),
+            breaker: FileBreaker::default(),
+            retries: FileRetries::default(),
+        }
+    }
+}
+
+impl Default for FileRateLimit {
+    fn default() -> Self {
+        Self {
+            enabled: DEFAULT_RATE_LIMIT_ENABLED,
+            requests_per_sec: DEFAULT_RATE_PER_SEC,
+            burst: DEFAULT_RATE_BURST,
+            classes: Default::default(),
+            trusted_proxies: Vec::new(),
+            max_clients: DEFAULT_RATE_MAX_CLIENTS,
+            idle_secs: DEFAULT_RATE_IDLE_SECS,
+        }
+    }
+}
+
+impl Default for FileUpstreamCap {
+    fn default() -> Self {
+        Self {
+            max_in_flight: DEFAULT_MAX_IN_FLIGHT,
+            queue: DEFAULT_QUEUE,
+            queue_timeout_ms: DEFAULT_QUEUE_TIMEOUT_MS,
+        }
+    }
+}
+
+impl Default for FileBreaker {
+    fn default() -> Self {
+        Self {
+            enabled: DEFAULT_BREAKER_ENABLED,
+            consecutive_failures: DEFAULT_BREAKER_CONSECUTIVE,
+            error_ratio_percent: DEFAULT_BREAKER_ERROR_PERCENT,
+            window_secs: DEFAULT_BREAKER_WINDOW_SECS,
+            min_requests: DEFAULT_BREAKER_MIN_REQUESTS,
+            open_secs: DEFAULT_BREAKER_OPEN_SECS,
+            half_open_probes: DEFAULT_BREAKER_PROBES,
+            trip_on_5xx: DEFAULT_BREAKER_TRIP_ON_5XX,
+        }
+    }
+}
+
+impl Default for FileRetries {
+    fn default() -> Self {
+        Self {
+            max_per_request: DEFAULT_RETRIES,
+            budget_percent: DEFAULT_RETRY_BUDGET_PERCENT,
+        }
+    }
 }
 
 /// `upstream:`, how to reach the ERP.
@@ -160,6 +319,22 @@ pub struct FileRoute {
     /// Store responses even with `Cache-Control: no-store`/`private` or `Set-Cookie`; only for
     /// routes that return the same body to everyone. Default: `DEFAULT_IGNORE_NO_STORE` (false).
     pub ignore_no_store: Option<bool>,
+    /// The `protection.rate_limit.classes` entry this route's requests are charged to.
+    /// Default: the default class.
+    pub rate_limit_class: Option<String>,
+    /// Whether cache hits are charged to the client's bucket. Default:
+    /// `DEFAULT_RATE_LIMIT_HITS` (false: hits cost the ERP nothing).
+    pub rate_limit_hits: Option<bool>,
+    /// This route's own cap on requests in flight to the ERP. Default: only the global cap.
+    pub max_in_flight: Option<u64>,
+    /// Connect timeout for this route, in milliseconds. Default: `upstream.connect_timeout_ms`.
+    pub connect_timeout_ms: Option<u64>,
+    /// Longest wait for the ERP's response to start, in milliseconds. Default:
+    /// `upstream.read_timeout_ms`.
+    pub first_byte_timeout_ms: Option<u64>,
+    /// Longest the whole ERP response may take, in milliseconds. Default: no limit beyond the
+    /// other two.
+    pub total_timeout_ms: Option<u64>,
 }
 
 /// `origin_cache_control:` value.
@@ -195,6 +370,7 @@ impl Default for FileConfig {
             server: FileServer::default(),
             defaults: FileDefaults::default(),
             routes: Vec::new(),
+            protection: FileProtection::default(),
         }
     }
 }

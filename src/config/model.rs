@@ -27,6 +27,105 @@ pub struct Config {
     pub server: ServerSettings,
     /// Routes in match order: the first route that matches a request wins.
     pub routes: Vec<Route>,
+    /// How the ERP is protected from bursts and failures.
+    pub protection: Protection,
+}
+
+/// Rate limits, the cap on concurrent ERP work, the circuit breaker and retries.
+#[derive(Debug, Clone)]
+pub struct Protection {
+    /// Per-client token buckets; `None` turns rate limiting off.
+    pub rate_limit: Option<RateLimitSettings>,
+    /// At most this much concurrent work reaches the ERP.
+    pub upstream_cap: ConcurrencySettings,
+    /// The circuit breaker; `None` turns it off.
+    pub breaker: Option<BreakerSettings>,
+    /// Retries of idempotent requests whose connection to the ERP failed.
+    pub retries: RetrySettings,
+    /// `Retry-After` of a `503` when the ERP cannot be asked (breaker open, queue full) and the
+    /// cache has nothing to serve.
+    pub retry_after: Duration,
+}
+
+/// A token bucket: `per_sec` tokens are added each second, up to `burst`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RateClass {
+    /// Sustained requests per second.
+    pub per_sec: u32,
+    /// Requests allowed at once after an idle period.
+    pub burst: u32,
+}
+
+/// Per-client rate limiting.
+#[derive(Debug, Clone)]
+pub struct RateLimitSettings {
+    /// The bucket of routes that name no class.
+    pub default: RateClass,
+    /// Named buckets routes can opt into (`rate_limit_class`), e.g. a tight one for forecasts.
+    pub classes: Vec<(String, RateClass)>,
+    /// Peers whose `X-Forwarded-For` is believed (a load balancer in front of the proxy).
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Most clients tracked at once; beyond it new clients share one bucket.
+    pub max_clients: usize,
+    /// A client idle this long is forgotten.
+    pub idle: Duration,
+}
+
+/// The cap on concurrent requests to the ERP, with a bounded queue in front of it.
+#[derive(Debug, Clone, Copy)]
+pub struct ConcurrencySettings {
+    /// Requests in flight to the ERP at once.
+    pub max_in_flight: usize,
+    /// Requests waiting for a slot; beyond it a request is refused at once.
+    pub queue: usize,
+    /// Longest wait for a slot.
+    pub queue_timeout: Duration,
+}
+
+/// When the breaker opens, and for how long.
+#[derive(Debug, Clone, Copy)]
+pub struct BreakerSettings {
+    /// Opens after this many failures in a row.
+    pub consecutive_failures: u32,
+    /// Opens when at least this share of the requests in `window` failed (0.0..=1.0) ...
+    pub error_ratio: f64,
+    /// ... over this window ...
+    pub window: Duration,
+    /// ... once the window holds at least this many requests.
+    pub min_requests: u32,
+    /// Stays open this long before letting probes through.
+    pub open_for: Duration,
+    /// Requests let through at once while half-open.
+    pub half_open_probes: u32,
+    /// Whether an ERP 5xx counts as a failure (connect errors and timeouts always do).
+    pub trip_on_5xx: bool,
+}
+
+/// Retries after a failed connection (the request never reached the ERP).
+#[derive(Debug, Clone, Copy)]
+pub struct RetrySettings {
+    /// Most retries of one request.
+    pub max_per_request: u32,
+    /// Retries may add at most this share of requests (0.0..=1.0) on top of the traffic.
+    pub budget_ratio: f64,
+}
+
+/// A route's own protection settings.
+#[derive(Debug, Clone, Default)]
+pub struct RouteLimits {
+    /// The rate class its requests are charged to; `None` is the default class.
+    pub rate_class: Option<String>,
+    /// Whether cache hits are charged too (they cost the ERP nothing).
+    pub rate_limit_hits: bool,
+    /// This route's own cap on requests in flight to the ERP, inside the global one.
+    pub max_in_flight: Option<usize>,
+    /// Overrides `upstream.connect_timeout_ms`.
+    pub connect_timeout: Option<Duration>,
+    /// Overrides `upstream.read_timeout_ms`: the longest wait for the response to start (and
+    /// between any two reads).
+    pub first_byte_timeout: Option<Duration>,
+    /// The longest the whole ERP response may take, body included.
+    pub total_timeout: Option<Duration>,
 }
 
 /// How to reach the ERP.
@@ -96,6 +195,8 @@ pub struct Route {
     pub methods: Option<Vec<Method>>,
     /// What happens to matching requests.
     pub action: RouteAction,
+    /// Rate class, concurrency cap and timeouts of the route.
+    pub limits: RouteLimits,
 }
 
 /// How a route matches a request path (the query string is never part of the match).
