@@ -13,6 +13,7 @@
 //! * `config`    YAML schema, validation, the runtime model
 //! * `demo`      the simulator and the proxy together on loopback
 //! * `erp_sim`   a faithful simulator of the ERP, for tests, the demo and the load suite
+//! * `limits`    protecting the ERP: rate limits, the concurrency cap, the circuit breaker
 //! * `metrics`   the one Prometheus registry and the proxy's metric families
 //! * `proxy`     the pingora `ProxyHttp` implementation, phase by phase
 //! * `telemetry` logging setup (tracing, with pingora's `log` records bridged in)
@@ -24,6 +25,7 @@ pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod erp_sim;
+pub mod limits;
 pub mod metrics;
 pub mod proxy;
 pub mod telemetry;

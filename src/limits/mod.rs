@@ -1,0 +1,388 @@
+//! Protecting the ERP: one process whose slow handlers run one at a time, so a burst can take it
+//! down for everyone. Everything here is consulted by the proxy's phases:
+//!
+//! * `client`      who a request is charged to (peer IP, or a trusted proxy's `X-Forwarded-For`)
+//! * `rate`        per-client token buckets per rate class -> `429` with `Retry-After`
+//! * `concurrency` the cap on requests in flight to the ERP, with a bounded, timed queue
+//! * `breaker`     the circuit breaker: while open no request reaches the ERP
+//! * `retry`       the retry budget for idempotent requests whose connection failed
+//!
+//! When the ERP cannot be asked (breaker open, queue full or timed out) the request fails with
+//! an upstream-sourced error, so pingora serves the stale copy where the cache has one
+//! (stale-if-error) and the proxy answers a fast `503` with `Retry-After` where it has none.
+
+pub mod breaker;
+pub mod client;
+pub mod concurrency;
+pub mod rate;
+pub mod retry;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use pingora_core::server::ShutdownWatch;
+use pingora_core::services::background::BackgroundService;
+use pingora_error::{Error, ErrorSource, ErrorType};
+use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+
+use crate::config::Config;
+use breaker::{Admission, Breaker, Outcome, Transition};
+use concurrency::{Gate, Refused, Slot};
+use rate::RateLimits;
+use retry::RetryBudget;
+
+/// The error kind of a request the breaker kept from the ERP.
+pub const BREAKER_OPEN: &str = "upstream circuit open";
+/// The error kind of a request refused because the queue for the ERP was full.
+pub const QUEUE_FULL: &str = "upstream queue full";
+/// The error kind of a request that waited too long for a slot at the ERP.
+pub const QUEUE_TIMEOUT: &str = "upstream queue timeout";
+
+/// An error that pingora treats like an ERP failure (so stale-if-error applies).
+pub fn refusal(kind: &'static str) -> Box<Error> {
+    Error::create(ErrorType::Custom(kind), ErrorSource::Upstream, None, None)
+}
+
+/// Whether `e` is one of ours (answered `503` with `Retry-After`).
+pub fn is_refusal(e: &Error) -> bool {
+    matches!(e.etype(), ErrorType::Custom(k) if [BREAKER_OPEN, QUEUE_FULL, QUEUE_TIMEOUT].contains(k))
+}
+
+/// The protection state of one proxy.
+pub struct Limits {
+    /// Per-client buckets; `None` when rate limiting is off.
+    pub rate: Option<RateLimits>,
+    /// Peers whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    gate: Gate,
+    /// Per-route gates, by route index.
+    route_gates: Vec<Option<Gate>>,
+    breaker: Option<Breaker>,
+    /// Shared by all requests.
+    pub retry_budget: RetryBudget,
+    metrics: LimitMetrics,
+}
+
+/// The slots a request holds at the ERP (route gate, then global gate).
+#[derive(Default)]
+pub struct Slots {
+    route: Option<Slot>,
+    global: Option<Slot>,
+}
+
+impl Slots {
+    /// True once the request holds its global slot.
+    pub fn held(&self) -> bool {
+        self.global.is_some()
+    }
+
+    /// Frees the slots (the ERP's answer is complete).
+    pub fn release(&mut self) {
+        self.global = None;
+        self.route = None;
+    }
+}
+
+impl Limits {
+    /// Builds the protection of `config`, registering its metrics in `registry`.
+    pub fn new(config: &Config, registry: &Registry) -> prometheus::Result<Limits> {
+        let p = &config.protection;
+        let cap = p.upstream_cap;
+        let route_gates = config
+            .routes
+            .iter()
+            .map(|r| {
+                r.limits
+                    .max_in_flight
+                    .map(|m| Gate::new(m, cap.queue, cap.queue_timeout))
+            })
+            .collect();
+        let metrics = LimitMetrics::register(registry)?;
+        let breaker = p.breaker.map(|b| Breaker::new(b, Instant::now()));
+        metrics.breaker_state.set(0);
+        Ok(Limits {
+            rate: p.rate_limit.as_ref().map(RateLimits::new),
+            trusted_proxies: p
+                .rate_limit
+                .as_ref()
+                .map(|r| r.trusted_proxies.clone())
+                .unwrap_or_default(),
+            gate: Gate::new(cap.max_in_flight, cap.queue, cap.queue_timeout),
+            route_gates,
+            breaker,
+            retry_budget: RetryBudget::new(p.retries.budget_ratio),
+            metrics,
+        })
+    }
+
+    /// Counts a request refused by its rate limit.
+    pub fn count_limited(&self, class: &str) {
+        self.metrics.rate_limited.with_label_values(&[class]).inc();
+    }
+
+    /// May the request go to the ERP? `Ok(probe)` if so.
+    pub fn admit(&self) -> Result<bool, Duration> {
+        let Some(breaker) = &self.breaker else {
+            return Ok(false);
+        };
+        let (admission, transition) = breaker.admit(Instant::now());
+        self.note(transition);
+        match admission {
+            Admission::Allowed => Ok(false),
+            Admission::Probe => Ok(true),
+            Admission::Refused { retry_after } => {
+                self.metrics
+                    .refused
+                    .with_label_values(&["breaker_open"])
+                    .inc();
+                Err(retry_after)
+            }
+        }
+    }
+
+    /// Takes the request's slots at the ERP (its route's cap first, then the global one).
+    pub async fn enter(&self, route: Option<usize>, slots: &mut Slots) -> Result<(), Refused> {
+        let result: Result<(), Refused> = async {
+            if slots.route.is_none()
+                && let Some(gate) = route
+                    .and_then(|i| self.route_gates.get(i))
+                    .and_then(Option::as_ref)
+            {
+                slots.route = Some(gate.enter().await?);
+            }
+            if slots.global.is_none() {
+                slots.global = Some(self.gate.enter().await?);
+            }
+            Ok(())
+        }
+        .await;
+        if let Err(refused) = result {
+            slots.release();
+            self.metrics
+                .refused
+                .with_label_values(&[refused.as_str()])
+                .inc();
+        }
+        result
+    }
+
+    /// Records how a request admitted to the ERP ended.
+    pub fn record(&self, outcome: Outcome, probe: bool) {
+        if let Some(breaker) = &self.breaker {
+            let transition = breaker.record(outcome, probe, Instant::now());
+            self.note(transition);
+        }
+    }
+
+    /// Whether a 5xx from the ERP counts as a failure.
+    pub fn trips_on_5xx(&self, config: &Config) -> bool {
+        config.protection.breaker.is_some_and(|b| b.trip_on_5xx)
+    }
+
+    /// Counts a retry.
+    pub fn count_retry(&self) {
+        self.metrics.retries.inc();
+    }
+
+    /// The breaker's state, for `/stats` and logs (`closed` when there is no breaker).
+    pub fn breaker_state(&self) -> breaker::State {
+        self.breaker
+            .as_ref()
+            .map_or(breaker::State::Closed, Breaker::state)
+    }
+
+    fn note(&self, transition: Option<Transition>) {
+        let Some(t) = transition else { return };
+        self.metrics.breaker_state.set(t.to.code());
+        self.metrics
+            .transitions
+            .with_label_values(&[t.to.as_str(), t.reason.as_str()])
+            .inc();
+        tracing::warn!(
+            from = t.from.as_str(),
+            to = t.to.as_str(),
+            reason = t.reason.as_str(),
+            "upstream circuit breaker changed state"
+        );
+    }
+
+    fn sample(&self) {
+        self.metrics.in_flight.set(self.gate.in_flight() as i64);
+        self.metrics.waiting.set(self.gate.waiting() as i64);
+        if let Some(rate) = &self.rate {
+            self.metrics.clients.set(rate.tracked() as i64);
+        }
+        self.metrics.breaker_state.set(self.breaker_state().code());
+    }
+}
+
+struct LimitMetrics {
+    rate_limited: IntCounterVec,
+    refused: IntCounterVec,
+    retries: IntCounter,
+    in_flight: IntGauge,
+    waiting: IntGauge,
+    clients: IntGauge,
+    breaker_state: IntGauge,
+    transitions: IntCounterVec,
+}
+
+impl LimitMetrics {
+    fn register(reg: &Registry) -> prometheus::Result<Self> {
+        let m = LimitMetrics {
+            rate_limited: IntCounterVec::new(
+                Opts::new(
+                    "knitcache_rate_limited_total",
+                    "Requests refused with 429, by rate class",
+                ),
+                &["class"],
+            )?,
+            refused: IntCounterVec::new(
+                Opts::new(
+                    "knitcache_upstream_refused_total",
+                    "Requests kept from the ERP (served stale or 503), by reason",
+                ),
+                &["reason"],
+            )?,
+            retries: IntCounter::new(
+                "knitcache_upstream_retries_total",
+                "Retries after a failed connect to the ERP",
+            )?,
+            in_flight: IntGauge::new(
+                "knitcache_upstream_in_flight",
+                "Requests in flight to the ERP",
+            )?,
+            waiting: IntGauge::new(
+                "knitcache_upstream_queue_waiting",
+                "Requests waiting for a slot at the ERP",
+            )?,
+            clients: IntGauge::new(
+                "knitcache_rate_limit_clients",
+                "Clients tracked by the rate limiter",
+            )?,
+            breaker_state: IntGauge::new(
+                "knitcache_breaker_state",
+                "Circuit breaker state: 0 closed, 1 open, 2 half-open",
+            )?,
+            transitions: IntCounterVec::new(
+                Opts::new(
+                    "knitcache_breaker_transitions_total",
+                    "Circuit breaker state changes, by new state and reason",
+                ),
+                &["to", "reason"],
+            )?,
+        };
+        reg.register(Box::new(m.rate_limited.clone()))?;
+        reg.register(Box::new(m.refused.clone()))?;
+        reg.register(Box::new(m.retries.clone()))?;
+        reg.register(Box::new(m.in_flight.clone()))?;
+        reg.register(Box::new(m.waiting.clone()))?;
+        reg.register(Box::new(m.clients.clone()))?;
+        reg.register(Box::new(m.breaker_state.clone()))?;
+        reg.register(Box::new(m.transitions.clone()))?;
+        for reason in ["breaker_open", "queue_full", "queue_timeout"] {
+            m.refused.with_label_values(&[reason]);
+        }
+        Ok(m)
+    }
+}
+
+/// How often the gauges are sampled.
+const SAMPLE_EVERY: Duration = Duration::from_secs(1);
+
+/// Background upkeep: samples the gauges every second and forgets idle rate-limit clients every
+/// `protection.rate_limit.idle_secs`.
+pub struct Upkeep {
+    limits: Arc<Limits>,
+    sweep_every: Duration,
+}
+
+impl Upkeep {
+    /// Upkeep of `limits`; `idle` is the rate limiter's idle time, if it is on.
+    pub fn new(limits: Arc<Limits>, idle: Option<Duration>) -> Self {
+        Upkeep {
+            limits,
+            sweep_every: idle.unwrap_or(Duration::MAX),
+        }
+    }
+}
+
+#[async_trait]
+impl BackgroundService for Upkeep {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let mut last_sweep = Instant::now();
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(SAMPLE_EVERY) => {}
+                _ = shutdown.changed() => return,
+            }
+            self.limits.sample();
+            if last_sweep.elapsed() >= self.sweep_every {
+                if let Some(rate) = &self.limits.rate {
+                    rate.sweep();
+                    tracing::debug!(clients = rate.tracked(), "rate limiter swept");
+                }
+                last_sweep = Instant::now();
+            }
+        }
+    }
+}
+
+/// How a request that reached the ERP ended, from what the proxy saw.
+pub fn outcome(status: Option<u16>, error: Option<&Error>, trip_on_5xx: bool) -> Outcome {
+    match (status, error) {
+        (Some(s), _) if s >= 500 && trip_on_5xx => Outcome::Failure,
+        (Some(_), Some(e)) if is_timeout(e) => Outcome::Failure,
+        (Some(_), _) => Outcome::Success,
+        (None, Some(e)) if *e.esource() == ErrorSource::Upstream => Outcome::Failure,
+        (None, _) => Outcome::Abandoned,
+    }
+}
+
+fn is_timeout(e: &Error) -> bool {
+    matches!(
+        e.etype(),
+        ErrorType::ReadTimedout | ErrorType::WriteTimedout | ErrorType::ConnectTimedout
+    ) || matches!(e.etype(), ErrorType::Custom(k) if *k == TOTAL_TIMEOUT)
+}
+
+/// The error kind of an ERP response that took longer than the route's total timeout.
+pub const TOTAL_TIMEOUT: &str = "upstream total timeout";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outcomes_from_what_the_proxy_saw() {
+        let refused = Error::create(ErrorType::ConnectRefused, ErrorSource::Upstream, None, None);
+        let client_gone = Error::create(ErrorType::WriteError, ErrorSource::Downstream, None, None);
+        assert_eq!(outcome(Some(200), None, true), Outcome::Success);
+        assert_eq!(outcome(Some(503), None, true), Outcome::Failure);
+        assert_eq!(outcome(Some(503), None, false), Outcome::Success);
+        assert_eq!(outcome(None, Some(&refused), true), Outcome::Failure);
+        assert_eq!(outcome(None, Some(&client_gone), true), Outcome::Abandoned);
+        assert_eq!(outcome(None, None, true), Outcome::Abandoned);
+        let total = Error::create(
+            ErrorType::Custom(TOTAL_TIMEOUT),
+            ErrorSource::Upstream,
+            None,
+            None,
+        );
+        assert_eq!(outcome(Some(200), Some(&total), true), Outcome::Failure);
+    }
+
+    #[test]
+    fn our_refusals_are_recognised() {
+        assert!(is_refusal(&refusal(BREAKER_OPEN)));
+        assert!(is_refusal(&refusal(QUEUE_FULL)));
+        let other = Error::create(ErrorType::ConnectRefused, ErrorSource::Upstream, None, None);
+        assert!(!is_refusal(&other));
+        assert_eq!(
+            *refusal(QUEUE_TIMEOUT).esource(),
+            ErrorSource::Upstream,
+            "stale-if-error applies"
+        );
+    }
+}
