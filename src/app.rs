@@ -14,12 +14,14 @@ use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use pingora_core::server::configuration::ServerConf;
 use pingora_core::server::{ListenFds, RunArgs, Server, ShutdownSignalWatch, ShutdownWatch};
+use pingora_core::services::background::background_service;
 use pingora_core::services::listening::Service;
 use pingora_core::services::{ServiceReadyNotifier, ServiceWithDependents};
 
 use crate::admin::Admin;
 use crate::cache::{Cache, CacheError};
 use crate::config::Config;
+use crate::limits::{Limits, Upkeep};
 use crate::metrics::Metrics;
 use crate::proxy::Proxy;
 
@@ -124,8 +126,14 @@ pub fn build(config: Config, listeners: Listeners) -> Result<App, AppError> {
     server.bootstrap();
 
     let disk = cache.disk.clone();
+    let limits = Arc::new(Limits::new(&config, &metrics.registry)?);
+    let idle = config.protection.rate_limit.as_ref().map(|r| r.idle);
+    server.add_service(background_service(
+        "knitcache limits",
+        Upkeep::new(limits.clone(), idle),
+    ));
     let live = Arc::new(ArcSwap::from_pointee(config));
-    let proxy = Proxy::new(live.clone(), &cache, metrics.clone());
+    let proxy = Proxy::new(live.clone(), &cache, metrics.clone(), limits);
     let mut proxy_service = pingora_proxy::http_proxy_service_with_name(
         &server.configuration,
         proxy,

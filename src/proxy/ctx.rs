@@ -1,10 +1,12 @@
 //! Per-request state shared by the proxy phases.
 
+use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::cache::encoding::Coding;
 use crate::config::{CachePolicy, Config, Route};
+use crate::limits::Slots;
 
 /// The metric and log name of requests no route matches (they are proxied untouched).
 pub const CATCH_ALL_ROUTE: &str = "unmatched";
@@ -27,6 +29,20 @@ pub struct RequestCtx {
     pub upstream_started: Option<Instant>,
     /// Status the ERP answered, if it was asked.
     pub upstream_status: Option<u16>,
+    /// The client the request is charged to (for rate limits).
+    pub client: Option<IpAddr>,
+    /// The rate limit is charged only if the request misses the cache.
+    pub rate_deferred: bool,
+    /// The breaker let the request go to the ERP (`probe`: as a half-open probe).
+    pub admitted: bool,
+    /// Admitted as a half-open probe.
+    pub probe: bool,
+    /// Slots held at the ERP; freed when the ERP's answer is complete.
+    pub slots: Slots,
+    /// Retries spent on this request.
+    pub retries: u32,
+    /// `Retry-After` for a `503` this request may get (the breaker's remaining cool-down).
+    pub retry_after: Option<Duration>,
 }
 
 impl RequestCtx {
@@ -40,6 +56,13 @@ impl RequestCtx {
             started: Instant::now(),
             upstream_started: None,
             upstream_status: None,
+            client: None,
+            rate_deferred: false,
+            admitted: false,
+            probe: false,
+            slots: Slots::default(),
+            retries: 0,
+            retry_after: None,
         }
     }
 

@@ -8,23 +8,26 @@
 pub mod cache_status;
 pub mod ctx;
 pub mod headers;
+pub mod refuse;
 
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
+use bytes::Bytes;
 use http::Method;
 use pingora_cache::key::HashBinary;
 use pingora_cache::{CacheKey, CacheMeta, CacheOptionOverrides, RespCacheable, VarianceBuilder};
 use pingora_core::upstreams::peer::HttpPeer;
-use pingora_error::{Error, ErrorSource, Result};
+use pingora_error::{Error, ErrorSource, ErrorType, Result};
 use pingora_http::{RequestHeader, ResponseHeader};
-use pingora_proxy::{ProxyHttp, Session};
+use pingora_proxy::{FailToProxy, ProxyHttp, Session};
 
 use crate::cache::encoding;
 use crate::cache::{Cache, key, policy};
 use crate::config::Config;
+use crate::limits::{self, Limits};
 use crate::metrics::Metrics;
 pub use ctx::{CATCH_ALL_ROUTE, RequestCtx};
 
@@ -35,17 +38,52 @@ pub struct Proxy {
     lock: &'static pingora_cache::lock::CacheKeyLockImpl,
     max_object_bytes: usize,
     metrics: Arc<Metrics>,
+    limits: Arc<Limits>,
 }
 
 impl Proxy {
     /// A proxy over `cache`, reading the live configuration from `config` once per request.
-    pub fn new(config: Arc<ArcSwap<Config>>, cache: &Cache, metrics: Arc<Metrics>) -> Self {
+    pub fn new(
+        config: Arc<ArcSwap<Config>>,
+        cache: &Cache,
+        metrics: Arc<Metrics>,
+        limits: Arc<Limits>,
+    ) -> Self {
         Proxy {
             config,
             storage: cache.storage,
             lock: cache.lock,
             max_object_bytes: cache.max_object_bytes,
             metrics,
+            limits,
+        }
+    }
+
+    /// Charges the request to its client's bucket; `false` if it was refused with `429`.
+    async fn charge(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        let Some(rate) = &self.limits.rate else {
+            return Ok(true);
+        };
+        let client = *ctx.client.get_or_insert_with(|| {
+            let peer = session
+                .client_addr()
+                .and_then(|a| a.as_inet())
+                .map_or(std::net::IpAddr::from([0, 0, 0, 0]), |a| a.ip());
+            limits::client::client_ip(
+                peer,
+                &session.req_header().headers,
+                &self.limits.trusted_proxies,
+            )
+        });
+        let class = rate.class_index(ctx.route().and_then(|r| r.limits.rate_class.as_deref()));
+        match rate.check(class, client) {
+            Ok(()) => Ok(true),
+            Err(limited) => {
+                self.limits.count_limited(&limited.class);
+                tracing::debug!(client = %client, class = %limited.class, "rate limited");
+                refuse::too_many_requests(session, &limited).await?;
+                Ok(false)
+            }
         }
     }
 }
@@ -85,6 +123,14 @@ impl ProxyHttp for Proxy {
                 .upstream_compression
                 .adjust_level(ctx.config.cache.compression.level);
         }
+        // Hits cost the ERP nothing: unless the route says otherwise, a cacheable request is
+        // only charged once it misses (in `proxy_upstream_filter`).
+        let hits_free = ctx.cacheable && !ctx.route().is_some_and(|r| r.limits.rate_limit_hits);
+        if self.limits.rate.is_some() && hits_free {
+            ctx.rate_deferred = true;
+        } else if !self.charge(session, ctx).await? {
+            return Ok(true);
+        }
         Ok(false)
     }
 
@@ -100,6 +146,19 @@ impl ProxyHttp for Proxy {
             .enable(self.storage, None, None, Some(self.lock), Some(overrides));
         session.cache.set_max_file_size_bytes(self.max_object_bytes);
         Ok(())
+    }
+
+    /// A miss is about to go to the ERP: charge a deferred rate limit now.
+    async fn proxy_upstream_filter(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> Result<bool> {
+        if ctx.rate_deferred {
+            ctx.rate_deferred = false;
+            return self.charge(session, ctx).await;
+        }
+        Ok(true)
     }
 
     fn cache_key_callback(&self, session: &Session, ctx: &mut RequestCtx) -> Result<CacheKey> {
@@ -154,18 +213,73 @@ impl ProxyHttp for Proxy {
         error.is_none_or(|e| e.esource() == &ErrorSource::Upstream)
     }
 
+    /// Ask the breaker, then take a slot at the ERP (route cap, then global cap). Either may
+    /// refuse: the error is upstream-sourced, so a stale copy is served where there is one.
+    /// Called again on a retry, which keeps what the first attempt obtained.
     async fn upstream_peer(
         &self,
         _session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> Result<Box<HttpPeer>> {
+        if !ctx.admitted {
+            match self.limits.admit() {
+                Ok(probe) => {
+                    ctx.admitted = true;
+                    ctx.probe = probe;
+                    self.limits.retry_budget.deposit();
+                }
+                Err(retry_after) => {
+                    ctx.retry_after = Some(retry_after);
+                    return Err(limits::refusal(limits::BREAKER_OPEN));
+                }
+            }
+        }
+        if let Err(refused) = self.limits.enter(ctx.route, &mut ctx.slots).await {
+            // Never reached the ERP: give back a probe slot without judging the ERP.
+            self.limits
+                .record(limits::breaker::Outcome::Abandoned, ctx.probe);
+            ctx.admitted = false;
+            return Err(limits::refusal(match refused {
+                limits::concurrency::Refused::QueueFull => limits::QUEUE_FULL,
+                limits::concurrency::Refused::Timeout => limits::QUEUE_TIMEOUT,
+            }));
+        }
         let upstream = &ctx.config.upstream;
+        let route = ctx.route().map(|r| &r.limits);
         let mut peer = HttpPeer::new(upstream.address, false, String::new());
-        peer.options.connection_timeout = Some(upstream.connect_timeout);
-        peer.options.read_timeout = Some(upstream.read_timeout);
+        peer.options.connection_timeout = Some(
+            route
+                .and_then(|l| l.connect_timeout)
+                .unwrap_or(upstream.connect_timeout),
+        );
+        peer.options.read_timeout = Some(
+            route
+                .and_then(|l| l.first_byte_timeout)
+                .unwrap_or(upstream.read_timeout),
+        );
         peer.options.write_timeout = Some(upstream.write_timeout);
         ctx.upstream_started = Some(Instant::now());
         Ok(Box::new(peer))
+    }
+
+    /// Retry only idempotent requests, only after a failed connect (nothing reached the ERP),
+    /// and only within the retry budget.
+    fn fail_to_connect(
+        &self,
+        session: &mut Session,
+        _peer: &HttpPeer,
+        ctx: &mut RequestCtx,
+        mut e: Box<Error>,
+    ) -> Box<Error> {
+        let retry = session.req_header().method.is_idempotent()
+            && ctx.retries < ctx.config.protection.retries.max_per_request
+            && self.limits.retry_budget.withdraw();
+        if retry {
+            ctx.retries += 1;
+            self.limits.count_retry();
+        }
+        e.set_retry(retry);
+        e
     }
 
     async fn upstream_response_filter(
@@ -181,6 +295,33 @@ impl ProxyHttp for Proxy {
         }
         headers::strip_hop_by_hop(resp);
         Ok(())
+    }
+
+    /// Enforce the route's total timeout; free the ERP slots as soon as its answer is complete
+    /// (not when the client has read it all).
+    fn upstream_response_body_filter(
+        &self,
+        _session: &mut Session,
+        _body: &mut Option<Bytes>,
+        end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<Option<Duration>> {
+        if end_of_stream {
+            ctx.slots.release();
+            return Ok(None);
+        }
+        let total = ctx.route().and_then(|r| r.limits.total_timeout);
+        if let (Some(total), Some(started)) = (total, ctx.upstream_started)
+            && started.elapsed() > total
+        {
+            return Err(Error::create(
+                ErrorType::Custom(limits::TOTAL_TIMEOUT),
+                ErrorSource::Upstream,
+                Some(format!("the ERP took longer than {} ms", total.as_millis()).into()),
+                None,
+            ));
+        }
+        Ok(None)
     }
 
     /// Say what the cache did (`Cache-Status`); pingora has already set `Age` on hits.
@@ -203,8 +344,49 @@ impl ProxyHttp for Proxy {
         Ok(())
     }
 
+    /// A refusal (breaker open, queue full) with nothing stale to serve becomes a fast `503`
+    /// with `Retry-After`; ERP timeouts become `504`, other ERP failures `502`.
+    async fn fail_to_proxy(
+        &self,
+        session: &mut Session,
+        e: &Error,
+        ctx: &mut RequestCtx,
+    ) -> FailToProxy {
+        let code = if limits::is_refusal(e) {
+            let retry_after = ctx.retry_after.unwrap_or(ctx.config.protection.retry_after);
+            if let Err(write) = refuse::unavailable(session, retry_after, e).await {
+                tracing::debug!(error = %write, "could not send 503");
+            }
+            return FailToProxy {
+                error_code: 503,
+                can_reuse_downstream: false,
+            };
+        } else {
+            refuse::status_for(e)
+        };
+        // pingora closes the client connection after a failed ERP leg: announce it.
+        session.set_keepalive(None);
+        if code > 0
+            && let Err(write) = session.respond_error(code).await
+        {
+            tracing::debug!(error = %write, "could not send the error response");
+        }
+        FailToProxy {
+            error_code: code,
+            can_reuse_downstream: false,
+        }
+    }
+
     /// One access line and the request's metrics.
     async fn logging(&self, session: &mut Session, error: Option<&Error>, ctx: &mut RequestCtx) {
+        ctx.slots.release();
+        if ctx.admitted {
+            let trips = self.limits.trips_on_5xx(&ctx.config);
+            self.limits.record(
+                limits::outcome(ctx.upstream_status, error, trips),
+                ctx.probe,
+            );
+        }
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
         let req = session.req_header();
         let cache = cache_status::label(&session.cache.phase(), ctx.cacheable);

@@ -42,6 +42,21 @@ pub async fn start_sim_mode(mode: Mode, time_scale: f64) -> ErpSim {
 /// A config for tests: loopback ephemeral ports, a small cache in `dir`, these routes.
 /// `routes_yaml` is the `routes:` list as YAML, indented by two spaces.
 pub fn config_yaml(upstream: SocketAddr, dir: &Path, routes_yaml: &str) -> String {
+    config_yaml_with(upstream, dir, "", routes_yaml)
+}
+
+/// As `config_yaml`, plus a `protection:` section (its keys indented by two spaces).
+pub fn config_yaml_with(
+    upstream: SocketAddr,
+    dir: &Path,
+    protection_yaml: &str,
+    routes_yaml: &str,
+) -> String {
+    let protection = if protection_yaml.is_empty() {
+        String::new()
+    } else {
+        format!("protection:\n{protection_yaml}")
+    };
     format!(
         r#"listen: "127.0.0.1:0"
 admin_listen: "127.0.0.1:0"
@@ -65,7 +80,7 @@ server:
   graceful_shutdown_timeout_secs: 1
   pid_file: "{dir}.pid"
   upgrade_sock: "{dir}.sock"
-routes:
+{protection}routes:
 {routes_yaml}"#,
         dir = dir.display()
     )
@@ -230,6 +245,20 @@ pub fn cache_dir() -> (tempfile::TempDir, PathBuf) {
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = tmp.path().join("cache");
     (tmp, dir)
+}
+
+/// The value of one sample of the proxy's `/metrics`, e.g.
+/// `knitcache_breaker_state` or `knitcache_upstream_refused_total{reason="breaker_open"}`
+/// (labels as the exposition writes them); 0 when absent.
+pub async fn metric(proxy: &TestProxy, sample: &str) -> f64 {
+    let text = get(&client(), &proxy.admin_url("/metrics")).await.text();
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .find_map(|l| {
+            let (name, value) = l.rsplit_once(' ')?;
+            (name == sample).then(|| value.parse().ok()).flatten()
+        })
+        .unwrap_or(0.0)
 }
 
 /// Polls `cond` every 10 ms until it holds or `TIMEOUT` passes.

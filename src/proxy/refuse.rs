@@ -1,0 +1,101 @@
+//! Responses the proxy writes itself instead of the ERP's: `429` over a rate limit, `503` when
+//! the ERP cannot be asked, and the status for an ERP failure.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use pingora_error::{Error, ErrorSource, ErrorType, Result};
+use pingora_http::ResponseHeader;
+use pingora_proxy::Session;
+
+use crate::limits::rate::Limited;
+
+/// `429 Too Many Requests` with `Retry-After` and the IETF `RateLimit`/`RateLimit-Policy`
+/// headers (draft-ietf-httpapi-ratelimit-headers).
+pub async fn too_many_requests(session: &mut Session, limited: &Limited) -> Result<()> {
+    let secs = limited.retry_after_secs();
+    let body = format!(
+        "{{\"error\":\"rate limited\",\"class\":{},\"retry_after_secs\":{secs}}}\n",
+        crate::admin::json_string(&limited.class)
+    );
+    let mut h = ResponseHeader::build(429, Some(6))?;
+    h.insert_header(http::header::RETRY_AFTER, secs.to_string())?;
+    h.insert_header("ratelimit-policy", limited.policy_header())?;
+    h.insert_header("ratelimit", limited.limit_header())?;
+    write(session, h, body).await
+}
+
+/// `503 Service Unavailable` with `Retry-After`, saying why the ERP was not asked.
+pub async fn unavailable(session: &mut Session, retry_after: Duration, why: &Error) -> Result<()> {
+    let secs = retry_after.as_secs_f64().ceil().max(1.0) as u64;
+    let reason = match why.etype() {
+        ErrorType::Custom(kind) => kind,
+        _ => "upstream unavailable",
+    };
+    let body = format!("{{\"error\":\"{reason}\",\"retry_after_secs\":{secs}}}\n");
+    let mut h = ResponseHeader::build(503, Some(4))?;
+    h.insert_header(http::header::RETRY_AFTER, secs.to_string())?;
+    write(session, h, body).await
+}
+
+async fn write(session: &mut Session, mut h: ResponseHeader, body: String) -> Result<()> {
+    h.insert_header(http::header::CONTENT_TYPE, "application/json")?;
+    h.insert_header(http::header::CONTENT_LENGTH, body.len().to_string())?;
+    h.insert_header(http::header::CACHE_CONTROL, "no-store")?;
+    session.set_keepalive(None);
+    session.write_response_header(Box::new(h), false).await?;
+    session
+        .write_response_body(Some(Bytes::from(body)), true)
+        .await
+}
+
+/// The status for a request that failed: the ERP's own 5xx, `504` for a timeout, `502` for any
+/// other ERP failure, `400` for a bad request, `0` when the client is already gone.
+pub fn status_for(e: &Error) -> u16 {
+    match e.etype() {
+        ErrorType::HTTPStatus(code) => *code,
+        ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout => 504,
+        ErrorType::Custom(k) if *k == crate::limits::TOTAL_TIMEOUT => 504,
+        _ => match e.esource() {
+            ErrorSource::Upstream => 502,
+            ErrorSource::Downstream => match e.etype() {
+                ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed => 0,
+                _ => 400,
+            },
+            ErrorSource::Internal | ErrorSource::Unset => 500,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(t: ErrorType, s: ErrorSource) -> Box<Error> {
+        Error::create(t, s, None, None)
+    }
+
+    #[test]
+    fn statuses_for_failures() {
+        assert_eq!(
+            status_for(&err(ErrorType::ReadTimedout, ErrorSource::Upstream)),
+            504
+        );
+        assert_eq!(
+            status_for(&err(ErrorType::ConnectRefused, ErrorSource::Upstream)),
+            502
+        );
+        assert_eq!(
+            status_for(&err(ErrorType::HTTPStatus(503), ErrorSource::Upstream)),
+            503
+        );
+        assert_eq!(
+            status_for(&err(ErrorType::InvalidHTTPHeader, ErrorSource::Downstream)),
+            400
+        );
+        assert_eq!(
+            status_for(&err(ErrorType::WriteError, ErrorSource::Downstream)),
+            0
+        );
+    }
+}
