@@ -24,6 +24,7 @@ use crate::config::Config;
 use crate::limits::{Limits, Upkeep};
 use crate::metrics::Metrics;
 use crate::proxy::Proxy;
+use crate::warming::{Warmer, Warming, WarmingError};
 
 /// Why the server could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -44,6 +45,9 @@ pub enum AppError {
     /// Metrics could not be registered.
     #[error("cannot register metrics: {0}")]
     Metrics(#[from] prometheus::Error),
+    /// The warmer could not be set up.
+    #[error(transparent)]
+    Warming(#[from] WarmingError),
 }
 
 /// The addresses the server really listens on (ports resolved when `:0` was asked for).
@@ -132,8 +136,11 @@ pub fn build(config: Config, listeners: Listeners) -> Result<App, AppError> {
         "knitcache limits",
         Upkeep::new(limits.clone(), idle),
     ));
+    let warming = Arc::new(Warming::new(config.warming.hot_keys, &metrics.registry)?);
     let live = Arc::new(ArcSwap::from_pointee(config));
-    let proxy = Proxy::new(live.clone(), &cache, metrics.clone(), limits);
+    let warmer = Warmer::new(warming.clone(), live.clone(), limits.clone(), addrs.proxy);
+    server.add_service(background_service("knitcache warmer", warmer));
+    let proxy = Proxy::new(live.clone(), &cache, metrics.clone(), limits, warming);
     let mut proxy_service = pingora_proxy::http_proxy_service_with_name(
         &server.configuration,
         proxy,

@@ -17,6 +17,7 @@
 //! * `metrics`   the one Prometheus registry and the proxy's metric families
 //! * `proxy`     the pingora `ProxyHttp` implementation, phase by phase
 //! * `telemetry` logging setup (tracing, with pingora's `log` records bridged in)
+//! * `warming`   refreshing hot keys before they expire; the warm list
 
 pub mod admin;
 pub mod app;
@@ -29,3 +30,4 @@ pub mod limits;
 pub mod metrics;
 pub mod proxy;
 pub mod telemetry;
+pub mod warming;

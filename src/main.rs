@@ -1,5 +1,6 @@
 //! `knitcache`: parse the command line, set up logging, then run the chosen command.
 
+use std::io::Write;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -17,7 +18,14 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Check { config } => match config::load(&config) {
             Ok(c) => {
-                println!("{}: ok\n\n{}", config.display(), config::route_table(&c));
+                // A closed pipe (`check | head`) is not an error worth a panic.
+                let mut out = std::io::stdout().lock();
+                let _ = writeln!(
+                    out,
+                    "{}: ok\n\n{}",
+                    config.display(),
+                    config::route_table(&c)
+                );
                 ExitCode::SUCCESS
             }
             Err(errors) => {

@@ -152,3 +152,23 @@ pub const DEFAULT_RETRIES: u64 = 1;
 
 /// `protection.retries.budget_percent`, in percent of requests.
 pub const DEFAULT_RETRY_BUDGET_PERCENT: u64 = 10;
+
+/// `warming.enabled`: hot keys are refreshed before they expire, so the dashboard never waits.
+pub const DEFAULT_WARMING_ENABLED: bool = true;
+
+/// `warming.hot_keys`: the ERP has about 120 read endpoints with a few query variants each.
+pub const DEFAULT_HOT_KEYS: u64 = 256;
+
+/// `warming.lead_secs`, in seconds: longer than the slowest handler's warm time (2.5 s) and a
+/// queue behind it, so the refreshed copy is stored before the old one expires.
+pub const DEFAULT_WARM_LEAD_SECS: u64 = 10;
+
+/// `warming.active_secs`, in seconds: four 30 s dashboard polls; keys nobody polls any more are
+/// left to expire instead of costing the ERP refreshes.
+pub const DEFAULT_WARM_ACTIVE_SECS: u64 = 120;
+
+/// `warming.concurrency`: refreshes run beside client traffic, so they stay few.
+pub const DEFAULT_WARM_CONCURRENCY: u64 = 2;
+
+/// `warming.interval_secs`, in seconds, between fetches of the warm list.
+pub const DEFAULT_WARM_INTERVAL_SECS: u64 = 60;

@@ -36,6 +36,44 @@ pub struct FileConfig {
     /// Rate limits, the concurrency cap, the circuit breaker and retries. Default: every
     /// `protection.*` default (rate limiting off, everything else on).
     pub protection: FileProtection,
+    /// Refreshing hot keys before they expire, and the warm list. Default: every `warming.*`
+    /// default (on, empty warm list).
+    pub warming: FileWarming,
+}
+
+/// `warming:`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FileWarming {
+    /// Turns the warmer on. Default: `DEFAULT_WARMING_ENABLED` (true).
+    pub enabled: bool,
+    /// Keys tracked as hot. Default: `DEFAULT_HOT_KEYS` (256).
+    pub hot_keys: u64,
+    /// Seconds before expiry a hot key is refreshed. Default: `DEFAULT_WARM_LEAD_SECS` (10).
+    pub lead_secs: u64,
+    /// Seconds since a client last asked within which a key is still refreshed. Default:
+    /// `DEFAULT_WARM_ACTIVE_SECS` (120).
+    pub active_secs: u64,
+    /// Warm requests in flight at once. Default: `DEFAULT_WARM_CONCURRENCY` (2).
+    pub concurrency: u64,
+    /// Seconds between two fetches of the warm list. Default: `DEFAULT_WARM_INTERVAL_SECS` (60).
+    pub interval_secs: u64,
+    /// Paths (with query) fetched at startup and every `interval_secs`. Default: none.
+    pub list: Vec<String>,
+}
+
+impl Default for FileWarming {
+    fn default() -> Self {
+        Self {
+            enabled: DEFAULT_WARMING_ENABLED,
+            hot_keys: DEFAULT_HOT_KEYS,
+            lead_secs: DEFAULT_WARM_LEAD_SECS,
+            active_secs: DEFAULT_WARM_ACTIVE_SECS,
+            concurrency: DEFAULT_WARM_CONCURRENCY,
+            interval_secs: DEFAULT_WARM_INTERVAL_SECS,
+            list: Vec::new(),
+        }
+    }
 }
 
 /// `protection:`, what keeps the single-process ERP alive under bursts and failures.
@@ -371,6 +409,7 @@ impl Default for FileConfig {
             defaults: FileDefaults::default(),
             routes: Vec::new(),
             protection: FileProtection::default(),
+            warming: FileWarming::default(),
         }
     }
 }

@@ -29,6 +29,28 @@ pub struct Config {
     pub routes: Vec<Route>,
     /// How the ERP is protected from bursts and failures.
     pub protection: Protection,
+    /// Keeping hot keys and the warm list fresh before clients ask.
+    pub warming: WarmingSettings,
+}
+
+/// The warmer: hot keys are refreshed shortly before they expire; the warm list is fetched at
+/// startup and on a schedule.
+#[derive(Debug, Clone)]
+pub struct WarmingSettings {
+    /// Off: nothing is fetched unless a client asks.
+    pub enabled: bool,
+    /// Keys tracked as hot (a bounded top-K).
+    pub hot_keys: usize,
+    /// A hot key is refreshed this long before its stored copy expires.
+    pub lead: Duration,
+    /// Only keys a client asked for within this window are refreshed.
+    pub active: Duration,
+    /// Warm requests in flight at once.
+    pub concurrency: usize,
+    /// The warm list is fetched this often (and at startup).
+    pub interval: Duration,
+    /// Paths (with query) fetched at startup and every `interval`.
+    pub list: Vec<String>,
 }
 
 /// Rate limits, the cap on concurrent ERP work, the circuit breaker and retries.

@@ -178,6 +178,7 @@ enum Section {
     UpstreamCap,
     Breaker,
     Retries,
+    Warming,
 }
 
 impl Section {
@@ -198,6 +199,7 @@ impl Section {
             Section::UpstreamCap => keys_of::<FileUpstreamCap>(),
             Section::Breaker => keys_of::<FileBreaker>(),
             Section::Retries => keys_of::<FileRetries>(),
+            Section::Warming => keys_of::<FileWarming>(),
         }
     }
 
@@ -209,6 +211,7 @@ impl Section {
             (Section::Root, "defaults") => Some(Section::Defaults),
             (Section::Cache, "compression") => Some(Section::Compression),
             (Section::Root, "protection") => Some(Section::Protection),
+            (Section::Root, "warming") => Some(Section::Warming),
             (Section::Protection, "rate_limit") => Some(Section::RateLimit),
             (Section::Protection, "upstream_cap") => Some(Section::UpstreamCap),
             (Section::Protection, "breaker") => Some(Section::Breaker),
@@ -513,6 +516,7 @@ pub(crate) fn validate(file: &FileConfig, lines: &Lines) -> Result<Config, Vec<P
     let server = server(&file.server, &mut p);
     let inherited = inherited(&file.defaults, &mut p);
     let protection = protection(&file.protection, &mut p);
+    let warming = warming(&file.warming, &mut p);
     let classes: Vec<&str> = file
         .protection
         .rate_limit
@@ -522,7 +526,15 @@ pub(crate) fn validate(file: &FileConfig, lines: &Lines) -> Result<Config, Vec<P
         .collect();
     let routes = routes(&file.routes, &inherited, &classes, &mut p);
 
-    match (listen, admin_listen, upstream, cache, server, protection) {
+    match (
+        listen,
+        admin_listen,
+        upstream,
+        cache,
+        server,
+        protection,
+        warming,
+    ) {
         (
             Some(listen),
             Some(admin_listen),
@@ -530,6 +542,7 @@ pub(crate) fn validate(file: &FileConfig, lines: &Lines) -> Result<Config, Vec<P
             Some(cache),
             Some(server),
             Some(protection),
+            Some(warming),
         ) if p.list.is_empty() => Ok(Config {
             listen,
             admin_listen,
@@ -538,6 +551,7 @@ pub(crate) fn validate(file: &FileConfig, lines: &Lines) -> Result<Config, Vec<P
             server,
             routes,
             protection,
+            warming,
         }),
         _ => {
             debug_assert!(!p.list.is_empty(), "a part failed without saying why");
@@ -1657,5 +1671,73 @@ fn route_limits(
         connect_timeout: connect?,
         first_byte_timeout: first_byte?,
         total_timeout: total?,
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Warming.
+// ---------------------------------------------------------------------------------------------
+
+fn warming(f: &FileWarming, p: &mut Problems) -> Option<WarmingSettings> {
+    let base = "warming";
+    let mut ok = true;
+    let mut nonzero = |key: &str, value: u64, example: u64, why: &str| {
+        if value == 0 {
+            let msg =
+                format!("{key} = 0 {why}; write e.g. {key}: {example}, or set enabled: false");
+            p.at(&format!("{base}.{key}"), None, msg);
+            ok = false;
+        }
+    };
+    nonzero(
+        "hot_keys",
+        f.hot_keys,
+        256,
+        "tracks no key, so nothing is ever refreshed",
+    );
+    nonzero(
+        "lead_secs",
+        f.lead_secs,
+        10,
+        "refreshes only after expiry, when clients already wait",
+    );
+    nonzero("active_secs", f.active_secs, 120, "counts no key as in use");
+    nonzero("concurrency", f.concurrency, 2, "lets no warm request run");
+    nonzero(
+        "interval_secs",
+        f.interval_secs,
+        60,
+        "would fetch the warm list without pause",
+    );
+    for (i, entry) in f.list.iter().enumerate() {
+        if !entry.starts_with('/') {
+            let msg = format!(
+                "{entry:?} is not a path; write the path and query the dashboard requests, e.g. \
+                 \"/api/comprehensive-kpis\""
+            );
+            p.at(&format!("{base}.list[{i}]"), None, msg);
+            ok = false;
+        } else if entry
+            .bytes()
+            .any(|b| b.is_ascii_whitespace() || b.is_ascii_control())
+        {
+            let msg =
+                format!("{entry:?} contains spaces or control characters; percent-encode them");
+            p.at(&format!("{base}.list[{i}]"), None, msg);
+            ok = false;
+        }
+    }
+    if !ok {
+        return None;
+    }
+    let count = |v: u64| usize::try_from(v).unwrap_or(usize::MAX);
+    Some(WarmingSettings {
+        enabled: f.enabled,
+        hot_keys: count(f.hot_keys),
+        lead: Duration::from_secs(f.lead_secs),
+        active: Duration::from_secs(f.active_secs),
+        concurrency: count(f.concurrency),
+        interval: Duration::from_secs(f.interval_secs),
+        list: f.list.clone(),
     })
 }

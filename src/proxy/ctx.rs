@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use crate::cache::encoding::Coding;
 use crate::config::{CachePolicy, Config, Route};
 use crate::limits::Slots;
+use crate::warming::WarmMode;
 
 /// The metric and log name of requests no route matches (they are proxied untouched).
 pub const CATCH_ALL_ROUTE: &str = "unmatched";
@@ -43,6 +44,8 @@ pub struct RequestCtx {
     pub retries: u32,
     /// `Retry-After` for a `503` this request may get (the breaker's remaining cool-down).
     pub retry_after: Option<Duration>,
+    /// Set for the warmer's own requests.
+    pub warm: Option<WarmMode>,
 }
 
 impl RequestCtx {
@@ -63,6 +66,7 @@ impl RequestCtx {
             slots: Slots::default(),
             retries: 0,
             retry_after: None,
+            warm: None,
         }
     }
 

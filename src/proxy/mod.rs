@@ -29,6 +29,8 @@ use crate::cache::{Cache, key, policy};
 use crate::config::Config;
 use crate::limits::{self, Limits};
 use crate::metrics::Metrics;
+use crate::warming::client::WARM_HEADER;
+use crate::warming::{WarmMode, Warming};
 pub use ctx::{CATCH_ALL_ROUTE, RequestCtx};
 
 /// The proxy service's application: shared, read-only state for every request.
@@ -39,6 +41,7 @@ pub struct Proxy {
     max_object_bytes: usize,
     metrics: Arc<Metrics>,
     limits: Arc<Limits>,
+    warming: Arc<Warming>,
 }
 
 impl Proxy {
@@ -48,6 +51,7 @@ impl Proxy {
         cache: &Cache,
         metrics: Arc<Metrics>,
         limits: Arc<Limits>,
+        warming: Arc<Warming>,
     ) -> Self {
         Proxy {
             config,
@@ -56,7 +60,25 @@ impl Proxy {
             max_object_bytes: cache.max_object_bytes,
             metrics,
             limits,
+            warming,
         }
+    }
+
+    /// Recognises the warmer's own requests (loopback peer, this process's token) and removes
+    /// the marker, so neither the ERP nor a forged marker ever sees an effect.
+    fn take_warm_marker(&self, session: &mut Session) -> Option<WarmMode> {
+        let header = session.req_header().headers.get(WARM_HEADER)?;
+        let loopback = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .is_some_and(|a| a.ip().is_loopback());
+        let mode = if loopback {
+            self.warming.mode(header.as_bytes())
+        } else {
+            None
+        };
+        session.req_header_mut().remove_header(WARM_HEADER);
+        mode
     }
 
     /// Charges the request to its client's bucket; `false` if it was refused with `429`.
@@ -103,6 +125,7 @@ impl ProxyHttp for Proxy {
     /// Match the route; for cacheable requests pick the stored variant and ask the ERP for
     /// exactly that coding, so the body compressed on the way in is the one stored.
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        ctx.warm = self.take_warm_marker(session);
         let req = session.req_header();
         ctx.route = ctx
             .config
@@ -126,7 +149,9 @@ impl ProxyHttp for Proxy {
         // Hits cost the ERP nothing: unless the route says otherwise, a cacheable request is
         // only charged once it misses (in `proxy_upstream_filter`).
         let hits_free = ctx.cacheable && !ctx.route().is_some_and(|r| r.limits.rate_limit_hits);
-        if self.limits.rate.is_some() && hits_free {
+        if ctx.warm.is_some() {
+            // the warmer is gentle by construction and never charged
+        } else if self.limits.rate.is_some() && hits_free {
             ctx.rate_deferred = true;
         } else if !self.charge(session, ctx).await? {
             return Ok(true);
@@ -146,6 +171,22 @@ impl ProxyHttp for Proxy {
             .enable(self.storage, None, None, Some(self.lock), Some(overrides));
         session.cache.set_max_file_size_bytes(self.max_object_bytes);
         Ok(())
+    }
+
+    /// The warmer's refresh fetches a fresh entry again; clients keep getting the old copy
+    /// until the new one is stored.
+    async fn cache_hit_filter(
+        &self,
+        _session: &mut Session,
+        _meta: &CacheMeta,
+        _hit_handler: &mut pingora_cache::HitHandler,
+        _is_fresh: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<Option<pingora_cache::ForcedFreshness>> {
+        if ctx.warm == Some(WarmMode::Refresh) {
+            return Ok(Some(pingora_cache::ForcedFreshness::ForceExpired));
+        }
+        Ok(None)
     }
 
     /// A miss is about to go to the ERP: charge a deferred rate limit now.
@@ -389,6 +430,16 @@ impl ProxyHttp for Proxy {
         }
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
         let req = session.req_header();
+        if ctx.cacheable
+            && let Some(meta) = session.cache.maybe_cache_meta()
+        {
+            let pq = req.uri.path_and_query().map_or("/", |pq| pq.as_str());
+            let (coding, stored, until) = (ctx.coding.token(), meta.created(), meta.fresh_until());
+            match ctx.warm {
+                None => self.warming.hot.observe(pq, coding, stored, until),
+                Some(_) => self.warming.hot.refreshed(pq, coding, stored, until),
+            }
+        }
         let cache = cache_status::label(&session.cache.phase(), ctx.cacheable);
         let took = ctx.started.elapsed();
         self.metrics

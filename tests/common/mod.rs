@@ -57,6 +57,22 @@ pub fn config_yaml_with(
     } else {
         format!("protection:\n{protection_yaml}")
     };
+    config_yaml_sections(upstream, dir, &protection, routes_yaml)
+}
+
+/// As `config_yaml`, plus whole top-level sections (`sections_yaml`, unindented). The warmer is
+/// off unless `sections_yaml` has a `warming:` section: its refreshes would change the ERP
+/// request counts the other tests assert on.
+pub fn config_yaml_sections(
+    upstream: SocketAddr,
+    dir: &Path,
+    sections_yaml: &str,
+    routes_yaml: &str,
+) -> String {
+    let mut protection = sections_yaml.to_owned();
+    if !protection.contains("warming:") {
+        protection.push_str("warming:\n  enabled: false\n");
+    }
     format!(
         r#"listen: "127.0.0.1:0"
 admin_listen: "127.0.0.1:0"

@@ -1,0 +1,356 @@
+//! Keeping the cache warm: hot keys are refreshed shortly before they expire, and the warm
+//! list is fetched at startup and on a schedule, so the dashboard never waits on a forecast.
+//!
+//! * `hot_keys` the bounded top-K of requested keys, with their freshness
+//! * `client`   one GET through the proxy's own listener
+//!
+//! Warm requests go through the proxy like client requests, so keys, TTLs, coalescing, the ERP
+//! cap and the breaker all apply unchanged. They carry a marker header with a random per-process
+//! token, accepted only from loopback: `refresh:<token>` makes the proxy fetch a fresh entry
+//! again (the old copy keeps serving clients until the new one is stored); `fill:<token>` is an
+//! ordinary lookup that fills a missing entry. Warm requests are never rate limited and never
+//! count as client interest. The warmer is gentle: a few requests at a time, one per key,
+//! nothing while the breaker is open.
+
+pub mod client;
+pub mod hot_keys;
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use arc_swap::ArcSwap;
+use async_trait::async_trait;
+use parking_lot::Mutex;
+use pingora_core::server::ShutdownWatch;
+use pingora_core::services::background::BackgroundService;
+use prometheus::{IntCounterVec, Opts, Registry};
+use tokio::sync::Semaphore;
+
+use crate::config::Config;
+use crate::limits::Limits;
+use hot_keys::HotKeys;
+
+/// What a warm request asks of the proxy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WarmMode {
+    /// Fetch again even if the stored copy is fresh.
+    Refresh,
+    /// An ordinary lookup: fill the entry if it is missing or expired.
+    Fill,
+}
+
+/// The `Accept-Encoding` the warm list is fetched with: what the dashboard's browsers send, so
+/// the variant they will ask for is the one warmed.
+const BROWSER_ACCEPT_ENCODING: &str = "gzip, deflate, br, zstd";
+/// Hot keys are checked this often.
+const TICK: Duration = Duration::from_secs(1);
+/// Counts are halved this often, so hotness follows recent traffic.
+const DECAY_EVERY: Duration = Duration::from_secs(60);
+
+/// The last warm-list cycle, for logs and `/stats`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Summary {
+    /// Entries fetched successfully.
+    pub warmed: u64,
+    /// Entries whose fetch failed (ERP error, timeout).
+    pub failed: u64,
+    /// Entries not fetched (breaker open, or a refresh of the key already running).
+    pub skipped: u64,
+    /// How long the cycle took.
+    pub took: Duration,
+    /// When it finished.
+    pub at: Option<SystemTime>,
+}
+
+/// Shared warming state: the hot keys (fed by the proxy), the marker token, the last cycle.
+pub struct Warming {
+    /// Keys clients ask for.
+    pub hot: HotKeys,
+    token: String,
+    in_flight: Mutex<HashSet<(String, Option<&'static str>)>>,
+    last_cycle: Mutex<Summary>,
+    requests: IntCounterVec,
+}
+
+impl Warming {
+    /// Warming state tracking `hot_keys` keys, with its metrics in `registry`.
+    pub fn new(hot_keys: usize, registry: &Registry) -> Result<Warming, WarmingError> {
+        let mut raw = [0u8; 16];
+        getrandom::fill(&mut raw).map_err(|e| WarmingError::Token(e.to_string()))?;
+        let token = raw.iter().map(|b| format!("{b:02x}")).collect();
+        let requests = IntCounterVec::new(
+            Opts::new(
+                "knitcache_warm_requests_total",
+                "Warm requests, by kind (hot, list) and result",
+            ),
+            &["kind", "result"],
+        )
+        .map_err(WarmingError::Metrics)?;
+        registry
+            .register(Box::new(requests.clone()))
+            .map_err(WarmingError::Metrics)?;
+        for kind in ["hot", "list"] {
+            for result in ["warmed", "failed", "skipped"] {
+                requests.with_label_values(&[kind, result]);
+            }
+        }
+        Ok(Warming {
+            hot: HotKeys::new(hot_keys),
+            token,
+            in_flight: Mutex::new(HashSet::new()),
+            last_cycle: Mutex::new(Summary::default()),
+            requests,
+        })
+    }
+
+    /// What a marker header value asks for, if it carries this process's token.
+    pub fn mode(&self, header: &[u8]) -> Option<WarmMode> {
+        let text = std::str::from_utf8(header).ok()?;
+        let (mode, token) = text.split_once(':')?;
+        if !constant_time_eq(token.trim().as_bytes(), self.token.as_bytes()) {
+            return None;
+        }
+        match mode.trim() {
+            "refresh" => Some(WarmMode::Refresh),
+            "fill" => Some(WarmMode::Fill),
+            _ => None,
+        }
+    }
+
+    /// The last warm-list cycle.
+    pub fn last_cycle(&self) -> Summary {
+        self.last_cycle.lock().clone()
+    }
+
+    fn header(&self, mode: WarmMode) -> String {
+        match mode {
+            WarmMode::Refresh => format!("refresh:{}", self.token),
+            WarmMode::Fill => format!("fill:{}", self.token),
+        }
+    }
+}
+
+/// Compares without an early exit, so the token cannot be guessed byte by byte from timing.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Why warming could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum WarmingError {
+    /// No randomness for the marker token.
+    #[error("cannot draw the warm-request token: {0}")]
+    Token(String),
+    /// The metrics could not be registered.
+    #[error("cannot register warming metrics: {0}")]
+    Metrics(prometheus::Error),
+}
+
+/// The background service that refreshes hot keys and fetches the warm list.
+pub struct Warmer {
+    warming: Arc<Warming>,
+    config: Arc<ArcSwap<Config>>,
+    limits: Arc<Limits>,
+    proxy: SocketAddr,
+}
+
+impl Warmer {
+    /// A warmer sending its requests to the proxy listening on `proxy`.
+    pub fn new(
+        warming: Arc<Warming>,
+        config: Arc<ArcSwap<Config>>,
+        limits: Arc<Limits>,
+        proxy: SocketAddr,
+    ) -> Self {
+        // The proxy may listen on every address; its loopback address is one of them.
+        let proxy = if proxy.ip().is_unspecified() {
+            SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), proxy.port())
+        } else {
+            proxy
+        };
+        Warmer {
+            warming,
+            config,
+            limits,
+            proxy,
+        }
+    }
+
+    fn breaker_open(&self) -> bool {
+        !matches!(
+            self.limits.breaker_state(),
+            crate::limits::breaker::State::Closed
+        )
+    }
+
+    /// Starts refreshes of hot keys that are in use and about to expire.
+    fn refresh_hot(&self, slots: &Arc<Semaphore>) {
+        let config = self.config.load();
+        let w = &config.warming;
+        let now = SystemTime::now();
+        for key in self.warming.hot.snapshot() {
+            if !HotKeys::due(&key, now, w.lead, w.active) {
+                continue;
+            }
+            if self.breaker_open() {
+                self.warming
+                    .requests
+                    .with_label_values(&["hot", "skipped"])
+                    .inc();
+                continue;
+            }
+            let Ok(slot) = slots.clone().try_acquire_owned() else {
+                return; // all warm slots busy: the rest waits for the next tick
+            };
+            let id = (key.path_and_query.clone(), key.coding);
+            if !self.warming.in_flight.lock().insert(id.clone()) {
+                continue;
+            }
+            let warming = self.warming.clone();
+            let (proxy, timeout) = (self.proxy, warm_timeout(&config));
+            tokio::spawn(async move {
+                let header = warming.header(WarmMode::Refresh);
+                let result = client::get(proxy, &id.0, id.1, &header, timeout).await;
+                let label = if matches!(result, Ok(s) if s < 500) {
+                    "warmed"
+                } else {
+                    "failed"
+                };
+                warming.requests.with_label_values(&["hot", label]).inc();
+                warming.in_flight.lock().remove(&id);
+                drop(slot);
+            });
+        }
+    }
+
+    /// Fetches every warm-list entry (filling what is missing or expired), a few at a time.
+    async fn warm_list(&self, slots: &Arc<Semaphore>) {
+        let config = self.config.load_full();
+        if config.warming.list.is_empty() {
+            return;
+        }
+        let started = Instant::now();
+        let mut summary = Summary::default();
+        let mut tasks = Vec::new();
+        for path in &config.warming.list {
+            if self.breaker_open() {
+                summary.skipped += 1;
+                continue;
+            }
+            let Ok(slot) = slots.clone().acquire_owned().await else {
+                break;
+            };
+            let warming = self.warming.clone();
+            let (proxy, timeout, path) = (self.proxy, warm_timeout(&config), path.clone());
+            tasks.push(tokio::spawn(async move {
+                let header = warming.header(WarmMode::Fill);
+                let result = client::get(
+                    proxy,
+                    &path,
+                    Some(BROWSER_ACCEPT_ENCODING),
+                    &header,
+                    timeout,
+                )
+                .await;
+                drop(slot);
+                matches!(result, Ok(s) if s < 500)
+            }));
+        }
+        for t in tasks {
+            match t.await {
+                Ok(true) => summary.warmed += 1,
+                _ => summary.failed += 1,
+            }
+        }
+        for (result, n) in [
+            ("warmed", summary.warmed),
+            ("failed", summary.failed),
+            ("skipped", summary.skipped),
+        ] {
+            self.warming
+                .requests
+                .with_label_values(&["list", result])
+                .inc_by(n);
+        }
+        summary.took = started.elapsed();
+        summary.at = Some(SystemTime::now());
+        tracing::info!(
+            warmed = summary.warmed,
+            failed = summary.failed,
+            skipped = summary.skipped,
+            took_ms = summary.took.as_millis() as u64,
+            "warm list fetched"
+        );
+        *self.warming.last_cycle.lock() = summary;
+    }
+}
+
+/// Long enough for the slowest ERP handler behind a queue.
+fn warm_timeout(config: &Config) -> Duration {
+    config.upstream.read_timeout + config.protection.upstream_cap.queue_timeout
+}
+
+#[async_trait]
+impl BackgroundService for Warmer {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let concurrency = self.config.load().warming.concurrency;
+        let slots = Arc::new(Semaphore::new(concurrency));
+        let mut next_list = tokio::time::Instant::now();
+        let mut next_decay = tokio::time::Instant::now() + DECAY_EVERY;
+        loop {
+            if self.config.load().warming.enabled {
+                if tokio::time::Instant::now() >= next_list {
+                    tokio::select! {
+                        _ = self.warm_list(&slots) => {}
+                        _ = shutdown.changed() => return,
+                    }
+                    next_list = tokio::time::Instant::now() + self.config.load().warming.interval;
+                }
+                self.refresh_hot(&slots);
+            }
+            if tokio::time::Instant::now() >= next_decay {
+                self.warming.hot.decay();
+                next_decay = tokio::time::Instant::now() + DECAY_EVERY;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(TICK) => {}
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_marker_needs_the_token() {
+        let w = Warming::new(8, &Registry::new()).expect("warming");
+        assert_eq!(
+            w.mode(w.header(WarmMode::Refresh).as_bytes()),
+            Some(WarmMode::Refresh)
+        );
+        assert_eq!(
+            w.mode(w.header(WarmMode::Fill).as_bytes()),
+            Some(WarmMode::Fill)
+        );
+        assert_eq!(w.mode(b"refresh:0000"), None, "a guessed token is refused");
+        assert_eq!(w.mode(b"refresh"), None);
+        let other = Warming::new(8, &Registry::new()).expect("warming");
+        assert_eq!(
+            w.mode(other.header(WarmMode::Refresh).as_bytes()),
+            None,
+            "tokens are per process"
+        );
+    }
+
+    #[test]
+    fn constant_time_comparison() {
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"abc", b"ab"));
+    }
+}
