@@ -79,7 +79,7 @@ pub struct RateClass {
 }
 
 /// Per-client rate limiting.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct RateLimitSettings {
     /// The bucket of routes that name no class.
     pub default: RateClass,
@@ -94,7 +94,7 @@ pub struct RateLimitSettings {
 }
 
 /// The cap on concurrent requests to the ERP, with a bounded queue in front of it.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ConcurrencySettings {
     /// Requests in flight to the ERP at once.
     pub max_in_flight: usize,
@@ -105,7 +105,7 @@ pub struct ConcurrencySettings {
 }
 
 /// When the breaker opens, and for how long.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct BreakerSettings {
     /// Opens after this many failures in a row.
     pub consecutive_failures: u32,

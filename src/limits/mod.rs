@@ -17,8 +17,11 @@ pub mod concurrency;
 pub mod rate;
 pub mod retry;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
 
 use async_trait::async_trait;
 use pingora_core::server::ShutdownWatch;
@@ -26,7 +29,7 @@ use pingora_core::services::background::BackgroundService;
 use pingora_error::{Error, ErrorSource, ErrorType};
 use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts, Registry};
 
-use crate::config::Config;
+use crate::config::{BreakerSettings, ConcurrencySettings, Config, RateLimitSettings};
 use breaker::{Admission, Breaker, Outcome, Transition};
 use concurrency::{Gate, Refused, Slot};
 use rate::RateLimits;
@@ -49,19 +52,78 @@ pub fn is_refusal(e: &Error) -> bool {
     matches!(e.etype(), ErrorType::Custom(k) if [BREAKER_OPEN, QUEUE_FULL, QUEUE_TIMEOUT].contains(k))
 }
 
-/// The protection state of one proxy.
+/// The protection state of one proxy. The parts a configuration sets live in one `Tuned`
+/// snapshot, replaced whole when the configuration is reloaded; parts whose settings did not
+/// change are carried over, so a reload resets no bucket, slot count or breaker needlessly.
 pub struct Limits {
-    /// Per-client buckets; `None` when rate limiting is off.
-    pub rate: Option<RateLimits>,
-    /// Peers whose `X-Forwarded-For` is believed.
-    pub trusted_proxies: Vec<ipnet::IpNet>,
-    gate: Gate,
-    /// Per-route gates, by route index.
-    route_gates: Vec<Option<Gate>>,
-    breaker: Option<Breaker>,
+    tuned: ArcSwap<Tuned>,
     /// Shared by all requests.
     pub retry_budget: RetryBudget,
     metrics: LimitMetrics,
+}
+
+/// What the configuration decides.
+pub struct Tuned {
+    /// Per-client buckets; `None` when rate limiting is off.
+    pub rate: Option<Arc<RateLimits>>,
+    rate_settings: Option<RateLimitSettings>,
+    /// Peers whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    gate: Arc<Gate>,
+    cap: ConcurrencySettings,
+    /// Per-route gates and their size, by route name.
+    route_gates: HashMap<String, (usize, Arc<Gate>)>,
+    breaker: Option<Arc<Breaker>>,
+    breaker_settings: Option<BreakerSettings>,
+}
+
+impl Tuned {
+    /// Builds the tuned parts of `config`, reusing from `old` what did not change.
+    fn build(config: &Config, old: Option<&Tuned>) -> Tuned {
+        let p = &config.protection;
+        let cap = p.upstream_cap;
+        let rate = match old {
+            Some(o) if o.rate_settings == p.rate_limit => o.rate.clone(),
+            _ => p.rate_limit.as_ref().map(|s| Arc::new(RateLimits::new(s))),
+        };
+        let gate = match old {
+            Some(o) if o.cap == cap => o.gate.clone(),
+            _ => Arc::new(Gate::new(cap.max_in_flight, cap.queue, cap.queue_timeout)),
+        };
+        let route_gates = config
+            .routes
+            .iter()
+            .filter_map(|r| {
+                let max = r.limits.max_in_flight?;
+                let reuse = old
+                    .filter(|o| o.cap == cap)
+                    .and_then(|o| o.route_gates.get(&r.name))
+                    .filter(|(m, _)| *m == max)
+                    .map(|(_, g)| g.clone());
+                let gate =
+                    reuse.unwrap_or_else(|| Arc::new(Gate::new(max, cap.queue, cap.queue_timeout)));
+                Some((r.name.clone(), (max, gate)))
+            })
+            .collect();
+        let breaker = match old {
+            Some(o) if o.breaker_settings == p.breaker => o.breaker.clone(),
+            _ => p.breaker.map(|b| Arc::new(Breaker::new(b, Instant::now()))),
+        };
+        Tuned {
+            rate,
+            rate_settings: p.rate_limit.clone(),
+            trusted_proxies: p
+                .rate_limit
+                .as_ref()
+                .map(|r| r.trusted_proxies.clone())
+                .unwrap_or_default(),
+            gate,
+            cap,
+            route_gates,
+            breaker,
+            breaker_settings: p.breaker,
+        }
+    }
 }
 
 /// The slots a request holds at the ERP (route gate, then global gate).
@@ -87,33 +149,26 @@ impl Slots {
 impl Limits {
     /// Builds the protection of `config`, registering its metrics in `registry`.
     pub fn new(config: &Config, registry: &Registry) -> prometheus::Result<Limits> {
-        let p = &config.protection;
-        let cap = p.upstream_cap;
-        let route_gates = config
-            .routes
-            .iter()
-            .map(|r| {
-                r.limits
-                    .max_in_flight
-                    .map(|m| Gate::new(m, cap.queue, cap.queue_timeout))
-            })
-            .collect();
         let metrics = LimitMetrics::register(registry)?;
-        let breaker = p.breaker.map(|b| Breaker::new(b, Instant::now()));
         metrics.breaker_state.set(0);
         Ok(Limits {
-            rate: p.rate_limit.as_ref().map(RateLimits::new),
-            trusted_proxies: p
-                .rate_limit
-                .as_ref()
-                .map(|r| r.trusted_proxies.clone())
-                .unwrap_or_default(),
-            gate: Gate::new(cap.max_in_flight, cap.queue, cap.queue_timeout),
-            route_gates,
-            breaker,
-            retry_budget: RetryBudget::new(p.retries.budget_ratio),
+            tuned: ArcSwap::from_pointee(Tuned::build(config, None)),
+            retry_budget: RetryBudget::new(config.protection.retries.budget_ratio),
             metrics,
         })
+    }
+
+    /// Applies a reloaded configuration. Requests in flight keep the slots they hold; parts
+    /// whose settings did not change keep their state (buckets, slot counts, breaker).
+    pub fn apply(&self, config: &Config) {
+        let next = Tuned::build(config, Some(&self.tuned.load()));
+        self.tuned.store(Arc::new(next));
+        self.sample();
+    }
+
+    /// The current tuned parts (one load per request).
+    pub fn tuned(&self) -> Arc<Tuned> {
+        self.tuned.load_full()
     }
 
     /// Counts a request refused by its rate limit.
@@ -123,7 +178,8 @@ impl Limits {
 
     /// May the request go to the ERP? `Ok(probe)` if so.
     pub fn admit(&self) -> Result<bool, Duration> {
-        let Some(breaker) = &self.breaker else {
+        let tuned = self.tuned.load();
+        let Some(breaker) = &tuned.breaker else {
             return Ok(false);
         };
         let (admission, transition) = breaker.admit(Instant::now());
@@ -142,17 +198,16 @@ impl Limits {
     }
 
     /// Takes the request's slots at the ERP (its route's cap first, then the global one).
-    pub async fn enter(&self, route: Option<usize>, slots: &mut Slots) -> Result<(), Refused> {
+    pub async fn enter(&self, route: Option<&str>, slots: &mut Slots) -> Result<(), Refused> {
+        let tuned = self.tuned.load_full();
         let result: Result<(), Refused> = async {
             if slots.route.is_none()
-                && let Some(gate) = route
-                    .and_then(|i| self.route_gates.get(i))
-                    .and_then(Option::as_ref)
+                && let Some((_, gate)) = route.and_then(|name| tuned.route_gates.get(name))
             {
                 slots.route = Some(gate.enter().await?);
             }
             if slots.global.is_none() {
-                slots.global = Some(self.gate.enter().await?);
+                slots.global = Some(tuned.gate.enter().await?);
             }
             Ok(())
         }
@@ -169,7 +224,7 @@ impl Limits {
 
     /// Records how a request admitted to the ERP ended.
     pub fn record(&self, outcome: Outcome, probe: bool) {
-        if let Some(breaker) = &self.breaker {
+        if let Some(breaker) = &self.tuned.load().breaker {
             let transition = breaker.record(outcome, probe, Instant::now());
             self.note(transition);
         }
@@ -187,9 +242,11 @@ impl Limits {
 
     /// The breaker's state, for `/stats` and logs (`closed` when there is no breaker).
     pub fn breaker_state(&self) -> breaker::State {
-        self.breaker
+        self.tuned
+            .load()
+            .breaker
             .as_ref()
-            .map_or(breaker::State::Closed, Breaker::state)
+            .map_or(breaker::State::Closed, |b| b.state())
     }
 
     fn note(&self, transition: Option<Transition>) {
@@ -208,9 +265,10 @@ impl Limits {
     }
 
     fn sample(&self) {
-        self.metrics.in_flight.set(self.gate.in_flight() as i64);
-        self.metrics.waiting.set(self.gate.waiting() as i64);
-        if let Some(rate) = &self.rate {
+        let tuned = self.tuned.load();
+        self.metrics.in_flight.set(tuned.gate.in_flight() as i64);
+        self.metrics.waiting.set(tuned.gate.waiting() as i64);
+        if let Some(rate) = &tuned.rate {
             self.metrics.clients.set(rate.tracked() as i64);
         }
         self.metrics.breaker_state.set(self.breaker_state().code());
@@ -319,7 +377,7 @@ impl BackgroundService for Upkeep {
             }
             self.limits.sample();
             if last_sweep.elapsed() >= self.sweep_every {
-                if let Some(rate) = &self.limits.rate {
+                if let Some(rate) = &self.limits.tuned().rate {
                     rate.sweep();
                     tracing::debug!(clients = rate.tracked(), "rate limiter swept");
                 }
@@ -371,6 +429,53 @@ mod tests {
             None,
         );
         assert_eq!(outcome(Some(200), Some(&total), true), Outcome::Failure);
+    }
+
+    fn config(yaml: &str) -> Config {
+        let base = "upstream: { address: \"127.0.0.1:5007\" }\n";
+        crate::config::parse(&format!("{base}{yaml}"), "t.yaml").unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn a_reload_keeps_what_did_not_change() {
+        let limits = Limits::new(
+            &config("routes: [{ name: f, prefix: /f, max_in_flight: 1 }]\n"),
+            &Registry::new(),
+        )
+        .expect("limits");
+        let before = limits.tuned();
+        limits.apply(&config(
+            "routes: [{ name: f, prefix: /f, max_in_flight: 1 }, { name: g, prefix: /g }]\n",
+        ));
+        let after = limits.tuned();
+        assert!(
+            Arc::ptr_eq(&before.gate, &after.gate),
+            "same cap: same global gate"
+        );
+        assert!(
+            Arc::ptr_eq(&before.route_gates["f"].1, &after.route_gates["f"].1),
+            "same route cap kept"
+        );
+        let (b, a) = (
+            before.breaker.as_ref().expect("breaker"),
+            after.breaker.as_ref().expect("breaker"),
+        );
+        assert!(
+            Arc::ptr_eq(b, a),
+            "same breaker settings: same breaker state"
+        );
+
+        limits.apply(&config(
+            "protection: { upstream_cap: { max_in_flight: 2 }, breaker: { open_secs: 3 } }\nroutes: [{ name: f, prefix: /f, max_in_flight: 2 }]\n",
+        ));
+        let changed = limits.tuned();
+        assert!(
+            !Arc::ptr_eq(&after.gate, &changed.gate),
+            "a new cap takes a new gate"
+        );
+        assert_eq!(changed.route_gates["f"].0, 2);
+        assert!(!Arc::ptr_eq(a, changed.breaker.as_ref().expect("breaker")));
+        assert!(changed.rate.is_none());
     }
 
     #[test]

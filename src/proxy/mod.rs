@@ -83,7 +83,8 @@ impl Proxy {
 
     /// Charges the request to its client's bucket; `false` if it was refused with `429`.
     async fn charge(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
-        let Some(rate) = &self.limits.rate else {
+        let tuned = self.limits.tuned();
+        let Some(rate) = &tuned.rate else {
             return Ok(true);
         };
         let client = *ctx.client.get_or_insert_with(|| {
@@ -91,11 +92,7 @@ impl Proxy {
                 .client_addr()
                 .and_then(|a| a.as_inet())
                 .map_or(std::net::IpAddr::from([0, 0, 0, 0]), |a| a.ip());
-            limits::client::client_ip(
-                peer,
-                &session.req_header().headers,
-                &self.limits.trusted_proxies,
-            )
+            limits::client::client_ip(peer, &session.req_header().headers, &tuned.trusted_proxies)
         });
         let class = rate.class_index(ctx.route().and_then(|r| r.limits.rate_class.as_deref()));
         match rate.check(class, client) {
@@ -151,7 +148,7 @@ impl ProxyHttp for Proxy {
         let hits_free = ctx.cacheable && !ctx.route().is_some_and(|r| r.limits.rate_limit_hits);
         if ctx.warm.is_some() {
             // the warmer is gentle by construction and never charged
-        } else if self.limits.rate.is_some() && hits_free {
+        } else if self.limits.tuned().rate.is_some() && hits_free {
             ctx.rate_deferred = true;
         } else if !self.charge(session, ctx).await? {
             return Ok(true);
@@ -275,7 +272,12 @@ impl ProxyHttp for Proxy {
                 }
             }
         }
-        if let Err(refused) = self.limits.enter(ctx.route, &mut ctx.slots).await {
+        let config = ctx.config.clone();
+        let route = ctx
+            .route
+            .and_then(|i| config.routes.get(i))
+            .map(|r| r.name.as_str());
+        if let Err(refused) = self.limits.enter(route, &mut ctx.slots).await {
             // Never reached the ERP: give back a probe slot without judging the ERP.
             self.limits
                 .record(limits::breaker::Outcome::Abandoned, ctx.probe);
