@@ -8,7 +8,9 @@
 
 use std::net::{SocketAddr, TcpListener};
 use std::os::fd::{IntoRawFd, RawFd};
+use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
@@ -21,6 +23,7 @@ use pingora_core::services::{ServiceReadyNotifier, ServiceWithDependents};
 use crate::admin::Admin;
 use crate::cache::{Cache, CacheError};
 use crate::config::Config;
+use crate::config::reload::{Adjust, OnApply, Reloader, Reloads};
 use crate::limits::{Limits, Upkeep};
 use crate::metrics::Metrics;
 use crate::proxy::Proxy;
@@ -99,6 +102,9 @@ pub struct App {
     pub config: Arc<ArcSwap<Config>>,
     /// The metrics `/metrics` serves.
     pub metrics: Arc<Metrics>,
+    /// The configuration's version and reload outcomes; `trigger()` reloads.
+    pub reloads: Arc<Reloads>,
+    limits: Arc<Limits>,
 }
 
 /// The pingora settings derived from our configuration. Everything not set here keeps
@@ -140,7 +146,14 @@ pub fn build(config: Config, listeners: Listeners) -> Result<App, AppError> {
     let live = Arc::new(ArcSwap::from_pointee(config));
     let warmer = Warmer::new(warming.clone(), live.clone(), limits.clone(), addrs.proxy);
     server.add_service(background_service("knitcache warmer", warmer));
-    let proxy = Proxy::new(live.clone(), &cache, metrics.clone(), limits, warming);
+    let proxy = Proxy::new(
+        live.clone(),
+        &cache,
+        metrics.clone(),
+        limits.clone(),
+        warming,
+    );
+    let reloads = Arc::new(Reloads::new(&metrics.registry)?);
     let mut proxy_service = pingora_proxy::http_proxy_service_with_name(
         &server.configuration,
         proxy,
@@ -163,10 +176,30 @@ pub fn build(config: Config, listeners: Listeners) -> Result<App, AppError> {
         addrs,
         config: live,
         metrics,
+        reloads,
+        limits,
     })
 }
 
 impl App {
+    /// Reloads the configuration from `path` on SIGHUP, on `reloads.trigger()`, and, with
+    /// `watch`, whenever the file's modification time changes (polled at that interval).
+    /// `adjust` re-applies what overrode the file at startup (the command line's flags).
+    pub fn reload_from(&mut self, path: PathBuf, adjust: Adjust, watch: Option<Duration>) {
+        let limits = self.limits.clone();
+        let on_apply: Vec<OnApply> = vec![Box::new(move |c: &Config| limits.apply(c))];
+        let reloader = Reloader::new(
+            path,
+            self.config.clone(),
+            self.reloads.clone(),
+            adjust,
+            on_apply,
+            watch,
+        );
+        self.server
+            .add_service(background_service("knitcache config reloader", reloader));
+    }
+
     /// Runs until `shutdown` fires, then closes the cache (flushing the disk tier). On a
     /// graceful signal, in-flight requests get `server.grace_period_secs` to finish.
     pub fn run(self, shutdown: Box<dyn ShutdownSignalWatch>) {

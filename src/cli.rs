@@ -85,6 +85,9 @@ pub struct RunArgs {
     /// Override `cache.dir`.
     #[arg(long)]
     pub cache_dir: Option<PathBuf>,
+    /// Also reload the file when it changes (checked every 2 s); SIGHUP always reloads it.
+    #[arg(long)]
+    pub watch_config: bool,
 }
 
 impl RunArgs {

@@ -46,13 +46,18 @@ fn main() -> ExitCode {
             };
             args.apply(&mut c);
             let built = app::Listeners::bind(&c).and_then(|l| app::build(c, l));
-            let server = match built {
+            let mut server = match built {
                 Ok(s) => s,
                 Err(e) => {
                     eprintln!("knitcache: {e}");
                     return ExitCode::from(EXIT_STARTUP);
                 }
             };
+            let watch = args
+                .watch_config
+                .then_some(std::time::Duration::from_secs(2));
+            let path = args.config.clone();
+            server.reload_from(path, Box::new(move |c| args.apply(c)), watch);
             tracing::info!(proxy = %server.addrs.proxy, admin = %server.addrs.admin, "listening");
             server.run_until_signal();
             ExitCode::SUCCESS

@@ -10,6 +10,7 @@ pub mod defaults;
 mod file;
 mod lines;
 pub mod model;
+pub mod reload;
 mod validate;
 
 #[cfg(test)]

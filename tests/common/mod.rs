@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use knitcache::app::{self, Addrs, Listeners};
+use knitcache::config::reload::Reloads;
 use knitcache::config::{self, Config};
 use knitcache::erp_sim::{ErpSim, Mode, SimOptions};
 use knitcache::metrics::Metrics;
@@ -106,6 +107,7 @@ server:
 pub struct TestProxy {
     pub addrs: Addrs,
     pub metrics: Arc<Metrics>,
+    pub reloads: Arc<Reloads>,
     pub cache_dir: PathBuf,
     stop: Option<tokio::sync::watch::Sender<u8>>,
     thread: Option<JoinHandle<()>>,
@@ -140,21 +142,35 @@ impl TestProxy {
     /// thread: opening the cache drives a runtime of its own, which tokio forbids inside the
     /// test's runtime.
     pub fn start(config: Config, cache_dir: &Path) -> TestProxy {
+        Self::start_with_reload(config, None, cache_dir)
+    }
+
+    /// Builds and starts the proxy from a config file, reloading it on `reloads.trigger()`.
+    pub fn start_file(path: &Path, cache_dir: &Path) -> TestProxy {
+        let config = config::load(path).unwrap_or_else(|e| panic!("test config invalid:\n{e}"));
+        Self::start_with_reload(config, Some(path.to_path_buf()), cache_dir)
+    }
+
+    fn start_with_reload(config: Config, reload: Option<PathBuf>, cache_dir: &Path) -> TestProxy {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(0u8);
         let (built_tx, built_rx) = std::sync::mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("test-proxy".into())
             .spawn(move || {
                 let listeners = Listeners::bind(&config).expect("bind loopback");
-                let app = app::build(config, listeners).expect("app builds");
-                let _ = built_tx.send((app.addrs, app.metrics.clone()));
+                let mut app = app::build(config, listeners).expect("app builds");
+                if let Some(path) = reload {
+                    app.reload_from(path, Box::new(|_| {}), None);
+                }
+                let _ = built_tx.send((app.addrs, app.metrics.clone(), app.reloads.clone()));
                 app.run(Box::new(ChannelShutdown(stop_rx)));
             })
             .expect("spawn proxy thread");
-        let (addrs, metrics) = built_rx.recv_timeout(TIMEOUT).expect("proxy built");
+        let (addrs, metrics, reloads) = built_rx.recv_timeout(TIMEOUT).expect("proxy built");
         TestProxy {
             addrs,
             metrics,
+            reloads,
             cache_dir: cache_dir.to_path_buf(),
             stop: Some(stop_tx),
             thread: Some(thread),
