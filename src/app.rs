@@ -14,14 +14,16 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
-use pingora_core::server::configuration::ServerConf;
-use pingora_core::server::{ListenFds, RunArgs, Server, ShutdownSignalWatch, ShutdownWatch};
+use pingora_core::server::configuration::{Opt, ServerConf};
+use pingora_core::server::{
+    ListenFds, RunArgs, Server, ShutdownSignal, ShutdownSignalWatch, ShutdownWatch,
+};
 use pingora_core::services::background::background_service;
 use pingora_core::services::listening::Service;
 use pingora_core::services::{ServiceReadyNotifier, ServiceWithDependents};
 
 use crate::admin::Admin;
-use crate::cache::{Cache, CacheError};
+use crate::cache::{Cache, CacheError, Closer};
 use crate::config::Config;
 use crate::config::reload::{Adjust, OnApply, Reloader, Reloads};
 use crate::limits::{Limits, Upkeep};
@@ -131,10 +133,40 @@ pub fn build(config: Config, listeners: Listeners) -> Result<App, AppError> {
     })?;
     let metrics = Arc::new(Metrics::new(config.routes.iter().map(|r| r.name.as_str()))?);
     let cache = Cache::open(&config.cache, &metrics.registry)?;
-
     let mut server = Server::new_with_opt_and_conf(None, server_conf(&config));
     server.bootstrap();
+    assemble(config, server, cache, metrics, addrs, Some(listeners))
+}
 
+/// Builds the server that takes over from a running one (pingora's graceful upgrade): it
+/// receives the running process's listening sockets through `server.upgrade_sock` (the running
+/// process sends them on SIGQUIT; pingora gives up after about five seconds), then opens the
+/// cache, which the running process closes as it hands over.
+pub fn build_upgrade(config: Config) -> Result<App, AppError> {
+    let addrs = Addrs {
+        proxy: config.listen,
+        admin: config.admin_listen,
+    };
+    let opt = Opt {
+        upgrade: true,
+        ..Opt::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(Some(opt), server_conf(&config));
+    server.bootstrap();
+    let metrics = Arc::new(Metrics::new(config.routes.iter().map(|r| r.name.as_str()))?);
+    let cache = Cache::open(&config.cache, &metrics.registry)?;
+    assemble(config, server, cache, metrics, addrs, None)
+}
+
+/// The services of a server, on `listeners` if given, else on sockets pingora already holds.
+fn assemble(
+    config: Config,
+    mut server: Server,
+    cache: Cache,
+    metrics: Arc<Metrics>,
+    addrs: Addrs,
+    listeners: Option<Listeners>,
+) -> Result<App, AppError> {
     let disk = cache.disk.clone();
     let limits = Arc::new(Limits::new(&config, &metrics.registry)?);
     let idle = config.protection.rate_limit.as_ref().map(|r| r.idle);
@@ -160,7 +192,11 @@ pub fn build(config: Config, listeners: Listeners) -> Result<App, AppError> {
         "knitcache proxy",
     );
     proxy_service.add_tcp(&addrs.proxy.to_string());
-    server.add_service(PreBound::new(proxy_service, addrs.proxy, listeners.proxy));
+    let (proxy_listener, admin_listener) = match listeners {
+        Some(l) => (Some(l.proxy), Some(l.admin)),
+        None => (None, None),
+    };
+    server.add_service(PreBound::new(proxy_service, addrs.proxy, proxy_listener));
 
     let mut admin_service = Service::new(
         "knitcache admin".to_string(),
@@ -168,7 +204,7 @@ pub fn build(config: Config, listeners: Listeners) -> Result<App, AppError> {
     );
     admin_service.threads = Some(1);
     admin_service.add_tcp(&addrs.admin.to_string());
-    server.add_service(PreBound::new(admin_service, addrs.admin, listeners.admin));
+    server.add_service(PreBound::new(admin_service, addrs.admin, admin_listener));
 
     Ok(App {
         server,
@@ -210,11 +246,44 @@ impl App {
         cache.close();
     }
 
-    /// Runs until SIGTERM (graceful), SIGINT (fast) or SIGQUIT (graceful upgrade).
+    /// Runs until SIGTERM (graceful), SIGINT (fast) or SIGQUIT (graceful upgrade: the cache
+    /// is closed first, so the next process can open it while this one drains).
     pub fn run_until_signal(self) {
-        let App { server, cache, .. } = self;
-        server.run(RunArgs::default());
-        cache.close();
+        let signals = Signals {
+            closer: self.cache.closer(),
+        };
+        self.run(Box::new(signals));
+    }
+}
+
+/// pingora's signals (SIGTERM graceful, SIGINT fast, SIGQUIT graceful upgrade), plus one step
+/// of ours on SIGQUIT: the cache is closed and its directory released before pingora hands the
+/// sockets over, so the new process never waits for this one's grace period.
+struct Signals {
+    closer: Closer,
+}
+
+#[async_trait]
+impl ShutdownSignalWatch for Signals {
+    async fn recv(&self) -> ShutdownSignal {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (Ok(mut quit), Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::quit()),
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) else {
+            tracing::error!("cannot listen for signals; stopping");
+            return ShutdownSignal::FastShutdown;
+        };
+        tokio::select! {
+            _ = quit.recv() => {
+                tracing::info!("SIGQUIT: closing the cache, then handing the sockets over");
+                self.closer.close().await;
+                ShutdownSignal::GracefulUpgrade
+            }
+            _ = term.recv() => ShutdownSignal::GracefulTerminate,
+            _ = int.recv() => ShutdownSignal::FastShutdown,
+        }
     }
 }
 
@@ -227,11 +296,12 @@ struct PreBound<S> {
 }
 
 impl<S> PreBound<S> {
-    fn new(inner: S, addr: SocketAddr, listener: TcpListener) -> Self {
+    /// Without a listener the service binds (or inherits) the address itself.
+    fn new(inner: S, addr: SocketAddr, listener: Option<TcpListener>) -> Self {
         PreBound {
             inner,
             addr: addr.to_string(),
-            fd: Some(listener.into_raw_fd()),
+            fd: listener.map(IntoRawFd::into_raw_fd),
         }
     }
 }

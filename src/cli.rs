@@ -88,6 +88,10 @@ pub struct RunArgs {
     /// Also reload the file when it changes (checked every 2 s); SIGHUP always reloads it.
     #[arg(long)]
     pub watch_config: bool,
+    /// Take over from a running knitcache (graceful upgrade): receive its listening sockets
+    /// through `server.upgrade_sock`, then send it SIGQUIT (within ~5 s).
+    #[arg(long)]
+    pub upgrade: bool,
 }
 
 impl RunArgs {

@@ -45,7 +45,11 @@ fn main() -> ExitCode {
                 }
             };
             args.apply(&mut c);
-            let built = app::Listeners::bind(&c).and_then(|l| app::build(c, l));
+            let built = if args.upgrade {
+                app::build_upgrade(c)
+            } else {
+                app::Listeners::bind(&c).and_then(|l| app::build(c, l))
+            };
             let mut server = match built {
                 Ok(s) => s,
                 Err(e) => {

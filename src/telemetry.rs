@@ -6,9 +6,11 @@
 
 use tracing_subscriber::EnvFilter;
 
-/// The filter used when neither `RUST_LOG` nor `--log` says otherwise.
-pub const DEFAULT_FILTER: &str =
-    "info,pingora_core=warn,pingora_proxy=warn,pingora_cache=warn,foyer=warn";
+/// The filter used when neither `RUST_LOG` nor `--log` says otherwise. pingora-cache warns once
+/// per process that no header-compression dictionary is loaded; that only costs a few bytes per
+/// stored header, so it is demoted. foyer logs its recovery at info; that is kept to warnings.
+pub const DEFAULT_FILTER: &str = "info,pingora_core=warn,pingora_proxy=warn,pingora_cache=warn,\
+     pingora_cache::meta=error,foyer=warn,foyer_storage=warn,foyer_memory=warn";
 
 /// Output format of log lines.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

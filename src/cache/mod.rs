@@ -10,7 +10,9 @@
 //! * `key`     cache keys from a route's policy
 //! * `policy`  which responses are stored, and for how long
 //! * `encoding` the compressed variants stored per key
+//! * `dir_lock` one process per cache directory (graceful upgrades hand it over)
 
+pub mod dir_lock;
 pub mod encoding;
 pub mod key;
 pub mod object;
@@ -20,16 +22,27 @@ pub mod storage;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use std::sync::Arc;
+
+use dir_lock::{DirLock, LockError};
 use foyer::{
     BlockEngineConfig, DeviceBuilder, FsDeviceBuilder, HybridCacheBuilder, HybridCachePolicy,
     LfuConfig, RecoverMode,
 };
+use parking_lot::Mutex;
 use pingora_cache::lock::{CacheKeyLockImpl, CacheLock};
 use prometheus::{IntCounterVec, Registry};
 
 use crate::config::CacheSettings;
 use object::CachedObject;
 pub use storage::{FoyerCache, HybridStorage};
+
+/// The directory lock, shared with `Closer` so either close releases it.
+type SharedLock = Arc<Mutex<Option<DirLock>>>;
+
+/// How long a starting process waits for another to release the cache directory: a graceful
+/// upgrade's old process closes its cache as soon as it is told to hand over.
+const LOCK_WAIT: Duration = Duration::from_secs(30);
 
 /// Smallest foyer block; blocks are the disk tier's unit of eviction and cap the entry size.
 const MIN_BLOCK_BYTES: u64 = 1024 * 1024;
@@ -83,6 +96,39 @@ pub struct Cache {
     pub max_object_bytes: usize,
     /// Runs foyer's I/O; outlives pingora's per-service runtimes so `close` can flush.
     runtime: tokio::runtime::Runtime,
+    /// Held while the disk tier is open; released when it is closed.
+    dir_lock: SharedLock,
+}
+
+/// Closes the cache from async code (a graceful upgrade hands the directory to the next
+/// process before this one's grace period ends). Requests still in flight then proceed without
+/// the cache: storage errors are served as misses.
+#[derive(Clone)]
+pub struct Closer {
+    storage: &'static HybridStorage,
+    runtime: tokio::runtime::Handle,
+    dir_lock: SharedLock,
+}
+
+impl Closer {
+    /// Flushes and closes both tiers and releases the directory.
+    pub async fn close(&self) {
+        if let Some(cache) = self.storage.detach() {
+            let (done, wait) = tokio::sync::oneshot::channel();
+            // foyer's I/O runs on the cache runtime; close it there and wait for the answer.
+            self.runtime.spawn(async move {
+                let _ = done.send(cache.close().await);
+            });
+            match wait.await {
+                Ok(Ok(())) => tracing::info!("cache closed for handover"),
+                Ok(Err(e)) => {
+                    tracing::error!(error = %e, "cache close failed; some recent entries may be lost")
+                }
+                Err(_) => tracing::error!("cache runtime stopped before the cache closed"),
+            }
+        }
+        self.dir_lock.lock().take();
+    }
 }
 
 impl Cache {
@@ -108,7 +154,7 @@ impl Cache {
             .map_err(CacheError::Metrics)?;
 
         let started = Instant::now();
-        let (cache, disk) = open_tiers(settings, registry, &runtime)?;
+        let (cache, disk, dir_lock) = open_tiers(settings, registry, &runtime)?;
         match &disk {
             DiskTier::Open => tracing::info!(
                 dir = %settings.dir.display(),
@@ -137,6 +183,7 @@ impl Cache {
             disk,
             max_object_bytes: usize::try_from(settings.max_object_bytes).unwrap_or(usize::MAX),
             runtime,
+            dir_lock,
         })
     }
 
@@ -147,7 +194,17 @@ impl Cache {
         {
             tracing::error!(error = %e, "cache close failed; some recent entries may be lost");
         }
+        self.dir_lock.lock().take();
         self.runtime.shutdown_timeout(Duration::from_secs(5));
+    }
+
+    /// A handle that closes the cache from async code.
+    pub fn closer(&self) -> Closer {
+        Closer {
+            storage: self.storage,
+            runtime: self.runtime.handle().clone(),
+            dir_lock: self.dir_lock.clone(),
+        }
     }
 }
 
@@ -163,13 +220,22 @@ fn open_tiers(
     settings: &CacheSettings,
     registry: &Registry,
     runtime: &tokio::runtime::Runtime,
-) -> Result<(FoyerCache, DiskTier), CacheError> {
+) -> Result<(FoyerCache, DiskTier, SharedLock), CacheError> {
     // One mixtrics wrapper per cache: it registers foyer's metrics into this proxy's registry.
     let metrics = mixtrics::registry::prometheus::PrometheusMetricsRegistry::new(registry.clone());
     let mut metrics = Some(metrics);
-    let first = match try_open(settings, runtime, &mut metrics, &settings.dir) {
-        Ok(cache) => return Ok((cache, DiskTier::Open)),
-        Err(reason) => reason,
+    let held = |lock: DirLock| Arc::new(Mutex::new(Some(lock)));
+    let first = match DirLock::acquire(&settings.dir, LOCK_WAIT) {
+        // Another process owns the directory past the wait: never share it.
+        Err(busy @ LockError::Busy { .. }) => {
+            let (cache, disk) = memory_only(settings, runtime, metrics, busy.to_string())?;
+            return Ok((cache, disk, Arc::new(Mutex::new(None))));
+        }
+        Err(e @ LockError::Io(_)) => e.to_string(),
+        Ok(lock) => match try_open(settings, runtime, &mut metrics, &settings.dir) {
+            Ok(cache) => return Ok((cache, DiskTier::Open, held(lock))),
+            Err(reason) => reason,
+        },
     };
     // The directory is unusable as it is. Keep it for inspection (one generation) rather than
     // deleting it, and start again on an empty directory.
@@ -177,27 +243,29 @@ fn open_tiers(
     let _ = std::fs::remove_dir_all(&moved_to);
     let _ = std::fs::remove_file(&moved_to);
     if std::fs::rename(&settings.dir, &moved_to).is_ok() {
-        match try_open(settings, runtime, &mut metrics, &settings.dir) {
-            Ok(cache) => {
-                return Ok((
-                    cache,
-                    DiskTier::Recreated {
+        let second = match DirLock::acquire(&settings.dir, LOCK_WAIT) {
+            Err(e) => e.to_string(),
+            Ok(lock) => match try_open(settings, runtime, &mut metrics, &settings.dir) {
+                Ok(cache) => {
+                    let disk = DiskTier::Recreated {
                         moved_to,
                         reason: first,
-                    },
-                ));
-            }
-            Err(second) => {
-                return memory_only(
-                    settings,
-                    runtime,
-                    metrics,
-                    format!("{first}; then {second}"),
-                );
-            }
-        }
+                    };
+                    return Ok((cache, disk, held(lock)));
+                }
+                Err(second) => second,
+            },
+        };
+        let (cache, disk) = memory_only(
+            settings,
+            runtime,
+            metrics,
+            format!("{first}; then {second}"),
+        )?;
+        return Ok((cache, disk, Arc::new(Mutex::new(None))));
     }
-    memory_only(settings, runtime, metrics, first)
+    let (cache, disk) = memory_only(settings, runtime, metrics, first)?;
+    Ok((cache, disk, Arc::new(Mutex::new(None))))
 }
 
 fn quarantine_path(dir: &Path) -> PathBuf {
