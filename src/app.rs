@@ -252,7 +252,18 @@ impl App {
         let signals = Signals {
             closer: self.cache.closer(),
         };
+        // pingora writes its pid file only when it daemonizes; operators and the upgrade
+        // procedure need it in the foreground too.
+        let pid_file = self.config.load().server.pid_file.clone();
+        let pid = std::process::id().to_string();
+        if let Err(e) = std::fs::write(&pid_file, &pid) {
+            tracing::warn!(file = %pid_file.display(), error = %e, "cannot write the pid file");
+        }
         self.run(Box::new(signals));
+        // After an upgrade the file names the new process: leave it alone then.
+        if std::fs::read_to_string(&pid_file).is_ok_and(|p| p == pid) {
+            let _ = std::fs::remove_file(&pid_file);
+        }
     }
 }
 

@@ -76,6 +76,11 @@ async fn a_graceful_upgrade_drops_no_request_and_keeps_the_cache() {
     let old = Reap(spawn(&file, false));
     eventually_async_ok(&c, &url("/api/comprehensive-kpis")).await;
     let first = get(&c, &url("/api/comprehensive-kpis")).await;
+    let pid_file = dir.with_extension("pid");
+    assert_eq!(
+        std::fs::read_to_string(&pid_file).expect("pid file"),
+        old.0.id().to_string()
+    );
     assert_eq!(sim.hits("/api/comprehensive-kpis"), 1);
 
     // Clients keep polling through the whole handover, each on a fresh connection.
@@ -124,6 +129,11 @@ async fn a_graceful_upgrade_drops_no_request_and_keeps_the_cache() {
         "the old process drained and exited cleanly: {exited}"
     );
 
+    assert_eq!(
+        std::fs::read_to_string(&pid_file).expect("pid file"),
+        new.0.id().to_string(),
+        "the pid file names the process now serving"
+    );
     let after = get(&c, &url("/api/comprehensive-kpis")).await;
     assert!(
         after.is_hit(),
