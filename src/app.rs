@@ -18,10 +18,13 @@ use pingora_core::services::listening::Service;
 use pingora_core::services::{ServiceReadyNotifier, ServiceWithDependents};
 
 use crate::admin::Admin;
-use crate::cache::{Cache, CacheError};
+use crate::cache::bans::Bans;
+use crate::cache::{Cache, CacheError, DiskTier};
 use crate::config::Config;
+use crate::health::{HealthProbe, HealthState};
 use crate::metrics::Metrics;
 use crate::proxy::Proxy;
+use crate::stats::Stats;
 
 /// Why the server could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -93,6 +96,8 @@ pub struct App {
     pub config: Arc<ArcSwap<Config>>,
     /// The metrics `/metrics` serves.
     pub metrics: Arc<Metrics>,
+    /// What the ERP health probe last found.
+    pub health: HealthState,
 }
 
 /// The pingora settings derived from our configuration. Everything not set here keeps
@@ -118,14 +123,40 @@ pub fn build(config: Config, listeners: Listeners) -> Result<App, AppError> {
         source,
     })?;
     let metrics = Arc::new(Metrics::new(config.routes.iter().map(|r| r.name.as_str()))?);
-    let cache = Cache::open(&config.cache, &metrics.registry)?;
+    let mut cache = Cache::open(&config.cache, &metrics.registry)?;
+    let has_disk = !matches!(cache.disk, DiskTier::MemoryOnly { .. });
+    cache.bans = Arc::new(if has_disk {
+        Bans::load(&config.cache.dir, config.longest_retention())
+    } else {
+        Bans::in_memory(config.longest_retention())
+    });
+    metrics.set_capacities(
+        config.cache.memory_bytes,
+        has_disk.then_some(config.cache.disk_bytes),
+    );
+    let stats = Arc::new(Stats::new(&config));
+    let health = HealthState::new();
+    let admin_token = config.admin.resolve_token();
+    if admin_token.is_none() {
+        tracing::info!(
+            env = %config.admin.token_env,
+            "no admin token configured; purge answers loopback clients only"
+        );
+    }
+    let probe = HealthProbe::new(
+        config.upstream.address,
+        config.upstream.health_path.clone(),
+        config.upstream.health_interval,
+        config.upstream.health_timeout,
+        health.clone(),
+        metrics.clone(),
+    );
 
     let mut server = Server::new_with_opt_and_conf(None, server_conf(&config));
     server.bootstrap();
 
-    let disk = cache.disk.clone();
     let live = Arc::new(ArcSwap::from_pointee(config));
-    let proxy = Proxy::new(live.clone(), &cache, metrics.clone());
+    let proxy = Proxy::new(live.clone(), &cache, metrics.clone()).with_stats(stats.clone());
     let mut proxy_service = pingora_proxy::http_proxy_service_with_name(
         &server.configuration,
         proxy,
@@ -136,11 +167,22 @@ pub fn build(config: Config, listeners: Listeners) -> Result<App, AppError> {
 
     let mut admin_service = Service::new(
         "knitcache admin".to_string(),
-        Admin::new(metrics.clone(), disk),
+        Admin::new(
+            live.clone(),
+            metrics.clone(),
+            stats,
+            health.clone(),
+            &cache,
+            admin_token,
+        ),
     );
     admin_service.threads = Some(1);
     admin_service.add_tcp(&addrs.admin.to_string());
     server.add_service(PreBound::new(admin_service, addrs.admin, listeners.admin));
+    server.add_service(pingora_core::services::background::background_service(
+        "knitcache erp health",
+        probe,
+    ));
 
     Ok(App {
         server,
@@ -148,6 +190,7 @@ pub fn build(config: Config, listeners: Listeners) -> Result<App, AppError> {
         addrs,
         config: live,
         metrics,
+        health,
     })
 }
 

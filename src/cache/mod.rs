@@ -10,7 +10,9 @@
 //! * `key`     cache keys from a route's policy
 //! * `policy`  which responses are stored, and for how long
 //! * `encoding` the compressed variants stored per key
+//! * `bans`    purges by prefix or route, checked on every hit
 
+pub mod bans;
 pub mod encoding;
 pub mod key;
 pub mod object;
@@ -18,6 +20,7 @@ pub mod policy;
 pub mod storage;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use foyer::{
@@ -81,6 +84,8 @@ pub struct Cache {
     pub disk: DiskTier,
     /// Largest body stored.
     pub max_object_bytes: usize,
+    /// Purge bans checked on every hit; `app::build` loads them from the cache directory.
+    pub bans: Arc<bans::Bans>,
     /// Runs foyer's I/O; outlives pingora's per-service runtimes so `close` can flush.
     runtime: tokio::runtime::Runtime,
 }
@@ -136,6 +141,7 @@ impl Cache {
             lock,
             disk,
             max_object_bytes: usize::try_from(settings.max_object_bytes).unwrap_or(usize::MAX),
+            bans: Arc::new(bans::Bans::in_memory(Duration::ZERO)),
             runtime,
         })
     }

@@ -1,7 +1,9 @@
 //! Per-request state shared by the proxy phases.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+use prometheus::IntGauge;
 
 use crate::cache::encoding::Coding;
 use crate::config::{CachePolicy, Config, Route};
@@ -27,6 +29,31 @@ pub struct RequestCtx {
     pub upstream_started: Option<Instant>,
     /// Status the ERP answered, if it was asked.
     pub upstream_status: Option<u16>,
+    /// How long the ERP took to send its response header.
+    pub upstream_took: Option<Duration>,
+    /// How the ERP failed, if it did (one of `metrics::UPSTREAM_ERROR_KINDS`).
+    pub upstream_error: Option<&'static str>,
+    /// The primary cache key's hash, for cacheable requests (hot-key statistics).
+    pub key_hash: Option<u128>,
+    /// Holds the in-flight gauge up while the request lives.
+    pub in_flight: Option<InFlight>,
+}
+
+/// Counts a request as in flight from creation until drop, whichever way the request ends.
+pub struct InFlight(IntGauge);
+
+impl InFlight {
+    /// Increments `gauge` now and decrements it on drop.
+    pub fn new(gauge: &IntGauge) -> Self {
+        gauge.inc();
+        InFlight(gauge.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
 }
 
 impl RequestCtx {
@@ -40,6 +67,10 @@ impl RequestCtx {
             started: Instant::now(),
             upstream_started: None,
             upstream_status: None,
+            upstream_took: None,
+            upstream_error: None,
+            key_hash: None,
+            in_flight: None,
         }
     }
 

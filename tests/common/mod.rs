@@ -243,3 +243,21 @@ pub async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
+
+/// Waits until `/readyz` answers 200 (the first ERP health probe has succeeded) and returns it.
+pub async fn wait_ready(c: &reqwest::Client, proxy: &TestProxy) -> Resp {
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    loop {
+        let r = get(c, &proxy.admin_url("/readyz")).await;
+        if r.status == 200 {
+            return r;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "proxy never became ready: {} {}",
+            r.status,
+            r.text()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

@@ -1,0 +1,1 @@
+//! `knitcache report`: placeholder.
