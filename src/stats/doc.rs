@@ -131,9 +131,9 @@ pub struct SlowRoute {
     pub route: String,
     /// Its requests since start.
     pub requests: u64,
-    /// p95 (the larger of hit and miss p95).
+    /// p95 of all its requests.
     pub p95_ms: f64,
-    /// p99 (the larger of hit and miss p99).
+    /// p99 of all its requests.
     pub p99_ms: f64,
 }
 

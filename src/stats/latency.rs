@@ -40,6 +40,8 @@ pub struct Percentiles {
 /// Hit, miss and ERP percentiles of one period.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Breakdown {
+    /// Every request, hits and misses together: what a client of the route sees.
+    pub all: Percentiles,
     /// Requests served from the cache.
     pub hit: Percentiles,
     /// Requests the ERP answered.
@@ -90,7 +92,11 @@ impl Set {
     }
 
     fn breakdown(&self) -> Breakdown {
+        let mut all = self.hit.clone();
+        // Both auto-resize, so adding cannot fail for lack of range.
+        let _ = all.add(&self.miss);
         Breakdown {
+            all: percentiles(&all),
             hit: percentiles(&self.hit),
             miss: percentiles(&self.miss),
             upstream: percentiles(&self.upstream),
@@ -251,6 +257,9 @@ mod tests {
         assert!((940.0..=960.0).contains(&b.miss.p95_ms), "{b:?}");
         assert!((980.0..=1000.0).contains(&b.miss.p99_ms), "{b:?}");
         assert!(b.upstream.p50_ms < b.miss.p50_ms);
+        assert_eq!(b.all.count, 200);
+        // The 190th of 200: the 90th miss (900 ms).
+        assert!((890.0..=910.0).contains(&b.all.p95_ms), "{b:?}");
     }
 
     #[test]

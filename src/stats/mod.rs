@@ -237,19 +237,17 @@ impl Stats {
     }
 }
 
-/// The slowest routes by p95 of all their requests since start (routes without traffic left out).
+/// The slowest routes by the p95 of all their requests since start (routes without traffic left
+/// out).
 pub fn slowest(routes: &[RouteDoc]) -> Vec<SlowRoute> {
     let mut slow: Vec<SlowRoute> = routes
         .iter()
         .filter(|r| r.requests > 0)
-        .map(|r| {
-            let (p95, p99) = worst(r);
-            SlowRoute {
-                route: r.name.clone(),
-                requests: r.requests,
-                p95_ms: p95,
-                p99_ms: p99,
-            }
+        .map(|r| SlowRoute {
+            route: r.name.clone(),
+            requests: r.requests,
+            p95_ms: r.latency.all.p95_ms,
+            p99_ms: r.latency.all.p99_ms,
         })
         .collect();
     slow.sort_by(|a, b| b.p95_ms.total_cmp(&a.p95_ms));
