@@ -1,22 +1,26 @@
 # knitcache: set-up and the two commands a newcomer runs (see README.md).
 #
 #   make demo    build, then start the ERP simulator with knitcache in front of it
-#   make test    formatting, lints, every test, and a check of every shipped config
+#   make test    formatting, lints, every test, a check of every shipped config, and of the
+#                Prometheus rules (promtool)
 #
 # Both run `setup` first: pingora needs cmake and a C toolchain (zlib-ng is built from
-# source); they are installed with apt-get when missing.
+# source); the dashboard test needs headless Chromium and the metrics and alert-rule checks
+# need promtool (Debian's prometheus package). They are installed with apt-get when missing.
 
 CARGO ?= cargo
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-APT_PACKAGES := cmake build-essential pkg-config
+APT_PACKAGES := cmake build-essential pkg-config chromium prometheus
 
-.PHONY: setup demo test check-configs bench clean
+.PHONY: setup demo test check-configs check-prometheus bench clean
 
 setup:
 	@missing=""; \
 	command -v cmake >/dev/null || missing="$$missing cmake"; \
 	command -v cc >/dev/null || missing="$$missing build-essential"; \
 	command -v pkg-config >/dev/null || missing="$$missing pkg-config"; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	command -v promtool >/dev/null || missing="$$missing prometheus"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing:$$missing"; \
 		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $(APT_PACKAGES); \
@@ -31,9 +35,15 @@ test: setup
 	$(CARGO) clippy --all-targets -- -D warnings
 	$(CARGO) test --all-targets
 	$(MAKE) check-configs
+	$(MAKE) check-prometheus
 
 check-configs:
 	@for f in config/*.yaml; do $(CARGO) run -q -- check -c $$f >/dev/null || exit 1; echo "ok: $$f"; done
+
+check-prometheus:
+	promtool check config deploy/prometheus/prometheus.yml
+	promtool check rules deploy/prometheus/knitcache.rules.yml
+	promtool test rules deploy/prometheus/knitcache.rules.test.yml
 
 bench: setup
 	$(CARGO) bench --bench hot_path --bench storage

@@ -23,12 +23,15 @@ use pingora_core::services::listening::Service;
 use pingora_core::services::{ServiceReadyNotifier, ServiceWithDependents};
 
 use crate::admin::Admin;
-use crate::cache::{Cache, CacheError, Closer};
+use crate::cache::bans::Bans;
+use crate::cache::{Cache, CacheError, Closer, DiskTier};
 use crate::config::Config;
 use crate::config::reload::{Adjust, OnApply, Reloader, Reloads};
+use crate::health::{HealthProbe, HealthState};
 use crate::limits::{Limits, Upkeep};
 use crate::metrics::Metrics;
 use crate::proxy::Proxy;
+use crate::stats::Stats;
 use crate::warming::{Warmer, Warming, WarmingError};
 
 /// Why the server could not be built.
@@ -107,6 +110,8 @@ pub struct App {
     /// The configuration's version and reload outcomes; `trigger()` reloads.
     pub reloads: Arc<Reloads>,
     limits: Arc<Limits>,
+    /// What the ERP health probe last found.
+    pub health: HealthState,
 }
 
 /// The pingora settings derived from our configuration. Everything not set here keeps
@@ -167,7 +172,34 @@ fn assemble(
     addrs: Addrs,
     listeners: Option<Listeners>,
 ) -> Result<App, AppError> {
-    let disk = cache.disk.clone();
+    let mut cache = cache;
+    let has_disk = !matches!(cache.disk, DiskTier::MemoryOnly { .. });
+    cache.bans = Arc::new(if has_disk {
+        Bans::load(&config.cache.dir, config.longest_retention())
+    } else {
+        Bans::in_memory(config.longest_retention())
+    });
+    metrics.set_capacities(
+        config.cache.memory_bytes,
+        has_disk.then_some(config.cache.disk_bytes),
+    );
+    let stats = Arc::new(Stats::new(&config));
+    let health = HealthState::new();
+    let admin_token = config.admin.resolve_token();
+    if admin_token.is_none() {
+        tracing::info!(
+            env = %config.admin.token_env,
+            "no admin token configured; purge answers loopback clients only"
+        );
+    }
+    let probe = HealthProbe::new(
+        config.upstream.address,
+        config.upstream.health_path.clone(),
+        config.upstream.health_interval,
+        config.upstream.health_timeout,
+        health.clone(),
+        metrics.clone(),
+    );
     let limits = Arc::new(Limits::new(&config, &metrics.registry)?);
     let idle = config.protection.rate_limit.as_ref().map(|r| r.idle);
     server.add_service(background_service(
@@ -184,7 +216,8 @@ fn assemble(
         metrics.clone(),
         limits.clone(),
         warming,
-    );
+    )
+    .with_stats(stats.clone());
     let reloads = Arc::new(Reloads::new(&metrics.registry)?);
     let mut proxy_service = pingora_proxy::http_proxy_service_with_name(
         &server.configuration,
@@ -200,11 +233,19 @@ fn assemble(
 
     let mut admin_service = Service::new(
         "knitcache admin".to_string(),
-        Admin::new(metrics.clone(), disk),
+        Admin::new(
+            live.clone(),
+            metrics.clone(),
+            stats,
+            health.clone(),
+            &cache,
+            admin_token,
+        ),
     );
     admin_service.threads = Some(1);
     admin_service.add_tcp(&addrs.admin.to_string());
     server.add_service(PreBound::new(admin_service, addrs.admin, admin_listener));
+    server.add_service(background_service("knitcache erp health", probe));
 
     Ok(App {
         server,
@@ -214,6 +255,7 @@ fn assemble(
         metrics,
         reloads,
         limits,
+        health,
     })
 }
 

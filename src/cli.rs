@@ -16,9 +16,9 @@ pub struct Cli {
     /// Log filter (tracing EnvFilter syntax); overrides RUST_LOG.
     #[arg(long, global = true)]
     pub log: Option<String>,
-    /// Log line format.
-    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
-    pub log_format: LogFormat,
+    /// Log line format. Default: json for `run` (log shippers), text for everything else.
+    #[arg(long, global = true, value_enum)]
+    pub log_format: Option<LogFormat>,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -50,6 +50,15 @@ pub enum Command {
         #[arg(long, default_value = "127.0.0.1:5009")]
         admin_listen: SocketAddr,
     },
+    /// Print the performance report of a running proxy, read from its admin listener.
+    Report {
+        /// The admin listener, e.g. http://127.0.0.1:5009.
+        #[arg(long, default_value = "http://127.0.0.1:5009")]
+        admin: String,
+        /// `text` for people, `json` for machines.
+        #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
+        format: ReportFormat,
+    },
     /// Run the ERP simulator alone.
     ErpSim {
         /// Where the simulator listens.
@@ -65,6 +74,25 @@ pub enum Command {
         #[arg(long, default_value_t = 1.0)]
         time_scale: f64,
     },
+}
+
+/// Output of `knitcache report`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ReportFormat {
+    /// An aligned table.
+    Text,
+    /// JSON rows.
+    Json,
+}
+
+impl Cli {
+    /// The log format in force: the flag's, else json for `run` and text for the rest.
+    pub fn log_format(&self) -> LogFormat {
+        self.log_format.unwrap_or(match self.command {
+            Command::Run(_) => LogFormat::Json,
+            _ => LogFormat::Text,
+        })
+    }
 }
 
 /// `knitcache run` flags.
@@ -138,6 +166,17 @@ mod tests {
         };
         assert_eq!(args.listen, Some("127.0.0.1:1".parse().expect("addr")));
         assert_eq!(args.cache_dir, Some(PathBuf::from("/tmp/c")));
+    }
+
+    #[test]
+    fn run_logs_json_and_the_rest_text_unless_told() {
+        let run = Cli::try_parse_from(["knitcache", "run", "-c", "x"]).expect("parse");
+        assert_eq!(run.log_format(), LogFormat::Json);
+        let demo = Cli::try_parse_from(["knitcache", "demo"]).expect("parse");
+        assert_eq!(demo.log_format(), LogFormat::Text);
+        let told = Cli::try_parse_from(["knitcache", "--log-format", "text", "run", "-c", "x"])
+            .expect("parse");
+        assert_eq!(told.log_format(), LogFormat::Text);
     }
 
     #[test]

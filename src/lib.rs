@@ -5,20 +5,25 @@
 //! miss (coalesced by the cache lock), and stores what `cache::policy` allows. `app` wires it
 //! all into one pingora server; `admin` serves health and metrics beside it.
 //!
+//! * `access_log` one structured line per request, and the redaction of what it may show
 //! * `app`       builds the server (proxy + admin services + cache) from a `Config`, for
 //!   `main` and the tests
-//! * `admin`     the admin listener: health and Prometheus metrics
+//! * `admin`     the admin listener: health, readiness, metrics, stats, purge, dashboard
 //! * `cache`     foyer memory + disk tiers behind pingora-cache's `Storage`, keys, policy
 //! * `cli`       the command line
 //! * `config`    YAML schema, validation, the runtime model
 //! * `demo`      the simulator and the proxy together on loopback
 //! * `erp_sim`   a faithful simulator of the ERP, for tests, the demo and the load suite
 //! * `limits`    protecting the ERP: rate limits, the concurrency cap, the circuit breaker
+//! * `health`    the ERP health probe and its shared state
 //! * `metrics`   the one Prometheus registry and the proxy's metric families
 //! * `proxy`     the pingora `ProxyHttp` implementation, phase by phase
+//! * `report`    `knitcache report`: the performance report read from `/stats`
+//! * `stats`     per-route percentiles and hot keys for `/stats` and the dashboard
 //! * `telemetry` logging setup (tracing, with pingora's `log` records bridged in)
 //! * `warming`   refreshing hot keys before they expire; the warm list
 
+pub mod access_log;
 pub mod admin;
 pub mod app;
 pub mod cache;
@@ -27,7 +32,10 @@ pub mod config;
 pub mod demo;
 pub mod erp_sim;
 pub mod limits;
+pub mod health;
 pub mod metrics;
 pub mod proxy;
+pub mod report;
+pub mod stats;
 pub mod telemetry;
 pub mod warming;

@@ -4,17 +4,19 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use clap::Parser;
-use knitcache::cli::{Cli, Command};
-use knitcache::{app, config, demo, telemetry};
+use knitcache::cli::{Cli, Command, ReportFormat};
+use knitcache::{app, config, demo, report, telemetry};
 
 /// Exit status for a bad configuration or command line (EX_USAGE).
 const EXIT_USAGE: u8 = 64;
 /// Exit status when the server cannot start (EX_SOFTWARE).
 const EXIT_STARTUP: u8 = 70;
+/// Exit status when the admin listener cannot be read (EX_UNAVAILABLE).
+const EXIT_UNAVAILABLE: u8 = 69;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    telemetry::init(cli.log.as_deref(), cli.log_format);
+    telemetry::init(cli.log.as_deref(), cli.log_format());
     match cli.command {
         Command::Check { config } => match config::load(&config) {
             Ok(c) => {
@@ -72,6 +74,25 @@ fn main() -> ExitCode {
             erp_listen,
             admin_listen,
         } => demo::run(&config, listen, erp_listen, admin_listen),
+        Command::Report { admin, format } => match report::fetch(&admin) {
+            Ok(doc) => {
+                match format {
+                    ReportFormat::Text => print!("{}", report::render_text(&doc)),
+                    ReportFormat::Json => match serde_json::to_string_pretty(&report::rows(&doc)) {
+                        Ok(json) => println!("{json}"),
+                        Err(e) => {
+                            eprintln!("knitcache report: {e}");
+                            return ExitCode::from(EXIT_STARTUP);
+                        }
+                    },
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("knitcache report: {e}");
+                ExitCode::from(EXIT_UNAVAILABLE)
+            }
+        },
         Command::ErpSim {
             listen,
             control_listen,

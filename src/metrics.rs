@@ -3,16 +3,25 @@
 //! The registry is owned here, not the process-global default one, so several proxies can
 //! live in one process (the tests) and foyer's metrics (through mixtrics) land beside ours
 //! with one `prometheus` version in the tree. Labels are bounded: route names come from the
-//! config plus the catch-all, methods and statuses are folded into small fixed sets.
+//! config plus the catch-all, methods and statuses are folded into small fixed sets, cache
+//! results and error kinds are fixed words. Every configured route has series from startup.
+//!
+//! Gauges that describe state rather than events (RSS, tier sizes, bans) are refreshed by the
+//! admin listener just before each scrape ([`Metrics::refresh`]), so no sampler thread is needed.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
-use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
+use prometheus::{
+    Gauge, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+};
 
 /// Latency buckets in seconds: from a sub-millisecond hit to the ERP's 7 s cold forecast.
 const LATENCY_BUCKETS: [f64; 14] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
+
+/// Kinds of upstream failure, the values of the `kind` label.
+pub const UPSTREAM_ERROR_KINDS: [&str; 4] = ["connect", "timeout", "5xx", "other"];
 
 /// The metric families of one proxy.
 pub struct Metrics {
@@ -21,6 +30,36 @@ pub struct Metrics {
     requests: IntCounterVec,
     request_seconds: HistogramVec,
     upstream_seconds: HistogramVec,
+    upstream_errors: IntCounterVec,
+    lookups: IntCounterVec,
+    coalesced: IntCounterVec,
+    /// Downstream requests being served right now.
+    pub in_flight: IntGauge,
+    upstream_up: IntGauge,
+    probe_seconds: Gauge,
+    probes: IntCounterVec,
+    purges: IntCounterVec,
+    bans: IntGauge,
+    rss_bytes: IntGauge,
+    rss_budget_bytes: IntGauge,
+    tier_bytes: IntGaugeVec,
+    tier_entries: IntGaugeVec,
+    tier_capacity_bytes: IntGaugeVec,
+}
+
+/// State sampled just before a scrape.
+#[derive(Debug, Clone, Default)]
+pub struct Sample {
+    /// Resident set size of the process, in bytes.
+    pub rss_bytes: u64,
+    /// Bytes held by the memory tier.
+    pub memory_bytes: u64,
+    /// Entries in the memory tier.
+    pub memory_entries: u64,
+    /// Bytes of the disk tier in use (whole blocks), if there is a disk tier.
+    pub disk_bytes: Option<u64>,
+    /// Active purge bans.
+    pub bans: u64,
 }
 
 impl Metrics {
@@ -28,42 +67,166 @@ impl Metrics {
     /// names: their series exist from startup, before any traffic.
     pub fn new<'a>(routes: impl IntoIterator<Item = &'a str>) -> prometheus::Result<Metrics> {
         let registry = Registry::new();
-        let requests = IntCounterVec::new(
-            Opts::new(
-                "knitcache_requests_total",
-                "Requests by route, method, status class and cache result",
-            ),
+        let counter = |name: &str, help: &str, labels: &[&str]| {
+            let c = IntCounterVec::new(Opts::new(name, help), labels)?;
+            registry.register(Box::new(c.clone()))?;
+            Ok::<_, prometheus::Error>(c)
+        };
+        let histogram = |name: &str, help: &str, labels: &[&str]| {
+            let h = HistogramVec::new(
+                HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec()),
+                labels,
+            )?;
+            registry.register(Box::new(h.clone()))?;
+            Ok::<_, prometheus::Error>(h)
+        };
+        let gauge = |name: &str, help: &str| {
+            let g = IntGauge::new(name, help)?;
+            registry.register(Box::new(g.clone()))?;
+            Ok::<_, prometheus::Error>(g)
+        };
+        let gauge_vec = |name: &str, help: &str, labels: &[&str]| {
+            let g = IntGaugeVec::new(Opts::new(name, help), labels)?;
+            registry.register(Box::new(g.clone()))?;
+            Ok::<_, prometheus::Error>(g)
+        };
+
+        let requests = counter(
+            "knitcache_requests_total",
+            "Requests by route, method, status class and cache result",
             &["route", "method", "status", "cache"],
         )?;
-        let request_seconds = HistogramVec::new(
-            HistogramOpts::new(
-                "knitcache_request_duration_seconds",
-                "Time from request to response end, by route and cache result",
-            )
-            .buckets(LATENCY_BUCKETS.to_vec()),
+        let request_seconds = histogram(
+            "knitcache_request_duration_seconds",
+            "Time from request to response end, by route and cache result",
             &["route", "cache"],
         )?;
-        let upstream_seconds = HistogramVec::new(
-            HistogramOpts::new(
-                "knitcache_upstream_duration_seconds",
-                "Time the ERP took to answer, by route",
-            )
-            .buckets(LATENCY_BUCKETS.to_vec()),
+        let upstream_seconds = histogram(
+            "knitcache_upstream_duration_seconds",
+            "Time the ERP took to answer (until its response header), by route and cache result",
+            &["route", "cache"],
+        )?;
+        let upstream_errors = counter(
+            "knitcache_upstream_errors_total",
+            "Failed ERP requests by route and kind (connect, timeout, 5xx, other)",
+            &["route", "kind"],
+        )?;
+        let lookups = counter(
+            "knitcache_cache_lookups_total",
+            "Cacheable requests by route and cache result (hit, stale, miss, expired, ...)",
+            &["route", "result"],
+        )?;
+        let coalesced = counter(
+            "knitcache_cache_coalesced_total",
+            "Requests that waited for another request's fill of the same key, by route",
             &["route"],
         )?;
-        registry.register(Box::new(requests.clone()))?;
-        registry.register(Box::new(request_seconds.clone()))?;
-        registry.register(Box::new(upstream_seconds.clone()))?;
+        let in_flight = gauge(
+            "knitcache_downstream_requests_in_flight",
+            "Client requests being served right now",
+        )?;
+        let upstream_up = gauge(
+            "knitcache_upstream_up",
+            "1 if the ERP answered its last health probe, else 0",
+        )?;
+        let probe_seconds = Gauge::new(
+            "knitcache_upstream_health_probe_duration_seconds",
+            "How long the last ERP health probe took",
+        )?;
+        registry.register(Box::new(probe_seconds.clone()))?;
+        let probes = counter(
+            "knitcache_upstream_health_probes_total",
+            "ERP health probes by result (ok, failed)",
+            &["result"],
+        )?;
+        let purges = counter(
+            "knitcache_purges_total",
+            "Purges through the admin API by kind (url, prefix, route)",
+            &["kind"],
+        )?;
+        let bans = gauge(
+            "knitcache_cache_bans",
+            "Prefix and route purges still in force (stored responses older than them are misses)",
+        )?;
+        let rss_bytes = gauge(
+            "knitcache_process_resident_memory_bytes",
+            "Resident set size of the knitcache process",
+        )?;
+        let rss_budget_bytes = gauge(
+            "knitcache_process_memory_budget_bytes",
+            "The RSS the process should stay under: the memory tier plus 64 MiB",
+        )?;
+        let tier_bytes = gauge_vec(
+            "knitcache_cache_bytes",
+            "Bytes held by each cache tier (disk: whole blocks in use)",
+            &["tier"],
+        )?;
+        let tier_entries = gauge_vec(
+            "knitcache_cache_entries",
+            "Entries held by the memory tier",
+            &["tier"],
+        )?;
+        let tier_capacity_bytes = gauge_vec(
+            "knitcache_cache_capacity_bytes",
+            "Configured size of each cache tier",
+            &["tier"],
+        )?;
+        let start = gauge(
+            "knitcache_start_time_seconds",
+            "Start time of the process since the unix epoch",
+        )?;
+        start.set(
+            SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX)),
+        );
+        let build = IntGaugeVec::new(
+            Opts::new("knitcache_build_info", "Always 1; the version in a label"),
+            &["version"],
+        )?;
+        registry.register(Box::new(build.clone()))?;
+        build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+
         for route in routes.into_iter().chain([crate::proxy::CATCH_ALL_ROUTE]) {
-            upstream_seconds.with_label_values(&[route]);
-            request_seconds.with_label_values(&[route, "hit"]);
-            request_seconds.with_label_values(&[route, "miss"]);
+            for cache in ["hit", "miss"] {
+                request_seconds.with_label_values(&[route, cache]);
+                lookups.with_label_values(&[route, cache]);
+            }
+            upstream_seconds.with_label_values(&[route, "miss"]);
+            coalesced.with_label_values(&[route]);
+            for kind in UPSTREAM_ERROR_KINDS {
+                upstream_errors.with_label_values(&[route, kind]);
+            }
         }
+        for result in ["ok", "failed"] {
+            probes.with_label_values(&[result]);
+        }
+        for kind in ["url", "prefix", "route"] {
+            purges.with_label_values(&[kind]);
+        }
+        for tier in ["memory", "disk"] {
+            tier_bytes.with_label_values(&[tier]);
+        }
+        tier_entries.with_label_values(&["memory"]);
         Ok(Metrics {
             registry,
             requests,
             request_seconds,
             upstream_seconds,
+            upstream_errors,
+            lookups,
+            coalesced,
+            in_flight,
+            upstream_up,
+            probe_seconds,
+            probes,
+            purges,
+            bans,
+            rss_bytes,
+            rss_budget_bytes,
+            tier_bytes,
+            tier_entries,
+            tier_capacity_bytes,
         })
     }
 
@@ -84,11 +247,95 @@ impl Metrics {
             .observe(took.as_secs_f64());
     }
 
-    /// Records how long the ERP took for one request.
-    pub fn observe_upstream(&self, route: &str, took: Duration) {
+    /// Records how long the ERP took for one request, and what the cache did with it.
+    pub fn observe_upstream(&self, route: &str, cache: &str, took: Duration) {
         self.upstream_seconds
-            .with_label_values(&[route])
+            .with_label_values(&[route, cache])
             .observe(took.as_secs_f64());
+    }
+
+    /// Records one failed ERP request; `kind` is one of [`UPSTREAM_ERROR_KINDS`].
+    pub fn observe_upstream_error(&self, route: &str, kind: &str) {
+        self.upstream_errors.with_label_values(&[route, kind]).inc();
+    }
+
+    /// Records what the cache did for one cacheable request, and whether it waited for another
+    /// request's fill.
+    pub fn observe_lookup(&self, route: &str, result: &str, coalesced: bool) {
+        self.lookups.with_label_values(&[route, result]).inc();
+        if coalesced {
+            self.coalesced.with_label_values(&[route]).inc();
+        }
+    }
+
+    /// Records one ERP health probe.
+    pub fn observe_health_probe(&self, up: bool, took: Duration) {
+        self.upstream_up.set(i64::from(up));
+        self.probe_seconds.set(took.as_secs_f64());
+        self.probes
+            .with_label_values(&[if up { "ok" } else { "failed" }])
+            .inc();
+    }
+
+    /// Counts one purge of `kind` (`url`, `prefix` or `route`).
+    pub fn observe_purge(&self, kind: &str) {
+        self.purges.with_label_values(&[kind]).inc();
+    }
+
+    /// Sets the configured sizes: the tiers and the RSS budget (memory tier + 64 MiB).
+    pub fn set_capacities(&self, memory_bytes: u64, disk_bytes: Option<u64>) {
+        let as_i64 = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        self.tier_capacity_bytes
+            .with_label_values(&["memory"])
+            .set(as_i64(memory_bytes));
+        if let Some(disk) = disk_bytes {
+            self.tier_capacity_bytes
+                .with_label_values(&["disk"])
+                .set(as_i64(disk));
+        }
+        self.rss_budget_bytes
+            .set(as_i64(memory_bytes.saturating_add(RSS_HEADROOM_BYTES)));
+    }
+
+    /// Updates the state gauges from a fresh sample (called before each scrape).
+    pub fn refresh(&self, s: &Sample) {
+        let as_i64 = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        self.rss_bytes.set(as_i64(s.rss_bytes));
+        self.tier_bytes
+            .with_label_values(&["memory"])
+            .set(as_i64(s.memory_bytes));
+        self.tier_entries
+            .with_label_values(&["memory"])
+            .set(as_i64(s.memory_entries));
+        if let Some(disk) = s.disk_bytes {
+            self.tier_bytes
+                .with_label_values(&["disk"])
+                .set(as_i64(disk));
+        }
+        self.bans.set(as_i64(s.bans));
+    }
+
+    /// The value of a counter or gauge in this registry with the given label (foyer's families
+    /// included), summed over the series that carry it; 0 if absent.
+    pub fn read(&self, family: &str, label: (&str, &str)) -> f64 {
+        self.registry
+            .gather()
+            .iter()
+            .filter(|f| f.name() == family)
+            .flat_map(|f| f.get_metric().iter())
+            .filter(|m| {
+                m.get_label()
+                    .iter()
+                    .any(|l| l.name() == label.0 && l.value() == label.1)
+            })
+            .map(|m| {
+                if m.get_counter().has_value() {
+                    m.get_counter().value()
+                } else {
+                    m.get_gauge().value()
+                }
+            })
+            .sum()
     }
 
     /// The text exposition of every registered family.
@@ -101,6 +348,9 @@ impl Metrics {
         out
     }
 }
+
+/// The RSS the process may use beyond its memory tier (DESIGN.md: tier + 64 MB).
+pub const RSS_HEADROOM_BYTES: u64 = 64 * 1024 * 1024;
 
 fn method_label(m: &http::Method) -> &'static str {
     match *m {
@@ -135,10 +385,19 @@ mod tests {
         let m = Metrics::new(["kpis", "forecast"]).expect("metrics");
         let text = String::from_utf8(m.render()).expect("utf8");
         for route in ["kpis", "forecast", "unmatched"] {
-            assert!(
-                text.contains(&format!("route=\"{route}\"")),
-                "{route} missing:\n{text}"
-            );
+            for family in [
+                "knitcache_request_duration_seconds_bucket",
+                "knitcache_upstream_duration_seconds_bucket",
+                "knitcache_cache_lookups_total",
+                "knitcache_cache_coalesced_total",
+                "knitcache_upstream_errors_total",
+            ] {
+                assert!(
+                    text.lines()
+                        .any(|l| l.starts_with(family) && l.contains(&format!("route=\"{route}\""))),
+                    "{family} for {route} missing:\n{text}"
+                );
+            }
         }
     }
 
@@ -157,5 +416,21 @@ mod tests {
             text.contains(r#"knitcache_requests_total{cache="miss",method="other",route="kpis",status="5xx"} 1"#),
             "{text}"
         );
+    }
+
+    #[test]
+    fn read_finds_labelled_values() {
+        let m = Metrics::new(["kpis"]).expect("metrics");
+        m.observe_lookup("kpis", "hit", true);
+        m.observe_lookup("kpis", "hit", false);
+        assert_eq!(
+            m.read("knitcache_cache_lookups_total", ("result", "hit")),
+            2.0
+        );
+        assert_eq!(
+            m.read("knitcache_cache_coalesced_total", ("route", "kpis")),
+            1.0
+        );
+        assert_eq!(m.read("no_such_family", ("a", "b")), 0.0);
     }
 }

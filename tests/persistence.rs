@@ -99,8 +99,7 @@ async fn a_file_where_the_cache_directory_should_be_is_moved_aside() {
     let proxy = TestProxy::start_yaml(&yaml, &dir);
     let c = client();
 
-    let ready = get(&c, &proxy.admin_url("/readyz")).await;
-    assert_eq!(ready.status, 200, "{}", ready.text());
+    let ready = wait_ready(&c, &proxy).await;
     assert!(
         ready.text().contains("recreated"),
         "readiness says what happened: {}",

@@ -6,6 +6,8 @@
 //! coding we store: `br`, `zstd`, `gzip` or identity. That choice is the request's variance.
 
 use http::HeaderValue;
+use pingora_cache::VarianceBuilder;
+use pingora_cache::key::HashBinary;
 
 /// The codings a cached body may be stored in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,6 +23,9 @@ pub enum Coding {
 }
 
 impl Coding {
+    /// Every coding a body may be stored in: the variants one cache key can have.
+    pub const ALL: [Coding; 4] = [Coding::Identity, Coding::Gzip, Coding::Brotli, Coding::Zstd];
+
     /// The `Accept-Encoding` token, `None` for identity.
     pub fn token(self) -> Option<&'static str> {
         match self {
@@ -75,6 +80,18 @@ pub fn negotiate(accept_encoding: Option<&HeaderValue>) -> Coding {
     best.1
 }
 
+/// The variance of the stored variant in `coding`: what the proxy's `cache_vary_filter` returns
+/// and what an exact purge recomputes for every coding. `None` (one variant per key) when
+/// compression is off.
+pub fn variance(coding: Coding, compression_enabled: bool) -> Option<HashBinary> {
+    if !compression_enabled {
+        return None;
+    }
+    let mut variance = VarianceBuilder::new();
+    variance.add_value("coding", coding.token().unwrap_or("identity"));
+    variance.finalize()
+}
+
 /// A q-value in thousandths; anything unparsable counts as 0 (not acceptable).
 fn parse_qvalue(q: &str) -> u16 {
     let q = q.trim();
@@ -111,6 +128,16 @@ mod tests {
         assert_eq!(n("gzip;q=0"), Coding::Identity);
         assert_eq!(n("gzip;q=nonsense"), Coding::Identity);
         assert_eq!(n("zstd;q=0.9, gzip;q=0.8"), Coding::Zstd);
+    }
+
+    #[test]
+    fn every_coding_is_its_own_variant() {
+        let all: std::collections::HashSet<_> = Coding::ALL
+            .iter()
+            .map(|c| variance(*c, true).expect("variance"))
+            .collect();
+        assert_eq!(all.len(), 4);
+        assert_eq!(variance(Coding::Gzip, false), None);
     }
 
     #[test]

@@ -11,7 +11,9 @@
 //! * `policy`  which responses are stored, and for how long
 //! * `encoding` the compressed variants stored per key
 //! * `dir_lock` one process per cache directory (graceful upgrades hand it over)
+//! * `bans`    purges by prefix or route, checked on every hit
 
+pub mod bans;
 pub mod dir_lock;
 pub mod encoding;
 pub mod key;
@@ -20,9 +22,8 @@ pub mod policy;
 pub mod storage;
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
-
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use dir_lock::{DirLock, LockError};
 use foyer::{
@@ -94,6 +95,8 @@ pub struct Cache {
     pub disk: DiskTier,
     /// Largest body stored.
     pub max_object_bytes: usize,
+    /// Purge bans checked on every hit; `app::build` loads them from the cache directory.
+    pub bans: Arc<bans::Bans>,
     /// Runs foyer's I/O; outlives pingora's per-service runtimes so `close` can flush.
     runtime: tokio::runtime::Runtime,
     /// Held while the disk tier is open; released when it is closed.
@@ -182,6 +185,7 @@ impl Cache {
             lock,
             disk,
             max_object_bytes: usize::try_from(settings.max_object_bytes).unwrap_or(usize::MAX),
+            bans: Arc::new(bans::Bans::in_memory(Duration::ZERO)),
             runtime,
             dir_lock,
         })

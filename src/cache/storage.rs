@@ -64,6 +64,24 @@ impl HybridStorage {
         self.cache.swap(None).map(|c| (*c).clone())
     }
 
+    /// Removes the entry stored under `hash` (a key's `combined_bin`), from both tiers; the
+    /// removal is logged so it survives a restart. Returns whether the entry was there.
+    pub fn remove(&self, hash: [u8; 16]) -> Result<bool> {
+        let cache = self.cache("purge")?;
+        let k = key_of(hash);
+        let existed = cache.contains(&k);
+        cache.remove(&k);
+        Ok(existed)
+    }
+
+    /// Bytes and entries held by the memory tier.
+    pub fn memory_usage(&self) -> Option<(u64, u64)> {
+        self.cache.load().as_deref().map(|c| {
+            let m = c.memory();
+            (m.usage() as u64, m.entries() as u64)
+        })
+    }
+
     fn fail<T>(&self, op: &str, context: &'static str, e: foyer::Error) -> Result<T> {
         self.errors.with_label_values(&[op]).inc();
         Err(Error::because(ErrorType::InternalError, context, e))

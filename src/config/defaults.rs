@@ -24,6 +24,18 @@ pub const DEFAULT_READ_TIMEOUT_MS: u64 = 30_000;
 /// `upstream.write_timeout_ms`, in milliseconds, to send a request (and its body) to the ERP.
 pub const DEFAULT_WRITE_TIMEOUT_MS: u64 = 10_000;
 
+/// `upstream.health_path`: what the health probe asks the ERP for. `/hello` exists in both of the
+/// ERP's modes (as shipped and rollback) and returns 11 bytes of text; `/api/v2/health` 404s in
+/// rollback mode.
+pub const DEFAULT_HEALTH_PATH: &str = "/hello";
+
+/// `upstream.health_interval_ms`, in milliseconds between two health probes of the ERP.
+pub const DEFAULT_HEALTH_INTERVAL_MS: u64 = 5_000;
+
+/// `upstream.health_timeout_ms`, in milliseconds a health probe may take before it counts as
+/// failed.
+pub const DEFAULT_HEALTH_TIMEOUT_MS: u64 = 2_000;
+
 /// `cache.dir`: directory of the disk tier.
 pub const DEFAULT_CACHE_DIR: &str = "/var/cache/knitcache";
 
@@ -172,3 +184,14 @@ pub const DEFAULT_WARM_CONCURRENCY: u64 = 2;
 
 /// `warming.interval_secs`, in seconds, between fetches of the warm list.
 pub const DEFAULT_WARM_INTERVAL_SECS: u64 = 60;
+
+/// `admin.token_env`: the environment variable that holds the admin bearer token (for
+/// `POST /purge`) when the file sets no `admin.token`.
+pub const DEFAULT_ADMIN_TOKEN_ENV: &str = "KNITCACHE_ADMIN_TOKEN";
+
+/// `observability.access_log`: one structured line per request to the log target `access`.
+pub const DEFAULT_ACCESS_LOG: bool = true;
+
+/// `observability.stats`: per-route latency percentiles and hot keys for `/stats`, the dashboard
+/// and `knitcache report`. Prometheus metrics are always on.
+pub const DEFAULT_STATS: bool = true;

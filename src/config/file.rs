@@ -39,6 +39,10 @@ pub struct FileConfig {
     /// Refreshing hot keys before they expire, and the warm list. Default: every `warming.*`
     /// default (on, empty warm list).
     pub warming: FileWarming,
+    /// The admin endpoints' credentials. Default: token from `KNITCACHE_ADMIN_TOKEN`, if set.
+    pub admin: FileAdmin,
+    /// Access log and statistics switches. Default: both on.
+    pub observability: FileObservability,
 }
 
 /// `warming:`.
@@ -232,6 +236,28 @@ impl Default for FileRetries {
     }
 }
 
+/// `admin:`, who may use the mutating admin endpoints (`POST /purge`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FileAdmin {
+    /// Bearer token for `POST /purge`, written in the file. Wins over `token_env`.
+    /// Default: none.
+    pub token: Option<String>,
+    /// Environment variable holding the bearer token when `token` is not set.
+    /// Default: `DEFAULT_ADMIN_TOKEN_ENV` (`KNITCACHE_ADMIN_TOKEN`).
+    pub token_env: String,
+}
+
+/// `observability:`, what is recorded per request besides the Prometheus metrics.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FileObservability {
+    /// One access line per request. Default: `DEFAULT_ACCESS_LOG` (true).
+    pub access_log: bool,
+    /// Latency percentiles and hot keys for `/stats`. Default: `DEFAULT_STATS` (true).
+    pub stats: bool,
+}
+
 /// `upstream:`, how to reach the ERP.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -246,6 +272,15 @@ pub struct FileUpstream {
     /// Longest wait to write the request to the ERP, in milliseconds.
     /// Default: `DEFAULT_WRITE_TIMEOUT_MS` (10000).
     pub write_timeout_ms: u64,
+    /// Path the health probe GETs; any answer below 500 means the ERP is up.
+    /// Default: `DEFAULT_HEALTH_PATH` (`/hello`).
+    pub health_path: String,
+    /// Time between two health probes, in milliseconds.
+    /// Default: `DEFAULT_HEALTH_INTERVAL_MS` (5000).
+    pub health_interval_ms: u64,
+    /// Longest a health probe may take, in milliseconds.
+    /// Default: `DEFAULT_HEALTH_TIMEOUT_MS` (2000).
+    pub health_timeout_ms: u64,
 }
 
 /// `cache:`, the hybrid memory + disk cache.
@@ -410,6 +445,26 @@ impl Default for FileConfig {
             routes: Vec::new(),
             protection: FileProtection::default(),
             warming: FileWarming::default(),
+            admin: FileAdmin::default(),
+            observability: FileObservability::default(),
+        }
+    }
+}
+
+impl Default for FileAdmin {
+    fn default() -> Self {
+        Self {
+            token: None,
+            token_env: DEFAULT_ADMIN_TOKEN_ENV.to_owned(),
+        }
+    }
+}
+
+impl Default for FileObservability {
+    fn default() -> Self {
+        Self {
+            access_log: DEFAULT_ACCESS_LOG,
+            stats: DEFAULT_STATS,
         }
     }
 }
@@ -421,6 +476,9 @@ impl Default for FileUpstream {
             connect_timeout_ms: DEFAULT_CONNECT_TIMEOUT_MS,
             read_timeout_ms: DEFAULT_READ_TIMEOUT_MS,
             write_timeout_ms: DEFAULT_WRITE_TIMEOUT_MS,
+            health_path: DEFAULT_HEALTH_PATH.to_owned(),
+            health_interval_ms: DEFAULT_HEALTH_INTERVAL_MS,
+            health_timeout_ms: DEFAULT_HEALTH_TIMEOUT_MS,
         }
     }
 }

@@ -31,6 +31,10 @@ pub struct Config {
     pub protection: Protection,
     /// Keeping hot keys and the warm list fresh before clients ask.
     pub warming: WarmingSettings,
+    /// Credentials of the mutating admin endpoints.
+    pub admin: AdminSettings,
+    /// Access log and statistics switches.
+    pub observability: ObservabilitySettings,
 }
 
 /// The warmer: hot keys are refreshed shortly before they expire; the warm list is fetched at
@@ -150,6 +154,37 @@ pub struct RouteLimits {
     pub total_timeout: Option<Duration>,
 }
 
+/// Who may use `POST /purge`.
+#[derive(Debug, Clone)]
+pub struct AdminSettings {
+    /// Token written in the file; wins over `token_env`.
+    pub token: Option<String>,
+    /// Environment variable read for the token when `token` is `None`.
+    pub token_env: String,
+}
+
+impl AdminSettings {
+    /// The bearer token in force: the file's, else the environment variable's (if set and not
+    /// empty). `None` means no token is configured and purge answers loopback clients only.
+    pub fn resolve_token(&self) -> Option<String> {
+        self.token.clone().or_else(|| {
+            std::env::var(&self.token_env)
+                .ok()
+                .map(|t| t.trim().to_owned())
+                .filter(|t| !t.is_empty())
+        })
+    }
+}
+
+/// What is recorded per request besides the Prometheus metrics (which are always on).
+#[derive(Debug, Clone, Copy)]
+pub struct ObservabilitySettings {
+    /// One access line per request (log target `access`).
+    pub access_log: bool,
+    /// Latency percentiles and hot keys for `/stats`, the dashboard and `knitcache report`.
+    pub stats: bool,
+}
+
 /// How to reach the ERP.
 #[derive(Debug, Clone)]
 pub struct UpstreamSettings {
@@ -162,6 +197,12 @@ pub struct UpstreamSettings {
     pub read_timeout: Duration,
     /// Longest wait to write the request (body) to the ERP.
     pub write_timeout: Duration,
+    /// Path the health probe GETs (in both ERP modes; any answer below 500 means "up").
+    pub health_path: String,
+    /// Time between two health probes.
+    pub health_interval: Duration,
+    /// Longest a health probe may take.
+    pub health_timeout: Duration,
 }
 
 /// The hybrid cache.
@@ -312,6 +353,17 @@ impl Route {
 }
 
 impl Config {
+    /// The longest time any stored response may still be served (TTL plus the longer stale
+    /// window) over every caching route; a purge ban older than this matches nothing.
+    pub fn longest_retention(&self) -> Duration {
+        self.routes
+            .iter()
+            .filter_map(Route::cache_policy)
+            .map(|p| p.ttl + p.stale_while_revalidate.max(p.stale_if_error))
+            .max()
+            .unwrap_or(Duration::ZERO)
+    }
+
     /// The first route matching `method` and `path`, with its index; `None` means the request
     /// is proxied untouched under the catch-all route.
     pub fn route_for(&self, method: &Method, path: &str) -> Option<(usize, &Route)> {

@@ -893,7 +893,9 @@ fn unknown_key_lists_come_from_the_serde_structs() {
             "defaults",
             "routes",
             "protection",
-            "warming"
+            "warming",
+            "admin",
+            "observability"
         ]
     );
     assert!(keys_of::<FileRoute>().contains(&"ignore_no_store"));
@@ -974,6 +976,44 @@ fn protection_problems_name_the_key_and_the_fix() {
     );
 }
 
+// ---- health probe, admin and observability ----
+
+#[test]
+fn health_probe_defaults_use_a_path_of_both_erp_modes() {
+    let c = ok(MINIMAL);
+    assert_eq!(c.upstream.health_path, "/hello");
+    assert_eq!(c.upstream.health_interval, Duration::from_secs(5));
+    assert_eq!(c.upstream.health_timeout, Duration::from_secs(2));
+    assert_eq!(c.admin.token, None);
+    assert_eq!(c.admin.token_env, "KNITCACHE_ADMIN_TOKEN");
+    assert!(c.observability.access_log && c.observability.stats);
+}
+
+#[test]
+fn bad_health_probe_settings() {
+    let all = errors(
+        "upstream:\n  address: \"127.0.0.1:5007\"\n  health_path: hello\n  \
+         health_interval_ms: 0\n",
+    );
+    assert_has(
+        &all,
+        "t.yaml:3: upstream.health_path: \"hello\" does not start with /",
+    );
+    assert_has(
+        &all,
+        "t.yaml:4: upstream.health_interval_ms: health_interval_ms = 0",
+    );
+    let all = errors(
+        "upstream:\n  address: \"127.0.0.1:5007\"\n  health_interval_ms: 1000\n  \
+         health_timeout_ms: 3000\n",
+    );
+    assert_has(
+        &all,
+        "t.yaml:4: upstream.health_timeout_ms: health_timeout_ms = 3000 is longer than \
+         health_interval_ms = 1000",
+    );
+}
+
 #[test]
 fn unknown_keys_inside_rate_classes_are_reported() {
     let yaml = format!(
@@ -984,4 +1024,46 @@ fn unknown_keys_inside_rate_classes_are_reported() {
         &all,
         "t.yaml:5: protection.rate_limit.classes.heavy.bursts: unknown key \"bursts\"; did you mean burst?",
     );
+}
+
+#[test]
+fn admin_token_must_be_long_and_env_name_valid() {
+    let all = errors(&format!(
+        "{MINIMAL}admin:\n  token: short\n  token_env: \"1-BAD\"\n"
+    ));
+    assert_has(&all, "t.yaml:3: admin.token: token is 5 characters long");
+    assert_has(
+        &all,
+        "t.yaml:4: admin.token_env: \"1-BAD\" is not an environment variable name",
+    );
+    let c = ok(&format!(
+        "{MINIMAL}admin:\n  token: \"0123456789abcdef0123\"\n"
+    ));
+    assert_eq!(
+        c.admin.resolve_token().as_deref(),
+        Some("0123456789abcdef0123")
+    );
+}
+
+#[test]
+fn unknown_observability_key_is_named() {
+    let all = errors(&format!("{MINIMAL}observability:\n  acces_log: false\n"));
+    assert_has(
+        &all,
+        "t.yaml:3: observability.acces_log: unknown key \"acces_log\"; did you mean access_log?",
+    );
+    let c = ok(&format!(
+        "{MINIMAL}observability:\n  access_log: false\n  stats: false\n"
+    ));
+    assert!(!c.observability.access_log && !c.observability.stats);
+}
+
+#[test]
+fn longest_retention_spans_ttl_and_the_longer_stale_window() {
+    let c = ok(&with_routes(
+        "  - name: a\n    exact: /a\n    ttl_secs: 100\n    stale_if_error_secs: 50\n    \
+         stale_while_revalidate_secs: 10\n  - name: b\n    exact: /b\n    ttl_secs: 10\n",
+    ));
+    // b: 10 + max(30, 600) from the defaults
+    assert_eq!(c.longest_retention(), Duration::from_secs(610));
 }

@@ -119,6 +119,8 @@ fn serde_problem(err: &serde_yaml::Error) -> Problem {
         "FileServer",
         "FileDefaults",
         "FileRoute",
+        "FileAdmin",
+        "FileObservability",
     ]
     .iter()
     .fold(message, |m, name| {
@@ -179,6 +181,8 @@ enum Section {
     Breaker,
     Retries,
     Warming,
+    Admin,
+    Observability,
 }
 
 impl Section {
@@ -200,6 +204,8 @@ impl Section {
             Section::Breaker => keys_of::<FileBreaker>(),
             Section::Retries => keys_of::<FileRetries>(),
             Section::Warming => keys_of::<FileWarming>(),
+            Section::Admin => keys_of::<FileAdmin>(),
+            Section::Observability => keys_of::<FileObservability>(),
         }
     }
 
@@ -218,6 +224,8 @@ impl Section {
             (Section::Protection, "retries") => Some(Section::Retries),
             (Section::RateLimit, "classes") => Some(Section::RateClasses),
             (Section::RateClasses, _) => Some(Section::RateClass),
+            (Section::Root, "admin") => Some(Section::Admin),
+            (Section::Root, "observability") => Some(Section::Observability),
             _ => None,
         }
     }
@@ -368,6 +376,8 @@ fn example_value(key: &str) -> u64 {
         "connect_timeout_ms" => DEFAULT_CONNECT_TIMEOUT_MS,
         "read_timeout_ms" => DEFAULT_READ_TIMEOUT_MS,
         "write_timeout_ms" => DEFAULT_WRITE_TIMEOUT_MS,
+        "health_interval_ms" => DEFAULT_HEALTH_INTERVAL_MS,
+        "health_timeout_ms" => DEFAULT_HEALTH_TIMEOUT_MS,
         "lock_timeout_ms" => DEFAULT_LOCK_TIMEOUT_MS,
         "memory_mib" => DEFAULT_MEMORY_MIB,
         "disk_mib" => DEFAULT_DISK_MIB,
@@ -525,6 +535,11 @@ pub(crate) fn validate(file: &FileConfig, lines: &Lines) -> Result<Config, Vec<P
         .map(String::as_str)
         .collect();
     let routes = routes(&file.routes, &inherited, &classes, &mut p);
+    let admin = admin(&file.admin, &mut p);
+    let observability = ObservabilitySettings {
+        access_log: file.observability.access_log,
+        stats: file.observability.stats,
+    };
 
     match (
         listen,
@@ -534,6 +549,7 @@ pub(crate) fn validate(file: &FileConfig, lines: &Lines) -> Result<Config, Vec<P
         server,
         protection,
         warming,
+        admin,
     ) {
         (
             Some(listen),
@@ -543,6 +559,7 @@ pub(crate) fn validate(file: &FileConfig, lines: &Lines) -> Result<Config, Vec<P
             Some(server),
             Some(protection),
             Some(warming),
+            Some(admin),
         ) if p.list.is_empty() => Ok(Config {
             listen,
             admin_listen,
@@ -552,6 +569,8 @@ pub(crate) fn validate(file: &FileConfig, lines: &Lines) -> Result<Config, Vec<P
             routes,
             protection,
             warming,
+            admin,
+            observability,
         }),
         _ => {
             debug_assert!(!p.list.is_empty(), "a part failed without saying why");
@@ -665,11 +684,101 @@ fn upstream(
     let connect = positive_ms(u.connect_timeout_ms, "upstream.connect_timeout_ms", p);
     let read = positive_ms(u.read_timeout_ms, "upstream.read_timeout_ms", p);
     let write = positive_ms(u.write_timeout_ms, "upstream.write_timeout_ms", p);
+    let health_path = health_path(&u.health_path, p);
+    let interval = positive_ms(u.health_interval_ms, "upstream.health_interval_ms", p);
+    let timeout = positive_ms(u.health_timeout_ms, "upstream.health_timeout_ms", p);
+    if let (Some(i), Some(t)) = (interval, timeout)
+        && t > i
+    {
+        let msg = format!(
+            "health_timeout_ms = {} is longer than health_interval_ms = {}, so probes would \
+             overlap; set health_timeout_ms at most {}",
+            t.as_millis(),
+            i.as_millis(),
+            i.as_millis()
+        );
+        p.at("upstream.health_timeout_ms", None, msg);
+    }
     Some(UpstreamSettings {
         address: address?,
         connect_timeout: connect?,
         read_timeout: read?,
         write_timeout: write?,
+        health_path: health_path?,
+        health_interval: interval?,
+        health_timeout: timeout?,
+    })
+}
+
+/// The health probe's path: an absolute path (a query is allowed), printable ASCII, no spaces.
+fn health_path(path: &str, p: &mut Problems) -> Option<String> {
+    let problem = if !path.starts_with('/') {
+        Some(format!(
+            "{path:?} does not start with /; write a path the ERP answers in both of its modes, \
+             e.g. health_path: {DEFAULT_HEALTH_PATH}"
+        ))
+    } else if !path.bytes().all(|b| b.is_ascii_graphic()) {
+        Some(format!(
+            "{path:?} contains spaces or characters that cannot appear in a request line; \
+             percent-encode them, e.g. health_path: {DEFAULT_HEALTH_PATH}"
+        ))
+    } else {
+        None
+    };
+    match problem {
+        Some(msg) => {
+            p.at("upstream.health_path", None, msg);
+            None
+        }
+        None => Some(path.to_owned()),
+    }
+}
+
+/// Shortest admin token accepted: anything shorter can be guessed.
+const MIN_ADMIN_TOKEN_CHARS: usize = 16;
+
+/// The `admin:` section.
+fn admin(a: &FileAdmin, p: &mut Problems) -> Option<AdminSettings> {
+    let mut ok = true;
+    if let Some(token) = &a.token {
+        let problem = if token.chars().count() < MIN_ADMIN_TOKEN_CHARS {
+            Some(format!(
+                "token is {} characters long; use at least {MIN_ADMIN_TOKEN_CHARS} random \
+                 characters (e.g. from `openssl rand -hex 24`), or remove it and set the \
+                 environment variable named by token_env instead",
+                token.chars().count()
+            ))
+        } else if !token.bytes().all(|b| b.is_ascii_graphic()) {
+            Some(
+                "token contains spaces or non-ASCII characters, which an Authorization header \
+                 cannot carry; use letters, digits and punctuation only"
+                    .to_owned(),
+            )
+        } else {
+            None
+        };
+        if let Some(msg) = problem {
+            p.at("admin.token", None, msg);
+            ok = false;
+        }
+    }
+    let env = &a.token_env;
+    let valid_env = env
+        .bytes()
+        .next()
+        .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
+        && env.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    if !valid_env {
+        let msg = format!(
+            "{env:?} is not an environment variable name; use letters, digits and _, e.g. \
+             token_env: {DEFAULT_ADMIN_TOKEN_ENV}"
+        );
+        p.at("admin.token_env", None, msg);
+        ok = false;
+    }
+    ok.then(|| AdminSettings {
+        token: a.token.clone(),
+        token_env: env.clone(),
     })
 }
 

@@ -4,6 +4,8 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use prometheus::IntGauge;
+
 use crate::cache::encoding::Coding;
 use crate::config::{CachePolicy, Config, Route};
 use crate::limits::Slots;
@@ -46,6 +48,31 @@ pub struct RequestCtx {
     pub retry_after: Option<Duration>,
     /// Set for the warmer's own requests.
     pub warm: Option<WarmMode>,
+    /// How long the ERP took to send its response header.
+    pub upstream_took: Option<Duration>,
+    /// How the ERP failed, if it did (one of `metrics::UPSTREAM_ERROR_KINDS`).
+    pub upstream_error: Option<&'static str>,
+    /// The primary cache key's hash, for cacheable requests (hot-key statistics).
+    pub key_hash: Option<u128>,
+    /// Holds the in-flight gauge up while the request lives.
+    pub in_flight: Option<InFlight>,
+}
+
+/// Counts a request as in flight from creation until drop, whichever way the request ends.
+pub struct InFlight(IntGauge);
+
+impl InFlight {
+    /// Increments `gauge` now and decrements it on drop.
+    pub fn new(gauge: &IntGauge) -> Self {
+        gauge.inc();
+        InFlight(gauge.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
 }
 
 impl RequestCtx {
@@ -67,6 +94,10 @@ impl RequestCtx {
             retries: 0,
             retry_after: None,
             warm: None,
+            upstream_took: None,
+            upstream_error: None,
+            key_hash: None,
+            in_flight: None,
         }
     }
 

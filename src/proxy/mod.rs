@@ -18,12 +18,16 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use http::Method;
 use pingora_cache::key::HashBinary;
-use pingora_cache::{CacheKey, CacheMeta, CacheOptionOverrides, RespCacheable, VarianceBuilder};
+use pingora_cache::{
+    CacheKey, CacheMeta, CacheOptionOverrides, ForcedFreshness, HitHandler, RespCacheable,
+};
 use pingora_core::upstreams::peer::HttpPeer;
 use pingora_error::{Error, ErrorSource, ErrorType, Result};
 use pingora_http::{RequestHeader, ResponseHeader};
 use pingora_proxy::{FailToProxy, ProxyHttp, Session};
 
+use crate::access_log::{self, AccessLine};
+use crate::cache::bans::Bans;
 use crate::cache::encoding;
 use crate::cache::{Cache, key, policy};
 use crate::config::Config;
@@ -31,6 +35,7 @@ use crate::limits::{self, Limits};
 use crate::metrics::Metrics;
 use crate::warming::client::WARM_HEADER;
 use crate::warming::{WarmMode, Warming};
+use crate::stats::{Observation, Stats};
 pub use ctx::{CATCH_ALL_ROUTE, RequestCtx};
 
 /// The proxy service's application: shared, read-only state for every request.
@@ -42,6 +47,8 @@ pub struct Proxy {
     metrics: Arc<Metrics>,
     limits: Arc<Limits>,
     warming: Arc<Warming>,
+    bans: Arc<Bans>,
+    stats: Option<Arc<Stats>>,
 }
 
 impl Proxy {
@@ -61,6 +68,8 @@ impl Proxy {
             metrics,
             limits,
             warming,
+            bans: cache.bans.clone(),
+            stats: None,
         }
     }
 
@@ -105,6 +114,92 @@ impl Proxy {
             }
         }
     }
+
+    /// Records per-route percentiles and hot keys into `stats` (when
+    /// `observability.stats` is on).
+    pub fn with_stats(mut self, stats: Arc<Stats>) -> Self {
+        self.stats = Some(stats);
+        self
+    }
+
+    /// Feeds one finished request to the metrics, the statistics and the access log.
+    fn observe(&self, session: &Session, error: Option<&Error>, ctx: &RequestCtx) {
+        let status = session.response_written().map_or(0, |r| r.status.as_u16());
+        let req = session.req_header();
+        let cache = cache_status::label(&session.cache.phase(), ctx.cacheable);
+        let took = ctx.started.elapsed();
+        let route = ctx.route_name();
+        let upstream_error = ctx.upstream_error.or_else(|| {
+            match error.filter(|e| e.esource() == &ErrorSource::Upstream) {
+                Some(e) => Some(upstream_error_kind(e)),
+                None => ctx.upstream_status.filter(|s| *s >= 500).map(|_| "5xx"),
+            }
+        });
+        let coalesced = ctx.cacheable && session.cache.lock_duration().is_some();
+        let m = &self.metrics;
+        m.observe_request(route, &req.method, status, cache, took);
+        if let Some(u) = ctx.upstream_took {
+            m.observe_upstream(route, cache, u);
+        }
+        if let Some(kind) = upstream_error {
+            m.observe_upstream_error(route, kind);
+        }
+        if ctx.cacheable {
+            m.observe_lookup(route, cache, coalesced);
+        }
+        let switches = ctx.config.observability;
+        let bytes = session.body_bytes_sent() as u64;
+        if let Some(stats) = self.stats.as_ref().filter(|_| switches.stats) {
+            stats.record(&Observation {
+                route: ctx.route,
+                route_name: route,
+                cache,
+                cacheable: ctx.cacheable,
+                total: took,
+                upstream: ctx.upstream_took,
+                upstream_error: upstream_error.is_some(),
+                coalesced,
+                bytes,
+            });
+            if let (Some(hash), Some(policy)) = (ctx.key_hash, ctx.policy()) {
+                stats.record_key(hash, || {
+                    let uri = &req.uri;
+                    let key = key::primary_key(uri.path(), uri.query(), &policy.query);
+                    (access_log::mask_key(&key).into_owned(), route.to_owned())
+                });
+            }
+        }
+        if switches.access_log {
+            access_log::write(&AccessLine {
+                route,
+                request: access_log::redact(req),
+                status,
+                cache,
+                took,
+                upstream: ctx.upstream_took,
+                upstream_status: ctx.upstream_status,
+                bytes,
+                client: session.client_addr().map(ToString::to_string),
+                error: error.map(ToString::to_string),
+            });
+        }
+    }
+}
+
+/// The `kind` label of an ERP failure.
+fn upstream_error_kind(e: &Error) -> &'static str {
+    match e.etype() {
+        ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout => {
+            "timeout"
+        }
+        ErrorType::ConnectRefused
+        | ErrorType::ConnectNoRoute
+        | ErrorType::ConnectError
+        | ErrorType::ConnectProxyFailure
+        | ErrorType::SocketError => "connect",
+        ErrorType::HTTPStatus(s) if *s >= 500 => "5xx",
+        _ => "other",
+    }
 }
 
 fn is_read(method: &Method) -> bool {
@@ -116,7 +211,9 @@ impl ProxyHttp for Proxy {
     type CTX = RequestCtx;
 
     fn new_ctx(&self) -> RequestCtx {
-        RequestCtx::new(self.config.load_full())
+        let mut ctx = RequestCtx::new(self.config.load_full());
+        ctx.in_flight = Some(ctx::InFlight::new(&self.metrics.in_flight));
+        ctx
     }
 
     /// Match the route; for cacheable requests pick the stored variant and ask the ERP for
@@ -170,22 +267,6 @@ impl ProxyHttp for Proxy {
         Ok(())
     }
 
-    /// The warmer's refresh fetches a fresh entry again; clients keep getting the old copy
-    /// until the new one is stored.
-    async fn cache_hit_filter(
-        &self,
-        _session: &mut Session,
-        _meta: &CacheMeta,
-        _hit_handler: &mut pingora_cache::HitHandler,
-        _is_fresh: bool,
-        ctx: &mut RequestCtx,
-    ) -> Result<Option<pingora_cache::ForcedFreshness>> {
-        if ctx.warm == Some(WarmMode::Refresh) {
-            return Ok(Some(pingora_cache::ForcedFreshness::ForceExpired));
-        }
-        Ok(None)
-    }
-
     /// A miss is about to go to the ERP: charge a deferred rate limit now.
     async fn proxy_upstream_filter(
         &self,
@@ -207,7 +288,36 @@ impl ProxyHttp for Proxy {
             )
         })?;
         let uri = &session.req_header().uri;
-        Ok(key::cache_key(uri.path(), uri.query(), &policy.query))
+        let key = key::cache_key(uri.path(), uri.query(), &policy.query);
+        ctx.key_hash = Some(u128::from_be_bytes(
+            pingora_cache::key::CacheHashKey::primary_bin(&key),
+        ));
+        Ok(key)
+    }
+
+    /// The warmer's refresh fetches a fresh entry again (clients keep getting the old copy
+    /// until the new one is stored). A stored response older than a matching purge ban
+    /// (prefix or route) is a miss: the fill replaces it. Exact-URL purges remove entries
+    /// outright and need no check here.
+    async fn cache_hit_filter(
+        &self,
+        session: &mut Session,
+        meta: &CacheMeta,
+        _hit_handler: &mut HitHandler,
+        _is_fresh: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<Option<ForcedFreshness>> {
+        if ctx.warm == Some(WarmMode::Refresh) {
+            return Ok(Some(ForcedFreshness::ForceExpired));
+        }
+        if self.bans.is_empty() {
+            return Ok(None);
+        }
+        let path = session.req_header().uri.path();
+        if self.bans.is_banned(path, ctx.route_name(), meta.created()) {
+            return Ok(Some(ForcedFreshness::ForceMiss));
+        }
+        Ok(None)
     }
 
     fn response_cache_filter(
@@ -231,12 +341,7 @@ impl ProxyHttp for Proxy {
         ctx: &mut RequestCtx,
         _req: &RequestHeader,
     ) -> Option<HashBinary> {
-        if !ctx.config.cache.compression.enabled {
-            return None;
-        }
-        let mut variance = VarianceBuilder::new();
-        variance.add_value("coding", ctx.coding.token().unwrap_or("identity"));
-        variance.finalize()
+        encoding::variance(ctx.coding, ctx.config.cache.compression.enabled)
     }
 
     /// Stale-while-revalidate (no error) is always allowed: the stored response's own window
@@ -245,9 +350,13 @@ impl ProxyHttp for Proxy {
     fn should_serve_stale(
         &self,
         _session: &mut Session,
-        _ctx: &mut RequestCtx,
+        ctx: &mut RequestCtx,
         error: Option<&Error>,
     ) -> bool {
+        if let Some(e) = error.filter(|e| e.esource() == &ErrorSource::Upstream) {
+            // Served stale or not, the ERP failed: count it (logging sees no error then).
+            ctx.upstream_error = Some(upstream_error_kind(e));
+        }
         error.is_none_or(|e| e.esource() == &ErrorSource::Upstream)
     }
 
@@ -332,10 +441,7 @@ impl ProxyHttp for Proxy {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         ctx.upstream_status = Some(resp.status.as_u16());
-        if let Some(started) = ctx.upstream_started {
-            self.metrics
-                .observe_upstream(ctx.route_name(), started.elapsed());
-        }
+        ctx.upstream_took = ctx.upstream_started.map(|s| s.elapsed());
         headers::strip_hop_by_hop(resp);
         Ok(())
     }
@@ -420,7 +526,8 @@ impl ProxyHttp for Proxy {
         }
     }
 
-    /// One access line and the request's metrics.
+    /// The breaker learns how the ERP leg ended, the warmer which keys are in use; then one
+    /// access line, the request's metrics and statistics.
     async fn logging(&self, session: &mut Session, error: Option<&Error>, ctx: &mut RequestCtx) {
         ctx.slots.release();
         if ctx.admitted {
@@ -430,11 +537,10 @@ impl ProxyHttp for Proxy {
                 ctx.probe,
             );
         }
-        let status = session.response_written().map_or(0, |r| r.status.as_u16());
-        let req = session.req_header();
         if ctx.cacheable
             && let Some(meta) = session.cache.maybe_cache_meta()
         {
+            let req = session.req_header();
             let pq = req.uri.path_and_query().map_or("/", |pq| pq.as_str());
             let (coding, stored, until) = (ctx.coding.token(), meta.created(), meta.fresh_until());
             match ctx.warm {
@@ -442,21 +548,6 @@ impl ProxyHttp for Proxy {
                 Some(_) => self.warming.hot.refreshed(pq, coding, stored, until),
             }
         }
-        let cache = cache_status::label(&session.cache.phase(), ctx.cacheable);
-        let took = ctx.started.elapsed();
-        self.metrics
-            .observe_request(ctx.route_name(), &req.method, status, cache, took);
-        tracing::info!(
-            target: "access",
-            route = ctx.route_name(),
-            method = %req.method,
-            path = req.uri.path(),
-            status,
-            cache,
-            upstream_status = ctx.upstream_status,
-            took_us = took.as_micros() as u64,
-            error = error.map(|e| e.to_string()),
-            "request"
-        );
+        self.observe(session, error, ctx);
     }
 }

@@ -16,7 +16,7 @@ pub async fn too_many_requests(session: &mut Session, limited: &Limited) -> Resu
     let secs = limited.retry_after_secs();
     let body = format!(
         "{{\"error\":\"rate limited\",\"class\":{},\"retry_after_secs\":{secs}}}\n",
-        crate::admin::json_string(&limited.class)
+        serde_json::Value::from(limited.class.as_str())
     );
     let mut h = ResponseHeader::build(429, Some(6))?;
     h.insert_header(http::header::RETRY_AFTER, secs.to_string())?;

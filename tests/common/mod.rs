@@ -304,3 +304,59 @@ pub async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
+
+/// Waits until `/readyz` answers 200 (the first ERP health probe has succeeded) and returns it.
+pub async fn wait_ready(c: &reqwest::Client, proxy: &TestProxy) -> Resp {
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    loop {
+        let r = get(c, &proxy.admin_url("/readyz")).await;
+        if r.status == 200 {
+            return r;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "proxy never became ready: {} {}",
+            r.status,
+            r.text()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// `yaml` with the ERP health probe every `ms` milliseconds (and a timeout of the same).
+pub fn with_health_interval(yaml: &str, ms: u64) -> String {
+    yaml.replace(
+        "  write_timeout_ms: 5000\n",
+        &format!(
+            "  write_timeout_ms: 5000\n  health_interval_ms: {ms}\n  health_timeout_ms: {ms}\n"
+        ),
+    )
+}
+
+/// POST `body` (JSON) to `url`, with a bearer token if given.
+pub async fn post_json(c: &reqwest::Client, url: &str, body: &str, token: Option<&str>) -> Resp {
+    let mut req = c
+        .post(url)
+        .header("content-type", "application/json")
+        .body(body.to_owned());
+    if let Some(t) = token {
+        req = req.header("authorization", format!("Bearer {t}"));
+    }
+    send(req).await
+}
+
+/// The `/stats` document as JSON.
+pub async fn stats(c: &reqwest::Client, proxy: &TestProxy) -> serde_json::Value {
+    let r = get(c, &proxy.admin_url("/stats")).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    serde_json::from_slice(&r.body)
+        .unwrap_or_else(|e| panic!("/stats is not JSON ({e}): {}", r.text()))
+}
+
+/// The `/stats` entry of one route.
+pub fn route_stats<'a>(doc: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    doc["routes"]
+        .as_array()
+        .and_then(|rs| rs.iter().find(|r| r["name"] == name))
+        .unwrap_or_else(|| panic!("route {name} missing from /stats: {doc}"))
+}

@@ -1,0 +1,312 @@
+//! `POST /purge`: by exact URL, by path prefix, or by route name.
+//!
+//! An exact URL purge removes every stored variant of the URL's cache key at once (the primary
+//! slot and one slot per stored coding, keyed as the proxy keys them). Prefix and route purges
+//! cannot enumerate keys (foyer has no iteration), so they record a ban (`cache::bans`) that the
+//! proxy checks on every hit. Who may purge: the holder of the bearer token when one is
+//! configured, else loopback clients only.
+
+use std::net::IpAddr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::cache::bans::{BanMatch, Bans};
+use crate::cache::encoding::{self, Coding};
+use crate::cache::key;
+use crate::cache::storage::HybridStorage;
+use crate::config::Config;
+
+/// The purge request body: exactly one of the three keys.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PurgeRequest {
+    /// A URL as clients request it: `/path?query` (an absolute `http://host/path` works too).
+    pub url: Option<String>,
+    /// Every stored response whose path starts with this.
+    pub prefix: Option<String>,
+    /// Every stored response of the route with this name.
+    pub route: Option<String>,
+}
+
+/// What a purge did.
+#[derive(Debug, Serialize)]
+pub struct PurgeOutcome {
+    /// `url`, `prefix` or `route`.
+    pub purged: &'static str,
+    /// The URL, prefix or route name purged.
+    pub target: String,
+    /// For a URL: the route whose policy keyed it, and the cache key (credentials masked).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub route: Option<String>,
+    /// For a URL: the cache key.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// For a URL: stored variants removed (0 if none was stored).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub removed: Option<usize>,
+    /// For a prefix or route: when the ban took effect (ms since the unix epoch); responses
+    /// stored before it are refetched.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ban_at_unix_ms: Option<u64>,
+    /// For a prefix or route: whether the ban was saved and so survives a restart.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub persisted: Option<bool>,
+}
+
+/// Why a purge was refused: the status and a plain reason.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// 401: a token is configured and the request did not carry it.
+    Unauthorized(&'static str),
+    /// 403: no token is configured and the client is not on loopback.
+    Forbidden(&'static str),
+    /// 400: the body is wrong.
+    BadRequest(String),
+    /// 404: the named route does not exist.
+    NotFound(String),
+    /// 500: the cache failed.
+    Internal(String),
+}
+
+/// Checks who is asking. `token` is the configured token, `authorization` the request's header
+/// value, `client` the peer's address.
+pub fn authorize(
+    token: Option<&str>,
+    authorization: Option<&[u8]>,
+    client: Option<IpAddr>,
+) -> Result<(), Refusal> {
+    match token {
+        Some(expected) => {
+            let given = authorization
+                .and_then(|v| {
+                    v.strip_prefix(b"Bearer ")
+                        .or_else(|| v.strip_prefix(b"bearer "))
+                })
+                .ok_or(Refusal::Unauthorized(
+                    "purge needs Authorization: Bearer <admin token>",
+                ))?;
+            if constant_time_eq(given, expected.as_bytes()) {
+                Ok(())
+            } else {
+                Err(Refusal::Unauthorized("wrong admin token"))
+            }
+        }
+        None if client.is_some_and(|ip| ip.is_loopback()) => Ok(()),
+        None => Err(Refusal::Forbidden(
+            "purge is open to loopback clients only while no admin token is configured \
+             (set admin.token_env's variable, KNITCACHE_ADMIN_TOKEN by default)",
+        )),
+    }
+}
+
+/// Compares without stopping at the first difference, so timing does not reveal a prefix.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Parses the JSON body.
+pub fn parse(body: &[u8]) -> Result<PurgeRequest, Refusal> {
+    let req: PurgeRequest = serde_json::from_slice(body).map_err(|e| {
+        Refusal::BadRequest(format!(
+            "body is not a purge request ({e}); send {{\"url\": \"/api/x?a=1\"}}, \
+             {{\"prefix\": \"/api/yarn\"}} or {{\"route\": \"kpis\"}}"
+        ))
+    })?;
+    let given = [&req.url, &req.prefix, &req.route]
+        .iter()
+        .filter(|v| v.is_some())
+        .count();
+    if given != 1 {
+        return Err(Refusal::BadRequest(
+            "give exactly one of url, prefix and route".to_owned(),
+        ));
+    }
+    Ok(req)
+}
+
+/// Carries out a parsed purge.
+pub fn execute(
+    req: PurgeRequest,
+    config: &Config,
+    storage: &HybridStorage,
+    bans: &Bans,
+) -> Result<PurgeOutcome, Refusal> {
+    if let Some(url) = req.url {
+        return purge_url(&url, config, storage);
+    }
+    let (kind, matcher, target) = match (req.prefix, req.route) {
+        (Some(prefix), _) => {
+            if !prefix.starts_with('/') || prefix.contains('?') {
+                return Err(Refusal::BadRequest(format!(
+                    "prefix {prefix:?} must be a path starting with / and without a query"
+                )));
+            }
+            ("prefix", BanMatch::Prefix(prefix.clone()), prefix)
+        }
+        (None, Some(route)) => {
+            match config.routes.iter().find(|r| r.name == route) {
+                None => return Err(Refusal::NotFound(format!("no route named {route:?}"))),
+                Some(r) if r.cache_policy().is_none() => {
+                    return Err(Refusal::BadRequest(format!(
+                        "route {route:?} passes through; nothing of it is cached"
+                    )));
+                }
+                Some(_) => {}
+            }
+            ("route", BanMatch::Route(route.clone()), route)
+        }
+        (None, None) => {
+            return Err(Refusal::BadRequest(
+                "give exactly one of url, prefix and route".to_owned(),
+            ));
+        }
+    };
+    let (at, persisted) = match bans.add(matcher.clone()) {
+        Ok(ban) => (ban.at_unix_ms, true),
+        Err(e) => {
+            tracing::error!(error = %e, "purge ban in force but not saved; it ends at restart");
+            let at = bans
+                .list()
+                .iter()
+                .find(|b| b.matcher == matcher)
+                .map_or(0, |b| b.at_unix_ms);
+            (at, false)
+        }
+    };
+    tracing::info!(kind, target = %target, "purge ban recorded");
+    Ok(PurgeOutcome {
+        purged: kind,
+        target,
+        route: None,
+        key: None,
+        removed: None,
+        ban_at_unix_ms: Some(at),
+        persisted: Some(persisted),
+    })
+}
+
+fn purge_url(url: &str, config: &Config, storage: &HybridStorage) -> Result<PurgeOutcome, Refusal> {
+    let target = strip_origin(url);
+    if !target.starts_with('/') {
+        return Err(Refusal::BadRequest(format!(
+            "url {url:?} must be a path (/api/x?a=1) or an absolute http URL"
+        )));
+    }
+    let (path, query) = match target.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (target, None),
+    };
+    let Some((_, route)) = config.route_for(&http::Method::GET, path) else {
+        return Err(Refusal::BadRequest(format!(
+            "{path} matches no route, so it is never cached"
+        )));
+    };
+    let Some(policy) = route.cache_policy() else {
+        return Err(Refusal::BadRequest(format!(
+            "{path} belongs to route {:?}, which passes through; nothing is cached",
+            route.name
+        )));
+    };
+    let cache_key = key::cache_key(path, query, &policy.query);
+    let compression = config.cache.compression.enabled;
+    let mut hashes = vec![pingora_cache::key::CacheHashKey::combined_bin(&cache_key)];
+    for coding in Coding::ALL {
+        if let Some(variance) = encoding::variance(coding, compression) {
+            let mut variant = cache_key.clone();
+            variant.set_variance_key(variance);
+            hashes.push(pingora_cache::key::CacheHashKey::combined_bin(&variant));
+        }
+    }
+    let mut removed = 0;
+    for hash in hashes {
+        match storage.remove(hash) {
+            Ok(true) => removed += 1,
+            Ok(false) => {}
+            Err(e) => return Err(Refusal::Internal(format!("cache purge failed: {e}"))),
+        }
+    }
+    let shown =
+        crate::access_log::mask_key(&key::primary_key(path, query, &policy.query)).into_owned();
+    tracing::info!(route = %route.name, removed, "purge by url");
+    Ok(PurgeOutcome {
+        purged: "url",
+        target: crate::access_log::mask_key(target).into_owned(),
+        route: Some(route.name.clone()),
+        key: Some(shown),
+        removed: Some(removed),
+        ban_at_unix_ms: None,
+        persisted: None,
+    })
+}
+
+/// `http://host:5006/a?b` -> `/a?b`; anything else unchanged.
+fn strip_origin(url: &str) -> &str {
+    for scheme in ["http://", "https://"] {
+        if let Some(rest) = url.strip_prefix(scheme) {
+            return rest.find('/').map_or("/", |i| &rest[i..]);
+        }
+    }
+    url
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LOOPBACK: Option<IpAddr> = Some(IpAddr::V4(std::net::Ipv4Addr::LOCALHOST));
+    const REMOTE: Option<IpAddr> = Some(IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 7)));
+
+    #[test]
+    fn token_rules() {
+        let t = Some("0123456789abcdef");
+        assert!(matches!(
+            authorize(t, None, LOOPBACK),
+            Err(Refusal::Unauthorized(_))
+        ));
+        assert_eq!(
+            authorize(t, Some(b"Bearer nope"), LOOPBACK),
+            Err(Refusal::Unauthorized("wrong admin token"))
+        );
+        assert_eq!(
+            authorize(t, Some(b"Bearer 0123456789abcdef"), REMOTE),
+            Ok(())
+        );
+        assert_eq!(authorize(None, None, LOOPBACK), Ok(()));
+        assert!(matches!(
+            authorize(None, None, REMOTE),
+            Err(Refusal::Forbidden(_))
+        ));
+        assert!(matches!(
+            authorize(None, None, None),
+            Err(Refusal::Forbidden(_))
+        ));
+    }
+
+    #[test]
+    fn bodies_name_exactly_one_target() {
+        assert_eq!(
+            parse(br#"{"url": "/a"}"#).expect("ok").url.as_deref(),
+            Some("/a")
+        );
+        assert!(matches!(parse(br#"{}"#), Err(Refusal::BadRequest(_))));
+        assert!(matches!(
+            parse(br#"{"url": "/a", "route": "r"}"#),
+            Err(Refusal::BadRequest(_))
+        ));
+        assert!(matches!(
+            parse(br#"{"uri": "/a"}"#),
+            Err(Refusal::BadRequest(_))
+        ));
+        assert!(matches!(parse(b"not json"), Err(Refusal::BadRequest(_))));
+    }
+
+    #[test]
+    fn absolute_urls_lose_their_origin() {
+        assert_eq!(strip_origin("http://erp:5006/api/x?a=1"), "/api/x?a=1");
+        assert_eq!(strip_origin("https://erp"), "/");
+        assert_eq!(strip_origin("/api/x"), "/api/x");
+    }
+}

@@ -1,0 +1,149 @@
+//! The `/stats` document: the statistics (`stats`), the ERP's health, the cache tiers and the
+//! process, sampled when asked. The same sample refreshes the Prometheus gauges before a scrape.
+
+use std::time::SystemTime;
+
+use crate::cache::DiskTier;
+use crate::config::Config;
+use crate::health::ErpHealth;
+use crate::metrics::{Metrics, RSS_HEADROOM_BYTES, Sample};
+use crate::stats::doc::{CacheDoc, ErpDoc, ProcessDoc, StatsDoc, TierDoc};
+use crate::stats::{self, RECENT_WINDOW, Stats};
+
+use super::Admin;
+
+/// Resident set size of this process in bytes, from `/proc/self/status` (0 where unavailable).
+pub fn rss_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
+}
+
+/// Bytes of the disk tier in use: foyer's blocks that hold data, times the block size.
+fn disk_bytes(metrics: &Metrics) -> u64 {
+    const BLOCKS: &str = "foyer_storage_block_engine_block";
+    let used: f64 = ["evictable", "writing", "reclaiming"]
+        .iter()
+        .map(|t| metrics.read(BLOCKS, ("type", t)))
+        .sum();
+    let size = metrics.read(
+        "foyer_storage_block_engine_block_size_bytes",
+        ("name", "knitcache"),
+    );
+    (used * size) as u64
+}
+
+/// A short hash of the loaded configuration: changes whenever any setting does.
+pub fn config_version(config: &Config) -> String {
+    use blake2::{Blake2b, Digest, digest::consts::U8};
+    let digest = Blake2b::<U8>::digest(format!("{config:?}").as_bytes());
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl Admin {
+    /// Samples the state gauges now.
+    pub(super) fn sample(&self) -> Sample {
+        let (memory_bytes, memory_entries) = self.storage.memory_usage().unwrap_or((0, 0));
+        Sample {
+            rss_bytes: rss_bytes(),
+            memory_bytes,
+            memory_entries,
+            disk_bytes: self.has_disk().then(|| disk_bytes(&self.metrics)),
+            bans: self.bans.len() as u64,
+        }
+    }
+
+    fn has_disk(&self) -> bool {
+        !matches!(self.disk, DiskTier::MemoryOnly { .. })
+    }
+
+    /// The whole `/stats` document.
+    pub(super) fn stats_doc(&self) -> StatsDoc {
+        let config = self.config.load_full();
+        let sample = self.sample();
+        self.metrics.refresh(&sample);
+        let stats: &Stats = &self.stats;
+        let (routes, totals) = stats.routes();
+        let slowest = stats::slowest(&routes);
+        let erp = self.health.snapshot();
+        let disk_state = match &self.disk {
+            DiskTier::Open => "open",
+            DiskTier::Recreated { .. } => "recreated",
+            DiskTier::MemoryOnly { .. } => "memory-only",
+        };
+        StatsDoc {
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            uptime_secs: stats.uptime().as_secs_f64(),
+            config_version: config_version(&config),
+            stats_enabled: config.observability.stats,
+            recent_window_secs: RECENT_WINDOW.as_secs(),
+            process: ProcessDoc {
+                rss_bytes: sample.rss_bytes,
+                rss_budget_bytes: config.cache.memory_bytes.saturating_add(RSS_HEADROOM_BYTES),
+                requests_in_flight: self.metrics.in_flight.get(),
+            },
+            erp: erp_doc(&config, &erp),
+            cache: CacheDoc {
+                memory: TierDoc {
+                    state: "open".to_owned(),
+                    bytes: Some(sample.memory_bytes),
+                    entries: Some(sample.memory_entries),
+                    capacity_bytes: config.cache.memory_bytes,
+                },
+                disk: TierDoc {
+                    state: disk_state.to_owned(),
+                    bytes: sample.disk_bytes,
+                    entries: None,
+                    capacity_bytes: if self.has_disk() {
+                        config.cache.disk_bytes
+                    } else {
+                        0
+                    },
+                },
+                memory_evictions: self.metrics.read("foyer_memory_op_total", ("op", "evict"))
+                    as u64,
+                coalesced: totals.coalesced,
+                bans: self.bans.len(),
+            },
+            totals,
+            routes,
+            slowest,
+            hot_keys: stats.hot_keys(),
+        }
+    }
+}
+
+fn erp_doc(config: &Config, h: &ErpHealth) -> ErpDoc {
+    ErpDoc {
+        address: config.upstream.address.to_string(),
+        health_path: config.upstream.health_path.clone(),
+        healthy: h.healthy,
+        last_checked_secs_ago: h.last_checked.map(|t| {
+            SystemTime::now()
+                .duration_since(t)
+                .unwrap_or_default()
+                .as_secs_f64()
+        }),
+        last_latency_ms: h.last_latency.map(|d| d.as_secs_f64() * 1000.0),
+        last_status: h.last_status,
+        last_error: h.last_error.clone(),
+        consecutive_failures: h.consecutive_failures,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rss_is_read_from_proc() {
+        let rss = rss_bytes();
+        assert!(
+            rss > 1024 * 1024,
+            "a test process uses more than 1 MiB: {rss}"
+        );
+    }
+}

@@ -1,0 +1,221 @@
+//! Purge bans, as Varnish has them: foyer cannot list its keys, so a purge by prefix or by route
+//! cannot find the entries it covers. Instead it records a ban (what it matches, and when), and
+//! every cache hit is checked against the bans: a stored response created before a matching ban
+//! is treated as a miss (the proxy returns `ForcedFreshness::ForceMiss`), and the fill replaces it.
+//!
+//! Bans are kept in `bans.json` in the cache directory, so they survive a restart with the
+//! entries they cover, and dropped once older than the longest time any route keeps a response
+//! (TTL plus the longer stale window): by then nothing they match can be served anyway. The hit
+//! path reads the list through an `ArcSwap` and skips all work when it is empty.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use arc_swap::ArcSwap;
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+
+/// Name of the ban file inside the cache directory.
+pub const BAN_FILE: &str = "bans.json";
+
+/// What a ban matches.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BanMatch {
+    /// Request paths starting with this.
+    Prefix(String),
+    /// Requests matched by the route of this name.
+    Route(String),
+}
+
+/// One ban.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ban {
+    /// What it matches.
+    #[serde(flatten)]
+    pub matcher: BanMatch,
+    /// When it was made, in milliseconds since the unix epoch: responses stored before it are
+    /// banned, later ones are not.
+    pub at_unix_ms: u64,
+}
+
+impl Ban {
+    fn at(&self) -> SystemTime {
+        UNIX_EPOCH + Duration::from_millis(self.at_unix_ms)
+    }
+
+    fn matches(&self, path: &str, route: &str) -> bool {
+        match &self.matcher {
+            BanMatch::Prefix(p) => path.starts_with(p.as_str()),
+            BanMatch::Route(r) => r == route,
+        }
+    }
+}
+
+/// The bans in force for one cache.
+pub struct Bans {
+    list: ArcSwap<Vec<Ban>>,
+    file: Option<PathBuf>,
+    retention: Duration,
+    /// Serialises writers (admin requests); readers never take it.
+    write: Mutex<()>,
+}
+
+impl Bans {
+    /// No bans and no file (memory-only cache, unit tests).
+    pub fn in_memory(retention: Duration) -> Self {
+        Bans {
+            list: ArcSwap::from_pointee(Vec::new()),
+            file: None,
+            retention,
+            write: Mutex::new(()),
+        }
+    }
+
+    /// The bans saved in `dir`, less those older than `retention`. A missing file means no
+    /// bans; an unreadable one is logged and treated as none (the entries it covered may then
+    /// be served until they expire).
+    pub fn load(dir: &Path, retention: Duration) -> Self {
+        let file = dir.join(BAN_FILE);
+        let saved: Vec<Ban> = match std::fs::read(&file) {
+            Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|e| {
+                tracing::error!(file = %file.display(), error = %e, "ban file unreadable; ignoring it");
+                Vec::new()
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => {
+                tracing::error!(file = %file.display(), error = %e, "cannot read the ban file");
+                Vec::new()
+            }
+        };
+        let bans = Bans {
+            list: ArcSwap::from_pointee(Vec::new()),
+            file: Some(file),
+            retention,
+            write: Mutex::new(()),
+        };
+        let kept = bans.live(saved, SystemTime::now());
+        if !kept.is_empty() {
+            tracing::info!(bans = kept.len(), "purge bans restored");
+        }
+        bans.list.store(Arc::new(kept));
+        bans
+    }
+
+    /// Bans still in force.
+    pub fn len(&self) -> usize {
+        self.list.load().len()
+    }
+
+    /// True if no ban is in force.
+    pub fn is_empty(&self) -> bool {
+        self.list.load().is_empty()
+    }
+
+    /// A copy of the bans in force.
+    pub fn list(&self) -> Vec<Ban> {
+        self.list.load().as_ref().clone()
+    }
+
+    /// Whether a stored response for `path` on `route`, created at `created`, is banned.
+    pub fn is_banned(&self, path: &str, route: &str, created: SystemTime) -> bool {
+        let list = self.list.load();
+        list.iter()
+            .any(|b| created <= b.at() && b.matches(path, route))
+    }
+
+    /// Records a ban made now, drops expired ones and saves the list. The ban is in force even
+    /// if saving fails (the error says it will not survive a restart).
+    pub fn add(&self, matcher: BanMatch) -> Result<Ban, std::io::Error> {
+        let _guard = self.write.lock();
+        let now = SystemTime::now();
+        // Rounded up: a response stored in the same millisecond, just before the ban, must
+        // not escape it (one stored just after costs one extra miss, which is harmless).
+        let ban = Ban {
+            matcher,
+            at_unix_ms: unix_ms(now).saturating_add(1),
+        };
+        let mut next = self.live(self.list(), now);
+        // A newer ban on the same matcher supersedes the older one.
+        next.retain(|b| b.matcher != ban.matcher);
+        next.push(ban.clone());
+        self.list.store(Arc::new(next.clone()));
+        self.save(&next)?;
+        Ok(ban)
+    }
+
+    fn live(&self, bans: Vec<Ban>, now: SystemTime) -> Vec<Ban> {
+        bans.into_iter()
+            .filter(|b| now.duration_since(b.at()).unwrap_or_default() <= self.retention)
+            .collect()
+    }
+
+    fn save(&self, bans: &[Ban]) -> Result<(), std::io::Error> {
+        let Some(file) = &self.file else {
+            return Ok(());
+        };
+        let json = serde_json::to_vec_pretty(bans).map_err(std::io::Error::other)?;
+        // Write beside, then rename: a crash leaves the old list or the new one, never half.
+        let tmp = file.with_extension("json.tmp");
+        std::fs::write(&tmp, json)?;
+        std::fs::rename(&tmp, file)
+    }
+}
+
+/// Milliseconds since the unix epoch (0 before it).
+pub fn unix_ms(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn responses_older_than_a_matching_ban_are_banned() {
+        let bans = Bans::in_memory(Duration::from_secs(600));
+        let before = SystemTime::now() - Duration::from_secs(1);
+        assert!(!bans.is_banned("/api/yarn-data", "yarn", before), "no bans");
+        bans.add(BanMatch::Prefix("/api/yarn".into())).expect("add");
+        bans.add(BanMatch::Route("kpis".into())).expect("add");
+        assert!(bans.is_banned("/api/yarn-data", "yarn", before));
+        assert!(bans.is_banned("/api/comprehensive-kpis", "kpis", before));
+        assert!(!bans.is_banned("/api/knit-orders", "orders", before));
+        let after = SystemTime::now() + Duration::from_secs(1);
+        assert!(
+            !bans.is_banned("/api/yarn-data", "yarn", after),
+            "stored after the ban: served"
+        );
+    }
+
+    #[test]
+    fn bans_survive_a_reload_until_they_expire() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let bans = Bans::load(dir.path(), Duration::from_secs(600));
+        bans.add(BanMatch::Route("kpis".into())).expect("add");
+        bans.add(BanMatch::Route("kpis".into())).expect("again");
+        assert_eq!(bans.len(), 1, "a repeated ban replaces the older one");
+        let again = Bans::load(dir.path(), Duration::from_secs(600));
+        assert_eq!(again.list(), bans.list());
+        // An old ban (from a previous run long ago) is dropped on load.
+        let old = vec![Ban {
+            matcher: BanMatch::Prefix("/x".into()),
+            at_unix_ms: unix_ms(SystemTime::now() - Duration::from_secs(3600)),
+        }];
+        std::fs::write(
+            dir.path().join(BAN_FILE),
+            serde_json::to_vec(&old).expect("json"),
+        )
+        .expect("write");
+        assert!(Bans::load(dir.path(), Duration::from_secs(600)).is_empty());
+    }
+
+    #[test]
+    fn a_corrupt_ban_file_is_ignored() {
+        let dir = tempfile::tempdir().expect("tmp");
+        std::fs::write(dir.path().join(BAN_FILE), b"{not json").expect("write");
+        assert!(Bans::load(dir.path(), Duration::from_secs(60)).is_empty());
+    }
+}

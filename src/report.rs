@@ -1,0 +1,307 @@
+//! `knitcache report --admin URL`: the performance report. Reads `/stats` from a running proxy
+//! (a small blocking HTTP/1.1 GET over a std `TcpStream`; no HTTP client crate needed for one
+//! request) and prints, per route, requests, hit ratio, p50/p95/p99 and the ERP's p95, slowest
+//! first, marking the routes that miss the ERP plan's targets: p95 under 200 ms for every
+//! request, under 50 ms for cached ones. `--format json` prints the same rows for machines.
+
+use std::io::{Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::stats::doc::{RouteDoc, StatsDoc};
+
+/// The ERP plan's target for p95 of every request, in milliseconds.
+pub const TARGET_P95_MS: f64 = 200.0;
+/// The ERP plan's target for p95 of cached requests, in milliseconds.
+pub const TARGET_CACHED_P95_MS: f64 = 50.0;
+/// Longest wait for the admin listener.
+const TIMEOUT: Duration = Duration::from_secs(10);
+/// Largest `/stats` answer read.
+const MAX_ANSWER_BYTES: usize = 16 * 1024 * 1024;
+
+/// One route of the report.
+#[derive(Debug, Clone, Serialize)]
+pub struct Row {
+    /// Route name.
+    pub route: String,
+    /// `cache`, `pass` or `unmatched`.
+    pub kind: String,
+    /// Requests since start.
+    pub requests: u64,
+    /// Hit ratio of cacheable requests (`null` without any).
+    pub hit_ratio: Option<f64>,
+    /// Every request's median.
+    pub p50_ms: f64,
+    /// Every request's p95.
+    pub p95_ms: f64,
+    /// Every request's p99.
+    pub p99_ms: f64,
+    /// Cached requests' p95 (`null` without hits).
+    pub hit_p95_ms: Option<f64>,
+    /// The ERP's p95 (`null` if the ERP was never asked).
+    pub upstream_p95_ms: Option<f64>,
+    /// Targets missed, as words (`p95`, `cached p95`); empty when all are met.
+    pub missed: Vec<&'static str>,
+}
+
+/// The rows of `doc`: routes with traffic, slowest p95 first.
+pub fn rows(doc: &StatsDoc) -> Vec<Row> {
+    let mut rows: Vec<Row> = doc
+        .routes
+        .iter()
+        .filter(|r| r.requests > 0)
+        .map(row)
+        .collect();
+    rows.sort_by(|a, b| b.p95_ms.total_cmp(&a.p95_ms));
+    rows
+}
+
+fn row(r: &RouteDoc) -> Row {
+    let l = &r.latency;
+    let hit_p95 = (l.hit.count > 0).then_some(l.hit.p95_ms);
+    let mut missed = Vec::new();
+    if l.all.p95_ms > TARGET_P95_MS {
+        missed.push("p95");
+    }
+    if hit_p95.is_some_and(|p| p > TARGET_CACHED_P95_MS) {
+        missed.push("cached p95");
+    }
+    Row {
+        route: r.name.clone(),
+        kind: r.kind.clone(),
+        requests: r.requests,
+        hit_ratio: r.hit_ratio,
+        p50_ms: l.all.p50_ms,
+        p95_ms: l.all.p95_ms,
+        p99_ms: l.all.p99_ms,
+        hit_p95_ms: hit_p95,
+        upstream_p95_ms: (l.upstream.count > 0).then_some(l.upstream.p95_ms),
+        missed,
+    }
+}
+
+/// The report as aligned text.
+pub fn render_text(doc: &StatsDoc) -> String {
+    let rows = rows(doc);
+    let erp = match doc.erp.healthy {
+        Some(true) => "up",
+        Some(false) => "DOWN",
+        None => "not probed yet",
+    };
+    let mut out = format!(
+        "knitcache performance report: uptime {:.0} s, config {}, ERP {erp}\n\
+         targets: p95 < {TARGET_P95_MS} ms for every request, < {TARGET_CACHED_P95_MS} ms cached\n\
+         all routes: {} requests, hit ratio {}, p95 {:.1} ms\n\n",
+        doc.uptime_secs,
+        doc.config_version,
+        doc.totals.requests,
+        ratio(doc.totals.hit_ratio),
+        doc.totals.latency.all.p95_ms,
+    );
+    let header = [
+        "route", "requests", "hit", "p50 ms", "p95 ms", "p99 ms", "hit p95", "ERP p95", "targets",
+    ];
+    let mut table: Vec<Vec<String>> = vec![header.iter().map(|h| (*h).to_owned()).collect()];
+    for r in &rows {
+        table.push(vec![
+            r.route.clone(),
+            r.requests.to_string(),
+            ratio(r.hit_ratio),
+            format!("{:.1}", r.p50_ms),
+            format!("{:.1}", r.p95_ms),
+            format!("{:.1}", r.p99_ms),
+            r.hit_p95_ms.map_or("-".into(), |v| format!("{v:.2}")),
+            r.upstream_p95_ms.map_or("-".into(), |v| format!("{v:.1}")),
+            if r.missed.is_empty() {
+                "ok".to_owned()
+            } else {
+                format!("MISSED {}", r.missed.join(", "))
+            },
+        ]);
+    }
+    let widths: Vec<usize> = (0..header.len())
+        .map(|c| table.iter().map(|row| row[c].len()).max().unwrap_or(0))
+        .collect();
+    for row in &table {
+        let mut line = String::new();
+        for (c, cell) in row.iter().enumerate() {
+            let w = widths[c];
+            if c == 0 || c == header.len() - 1 {
+                line.push_str(&format!("{cell:<w$}  "));
+            } else {
+                line.push_str(&format!("{cell:>w$}  "));
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    if rows.is_empty() {
+        out.push_str("(no requests yet)\n");
+    }
+    let missed = rows.iter().filter(|r| !r.missed.is_empty()).count();
+    out.push_str(&format!(
+        "\n{missed} of {} routes with traffic miss a target\n",
+        rows.len()
+    ));
+    out
+}
+
+fn ratio(r: Option<f64>) -> String {
+    r.map_or("-".to_owned(), |r| format!("{:.1}%", r * 100.0))
+}
+
+/// Fetches and decodes `/stats` from the admin listener at `admin` (`http://host:port`).
+pub fn fetch(admin: &str) -> Result<StatsDoc, String> {
+    let body = http_get(admin, "/stats")?;
+    serde_json::from_slice(&body).map_err(|e| format!("{admin}/stats is not a stats document: {e}"))
+}
+
+/// A blocking HTTP/1.1 GET of `path` on `base` (`http://host:port`); the body of a 200 answer.
+pub fn http_get(base: &str, path: &str) -> Result<Vec<u8>, String> {
+    let authority = base
+        .strip_prefix("http://")
+        .ok_or_else(|| format!("{base:?}: give the admin listener as http://host:port"))?
+        .trim_end_matches('/');
+    let addr = authority
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve {authority}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("{authority} resolves to no address"))?;
+    let mut stream = TcpStream::connect_timeout(&addr, TIMEOUT)
+        .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
+    let io = |e: std::io::Error| format!("talking to {addr}: {e}");
+    stream.set_read_timeout(Some(TIMEOUT)).map_err(io)?;
+    stream.set_write_timeout(Some(TIMEOUT)).map_err(io)?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {authority}\r\nAccept: application/json\r\n\
+         Connection: close\r\n\r\n"
+    )
+    .map_err(io)?;
+    let mut answer = Vec::new();
+    stream
+        .take(MAX_ANSWER_BYTES as u64)
+        .read_to_end(&mut answer)
+        .map_err(io)?;
+    parse_answer(&answer).map_err(|e| format!("{base}{path}: {e}"))
+}
+
+/// Splits an HTTP/1.1 answer into status and body (plain or chunked); only 200 is accepted.
+fn parse_answer(answer: &[u8]) -> Result<Vec<u8>, String> {
+    let split = answer
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or("incomplete HTTP answer")?;
+    let head = String::from_utf8_lossy(&answer[..split]);
+    let body = &answer[split + 4..];
+    let status = head
+        .lines()
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|s| s.parse::<u16>().ok())
+        .ok_or("no HTTP status line")?;
+    if status != 200 {
+        return Err(format!(
+            "answered {status}: {}",
+            String::from_utf8_lossy(body).trim()
+        ));
+    }
+    let chunked = head.lines().any(|l| {
+        let l = l.to_ascii_lowercase();
+        l.starts_with("transfer-encoding:") && l.contains("chunked")
+    });
+    if !chunked {
+        return Ok(body.to_vec());
+    }
+    let mut out = Vec::new();
+    let mut rest = body;
+    loop {
+        let end = rest
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .ok_or("truncated chunk")?;
+        let size_text = String::from_utf8_lossy(&rest[..end]);
+        let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16)
+            .map_err(|_| "bad chunk size")?;
+        rest = &rest[end + 2..];
+        if size == 0 {
+            return Ok(out);
+        }
+        if rest.len() < size {
+            return Err("truncated chunk".to_owned());
+        }
+        out.extend_from_slice(&rest[..size]);
+        rest = rest.get(size + 2..).ok_or("truncated chunk")?;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stats::doc::{Breakdown, Percentiles};
+
+    fn route(name: &str, requests: u64, p95: f64, hit_p95: f64) -> RouteDoc {
+        let p = |p95_ms: f64| Percentiles {
+            count: requests,
+            p50_ms: p95_ms / 2.0,
+            p95_ms,
+            p99_ms: p95_ms * 1.2,
+            max_ms: p95_ms * 1.5,
+        };
+        RouteDoc {
+            name: name.into(),
+            kind: "cache".into(),
+            requests,
+            hit_ratio: Some(0.9),
+            latency: Breakdown {
+                all: p(p95),
+                hit: p(hit_p95),
+                miss: p(p95),
+                upstream: p(p95),
+            },
+            ..RouteDoc::default()
+        }
+    }
+
+    #[test]
+    fn slowest_first_with_missed_targets_marked() {
+        let doc = StatsDoc {
+            routes: vec![
+                route("kpis", 10, 3.0, 0.4),
+                route("forecast", 5, 2400.0, 0.5),
+                route("idle", 0, 0.0, 0.0),
+                route("knit-orders", 7, 120.0, 60.0),
+            ],
+            ..StatsDoc::default()
+        };
+        let rows = rows(&doc);
+        let names: Vec<&str> = rows.iter().map(|r| r.route.as_str()).collect();
+        assert_eq!(
+            names,
+            ["forecast", "knit-orders", "kpis"],
+            "idle routes left out"
+        );
+        assert_eq!(rows[0].missed, ["p95"]);
+        assert_eq!(rows[1].missed, ["cached p95"]);
+        assert!(rows[2].missed.is_empty());
+        let text = render_text(&doc);
+        assert!(text.contains("MISSED p95"), "{text}");
+        assert!(
+            text.contains("2 of 3 routes with traffic miss a target"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn answers_plain_and_chunked() {
+        let plain = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}";
+        assert_eq!(parse_answer(plain).expect("plain"), b"{}");
+        let chunked =
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\n{\"a\r\n4\r\n\":1}\r\n0\r\n\r\n";
+        assert_eq!(parse_answer(chunked).expect("chunked"), b"{\"a\":1}");
+        let e = parse_answer(b"HTTP/1.1 404 Not Found\r\n\r\nnot found\n").expect_err("404");
+        assert!(e.contains("404") && e.contains("not found"), "{e}");
+    }
+}

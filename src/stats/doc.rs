@@ -1,0 +1,151 @@
+//! The `/stats` JSON document. The admin listener writes it and `knitcache report` reads it, so
+//! both sides share these types. Times are milliseconds, sizes bytes, ratios 0..=1; a value that
+//! does not exist (no disk tier, no traffic yet) is `null`, never a made-up 0.
+
+use serde::{Deserialize, Serialize};
+
+pub use super::latency::{Breakdown, Percentiles};
+
+/// The whole document.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct StatsDoc {
+    /// knitcache's version.
+    pub version: String,
+    /// Seconds since the proxy started.
+    pub uptime_secs: f64,
+    /// A hash of the loaded configuration (changes whenever the file's text changes).
+    pub config_version: String,
+    /// Whether per-route percentiles and hot keys are recorded (`observability.stats`).
+    pub stats_enabled: bool,
+    /// Length of the `recent` window, in seconds.
+    pub recent_window_secs: u64,
+    /// The process.
+    pub process: ProcessDoc,
+    /// The ERP, as the health probe sees it.
+    pub erp: ErpDoc,
+    /// The cache tiers.
+    pub cache: CacheDoc,
+    /// All routes together.
+    pub totals: RouteDoc,
+    /// Every configured route in config order, then `unmatched`.
+    pub routes: Vec<RouteDoc>,
+    /// The slowest routes by p95, slowest first.
+    pub slowest: Vec<SlowRoute>,
+    /// The most requested cache keys, hottest first.
+    pub hot_keys: Vec<HotKey>,
+}
+
+/// The process.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ProcessDoc {
+    /// Resident set size, in bytes.
+    pub rss_bytes: u64,
+    /// The RSS the process should stay under (memory tier + 64 MiB).
+    pub rss_budget_bytes: u64,
+    /// Client requests being served right now.
+    pub requests_in_flight: i64,
+}
+
+/// The ERP's health.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ErpDoc {
+    /// Where the ERP is.
+    pub address: String,
+    /// The probed path.
+    pub health_path: String,
+    /// Whether it answered the last probe; `null` before the first probe completes.
+    pub healthy: Option<bool>,
+    /// Seconds since the last probe completed.
+    pub last_checked_secs_ago: Option<f64>,
+    /// How long the last probe took.
+    pub last_latency_ms: Option<f64>,
+    /// Status of the last answer.
+    pub last_status: Option<u16>,
+    /// Why the last probe failed.
+    pub last_error: Option<String>,
+    /// Failed probes in a row.
+    pub consecutive_failures: u32,
+}
+
+/// The cache tiers.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct CacheDoc {
+    /// The memory tier.
+    pub memory: TierDoc,
+    /// The disk tier.
+    pub disk: TierDoc,
+    /// Entries evicted from the memory tier since start.
+    pub memory_evictions: u64,
+    /// Requests that waited for another request's fill, since start.
+    pub coalesced: u64,
+    /// Prefix and route purges still in force.
+    pub bans: usize,
+}
+
+/// One tier.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct TierDoc {
+    /// `open`, `recreated` (moved aside at startup), `memory-only` (no disk tier) or `memory`.
+    pub state: String,
+    /// Bytes in use (`null` when the tier does not exist).
+    pub bytes: Option<u64>,
+    /// Entries held (`null` where the tier cannot count them: foyer's disk tier).
+    pub entries: Option<u64>,
+    /// Configured size.
+    pub capacity_bytes: u64,
+}
+
+/// One route (or `all`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct RouteDoc {
+    /// Route name from the config, `unmatched` or `all`.
+    pub name: String,
+    /// `cache`, `pass`, `unmatched` or `all`.
+    pub kind: String,
+    /// Requests since start.
+    pub requests: u64,
+    /// Cacheable requests served from the cache (fresh or stale).
+    pub hits: u64,
+    /// Of `hits`, those served stale (while revalidating, or because the ERP failed).
+    pub stale: u64,
+    /// Cacheable requests the ERP answered.
+    pub misses: u64,
+    /// Requests that waited for another request's fill.
+    pub coalesced: u64,
+    /// ERP failures (refused, timed out, 5xx, ...).
+    pub upstream_errors: u64,
+    /// Response body bytes sent.
+    pub bytes_sent: u64,
+    /// hits / (hits + misses); `null` without cacheable requests.
+    pub hit_ratio: Option<f64>,
+    /// Percentiles since start.
+    pub latency: Breakdown,
+    /// Percentiles over the recent window.
+    pub recent: Breakdown,
+}
+
+/// A slow route.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct SlowRoute {
+    /// The route.
+    pub route: String,
+    /// Its requests since start.
+    pub requests: u64,
+    /// p95 of all its requests.
+    pub p95_ms: f64,
+    /// p99 of all its requests.
+    pub p99_ms: f64,
+}
+
+/// A hot key.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct HotKey {
+    /// The cache key (method class, path, key parameters; sensitive values masked).
+    pub key: String,
+    /// Its route.
+    pub route: String,
+    /// Estimated requests (at least the true count).
+    pub count: u64,
+    /// How much of `count` may belong to keys it replaced in the summary.
+    pub error: u64,
+}

@@ -1,0 +1,139 @@
+//! The live dashboard in a real browser: headless Chromium loads `/dashboard` from a running
+//! proxy, lets it poll `/stats` for a few (virtual) seconds, and the DOM it leaves shows the
+//! numbers of the traffic this test sent. Without Chromium the test fails and says how to get it
+//! (`make setup` installs Debian's `chromium`); CI installs it.
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+const ROUTES: &str = r#"  - name: kpis
+    exact: /api/comprehensive-kpis
+    ttl_secs: 600
+  - name: knit-orders
+    exact: /api/knit-orders
+    ttl_secs: 600
+"#;
+
+/// Longest a browser run may take.
+const BROWSER_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// The DOM Chromium leaves after `budget_ms` of virtual time on `url`.
+fn dump_dom(url: &str, budget_ms: u64) -> String {
+    let profile = tempfile::tempdir().expect("profile dir");
+    let mut child = Command::new("chromium")
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+            "--disable-dev-shm-usage",
+            &format!("--user-data-dir={}", profile.path().display()),
+            &format!("--virtual-time-budget={budget_ms}"),
+            "--dump-dom",
+            url,
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot run chromium ({e}); the dashboard test needs headless Chromium: \
+                 apt-get install chromium (make setup does it)"
+            )
+        });
+    let started = Instant::now();
+    loop {
+        match child.try_wait().expect("wait for chromium") {
+            Some(_) => break,
+            None if started.elapsed() > BROWSER_TIMEOUT => {
+                let _ = child.kill();
+                panic!("chromium did not finish within {BROWSER_TIMEOUT:?}");
+            }
+            None => std::thread::sleep(Duration::from_millis(50)),
+        }
+    }
+    let out = child.wait_with_output().expect("chromium output");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The text of the element with `id` in `dom`.
+fn by_id<'a>(dom: &'a str, id: &str) -> &'a str {
+    let start = dom
+        .find(&format!("id=\"{id}\""))
+        .unwrap_or_else(|| panic!("no #{id} in the page:\n{dom}"));
+    let rest = &dom[start..];
+    let open = rest.find('>').map_or(0, |i| i + 1);
+    let close = rest[open..].find('<').map_or(rest.len(), |i| open + i);
+    &rest[open..close]
+}
+
+/// The text of cell `class` in the table row of `route`.
+fn cell<'a>(dom: &'a str, route: &str, class: &str) -> &'a str {
+    let row = dom
+        .find(&format!("data-route=\"{route}\""))
+        .unwrap_or_else(|| panic!("no row for {route}:\n{dom}"));
+    let rest = &dom[row..];
+    let end = rest.find("</tr>").unwrap_or(rest.len());
+    let rest = &rest[..end];
+    let at = rest
+        .find(&format!("class=\"{class}"))
+        .unwrap_or_else(|| panic!("no {class} cell for {route}: {rest}"));
+    let rest = &rest[at..];
+    let open = rest.find('>').map_or(0, |i| i + 1);
+    let close = rest[open..].find('<').map_or(rest.len(), |i| open + i);
+    &rest[open..close]
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_dashboard_renders_live_numbers_in_a_browser() {
+    let sim = start_sim(0.01).await;
+    let (_tmp, dir) = cache_dir();
+    let proxy = TestProxy::start_yaml(&config_yaml(sim.addr(), &dir, ROUTES), &dir);
+    let c = client();
+    wait_ready(&c, &proxy).await;
+    for _ in 0..7 {
+        get(&c, &proxy.url("/api/comprehensive-kpis")).await;
+    }
+    for _ in 0..3 {
+        get(&c, &proxy.url("/api/knit-orders")).await;
+    }
+
+    let url = proxy.admin_url("/dashboard");
+    let dom = tokio::task::spawn_blocking(move || dump_dom(&url, 5_000))
+        .await
+        .expect("browser task");
+
+    let updates: u32 = by_id(&dom, "updates").parse().unwrap_or(0);
+    assert!(
+        updates >= 2,
+        "the page polled /stats repeatedly: {updates} updates\n{dom}"
+    );
+    assert_eq!(by_id(&dom, "error"), "", "no fetch error shown");
+    assert_eq!(by_id(&dom, "total-requests"), "10", "all routes' requests");
+    assert_eq!(by_id(&dom, "erp"), "up");
+    assert_eq!(
+        by_id(&dom, "hit-ratio"),
+        "80.0 %",
+        "8 hits of 10 cacheable requests"
+    );
+    assert!(
+        by_id(&dom, "rss").ends_with("MiB"),
+        "{}",
+        by_id(&dom, "rss")
+    );
+    assert_eq!(cell(&dom, "kpis", "requests"), "7");
+    assert_eq!(cell(&dom, "kpis", "hit-ratio"), "85.7 %");
+    assert_eq!(cell(&dom, "knit-orders", "requests"), "3");
+    let hit_p50: f64 = cell(&dom, "kpis", "hit-p50")
+        .parse()
+        .expect("a number of ms");
+    assert!(hit_p50 > 0.0 && hit_p50 < 1000.0, "{hit_p50}");
+    assert_eq!(cell(&dom, "unmatched", "requests"), "0");
+}

@@ -1,0 +1,81 @@
+//! `knitcache report` against a running proxy: it reads `/stats` over HTTP and prints per-route
+//! rows, slowest first, with the ERP plan's targets checked.
+
+mod common;
+
+use std::process::Command;
+
+use common::*;
+
+const ROUTES: &str = r#"  - name: kpis
+    exact: /api/comprehensive-kpis
+    ttl_secs: 600
+  - name: fabric-forecast
+    exact: /api/fabric-forecast-integrated
+    ttl_secs: 600
+"#;
+
+fn report(args: Vec<String>) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_knitcache"))
+        .arg("report")
+        .args(args)
+        .output()
+        .expect("run knitcache report")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn report_lists_routes_slowest_first_and_marks_missed_targets() {
+    // Scale 0.2: the forecast takes 240-500 ms, over the 200 ms target; the KPIs take ~2 ms.
+    let sim = start_sim(0.2).await;
+    let (_tmp, dir) = cache_dir();
+    let proxy = TestProxy::start_yaml(&config_yaml(sim.addr(), &dir, ROUTES), &dir);
+    let c = client();
+    get(&c, &proxy.url("/api/fabric-forecast-integrated")).await;
+    for _ in 0..4 {
+        get(&c, &proxy.url("/api/comprehensive-kpis")).await;
+    }
+    let admin = format!("http://{}", proxy.addrs.admin);
+
+    let a = admin.clone();
+    let json = tokio::task::spawn_blocking(move || {
+        report(vec!["--admin".into(), a, "--format".into(), "json".into()])
+    })
+    .await
+    .expect("task");
+    assert!(
+        json.status.success(),
+        "{}",
+        String::from_utf8_lossy(&json.stderr)
+    );
+    let rows: serde_json::Value = serde_json::from_slice(&json.stdout).expect("JSON rows");
+    let rows = rows.as_array().expect("array");
+    assert_eq!(rows.len(), 2, "routes with traffic only: {rows:?}");
+    assert_eq!(rows[0]["route"], "fabric-forecast", "slowest first");
+    assert_eq!(rows[0]["missed"], serde_json::json!(["p95"]));
+    assert_eq!(rows[1]["route"], "kpis");
+    assert_eq!(rows[1]["requests"], 4);
+    assert_eq!(rows[1]["hit_ratio"], 0.75);
+    assert_eq!(rows[1]["missed"], serde_json::json!([]));
+
+    let text = tokio::task::spawn_blocking(move || report(vec!["--admin".into(), admin]))
+        .await
+        .expect("task");
+    let out = String::from_utf8_lossy(&text.stdout);
+    assert!(text.status.success(), "{out}");
+    assert!(
+        out.contains("MISSED p95") && out.contains("1 of 2 routes with traffic miss a target"),
+        "{out}"
+    );
+}
+
+#[test]
+fn an_unreachable_admin_listener_is_a_clear_error() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let out = report(vec!["--admin".into(), format!("http://127.0.0.1:{port}")]);
+    assert_eq!(out.status.code(), Some(69), "EX_UNAVAILABLE");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("cannot connect"), "{err}");
+}
