@@ -87,6 +87,8 @@ pub enum Reason {
     ProbeSucceeded,
     /// A probe failed.
     ProbeFailed,
+    /// The active health check reached the ERP while the breaker was open.
+    HealthCheck,
 }
 
 impl Reason {
@@ -98,6 +100,7 @@ impl Reason {
             Reason::CoolDown => "cool_down",
             Reason::ProbeSucceeded => "probe_succeeded",
             Reason::ProbeFailed => "probe_failed",
+            Reason::HealthCheck => "health_check",
         }
     }
 }
@@ -180,6 +183,26 @@ impl Breaker {
                 None,
             ),
         }
+    }
+
+    /// Feeds the active health check in: a failed check counts like a failed request (so an ERP
+    /// that is down opens the breaker even with no traffic); a passing check while open ends
+    /// the cool-down early, so the next request probes at once.
+    pub fn health(&self, ok: bool, now: Instant) -> Option<Transition> {
+        if !ok {
+            return self.record(Outcome::Failure, false, now);
+        }
+        let mut inner = self.inner.lock();
+        let from = inner.state;
+        if matches!(from, State::Open { .. }) {
+            inner.state = State::HalfOpen { probes: 0 };
+            return Some(Transition {
+                from,
+                to: inner.state,
+                reason: Reason::HealthCheck,
+            });
+        }
+        None
     }
 
     /// Records how an admitted request ended (`probe`: it was admitted as a probe).
@@ -406,6 +429,33 @@ mod tests {
         assert_eq!(b.admit(after).0, Admission::Probe);
         assert_eq!(b.record(Outcome::Abandoned, true, after), None);
         assert_eq!(b.admit(after).0, Admission::Probe, "the slot is free again");
+    }
+
+    #[test]
+    fn health_checks_open_it_without_traffic_and_shorten_the_cool_down() {
+        let t0 = Instant::now();
+        let b = Breaker::new(settings(), t0);
+        assert_eq!(
+            b.health(true, t0),
+            None,
+            "a passing check on a closed breaker changes nothing"
+        );
+        b.health(false, t0);
+        b.health(false, t0);
+        let t = b.health(false, t0).expect("three failed checks open it");
+        assert_eq!(t.reason, Reason::Consecutive);
+        let t = b
+            .health(true, t0 + Duration::from_secs(1))
+            .expect("a passing check ends the cool-down");
+        assert_eq!(
+            (t.to, t.reason),
+            (State::HalfOpen { probes: 0 }, Reason::HealthCheck)
+        );
+        assert_eq!(
+            b.admit(t0 + Duration::from_secs(1)).0,
+            Admission::Probe,
+            "the next request probes"
+        );
     }
 
     #[test]

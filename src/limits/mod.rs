@@ -230,6 +230,14 @@ impl Limits {
         }
     }
 
+    /// Feeds an active health check's result to the breaker.
+    pub fn health(&self, ok: bool) {
+        if let Some(breaker) = &self.tuned.load().breaker {
+            let transition = breaker.health(ok, Instant::now());
+            self.note(transition);
+        }
+    }
+
     /// Whether a 5xx from the ERP counts as a failure.
     pub fn trips_on_5xx(&self, config: &Config) -> bool {
         config.protection.breaker.is_some_and(|b| b.trip_on_5xx)
