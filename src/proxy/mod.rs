@@ -33,9 +33,9 @@ use crate::cache::{Cache, key, policy};
 use crate::config::Config;
 use crate::limits::{self, Limits};
 use crate::metrics::Metrics;
+use crate::stats::{Observation, Stats};
 use crate::warming::client::WARM_HEADER;
 use crate::warming::{WarmMode, Warming};
-use crate::stats::{Observation, Stats};
 pub use ctx::{CATCH_ALL_ROUTE, RequestCtx};
 
 /// The proxy service's application: shared, read-only state for every request.
