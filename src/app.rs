@@ -204,7 +204,7 @@ fn assemble(
     let idle = config.protection.rate_limit.as_ref().map(|r| r.idle);
     server.add_service(background_service(
         "knitcache limits",
-        Upkeep::new(limits.clone(), idle),
+        Upkeep::new(limits.clone(), idle).with_health(health.subscribe()),
     ));
     let warming = Arc::new(Warming::new(config.warming.hot_keys, &metrics.registry)?);
     let live = Arc::new(ArcSwap::from_pointee(config));

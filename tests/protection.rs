@@ -169,6 +169,9 @@ async fn concurrent_requests_never_put_more_than_the_cap_in_flight_at_the_erp() 
         "  upstream_cap:\n    max_in_flight: 3\n    queue: 100\n    queue_timeout_ms: 15000\n";
     let yaml = config_yaml_with(sim.addr(), &dir, protection, ROUTES);
     let proxy = TestProxy::start_yaml(&yaml, &dir);
+    // The health probe goes to the ERP outside the cap: let its first round pass, then count.
+    eventually("the first health probe", || sim.hits("/hello") >= 1).await;
+    sim.reset_counters();
     let c = client();
 
     let tasks: Vec<_> = (0..50)
@@ -394,4 +397,45 @@ where
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn health_checks_open_the_breaker_without_traffic_and_end_its_cool_down() {
+    let sim = start_sim(0.01).await;
+    let (_tmp, dir) = cache_dir();
+    let protection = "  breaker:\n    consecutive_failures: 3\n    open_secs: 600\n";
+    let yaml = with_health_interval(&config_yaml_with(sim.addr(), &dir, protection, ROUTES), 100);
+    let proxy = TestProxy::start_yaml(&yaml, &dir);
+    let c = client();
+
+    sim.set_down(true).await.expect("down");
+    eventually_async("failed health checks opened the breaker", || async {
+        metric(&proxy, "knitcache_breaker_state").await == 1.0
+    })
+    .await;
+    let refused = get(&c, &proxy.url("/t/write?while-down")).await;
+    assert_eq!(
+        refused.status, 503,
+        "nobody had to fail first: the breaker was already open"
+    );
+
+    // The 600 s cool-down is cut short by the first passing check, and a probe closes it.
+    sim.set_down(false).await.expect("up");
+    eventually_async(
+        "a passing check let a probe through and closed the breaker",
+        || async {
+            get(&c, &proxy.url("/t/write?probe")).await;
+            metric(&proxy, "knitcache_breaker_state").await == 0.0
+        },
+    )
+    .await;
+    let via_health = metric(
+        &proxy,
+        r#"knitcache_breaker_transitions_total{reason="health_check",to="half_open"}"#,
+    )
+    .await;
+    assert!(
+        via_health >= 1.0,
+        "the cool-down ended through the health check"
+    );
 }

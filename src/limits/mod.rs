@@ -362,6 +362,7 @@ const SAMPLE_EVERY: Duration = Duration::from_secs(1);
 pub struct Upkeep {
     limits: Arc<Limits>,
     sweep_every: Duration,
+    health: Option<tokio::sync::watch::Receiver<crate::health::ErpHealth>>,
 }
 
 impl Upkeep {
@@ -370,7 +371,17 @@ impl Upkeep {
         Upkeep {
             limits,
             sweep_every: idle.unwrap_or(Duration::MAX),
+            health: None,
         }
+    }
+
+    /// Also feeds every active health check's result to the breaker.
+    pub fn with_health(
+        mut self,
+        health: tokio::sync::watch::Receiver<crate::health::ErpHealth>,
+    ) -> Self {
+        self.health = Some(health);
+        self
     }
 }
 
@@ -378,10 +389,25 @@ impl Upkeep {
 impl BackgroundService for Upkeep {
     async fn start(&self, mut shutdown: ShutdownWatch) {
         let mut last_sweep = Instant::now();
+        let mut health = self.health.clone();
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(SAMPLE_EVERY) => {}
                 _ = shutdown.changed() => return,
+                Some(checked) = async {
+                    match health.as_mut() {
+                        Some(rx) => match rx.changed().await {
+                            Ok(()) => Some(rx.borrow_and_update().healthy),
+                            Err(_) => std::future::pending().await,
+                        },
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    if let Some(ok) = checked {
+                        self.limits.health(ok);
+                    }
+                    continue;
+                }
             }
             self.limits.sample();
             if last_sweep.elapsed() >= self.sweep_every {
