@@ -195,3 +195,6 @@ pub const DEFAULT_ACCESS_LOG: bool = true;
 /// `observability.stats`: per-route latency percentiles and hot keys for `/stats`, the dashboard
 /// and `knitcache report`. Prometheus metrics are always on.
 pub const DEFAULT_STATS: bool = true;
+
+/// `cache.tag_header`: the header CDNs use for tags (Fastly's `Surrogate-Key`).
+pub const DEFAULT_TAG_HEADER: &str = "surrogate-key";

@@ -43,6 +43,8 @@ pub struct FileConfig {
     pub admin: FileAdmin,
     /// Access log and statistics switches. Default: both on.
     pub observability: FileObservability,
+    /// Purges triggered by successful writes. Default: none.
+    pub invalidation: Vec<FileInvalidation>,
 }
 
 /// `warming:`.
@@ -246,6 +248,44 @@ pub struct FileAdmin {
     /// Environment variable holding the bearer token when `token` is not set.
     /// Default: `DEFAULT_ADMIN_TOKEN_ENV` (`KNITCACHE_ADMIN_TOKEN`).
     pub token_env: String,
+    /// Clients (`IP` or `IP/prefix`) allowed to send `PURGE` to the proxy port.
+    /// Default: loopback only.
+    pub purge_from: Vec<String>,
+}
+
+/// One `invalidation[]` rule. Exactly one of `exact`, `prefix` and `pattern` is required.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileInvalidation {
+    /// Unique name, for logs and metrics. Required.
+    pub name: Option<String>,
+    /// Triggered by a request path equal to this.
+    pub exact: Option<String>,
+    /// Triggered by a request path starting with this.
+    pub prefix: Option<String>,
+    /// Triggered by a request path matching this regular expression (anchored).
+    pub pattern: Option<String>,
+    /// Triggering methods. Default: `[POST, PUT, PATCH, DELETE]`.
+    pub methods: Option<Vec<String>>,
+    /// What a successful (2xx) triggering request purges. Required.
+    pub purge: Option<FilePurgeSet>,
+    /// Refresh purged keys in use right away. Default: false.
+    #[serde(default)]
+    pub rewarm: bool,
+}
+
+/// `invalidation[].purge`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FilePurgeSet {
+    /// Route names.
+    pub routes: Vec<String>,
+    /// Path prefixes.
+    pub prefixes: Vec<String>,
+    /// Tags.
+    pub tags: Vec<String>,
+    /// Everything cached.
+    pub everything: bool,
 }
 
 /// `observability:`, what is recorded per request besides the Prometheus metrics.
@@ -302,6 +342,9 @@ pub struct FileCache {
     pub lock_timeout_ms: u64,
     /// Compression of stored bodies. Default: enabled, level 6.
     pub compression: FileCompression,
+    /// Response header whose words tag a stored response; empty turns it off.
+    /// Default: `DEFAULT_TAG_HEADER` (`surrogate-key`).
+    pub tag_header: String,
 }
 
 /// `cache.compression:`.
@@ -395,6 +438,8 @@ pub struct FileRoute {
     /// The `protection.rate_limit.classes` entry this route's requests are charged to.
     /// Default: the default class.
     pub rate_limit_class: Option<String>,
+    /// Tags of every response of the route, for purges by tag. Default: none.
+    pub tags: Option<Vec<String>>,
     /// Whether cache hits are charged to the client's bucket. Default:
     /// `DEFAULT_RATE_LIMIT_HITS` (false: hits cost the ERP nothing).
     pub rate_limit_hits: Option<bool>,
@@ -445,6 +490,7 @@ impl Default for FileConfig {
             routes: Vec::new(),
             protection: FileProtection::default(),
             warming: FileWarming::default(),
+            invalidation: Vec::new(),
             admin: FileAdmin::default(),
             observability: FileObservability::default(),
         }
@@ -456,6 +502,7 @@ impl Default for FileAdmin {
         Self {
             token: None,
             token_env: DEFAULT_ADMIN_TOKEN_ENV.to_owned(),
+            purge_from: vec!["127.0.0.0/8".to_owned(), "::1/128".to_owned()],
         }
     }
 }
@@ -492,6 +539,7 @@ impl Default for FileCache {
             max_object_bytes: DEFAULT_MAX_OBJECT_BYTES,
             lock_timeout_ms: DEFAULT_LOCK_TIMEOUT_MS,
             compression: FileCompression::default(),
+            tag_header: DEFAULT_TAG_HEADER.to_owned(),
         }
     }
 }

@@ -31,6 +31,8 @@ pub struct Config {
     pub protection: Protection,
     /// Keeping hot keys and the warm list fresh before clients ask.
     pub warming: WarmingSettings,
+    /// Purges triggered by successful writes, in order.
+    pub invalidation: Vec<InvalidationRule>,
     /// Credentials of the mutating admin endpoints.
     pub admin: AdminSettings,
     /// Access log and statistics switches.
@@ -161,6 +163,37 @@ pub struct AdminSettings {
     pub token: Option<String>,
     /// Environment variable read for the token when `token` is `None`.
     pub token_env: String,
+    /// Clients allowed to send `PURGE` to the proxy port.
+    pub purge_from: Vec<ipnet::IpNet>,
+}
+
+/// A write-triggered invalidation: when a request matching `path` and `methods` succeeds (2xx),
+/// the listed cached content is purged.
+#[derive(Debug, Clone)]
+pub struct InvalidationRule {
+    /// Unique name, for logs and metrics.
+    pub name: String,
+    /// Which request paths trigger it.
+    pub path: PathMatch,
+    /// Which methods trigger it.
+    pub methods: Vec<Method>,
+    /// What it purges.
+    pub purge: PurgeSet,
+    /// Refresh the purged keys that clients use right away, instead of on their next request.
+    pub rewarm: bool,
+}
+
+/// What an invalidation rule purges.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PurgeSet {
+    /// Routes by name.
+    pub routes: Vec<String>,
+    /// Path prefixes.
+    pub prefixes: Vec<String>,
+    /// Tags (from routes' `tags` and the ERP's tag header).
+    pub tags: Vec<String>,
+    /// Everything cached.
+    pub everything: bool,
 }
 
 impl AdminSettings {
@@ -221,6 +254,9 @@ pub struct CacheSettings {
     pub lock_timeout: Duration,
     /// Compression of stored bodies for clients that accept it.
     pub compression: CompressionSettings,
+    /// Response header whose space- or comma-separated words tag a stored response
+    /// (`Surrogate-Key`); `None`: only route tags.
+    pub tag_header: Option<http::HeaderName>,
 }
 
 /// Compression applied before a body is stored, so a hit never recompresses.
@@ -260,6 +296,8 @@ pub struct Route {
     pub action: RouteAction,
     /// Rate class, concurrency cap and timeouts of the route.
     pub limits: RouteLimits,
+    /// Tags every response of the route carries, for purges by tag.
+    pub tags: Vec<String>,
 }
 
 /// How a route matches a request path (the query string is never part of the match).

@@ -181,6 +181,8 @@ enum Section {
     Breaker,
     Retries,
     Warming,
+    Invalidation,
+    PurgeSet,
     Admin,
     Observability,
 }
@@ -204,6 +206,8 @@ impl Section {
             Section::Breaker => keys_of::<FileBreaker>(),
             Section::Retries => keys_of::<FileRetries>(),
             Section::Warming => keys_of::<FileWarming>(),
+            Section::Invalidation => keys_of::<FileInvalidation>(),
+            Section::PurgeSet => keys_of::<FilePurgeSet>(),
             Section::Admin => keys_of::<FileAdmin>(),
             Section::Observability => keys_of::<FileObservability>(),
         }
@@ -218,6 +222,7 @@ impl Section {
             (Section::Cache, "compression") => Some(Section::Compression),
             (Section::Root, "protection") => Some(Section::Protection),
             (Section::Root, "warming") => Some(Section::Warming),
+            (Section::Invalidation, "purge") => Some(Section::PurgeSet),
             (Section::Protection, "rate_limit") => Some(Section::RateLimit),
             (Section::Protection, "upstream_cap") => Some(Section::UpstreamCap),
             (Section::Protection, "breaker") => Some(Section::Breaker),
@@ -240,6 +245,13 @@ fn check_shape(root: &Node, lines: &Lines) -> Vec<Problem> {
         for (i, item) in items.iter().enumerate() {
             let name = item.get("name").and_then(Node::scalar);
             check_section(item, &format!("routes[{i}]"), Section::Route, name, &mut p);
+        }
+    }
+    if let Some(Kind::Seq(items)) = root.get("invalidation").map(|n| &n.kind) {
+        for (i, item) in items.iter().enumerate() {
+            let name = item.get("name").and_then(Node::scalar);
+            let at = format!("invalidation[{i}]");
+            check_section(item, &at, Section::Invalidation, name, &mut p);
         }
     }
     p.list
@@ -536,6 +548,7 @@ pub(crate) fn validate(file: &FileConfig, lines: &Lines) -> Result<Config, Vec<P
         .collect();
     let routes = routes(&file.routes, &inherited, &classes, &mut p);
     let admin = admin(&file.admin, &mut p);
+    let invalidation = invalidation(&file.invalidation, &routes, &mut p);
     let observability = ObservabilitySettings {
         access_log: file.observability.access_log,
         stats: file.observability.stats,
@@ -571,6 +584,7 @@ pub(crate) fn validate(file: &FileConfig, lines: &Lines) -> Result<Config, Vec<P
             warming,
             admin,
             observability,
+            invalidation,
         }),
         _ => {
             debug_assert!(!p.list.is_empty(), "a part failed without saying why");
@@ -776,9 +790,11 @@ fn admin(a: &FileAdmin, p: &mut Problems) -> Option<AdminSettings> {
         p.at("admin.token_env", None, msg);
         ok = false;
     }
-    ok.then(|| AdminSettings {
+    let purge_from = networks(&a.purge_from, "admin.purge_from", p);
+    (ok && purge_from.is_some()).then(|| AdminSettings {
         token: a.token.clone(),
         token_env: env.clone(),
+        purge_from: purge_from.unwrap_or_default(),
     })
 }
 
@@ -872,6 +888,20 @@ fn cache(c: &FileCache, p: &mut Problems) -> Option<CacheSettings> {
         );
         ok = false;
     }
+    let tag_header = match c.tag_header.trim() {
+        "" => Some(None),
+        name => match http::HeaderName::from_bytes(name.as_bytes()) {
+            Ok(h) => Some(Some(h)),
+            Err(_) => {
+                let msg = format!(
+                    "{name:?} is not a header name; write e.g. tag_header: surrogate-key (or \
+                     cache-tag), or \"\" to tag by route only"
+                );
+                p.at("cache.tag_header", None, msg);
+                None
+            }
+        },
+    };
     if !ok {
         return None;
     }
@@ -885,6 +915,7 @@ fn cache(c: &FileCache, p: &mut Problems) -> Option<CacheSettings> {
             enabled: c.compression.enabled,
             level,
         },
+        tag_header: tag_header?,
     })
 }
 
@@ -1224,7 +1255,9 @@ fn route(
         pass_only(r, base, name, p).then_some(RouteAction::Pass)
     };
     let limits = route_limits(r, base, name, classes, p);
-    if !name_ok {
+    let tags = r.tags.clone().unwrap_or_default();
+    let tags_ok = tags_valid(&tags, &format!("{base}.tags"), name, p);
+    if !name_ok || !tags_ok {
         return None;
     }
     Some(Route {
@@ -1233,6 +1266,7 @@ fn route(
         methods: methods?,
         action: action?,
         limits: limits?,
+        tags,
     })
 }
 
@@ -1849,4 +1883,149 @@ fn warming(f: &FileWarming, p: &mut Problems) -> Option<WarmingSettings> {
         interval: Duration::from_secs(f.interval_secs),
         list: f.list.clone(),
     })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tags, invalidation rules, PURGE clients.
+// ---------------------------------------------------------------------------------------------
+
+/// A tag is one word of a tag header: no spaces or commas.
+fn tags_valid(tags: &[String], path: &str, route: Option<&str>, p: &mut Problems) -> bool {
+    let mut ok = true;
+    for (i, tag) in tags.iter().enumerate() {
+        if tag.is_empty() || tag.contains(|c: char| c.is_whitespace() || c == ',') {
+            let msg =
+                format!("tag {tag:?} must be one word without spaces or commas, e.g. inventory");
+            p.at(&format!("{path}[{i}]"), route, msg);
+            ok = false;
+        }
+    }
+    ok
+}
+
+/// `IP` or `IP/prefix` entries.
+fn networks(list: &[String], path: &str, p: &mut Problems) -> Option<Vec<ipnet::IpNet>> {
+    let mut out = Vec::new();
+    let mut ok = true;
+    for (i, text) in list.iter().enumerate() {
+        match text
+            .parse::<ipnet::IpNet>()
+            .or_else(|_| text.parse::<IpAddr>().map(ipnet::IpNet::from))
+        {
+            Ok(net) => out.push(net),
+            Err(_) => {
+                let msg =
+                    format!("{text:?} is not an IP address or network; write e.g. \"127.0.0.0/8\"");
+                p.at(&format!("{path}[{i}]"), None, msg);
+                ok = false;
+            }
+        }
+    }
+    ok.then_some(out)
+}
+
+fn invalidation(
+    file: &[FileInvalidation],
+    routes: &[Route],
+    p: &mut Problems,
+) -> Vec<InvalidationRule> {
+    let mut out = Vec::new();
+    let mut names: HashMap<&str, usize> = HashMap::new();
+    for (i, f) in file.iter().enumerate() {
+        let base = format!("invalidation[{i}]");
+        let name = f.name.as_deref();
+        let name_ok = match name {
+            None => {
+                p.at(
+                    &base,
+                    None,
+                    "has no name; add name: <unique-name>, used in logs".to_owned(),
+                );
+                false
+            }
+            Some(n) => match names.insert(n, i) {
+                Some(first) => {
+                    let msg = format!(
+                        "name {n:?} is already used by invalidation[{first}]; names must be unique"
+                    );
+                    p.at(&format!("{base}.name"), None, msg);
+                    false
+                }
+                None => valid_name(n, &base, p),
+            },
+        };
+        // The matcher keys and methods are a route's: reuse the route checks.
+        let as_route = FileRoute {
+            name: f.name.clone(),
+            exact: f.exact.clone(),
+            prefix: f.prefix.clone(),
+            pattern: f.pattern.clone(),
+            methods: f.methods.clone(),
+            ..FileRoute::default()
+        };
+        let path = path_match(&as_route, &base, name, p);
+        let methods = methods(f.methods.as_deref(), &base, name, p);
+        let Some(set) = &f.purge else {
+            let msg = "has nothing to purge; add purge: { routes: [...] } (or prefixes, tags, \
+                       everything: true)";
+            p.at(&base, name, msg.to_owned());
+            continue;
+        };
+        let mut ok = name_ok;
+        for (j, route) in set.routes.iter().enumerate() {
+            match routes.iter().find(|r| &r.name == route) {
+                None => {
+                    let msg = format!(
+                        "route {route:?} is not in the route table; use the name of a route"
+                    );
+                    p.at(&format!("{base}.purge.routes[{j}]"), name, msg);
+                    ok = false;
+                }
+                Some(r) if r.cache_policy().is_none() => {
+                    let msg = format!(
+                        "route {route:?} passes through, so nothing of it is cached to purge"
+                    );
+                    p.at(&format!("{base}.purge.routes[{j}]"), name, msg);
+                    ok = false;
+                }
+                Some(_) => {}
+            }
+        }
+        for (j, prefix) in set.prefixes.iter().enumerate() {
+            if !prefix.starts_with('/') || prefix.contains('?') {
+                let msg =
+                    format!("prefix {prefix:?} must be a path starting with / and without a query");
+                p.at(&format!("{base}.purge.prefixes[{j}]"), name, msg);
+                ok = false;
+            }
+        }
+        ok &= tags_valid(&set.tags, &format!("{base}.purge.tags"), name, p);
+        if set.routes.is_empty()
+            && set.prefixes.is_empty()
+            && set.tags.is_empty()
+            && !set.everything
+        {
+            let msg = "purge lists nothing; add routes, prefixes, tags or everything: true";
+            p.at(&format!("{base}.purge"), name, msg.to_owned());
+            ok = false;
+        }
+        let methods = methods.map(|m| {
+            m.unwrap_or_else(|| vec![Method::POST, Method::PUT, Method::PATCH, Method::DELETE])
+        });
+        if let (true, Some(name), Some(path), Some(methods)) = (ok, name, path, methods) {
+            out.push(InvalidationRule {
+                name: name.to_owned(),
+                path,
+                methods,
+                purge: PurgeSet {
+                    routes: set.routes.clone(),
+                    prefixes: set.prefixes.clone(),
+                    tags: set.tags.clone(),
+                    everything: set.everything,
+                },
+                rewarm: f.rewarm,
+            });
+        }
+    }
+    out
 }
