@@ -46,7 +46,7 @@ check-prometheus:
 	promtool test rules deploy/prometheus/knitcache.rules.test.yml
 
 bench: setup
-	$(CARGO) bench --bench hot_path --bench storage
+	$(CARGO) bench --bench hot_path --bench storage --bench observe
 
 clean:
 	$(CARGO) clean

@@ -115,14 +115,16 @@ pub fn run(config_path: &Path, listen: SocketAddr, erp: SocketAddr, admin: Socke
         "\nknitcache demo\n\
          \x20 ERP simulator   http://{erp_addr}   (real latencies: /api/fabric-forecast-integrated takes ~2 s)\n\
          \x20 knitcache       http://{p}\n\
-         \x20 admin           http://{a}/metrics   http://{a}/healthz\n\
+         \x20 admin           http://{a}/dashboard   http://{a}/stats   http://{a}/metrics   http://{a}/readyz\n\
          \x20 cache dir       {}\n\n\
          Try:\n\
          \x20 curl -sD- -o /dev/null http://{p}/api/fabric-forecast-integrated   # first: ~2 s, fwd=miss\n\
          \x20 curl -sD- -o /dev/null http://{p}/api/fabric-forecast-integrated   # again: instant, hit\n\
          \x20 curl -s --compressed -D- -o /dev/null http://{p}/api/knit-orders   # stored compressed\n\
          \x20 curl -s -X POST -d '{{\"qty\":1}}' http://{p}/api/knit-orders/generate   # writes pass through\n\
-         \x20 open http://{p}/ in a browser (the ERP dashboard page)\n\n\
+         \x20 open http://{p}/ in a browser (the ERP dashboard page)\n\
+         \x20 open http://{a}/dashboard (knitcache's own live dashboard)\n\
+         \x20 knitcache report --admin http://{a}   # per-route performance report\n\n\
          Ctrl-C stops both.\n",
         cache_dir.display()
     );

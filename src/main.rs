@@ -15,6 +15,12 @@ const EXIT_STARTUP: u8 = 70;
 const EXIT_UNAVAILABLE: u8 = 69;
 
 fn main() -> ExitCode {
+    let code = run();
+    telemetry::flush();
+    code
+}
+
+fn run() -> ExitCode {
     let cli = Cli::parse();
     telemetry::init(cli.log.as_deref(), cli.log_format());
     match cli.command {
