@@ -26,6 +26,7 @@ fn settings(dir: &std::path::Path, memory_bytes: u64) -> CacheSettings {
             enabled: false,
             level: 6,
         },
+        tag_header: None,
     }
 }
 

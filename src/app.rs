@@ -28,6 +28,7 @@ use crate::cache::{Cache, CacheError, Closer, DiskTier};
 use crate::config::Config;
 use crate::config::reload::{Adjust, OnApply, Reloader, Reloads};
 use crate::health::{HealthProbe, HealthState};
+use crate::invalidation::Invalidator;
 use crate::limits::{Limits, Upkeep};
 use crate::metrics::Metrics;
 use crate::proxy::Proxy;
@@ -207,6 +208,11 @@ fn assemble(
         Upkeep::new(limits.clone(), idle).with_health(health.subscribe()),
     ));
     let warming = Arc::new(Warming::new(config.warming.hot_keys, &metrics.registry)?);
+    let invalidator = Arc::new(Invalidator::new(
+        cache.bans.clone(),
+        warming.clone(),
+        &metrics.registry,
+    )?);
     let live = Arc::new(ArcSwap::from_pointee(config));
     let warmer = Warmer::new(warming.clone(), live.clone(), limits.clone(), addrs.proxy);
     server.add_service(background_service("knitcache warmer", warmer));
@@ -217,7 +223,8 @@ fn assemble(
         limits.clone(),
         warming,
     )
-    .with_stats(stats.clone());
+    .with_stats(stats.clone())
+    .with_invalidator(invalidator);
     let reloads = Arc::new(Reloads::new(&metrics.registry)?);
     let mut proxy_service = pingora_proxy::http_proxy_service_with_name(
         &server.configuration,

@@ -16,6 +16,7 @@
 //! * `erp_sim`   a faithful simulator of the ERP, for tests, the demo and the load suite
 //! * `limits`    protecting the ERP: rate limits, the concurrency cap, the circuit breaker
 //! * `health`    the ERP health probe and its shared state
+//! * `invalidation` write-triggered purges, tags, `PURGE` on the proxy port
 //! * `metrics`   the one Prometheus registry and the proxy's metric families
 //! * `proxy`     the pingora `ProxyHttp` implementation, phase by phase
 //! * `report`    `knitcache report`: the performance report read from `/stats`
@@ -32,6 +33,7 @@ pub mod config;
 pub mod demo;
 pub mod erp_sim;
 pub mod health;
+pub mod invalidation;
 pub mod limits;
 pub mod metrics;
 pub mod proxy;

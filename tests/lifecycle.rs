@@ -24,7 +24,11 @@ async fn graceful_stop_drains_in_flight_requests() {
     sim.set_extra_latency(Duration::from_millis(1000));
     let url = proxy.url("/api/comprehensive-kpis");
     let in_flight = tokio::spawn(async move { get(&c, &url).await });
-    eventually("the request reached the ERP", || sim.in_flight() == 1).await;
+    // (hits, not in_flight: the health probe is in flight at startup too)
+    eventually("the request reached the ERP", || {
+        sim.hits("/api/comprehensive-kpis") == 1
+    })
+    .await;
 
     let stopper = std::thread::spawn(move || proxy.stop(true));
     let r = in_flight.await.expect("task");

@@ -133,6 +133,7 @@ fn purged_entries_stay_purged_after_a_restart() {
             enabled: false,
             level: 6,
         },
+        tag_header: None,
     };
     let key = CacheKey::new("GET /purged", "");
     let kept = CacheKey::new("GET /kept", "");

@@ -6,7 +6,7 @@
 //! * `GET  /metrics`    Prometheus text format: the proxy's families and foyer's.
 //! * `GET  /stats`      JSON: per-route requests, hit ratio, p50/p95/p99 (hit, miss, ERP),
 //!   tiers, evictions, coalescing, slowest routes, hot keys, RSS, uptime, config version.
-//! * `POST /purge`      body `{"url": ..}`, `{"prefix": ..}` or `{"route": ..}`; bearer token
+//! * `POST /purge`      body `{"url": ..}`, `{"prefix": ..}`, `{"route": ..}` or `{"tag": ..}`; bearer token
 //!   when one is configured (else loopback clients only). JSON says what was purged.
 //! * `GET  /dashboard`  a live page that polls `/stats` (no external resources).
 //!

@@ -16,7 +16,7 @@ use crate::cache::key;
 use crate::cache::storage::HybridStorage;
 use crate::config::Config;
 
-/// The purge request body: exactly one of the three keys.
+/// The purge request body: exactly one of the four keys.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PurgeRequest {
@@ -26,6 +26,8 @@ pub struct PurgeRequest {
     pub prefix: Option<String>,
     /// Every stored response of the route with this name.
     pub route: Option<String>,
+    /// Every stored response carrying this tag (route `tags`, or the ERP's tag header).
+    pub tag: Option<String>,
 }
 
 /// What a purge did.
@@ -66,6 +68,19 @@ pub enum Refusal {
     NotFound(String),
     /// 500: the cache failed.
     Internal(String),
+}
+
+impl Refusal {
+    /// The HTTP status and the plain reason.
+    pub fn status_and_reason(&self) -> (u16, &str) {
+        match self {
+            Refusal::Unauthorized(why) => (401, why),
+            Refusal::Forbidden(why) => (403, why),
+            Refusal::BadRequest(why) => (400, why),
+            Refusal::NotFound(why) => (404, why),
+            Refusal::Internal(why) => (500, why),
+        }
+    }
 }
 
 /// Checks who is asking. `token` is the configured token, `authorization` the request's header
@@ -112,16 +127,16 @@ pub fn parse(body: &[u8]) -> Result<PurgeRequest, Refusal> {
     let req: PurgeRequest = serde_json::from_slice(body).map_err(|e| {
         Refusal::BadRequest(format!(
             "body is not a purge request ({e}); send {{\"url\": \"/api/x?a=1\"}}, \
-             {{\"prefix\": \"/api/yarn\"}} or {{\"route\": \"kpis\"}}"
+             {{\"prefix\": \"/api/yarn\"}}, {{\"route\": \"kpis\"}} or {{\"tag\": \"inventory\"}}"
         ))
     })?;
-    let given = [&req.url, &req.prefix, &req.route]
+    let given = [&req.url, &req.prefix, &req.route, &req.tag]
         .iter()
         .filter(|v| v.is_some())
         .count();
     if given != 1 {
         return Err(Refusal::BadRequest(
-            "give exactly one of url, prefix and route".to_owned(),
+            "give exactly one of url, prefix, route and tag".to_owned(),
         ));
     }
     Ok(req)
@@ -137,8 +152,16 @@ pub fn execute(
     if let Some(url) = req.url {
         return purge_url(&url, config, storage);
     }
-    let (kind, matcher, target) = match (req.prefix, req.route) {
-        (Some(prefix), _) => {
+    let (kind, matcher, target) = match (req.prefix, req.route, req.tag) {
+        (None, None, Some(tag)) => {
+            if tag.is_empty() || tag.contains(|c: char| c.is_whitespace() || c == ',') {
+                return Err(Refusal::BadRequest(format!(
+                    "tag {tag:?} must be one word without spaces or commas"
+                )));
+            }
+            ("tag", BanMatch::Tag(tag.clone()), tag)
+        }
+        (Some(prefix), _, _) => {
             if !prefix.starts_with('/') || prefix.contains('?') {
                 return Err(Refusal::BadRequest(format!(
                     "prefix {prefix:?} must be a path starting with / and without a query"
@@ -146,7 +169,7 @@ pub fn execute(
             }
             ("prefix", BanMatch::Prefix(prefix.clone()), prefix)
         }
-        (None, Some(route)) => {
+        (None, Some(route), _) => {
             match config.routes.iter().find(|r| r.name == route) {
                 None => return Err(Refusal::NotFound(format!("no route named {route:?}"))),
                 Some(r) if r.cache_policy().is_none() => {
@@ -158,9 +181,9 @@ pub fn execute(
             }
             ("route", BanMatch::Route(route.clone()), route)
         }
-        (None, None) => {
+        (None, None, None) => {
             return Err(Refusal::BadRequest(
-                "give exactly one of url, prefix and route".to_owned(),
+                "give exactly one of url, prefix, route and tag".to_owned(),
             ));
         }
     };

@@ -27,6 +27,8 @@ pub enum BanMatch {
     Prefix(String),
     /// Requests matched by the route of this name.
     Route(String),
+    /// Responses carrying this tag (the route's `tags`, or the ERP's tag header).
+    Tag(String),
 }
 
 /// One ban.
@@ -45,10 +47,11 @@ impl Ban {
         UNIX_EPOCH + Duration::from_millis(self.at_unix_ms)
     }
 
-    fn matches(&self, path: &str, route: &str) -> bool {
+    fn matches(&self, path: &str, route: &str, has_tag: &dyn Fn(&str) -> bool) -> bool {
         match &self.matcher {
             BanMatch::Prefix(p) => path.starts_with(p.as_str()),
             BanMatch::Route(r) => r == route,
+            BanMatch::Tag(t) => has_tag(t),
         }
     }
 }
@@ -119,10 +122,18 @@ impl Bans {
     }
 
     /// Whether a stored response for `path` on `route`, created at `created`, is banned.
-    pub fn is_banned(&self, path: &str, route: &str, created: SystemTime) -> bool {
+    /// `has_tag` says whether the stored response carries a tag; it is only asked when a tag
+    /// ban is in force.
+    pub fn is_banned(
+        &self,
+        path: &str,
+        route: &str,
+        created: SystemTime,
+        has_tag: &dyn Fn(&str) -> bool,
+    ) -> bool {
         let list = self.list.load();
         list.iter()
-            .any(|b| created <= b.at() && b.matches(path, route))
+            .any(|b| created <= b.at() && b.matches(path, route, has_tag))
     }
 
     /// Records a ban made now, drops expired ones and saves the list. The ban is in force even
@@ -177,15 +188,18 @@ mod tests {
     fn responses_older_than_a_matching_ban_are_banned() {
         let bans = Bans::in_memory(Duration::from_secs(600));
         let before = SystemTime::now() - Duration::from_secs(1);
-        assert!(!bans.is_banned("/api/yarn-data", "yarn", before), "no bans");
+        assert!(
+            !bans.is_banned("/api/yarn-data", "yarn", before, &|_| false),
+            "no bans"
+        );
         bans.add(BanMatch::Prefix("/api/yarn".into())).expect("add");
         bans.add(BanMatch::Route("kpis".into())).expect("add");
-        assert!(bans.is_banned("/api/yarn-data", "yarn", before));
-        assert!(bans.is_banned("/api/comprehensive-kpis", "kpis", before));
-        assert!(!bans.is_banned("/api/knit-orders", "orders", before));
+        assert!(bans.is_banned("/api/yarn-data", "yarn", before, &|_| false));
+        assert!(bans.is_banned("/api/comprehensive-kpis", "kpis", before, &|_| false));
+        assert!(!bans.is_banned("/api/knit-orders", "orders", before, &|_| false));
         let after = SystemTime::now() + Duration::from_secs(1);
         assert!(
-            !bans.is_banned("/api/yarn-data", "yarn", after),
+            !bans.is_banned("/api/yarn-data", "yarn", after, &|_| false),
             "stored after the ban: served"
         );
     }

@@ -895,7 +895,8 @@ fn unknown_key_lists_come_from_the_serde_structs() {
             "protection",
             "warming",
             "admin",
-            "observability"
+            "observability",
+            "invalidation"
         ]
     );
     assert!(keys_of::<FileRoute>().contains(&"ignore_no_store"));

@@ -31,6 +31,7 @@ use crate::cache::bans::Bans;
 use crate::cache::encoding;
 use crate::cache::{Cache, key, policy};
 use crate::config::Config;
+use crate::invalidation::{self, Invalidator};
 use crate::limits::{self, Limits};
 use crate::metrics::Metrics;
 use crate::stats::{Observation, Stats};
@@ -49,6 +50,7 @@ pub struct Proxy {
     warming: Arc<Warming>,
     bans: Arc<Bans>,
     stats: Option<Arc<Stats>>,
+    invalidator: Option<Arc<Invalidator>>,
 }
 
 impl Proxy {
@@ -69,6 +71,7 @@ impl Proxy {
             limits,
             warming,
             bans: cache.bans.clone(),
+            invalidator: None,
             stats: None,
         }
     }
@@ -119,6 +122,12 @@ impl Proxy {
     /// `observability.stats` is on).
     pub fn with_stats(mut self, stats: Arc<Stats>) -> Self {
         self.stats = Some(stats);
+        self
+    }
+
+    /// Fires the configured invalidation rules after successful requests.
+    pub fn with_invalidator(mut self, invalidator: Arc<Invalidator>) -> Self {
+        self.invalidator = Some(invalidator);
         self
     }
 
@@ -219,6 +228,10 @@ impl ProxyHttp for Proxy {
     /// Match the route; for cacheable requests pick the stored variant and ask the ERP for
     /// exactly that coding, so the body compressed on the way in is the one stored.
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        if invalidation::is_purge(&session.req_header().method) {
+            invalidation::purge_request(session, &ctx.config, self.storage, &self.bans).await?;
+            return Ok(true);
+        }
         ctx.warm = self.take_warm_marker(session);
         let req = session.req_header();
         ctx.route = ctx
@@ -314,7 +327,13 @@ impl ProxyHttp for Proxy {
             return Ok(None);
         }
         let path = session.req_header().uri.path();
-        if self.bans.is_banned(path, ctx.route_name(), meta.created()) {
+        let route_tags: &[String] = ctx.route().map_or(&[], |r| r.tags.as_slice());
+        let header = ctx.config.cache.tag_header.as_ref();
+        let has_tag = |tag: &str| invalidation::has_tag(route_tags, meta.headers(), header, tag);
+        if self
+            .bans
+            .is_banned(path, ctx.route_name(), meta.created(), &has_tag)
+        {
             return Ok(Some(ForcedFreshness::ForceMiss));
         }
         Ok(None)
@@ -549,5 +568,14 @@ impl ProxyHttp for Proxy {
             }
         }
         self.observe(session, error, ctx);
+        if let (Some(invalidator), Some(resp)) = (&self.invalidator, session.response_written()) {
+            let req = session.req_header();
+            invalidator.after_response(
+                &ctx.config,
+                &req.method,
+                req.uri.path(),
+                resp.status.as_u16(),
+            );
+        }
     }
 }

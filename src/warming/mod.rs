@@ -28,7 +28,7 @@ use pingora_core::services::background::BackgroundService;
 use prometheus::{IntCounterVec, Opts, Registry};
 use tokio::sync::Semaphore;
 
-use crate::config::Config;
+use crate::config::{Config, PurgeSet};
 use crate::limits::Limits;
 use hot_keys::HotKeys;
 
@@ -70,6 +70,8 @@ pub struct Warming {
     pub hot: HotKeys,
     token: String,
     in_flight: Mutex<HashSet<(String, Option<&'static str>)>>,
+    /// Purges whose keys in use are refreshed at the next tick.
+    rewarm: Mutex<Vec<PurgeSet>>,
     last_cycle: Mutex<Summary>,
     requests: IntCounterVec,
 }
@@ -100,6 +102,7 @@ impl Warming {
             hot: HotKeys::new(hot_keys),
             token,
             in_flight: Mutex::new(HashSet::new()),
+            rewarm: Mutex::new(Vec::new()),
             last_cycle: Mutex::new(Summary::default()),
             requests,
         })
@@ -117,6 +120,11 @@ impl Warming {
             "fill" => Some(WarmMode::Fill),
             _ => None,
         }
+    }
+
+    /// Asks the warmer to refresh, at its next tick, the keys in use that `set` purged.
+    pub fn rewarm(&self, set: PurgeSet) {
+        self.rewarm.lock().push(set);
     }
 
     /// The last warm-list cycle.
@@ -190,8 +198,14 @@ impl Warmer {
         let config = self.config.load();
         let w = &config.warming;
         let now = SystemTime::now();
+        let purged = std::mem::take(&mut *self.warming.rewarm.lock());
         for key in self.warming.hot.snapshot() {
-            if !HotKeys::due(&key, now, w.lead, w.active) {
+            let in_use = key.last_seen.elapsed() <= w.active;
+            let rewarm = in_use
+                && purged
+                    .iter()
+                    .any(|set| covers(set, &config, &key.path_and_query));
+            if !rewarm && !HotKeys::due(&key, now, w.lead, w.active) {
                 continue;
             }
             if self.breaker_open() {
@@ -285,6 +299,17 @@ impl Warmer {
         );
         *self.warming.last_cycle.lock() = summary;
     }
+}
+
+/// Whether an invalidation's purge set covers a key (by route or prefix; tags cannot be told
+/// from the key alone, so tag purges are refilled on the next request instead).
+fn covers(set: &PurgeSet, config: &Config, path_and_query: &str) -> bool {
+    let path = path_and_query.split('?').next().unwrap_or(path_and_query);
+    set.everything
+        || set.prefixes.iter().any(|p| path.starts_with(p.as_str()))
+        || config
+            .route_for(&http::Method::GET, path)
+            .is_some_and(|(_, r)| set.routes.contains(&r.name))
 }
 
 /// Long enough for the slowest ERP handler behind a queue.
