@@ -10,7 +10,7 @@ CARGO ?= cargo
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_PACKAGES := cmake build-essential pkg-config
 
-.PHONY: setup demo test check-configs bench clean
+.PHONY: setup demo test check-configs bench load-setup load compare soak clean
 
 setup:
 	@missing=""; \
@@ -37,6 +37,28 @@ check-configs:
 
 bench: setup
 	$(CARGO) bench --bench hot_path --bench storage
+
+# The load suite (benches/load.rs, docs/PERFORMANCE.md) drives wrk; the comparison also runs
+# nginx and Varnish. Never part of `make test`.
+LOAD_PACKAGES := wrk nginx-light varnish
+load-setup: setup
+	@missing=""; \
+	command -v wrk >/dev/null || missing="$$missing wrk"; \
+	command -v nginx >/dev/null || missing="$$missing nginx-light"; \
+	command -v varnishd >/dev/null || missing="$$missing varnish"; \
+	if [ -n "$$missing" ]; then \
+		echo "installing:$$missing"; \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $(LOAD_PACKAGES); \
+	fi
+
+load: load-setup
+	$(CARGO) bench --bench load -- $(ARGS)
+
+compare: load-setup
+	$(CARGO) bench --bench load -- --scenario compare $(ARGS)
+
+soak: load-setup
+	$(CARGO) bench --bench load -- --scenario soak $(ARGS)
 
 clean:
 	$(CARGO) clean
