@@ -9,6 +9,7 @@
 //! failed lookup as a miss) and bumps `knitcache_cache_storage_errors_total`.
 
 use std::any::Any;
+use std::sync::Arc;
 
 use arc_swap::ArcSwapOption;
 use async_trait::async_trait;
@@ -27,6 +28,7 @@ use pingora_error::{Error, ErrorType, Result};
 use prometheus::IntCounterVec;
 
 use super::object::CachedObject;
+use super::parsed::ParsedMeta;
 
 /// The foyer cache as this crate uses it.
 pub type FoyerCache = HybridCache<u128, CachedObject>;
@@ -161,13 +163,19 @@ pub struct HybridMiss {
 }
 
 /// The stored header gains a strong `ETag` unless the ERP sent a validator of its own.
-fn meta_with_etag(internal: &[u8], header: &[u8], body: &[u8]) -> Result<(Vec<u8>, Vec<u8>)> {
+/// Returns the serialised meta and its parsed copy for the memory tier.
+fn meta_with_etag(
+    internal: &[u8],
+    header: &[u8],
+    body: &[u8],
+) -> Result<(Vec<u8>, Vec<u8>, Option<Arc<ParsedMeta>>)> {
     let mut meta = CacheMeta::deserialize(internal, header)?;
     if meta.headers().get(http::header::ETAG).is_none() {
         meta.response_header_mut()
             .insert_header(http::header::ETAG, strong_etag(body))?;
     }
-    meta.serialize()
+    let (internal, header) = meta.serialize()?;
+    Ok((internal, header, ParsedMeta::capture(&meta)))
 }
 
 #[async_trait]
@@ -180,11 +188,13 @@ impl HandleMiss for HybridMiss {
     async fn finish(self: Box<Self>) -> Result<MissFinishType> {
         let this = *self;
         let body = this.body.freeze();
-        let (internal, header) = meta_with_etag(&this.meta_internal, &this.meta_header, &body)?;
+        let (internal, header, parsed) =
+            meta_with_etag(&this.meta_internal, &this.meta_header, &body)?;
         let object = CachedObject {
             meta_internal: internal.into(),
             meta_header: header.into(),
             body,
+            parsed,
         };
         let size = object.weight();
         this.storage.cache("insert")?.insert(this.key, object);
@@ -206,8 +216,11 @@ impl Storage for HybridStorage {
             Err(e) => return self.fail("lookup", "cache lookup", e),
         };
         let object = entry.value();
-        let meta = CacheMeta::deserialize(&object.meta_internal, &object.meta_header)
-            .inspect_err(|_| self.errors.with_label_values(&["decode"]).inc())?;
+        let meta = match &object.parsed {
+            Some(parsed) => parsed.rebuild(),
+            None => CacheMeta::deserialize(&object.meta_internal, &object.meta_header)
+                .inspect_err(|_| self.errors.with_label_values(&["decode"]).inc())?,
+        };
         let end = object.body.len();
         let hit = HybridHit {
             body: object.body.clone(),
@@ -274,6 +287,7 @@ impl Storage for HybridStorage {
             meta_internal: internal.into(),
             meta_header: header.into(),
             body,
+            parsed: ParsedMeta::capture(meta),
         };
         cache.insert(k, object);
         Ok(true)
