@@ -923,7 +923,10 @@ fn lines_are_found_in_block_and_flow_style() {
 fn protection_defaults_are_on_except_rate_limiting() {
     let c = ok(MINIMAL);
     assert!(c.protection.rate_limit.is_none(), "rate limiting is opt-in");
-    assert!(c.protection.breaker.is_some(), "the breaker is on by default");
+    assert!(
+        c.protection.breaker.is_some(),
+        "the breaker is on by default"
+    );
     assert_eq!(c.protection.upstream_cap.max_in_flight, 8);
     assert_eq!(c.protection.retry_after, Duration::from_secs(5));
 }
@@ -944,12 +947,30 @@ fn protection_problems_name_the_key_and_the_fix() {
         "{MINIMAL}protection:\n  rate_limit:\n    enabled: true\n    requests_per_sec: 0\n    trusted_proxies: [\"10.0.0.0/33\"]\n  upstream_cap:\n    max_in_flight: 0\n  breaker:\n    error_ratio_percent: 150\nroutes:\n  - name: f\n    prefix: /f\n    rate_limit_class: nope\n    first_byte_timeout_ms: 9000\n    total_timeout_ms: 1000\n"
     );
     let all = errors(&yaml);
-    assert_has(&all, "t.yaml:5: protection.rate_limit.requests_per_sec: requests_per_sec = 0 must be");
-    assert_has(&all, "t.yaml:6: protection.rate_limit.trusted_proxies[0]: \"10.0.0.0/33\" is not an IP address or network");
-    assert_has(&all, "t.yaml:8: protection.upstream_cap.max_in_flight: max_in_flight = 0 would let no request reach the ERP; write e.g. max_in_flight: 8");
-    assert_has(&all, "t.yaml:10: protection.breaker.error_ratio_percent: error_ratio_percent = 150 must be from 1 to 100");
-    assert_has(&all, "routes[0].rate_limit_class (route \"f\"): rate_limit_class \"nope\" is not a class");
-    assert_has(&all, "first_byte_timeout_ms = 9000 is longer than total_timeout_ms = 1000");
+    assert_has(
+        &all,
+        "t.yaml:5: protection.rate_limit.requests_per_sec: requests_per_sec = 0 must be",
+    );
+    assert_has(
+        &all,
+        "t.yaml:6: protection.rate_limit.trusted_proxies[0]: \"10.0.0.0/33\" is not an IP address or network",
+    );
+    assert_has(
+        &all,
+        "t.yaml:8: protection.upstream_cap.max_in_flight: max_in_flight = 0 would let no request reach the ERP; write e.g. max_in_flight: 8",
+    );
+    assert_has(
+        &all,
+        "t.yaml:10: protection.breaker.error_ratio_percent: error_ratio_percent = 150 must be from 1 to 100",
+    );
+    assert_has(
+        &all,
+        "routes[0].rate_limit_class (route \"f\"): rate_limit_class \"nope\" is not a class",
+    );
+    assert_has(
+        &all,
+        "first_byte_timeout_ms = 9000 is longer than total_timeout_ms = 1000",
+    );
 }
 
 #[test]
@@ -958,5 +979,8 @@ fn unknown_keys_inside_rate_classes_are_reported() {
         "{MINIMAL}protection:\n  rate_limit:\n    classes:\n      heavy: {{ requests_per_sec: 1, burst: 2, bursts: 3 }}\n"
     );
     let all = errors(&yaml);
-    assert_has(&all, "t.yaml:5: protection.rate_limit.classes.heavy.bursts: unknown key \"bursts\"; did you mean burst?");
+    assert_has(
+        &all,
+        "t.yaml:5: protection.rate_limit.classes.heavy.bursts: unknown key \"bursts\"; did you mean burst?",
+    );
 }
