@@ -18,7 +18,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use http::Method;
 use pingora_cache::key::HashBinary;
-use pingora_cache::{CacheKey, CacheMeta, CacheOptionOverrides, RespCacheable, VarianceBuilder};
+use pingora_cache::{CacheKey, CacheMeta, CacheOptionOverrides, RespCacheable};
 use pingora_core::upstreams::peer::HttpPeer;
 use pingora_error::{Error, ErrorSource, ErrorType, Result};
 use pingora_http::{RequestHeader, ResponseHeader};
@@ -196,9 +196,7 @@ impl ProxyHttp for Proxy {
         if !ctx.config.cache.compression.enabled {
             return None;
         }
-        let mut variance = VarianceBuilder::new();
-        variance.add_value("coding", ctx.coding.token().unwrap_or("identity"));
-        variance.finalize()
+        ctx.coding.variance()
     }
 
     /// Stale-while-revalidate (no error) is always allowed: the stored response's own window
