@@ -9,7 +9,6 @@
 //! failed lookup as a miss) and bumps `knitcache_cache_storage_errors_total`.
 
 use std::any::Any;
-use std::sync::Arc;
 
 use arc_swap::ArcSwapOption;
 use async_trait::async_trait;
@@ -163,19 +162,13 @@ pub struct HybridMiss {
 }
 
 /// The stored header gains a strong `ETag` unless the ERP sent a validator of its own.
-/// Returns the serialised meta and its parsed copy for the memory tier.
-fn meta_with_etag(
-    internal: &[u8],
-    header: &[u8],
-    body: &[u8],
-) -> Result<(Vec<u8>, Vec<u8>, Option<Arc<ParsedMeta>>)> {
+fn meta_with_etag(internal: &[u8], header: &[u8], body: &[u8]) -> Result<CacheMeta> {
     let mut meta = CacheMeta::deserialize(internal, header)?;
     if meta.headers().get(http::header::ETAG).is_none() {
         meta.response_header_mut()
             .insert_header(http::header::ETAG, strong_etag(body))?;
     }
-    let (internal, header) = meta.serialize()?;
-    Ok((internal, header, ParsedMeta::capture(&meta)))
+    Ok(meta)
 }
 
 #[async_trait]
@@ -188,13 +181,13 @@ impl HandleMiss for HybridMiss {
     async fn finish(self: Box<Self>) -> Result<MissFinishType> {
         let this = *self;
         let body = this.body.freeze();
-        let (internal, header, parsed) =
-            meta_with_etag(&this.meta_internal, &this.meta_header, &body)?;
+        let meta = meta_with_etag(&this.meta_internal, &this.meta_header, &body)?;
+        let (internal, header) = meta.serialize()?;
         let object = CachedObject {
             meta_internal: internal.into(),
             meta_header: header.into(),
             body,
-            parsed,
+            parsed: ParsedMeta::capture(&meta),
         };
         let size = object.weight();
         this.storage.cache("insert")?.insert(this.key, object);
