@@ -34,7 +34,7 @@ use serde_json::{Value, json};
 
 const USAGE: &str = "\
 cargo bench --bench load -- [options]
-  --scenario LIST     comma list of dashboard,zipf,hits,memory,soak,compare,all
+  --scenario LIST     comma list of dashboard,zipf,hits,memory,soak,compare,callgrind,all
                       (default: dashboard,zipf,hits,memory)
   --duration SECS     length of each measured run (default 10)
   --tabs N            simulated browser tabs for the dashboard mix (default 200)
@@ -182,13 +182,48 @@ fn main() {
 struct Proc {
     name: String,
     child: Child,
-    /// How it is asked to stop: knitcache stops at once on INT (TERM is graceful, with the
-    /// shipped config's 10 s grace period); nginx and varnishd stop on TERM.
-    signal: &'static str,
+    signal: Signal,
+}
+
+/// The signal a process is stopped with.
+#[derive(Debug, Clone, Copy)]
+enum Signal {
+    Int,
+    Term,
+}
+
+impl Signal {
+    fn number(self) -> libc::c_int {
+        match self {
+            Signal::Int => libc::SIGINT,
+            Signal::Term => libc::SIGTERM,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Signal::Int => "INT",
+            Signal::Term => "TERM",
+        }
+    }
 }
 
 impl Proc {
-    fn spawn(name: &str, mut cmd: Command, log: &Path) -> Result<Proc, String> {
+    /// Starts `cmd`; `signal` is how it is asked to stop, also sent by the kernel if this
+    /// process dies first (knitcache stops at once on INT; TERM would be graceful, with the
+    /// shipped config's 10 s grace period; nginx and varnishd stop on TERM).
+    fn spawn(name: &str, mut cmd: Command, log: &Path, signal: Signal) -> Result<Proc, String> {
+        use std::os::unix::process::CommandExt;
+        let death = signal.number();
+        // SAFETY: prctl is async-signal-safe and touches only the calling (child) process.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, death) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
         let log = fs::File::create(log).map_err(|e| format!("{}: {e}", log.display()))?;
         let err = log.try_clone().map_err(|e| e.to_string())?;
         let child = cmd
@@ -200,7 +235,7 @@ impl Proc {
         Ok(Proc {
             name: name.into(),
             child,
-            signal: "TERM",
+            signal,
         })
     }
 
@@ -212,7 +247,7 @@ impl Proc {
         if let Ok(None) = self.child.try_wait() {
             // The polite signal first (nginx and varnishd clean up their children), then KILL.
             let _ = Command::new("kill")
-                .arg(format!("-{}", self.signal))
+                .arg(format!("-{}", self.signal.name()))
                 .arg(self.pid().to_string())
                 .stderr(Stdio::null())
                 .status();
@@ -225,7 +260,8 @@ impl Proc {
             }
             eprintln!(
                 "{} did not stop on SIG{}; killing it",
-                self.name, self.signal
+                self.name,
+                self.signal.name()
             );
             let _ = self.child.kill();
             let _ = self.child.wait();
@@ -406,8 +442,7 @@ impl World {
             .arg(format!("127.0.0.1:{sim_port}"))
             .arg("--time-scale")
             .arg(opts.time_scale.to_string());
-        let mut sim = Proc::spawn("erp-sim", cmd, &dir.join("erp-sim.log"))?;
-        sim.signal = "INT";
+        let sim = Proc::spawn("erp-sim", cmd, &dir.join("erp-sim.log"), Signal::Int)?;
         wait_listening(sim_port, "the ERP simulator")?;
         Ok(World {
             dir,
@@ -440,12 +475,8 @@ struct Target {
     proc: Proc,
 }
 
-fn start_knitcache(w: &World, opts: &Opts, name: &str, bin: &Path) -> Result<Target, String> {
-    let port = free_port()?;
-    let admin = free_port()?;
-    let cache_dir = w.dir.join(format!("cache-{name}"));
-    let _ = fs::remove_dir_all(&cache_dir);
-    // The shipped config, with run files of this run's own (two proxies must not share them).
+/// The shipped config, with run files of this run's own (two proxies must not share them).
+fn knitcache_conf(w: &World, name: &str) -> Result<PathBuf, String> {
     let shipped = fs::read_to_string(workspace().join("config/knitcache.yaml"))
         .map_err(|e| format!("config/knitcache.yaml: {e}"))?;
     let conf = shipped
@@ -459,6 +490,15 @@ fn start_knitcache(w: &World, opts: &Opts, name: &str, bin: &Path) -> Result<Tar
         );
     let conf_path = w.dir.join(format!("{name}.yaml"));
     fs::write(&conf_path, conf).map_err(|e| e.to_string())?;
+    Ok(conf_path)
+}
+
+fn start_knitcache(w: &World, opts: &Opts, name: &str, bin: &Path) -> Result<Target, String> {
+    let port = free_port()?;
+    let admin = free_port()?;
+    let cache_dir = w.dir.join(format!("cache-{name}"));
+    let _ = fs::remove_dir_all(&cache_dir);
+    let conf_path = knitcache_conf(w, name)?;
     let mut cmd = pinned(opts.pin, "1", bin);
     cmd.args(["--log", "warn", "run", "-c"])
         .arg(&conf_path)
@@ -470,8 +510,7 @@ fn start_knitcache(w: &World, opts: &Opts, name: &str, bin: &Path) -> Result<Tar
         .arg(format!("127.0.0.1:{admin}"))
         .arg("--cache-dir")
         .arg(&cache_dir);
-    let mut proc = Proc::spawn(name, cmd, &w.dir.join(format!("{name}.log")))?;
-    proc.signal = "INT";
+    let proc = Proc::spawn(name, cmd, &w.dir.join(format!("{name}.log")), Signal::Int)?;
     wait_listening(port, name)?;
     Ok(Target {
         name: name.into(),
@@ -499,7 +538,7 @@ fn start_nginx(w: &World, opts: &Opts) -> Result<Target, String> {
         .arg("-c")
         .arg(&conf_path)
         .args(["-g", "daemon off;"]);
-    let proc = Proc::spawn("nginx", cmd, &w.dir.join("nginx.log"))?;
+    let proc = Proc::spawn("nginx", cmd, &w.dir.join("nginx.log"), Signal::Term)?;
     wait_listening(port, "nginx")?;
     Ok(Target {
         name: "nginx".into(),
@@ -526,7 +565,7 @@ fn start_varnish(w: &World, opts: &Opts) -> Result<Target, String> {
         .arg(&vcl_path)
         .args(["-s", "malloc,256m", "-n"])
         .arg(&work);
-    let proc = Proc::spawn("varnish", cmd, &w.dir.join("varnish.log"))?;
+    let proc = Proc::spawn("varnish", cmd, &w.dir.join("varnish.log"), Signal::Term)?;
     wait_listening(port, "varnish")?;
     Ok(Target {
         name: "varnish".into(),
@@ -1199,6 +1238,111 @@ fn scenario_compare(w: &World, opts: &Opts) -> Result<Value, String> {
     Ok(Value::Object(out))
 }
 
+/// Instructions per hit (callgrind): a figure that other work on the machine does not move,
+/// for comparing builds. Counts every thread of the proxy, user space only; the kernel's TCP
+/// work is not in it.
+fn scenario_callgrind(w: &World, opts: &Opts) -> Result<Value, String> {
+    let mut out = serde_json::Map::new();
+    println!(
+        "\ninstructions per hit (callgrind, wrk -t1 -c4):\n| build | size | hits | Ir per hit |\n| --- | --- | --- | --- |"
+    );
+    for (name, bin) in &opts.knitcache {
+        let cg_name = format!("cg-{name}");
+        let port = free_port()?;
+        let admin = free_port()?;
+        let conf_path = knitcache_conf(w, &cg_name)?;
+        let cg_out = w.dir.join(format!("{cg_name}.callgrind"));
+        let mut cmd = Command::new("valgrind");
+        cmd.arg("--tool=callgrind")
+            .arg(format!("--callgrind-out-file={}", cg_out.display()))
+            .arg(bin)
+            .args(["--log", "warn", "run", "-c"])
+            .arg(&conf_path)
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("--upstream")
+            .arg(format!("127.0.0.1:{}", w.sim_port))
+            .arg("--admin-listen")
+            .arg(format!("127.0.0.1:{admin}"))
+            .arg("--cache-dir")
+            .arg(w.dir.join(format!("cache-{cg_name}")));
+        let log = w.dir.join(format!("{cg_name}.log"));
+        let proc = Proc::spawn(&cg_name, cmd, &log, Signal::Int)?;
+        wait_listening(port, &cg_name)?;
+        let t = Target {
+            name: cg_name.clone(),
+            kind: "knitcache",
+            port,
+            proc,
+        };
+        let ctl = |arg: &str| {
+            Command::new("callgrind_control")
+                .arg(arg)
+                .arg(t.proc.pid().to_string())
+                .stdout(Stdio::null())
+                .status()
+                .map_err(|e| format!("callgrind_control: {e}"))
+        };
+        let mut per = serde_json::Map::new();
+        for (size, path) in HIT_PATHS {
+            warm_hit(&t, path)?;
+            ctl("-z")?;
+            let run = run_wrk(
+                w,
+                &Opts {
+                    pin: false,
+                    ..opts.clone()
+                },
+                &WrkSpec {
+                    port: t.port,
+                    path,
+                    threads: 1,
+                    connections: 4,
+                    duration: opts.duration.min(10),
+                    plan: None,
+                },
+            )?;
+            ctl("-d")?;
+            let ir = newest_dump_ir(&w.dir, &cg_name)?;
+            let per_hit = ratio(ir as f64, run.requests as f64);
+            println!("| {name} | {size} | {} | {per_hit:.0} |", run.requests);
+            per.insert(
+                (*size).into(),
+                json!({"hits": run.requests, "ir": ir, "ir_per_hit": per_hit}),
+            );
+        }
+        out.insert(name.clone(), Value::Object(per));
+    }
+    Ok(Value::Object(out))
+}
+
+/// Total instructions of the newest callgrind dump of `name` in `dir` (kept for
+/// `callgrind_annotate`).
+fn newest_dump_ir(dir: &Path, name: &str) -> Result<u64, String> {
+    let prefix = format!("{name}.callgrind");
+    let mut newest: Option<(std::time::SystemTime, PathBuf)> = None;
+    for e in fs::read_dir(dir).map_err(|e| e.to_string())?.flatten() {
+        if !e.file_name().to_string_lossy().starts_with(&prefix) {
+            continue;
+        }
+        let Ok(m) = e.metadata().and_then(|m| m.modified()) else {
+            continue;
+        };
+        if newest.as_ref().is_none_or(|(t, _)| m > *t) {
+            newest = Some((m, e.path()));
+        }
+    }
+    let (_, path) = newest.ok_or(format!("no callgrind dump for {name}"))?;
+    let text = fs::read_to_string(&path).map_err(|e| e.to_string())?;
+    text.lines()
+        .find_map(|l| {
+            l.strip_prefix("summary:")
+                .or_else(|| l.strip_prefix("totals:"))
+        })
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .ok_or(format!("no totals in {}", path.display()))
+}
+
 fn run(opts: &Opts) -> Result<(), String> {
     let w = World::start(opts)?;
     let mut results = serde_json::Map::new();
@@ -1217,6 +1361,7 @@ fn run(opts: &Opts) -> Result<(), String> {
             "memory" => scenario_memory(&w, opts)?,
             "soak" => scenario_soak(&w, opts)?,
             "compare" => scenario_compare(&w, opts)?,
+            "callgrind" => scenario_callgrind(&w, opts)?,
             other => return Err(format!("unknown scenario {other}\n{USAGE}")),
         };
         results.insert(s.clone(), v);
