@@ -52,6 +52,11 @@ pub enum AppError {
 /// any body up to ~15 KB, most of the ERP's JSON, in one. See docs/PERFORMANCE.md.
 pub const CLIENT_WRITE_BUFFER_BYTES: usize = 16 * 1024;
 
+/// What a client connection buffers on the read side. pingora's default is 64 KiB per
+/// connection, in front of the HTTP parser's own buffer; requests to the ERP are a few hundred
+/// bytes, and 1,000 idle connections held 64 MB for nothing.
+pub const CLIENT_READ_BUFFER_BYTES: usize = 4 * 1024;
+
 /// The addresses the server really listens on (ports resolved when `:0` was asked for).
 #[derive(Debug, Clone, Copy)]
 pub struct Addrs {
@@ -145,10 +150,9 @@ pub fn build(config: Config, listeners: Listeners) -> Result<App, AppError> {
         proxy,
         "knitcache proxy",
     );
-    proxy_service.add_listener(
-        ListenerConfig::tcp(addrs.proxy.to_string())
-            .l4_buffer(L4BufferSettings::default().write(CLIENT_WRITE_BUFFER_BYTES)),
-    );
+    proxy_service.add_listener(ListenerConfig::tcp(addrs.proxy.to_string()).l4_buffer(
+        L4BufferSettings::new(CLIENT_READ_BUFFER_BYTES, CLIENT_WRITE_BUFFER_BYTES),
+    ));
     server.add_service(PreBound::new(proxy_service, addrs.proxy, listeners.proxy));
 
     let mut admin_service = Service::new(
