@@ -12,7 +12,7 @@ CARGO ?= cargo
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_PACKAGES := cmake build-essential pkg-config chromium prometheus
 
-.PHONY: setup demo test check-configs check-prometheus bench clean
+.PHONY: setup demo test check-configs check-prometheus bench load-setup load compare soak clean
 
 setup:
 	@missing=""; \
@@ -47,6 +47,28 @@ check-prometheus:
 
 bench: setup
 	$(CARGO) bench --bench hot_path --bench storage --bench observe
+
+# The load suite (benches/load.rs, docs/PERFORMANCE.md) drives wrk; the comparison also runs
+# nginx and Varnish. Never part of `make test`.
+LOAD_PACKAGES := wrk nginx-light varnish
+load-setup: setup
+	@missing=""; \
+	command -v wrk >/dev/null || missing="$$missing wrk"; \
+	command -v nginx >/dev/null || missing="$$missing nginx-light"; \
+	command -v varnishd >/dev/null || missing="$$missing varnish"; \
+	if [ -n "$$missing" ]; then \
+		echo "installing:$$missing"; \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $(LOAD_PACKAGES); \
+	fi
+
+load: load-setup
+	$(CARGO) bench --bench load -- $(ARGS)
+
+compare: load-setup
+	$(CARGO) bench --bench load -- --scenario compare $(ARGS)
+
+soak: load-setup
+	$(CARGO) bench --bench load -- --scenario soak $(ARGS)
 
 clean:
 	$(CARGO) clean

@@ -7,6 +7,11 @@ use clap::Parser;
 use knitcache::cli::{Cli, Command, ReportFormat};
 use knitcache::{app, config, demo, report, telemetry};
 
+/// mimalloc rather than glibc's malloc: a hit allocates and frees dozens of small objects,
+/// and mimalloc serves them with fewer instructions (measured in docs/PERFORMANCE.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Exit status for a bad configuration or command line (EX_USAGE).
 const EXIT_USAGE: u8 = 64;
 /// Exit status when the server cannot start (EX_SOFTWARE).

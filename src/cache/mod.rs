@@ -6,6 +6,7 @@
 //! an empty one; if even that fails the cache runs memory-only. The ERP is still served.
 //!
 //! * `object`  the stored unit and its on-disk encoding
+//! * `parsed`  the parsed metadata kept beside it in memory (hits skip deserialising)
 //! * `storage` `pingora_cache::Storage` over the foyer cache
 //! * `key`     cache keys from a route's policy
 //! * `policy`  which responses are stored, and for how long
@@ -18,6 +19,7 @@ pub mod dir_lock;
 pub mod encoding;
 pub mod key;
 pub mod object;
+pub mod parsed;
 pub mod policy;
 pub mod storage;
 
@@ -296,7 +298,7 @@ fn memory_builder(
         .memory(usize::try_from(settings.memory_bytes).unwrap_or(usize::MAX))
         .with_shards(8)
         .with_eviction_config(LfuConfig::default())
-        .with_weighter(|_k: &u128, v: &CachedObject| v.weight() + 64)
+        .with_weighter(|_k: &u128, v: &CachedObject| v.memory_weight() + 64)
 }
 
 fn try_open(

@@ -5,9 +5,12 @@
 //! instead of producing a wrong response.
 
 use std::io::{Read, Write};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use foyer::{Code, ErrorKind};
+
+use super::parsed::ParsedMeta;
 
 /// One cached response.
 #[derive(Debug, Clone)]
@@ -18,12 +21,20 @@ pub struct CachedObject {
     pub meta_header: Bytes,
     /// The whole body as it is served (already compressed when the variant is).
     pub body: Bytes,
+    /// The metadata already parsed, so a memory-tier hit skips deserialising it. Memory only:
+    /// never encoded, so an entry read back from disk has `None`.
+    pub parsed: Option<Arc<ParsedMeta>>,
 }
 
 impl CachedObject {
     /// Bytes this object occupies in a tier; the memory tier is weighed with it.
     pub fn weight(&self) -> usize {
         self.meta_internal.len() + self.meta_header.len() + self.body.len()
+    }
+
+    /// Bytes it occupies in the memory tier: the serialised form plus the parsed metadata.
+    pub fn memory_weight(&self) -> usize {
+        self.weight() + self.parsed.as_ref().map_or(0, |p| p.weight())
     }
 }
 
@@ -78,6 +89,7 @@ impl Code for CachedObject {
             meta_internal: read_blob(r)?,
             meta_header: read_blob(r)?,
             body: read_blob(r)?,
+            parsed: None,
         })
     }
 
@@ -96,6 +108,7 @@ mod tests {
             meta_internal: Bytes::from_static(b"internal"),
             meta_header: Bytes::from_static(b"header"),
             body: Bytes::from(vec![7u8; 10_000]),
+            parsed: None,
         };
         let mut buf = Vec::new();
         obj.encode(&mut buf).expect("encode");
@@ -116,6 +129,7 @@ mod tests {
             meta_internal: Bytes::from_static(b"i"),
             meta_header: Bytes::from_static(b"h"),
             body: Bytes::from_static(b"body bytes"),
+            parsed: None,
         };
         let mut buf = Vec::new();
         obj.encode(&mut buf).expect("encode");

@@ -27,6 +27,7 @@ use pingora_error::{Error, ErrorType, Result};
 use prometheus::IntCounterVec;
 
 use super::object::CachedObject;
+use super::parsed::ParsedMeta;
 
 /// The foyer cache as this crate uses it.
 pub type FoyerCache = HybridCache<u128, CachedObject>;
@@ -179,13 +180,33 @@ pub struct HybridMiss {
 }
 
 /// The stored header gains a strong `ETag` unless the ERP sent a validator of its own.
-fn meta_with_etag(internal: &[u8], header: &[u8], body: &[u8]) -> Result<(Vec<u8>, Vec<u8>)> {
+fn meta_with_etag(internal: &[u8], header: &[u8], body: &[u8]) -> Result<CacheMeta> {
     let mut meta = CacheMeta::deserialize(internal, header)?;
     if meta.headers().get(http::header::ETAG).is_none() {
         meta.response_header_mut()
             .insert_header(http::header::ETAG, strong_etag(body))?;
     }
-    meta.serialize()
+    Ok(meta)
+}
+
+/// Room for the body the ERP announced (capped: a wrong header must not reserve much).
+fn body_capacity(meta: &CacheMeta) -> usize {
+    const MAX_PRESIZE: usize = 8 * 1024 * 1024;
+    meta.headers()
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<usize>().ok())
+        .map_or(0, |n| n.min(MAX_PRESIZE))
+}
+
+/// The stored body without spare capacity: the memory tier weighs bodies by length, so a
+/// buffer that grew by doubling (or was sized for the uncompressed body) would hold up to
+/// twice what the tier accounts for. Copied only when more than an eighth is spare.
+fn right_sized(body: BytesMut) -> Bytes {
+    if body.capacity() - body.len() > body.len() / 8 {
+        Bytes::copy_from_slice(&body)
+    } else {
+        body.freeze()
+    }
 }
 
 #[async_trait]
@@ -197,12 +218,14 @@ impl HandleMiss for HybridMiss {
 
     async fn finish(self: Box<Self>) -> Result<MissFinishType> {
         let this = *self;
-        let body = this.body.freeze();
-        let (internal, header) = meta_with_etag(&this.meta_internal, &this.meta_header, &body)?;
+        let body = right_sized(this.body);
+        let meta = meta_with_etag(&this.meta_internal, &this.meta_header, &body)?;
+        let (internal, header) = meta.serialize()?;
         let object = CachedObject {
             meta_internal: internal.into(),
             meta_header: header.into(),
             body,
+            parsed: ParsedMeta::capture(&meta),
         };
         let size = object.weight();
         this.storage.cache("insert")?.insert(this.key, object);
@@ -224,8 +247,11 @@ impl Storage for HybridStorage {
             Err(e) => return self.fail("lookup", "cache lookup", e),
         };
         let object = entry.value();
-        let meta = CacheMeta::deserialize(&object.meta_internal, &object.meta_header)
-            .inspect_err(|_| self.errors.with_label_values(&["decode"]).inc())?;
+        let meta = match &object.parsed {
+            Some(parsed) => parsed.rebuild(),
+            None => CacheMeta::deserialize(&object.meta_internal, &object.meta_header)
+                .inspect_err(|_| self.errors.with_label_values(&["decode"]).inc())?,
+        };
         let end = object.body.len();
         let hit = HybridHit {
             body: object.body.clone(),
@@ -247,7 +273,7 @@ impl Storage for HybridStorage {
             key: key_of(key.combined_bin()),
             meta_internal,
             meta_header,
-            body: BytesMut::new(),
+            body: BytesMut::with_capacity(body_capacity(meta)),
             storage: self,
         }))
     }
@@ -292,6 +318,7 @@ impl Storage for HybridStorage {
             meta_internal: internal.into(),
             meta_header: header.into(),
             body,
+            parsed: ParsedMeta::capture(meta),
         };
         cache.insert(k, object);
         Ok(true)
@@ -305,6 +332,20 @@ impl Storage for HybridStorage {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stored_bodies_carry_little_spare_capacity() {
+        let mut grown = BytesMut::new();
+        for _ in 0..100 {
+            grown.extend_from_slice(&[1u8; 1000]);
+        }
+        assert!(grown.capacity() > 100_000 + 100_000 / 8);
+        let stored = right_sized(grown);
+        assert_eq!(stored.len(), 100_000);
+        let mut exact = BytesMut::with_capacity(100_000);
+        exact.extend_from_slice(&[2u8; 100_000]);
+        assert_eq!(right_sized(exact).len(), 100_000);
+    }
 
     #[test]
     fn etag_is_quoted_hex_and_follows_the_bytes() {

@@ -1,0 +1,1379 @@
+//! The load suite: how fast is knitcache on the dashboard's real traffic, how does it compare
+//! with nginx and Varnish on the same machine, and does it stay within its memory budget?
+//!
+//! ```text
+//! cargo bench --bench load                          # dashboard, zipf, hits, memory (~2 min)
+//! cargo bench --bench load -- --scenario compare    # + nginx and Varnish, alternating rounds
+//! cargo bench --bench load -- --scenario soak --soak-mins 60
+//! cargo bench --bench load -- --help
+//! ```
+//!
+//! It starts the ERP simulator and the release `knitcache` binary as processes of their own (so
+//! their RSS and CPU are theirs alone), drives them with `wrk` (Debian's package; the Lua
+//! scripts are in `benches/load/`), reads the simulator's counters, and writes a JSON result
+//! file plus a table. Everything is on loopback; every run is bounded by `--duration` and every
+//! process it started is stopped by its pid when it ends (or panics).
+//!
+//! Under `cargo test` (no `--bench` flag) it only checks its own parsing and reporting.
+//!
+//! Baseline (commit 24e4a61, 2-vCPU shared VM, `--scenario compare --duration 5 --rounds 3`,
+//! medians; full tables, spreads and the machine in docs/PERFORMANCE.md): 2 KB hits 18.2k req/s
+//! = 0.94x nginx, 2.34x Varnish; 100 KB hits 6.9k req/s = 0.70x nginx, 3.56x Varnish.
+//! `--scenario callgrind`: 51,180 instructions per 2 KB hit (94,666 at 6d18bcb).
+
+#[path = "load/report.rs"]
+mod report;
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use report::{Spread, WrkRun, parse_wrk, ratio, spread};
+use serde_json::{Value, json};
+
+const USAGE: &str = "\
+cargo bench --bench load -- [options]
+  --scenario LIST     comma list of dashboard,zipf,hits,memory,soak,compare,callgrind,all
+                      (default: dashboard,zipf,hits,memory)
+  --duration SECS     length of each measured run (default 10)
+  --tabs N            simulated browser tabs for the dashboard mix (default 200)
+  --compress K        the dashboard's 30 s refresh divided by K (default 100: every 300 ms)
+  --concurrency C     connections of the zipf mix (default 32)
+  --keys N            keys of the zipf mix (default 400; the catalogue, then ?kc=i variants)
+  --zipf S            zipf exponent (default 1.0)
+  --time-scale X      simulator latency multiplier (default 0.1)
+  --connections N     connections of the memory check (default 1000)
+  --rounds R          rounds of the comparison (default 3)
+  --soak-mins M       length of the soak (default 5)
+  --knitcache NAME=PATH  a knitcache binary to measure (repeatable; default: this build's)
+  --targets LIST      comparison targets besides knitcache: nginx,varnish (default both)
+  --no-pin            do not pin proxy and wrk to separate cores
+  --out FILE          JSON result file (default target/load/result.json)";
+
+/// Command line (hand parsed: cargo passes `--bench`, which the suite must accept).
+#[derive(Debug, Clone)]
+struct Opts {
+    scenarios: Vec<String>,
+    duration: u64,
+    tabs: usize,
+    compress: f64,
+    concurrency: usize,
+    keys: usize,
+    zipf: f64,
+    time_scale: f64,
+    connections: usize,
+    rounds: usize,
+    soak_mins: f64,
+    knitcache: Vec<(String, PathBuf)>,
+    targets: Vec<String>,
+    pin: bool,
+    out: PathBuf,
+}
+
+fn parse_opts(args: &[String]) -> Result<Opts, String> {
+    let mut o = Opts {
+        scenarios: ["dashboard", "zipf", "hits", "memory"]
+            .map(String::from)
+            .to_vec(),
+        duration: 10,
+        tabs: 200,
+        compress: 100.0,
+        concurrency: 32,
+        keys: 400,
+        zipf: 1.0,
+        time_scale: 0.1,
+        connections: 1000,
+        rounds: 3,
+        soak_mins: 5.0,
+        knitcache: Vec::new(),
+        targets: vec!["nginx".into(), "varnish".into()],
+        pin: true,
+        out: PathBuf::from("target/load/result.json"),
+    };
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let mut val = || it.next().cloned().ok_or(format!("{a} needs a value"));
+        fn num<T: std::str::FromStr>(a: &str, v: String) -> Result<T, String> {
+            v.parse().map_err(|_| format!("{a}: not a number: {v}"))
+        }
+        match a.as_str() {
+            "--bench" => {}
+            "--help" | "-h" => return Err(USAGE.into()),
+            "--scenario" => {
+                o.scenarios = val()?.split(',').map(String::from).collect();
+                if o.scenarios.iter().any(|s| s == "all") {
+                    o.scenarios = ["dashboard", "zipf", "hits", "memory", "compare"]
+                        .map(String::from)
+                        .to_vec();
+                }
+            }
+            "--duration" => o.duration = num(a, val()?)?,
+            "--tabs" => o.tabs = num(a, val()?)?,
+            "--compress" => o.compress = num(a, val()?)?,
+            "--concurrency" => o.concurrency = num(a, val()?)?,
+            "--keys" => o.keys = num(a, val()?)?,
+            "--zipf" => o.zipf = num(a, val()?)?,
+            "--time-scale" => o.time_scale = num(a, val()?)?,
+            "--connections" => o.connections = num(a, val()?)?,
+            "--rounds" => o.rounds = num(a, val()?)?,
+            "--soak-mins" => o.soak_mins = num(a, val()?)?,
+            "--knitcache" => {
+                let v = val()?;
+                let (name, path) = v
+                    .split_once('=')
+                    .ok_or("--knitcache wants NAME=PATH".to_string())?;
+                o.knitcache.push((name.into(), PathBuf::from(path)));
+            }
+            "--targets" => {
+                o.targets = val()?
+                    .split(',')
+                    .filter(|s| !s.is_empty())
+                    .map(String::from)
+                    .collect();
+            }
+            "--no-pin" => o.pin = false,
+            "--out" => o.out = PathBuf::from(val()?),
+            other => return Err(format!("unknown option {other}\n{USAGE}")),
+        }
+    }
+    if o.knitcache.is_empty() {
+        o.knitcache
+            .push(("knitcache".into(), env!("CARGO_BIN_EXE_knitcache").into()));
+    }
+    if o.duration == 0 || o.duration > 3600 || o.tabs == 0 || o.concurrency == 0 {
+        return Err("duration must be 1..3600 s; tabs and concurrency at least 1".into());
+    }
+    Ok(o)
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if !args.iter().any(|a| a == "--bench") {
+        // `cargo test --all-targets` runs bench binaries without `--bench`: check, do not load.
+        match report::self_check() {
+            Ok(()) => {
+                println!("load suite: self-check passed (run it with cargo bench --bench load)")
+            }
+            Err(e) => {
+                eprintln!("load suite self-check failed: {e}");
+                std::process::exit(1);
+            }
+        }
+        return;
+    }
+    let opts = match parse_opts(&args) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("{e}");
+            std::process::exit(2);
+        }
+    };
+    if let Err(e) = run(&opts) {
+        eprintln!("load suite failed: {e}");
+        std::process::exit(1);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Processes
+
+/// A process this suite started; stopped (by pid) when dropped.
+struct Proc {
+    name: String,
+    child: Child,
+    signal: Signal,
+}
+
+/// The signal a process is stopped with.
+#[derive(Debug, Clone, Copy)]
+enum Signal {
+    Int,
+    Term,
+}
+
+impl Signal {
+    fn number(self) -> libc::c_int {
+        match self {
+            Signal::Int => libc::SIGINT,
+            Signal::Term => libc::SIGTERM,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Signal::Int => "INT",
+            Signal::Term => "TERM",
+        }
+    }
+}
+
+impl Proc {
+    /// Starts `cmd`; `signal` is how it is asked to stop, also sent by the kernel if this
+    /// process dies first (knitcache stops at once on INT; TERM would be graceful, with the
+    /// shipped config's 10 s grace period; nginx and varnishd stop on TERM).
+    fn spawn(name: &str, mut cmd: Command, log: &Path, signal: Signal) -> Result<Proc, String> {
+        use std::os::unix::process::CommandExt;
+        let death = signal.number();
+        // SAFETY: prctl is async-signal-safe and touches only the calling (child) process.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, death) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let log = fs::File::create(log).map_err(|e| format!("{}: {e}", log.display()))?;
+        let err = log.try_clone().map_err(|e| e.to_string())?;
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(err)
+            .spawn()
+            .map_err(|e| format!("cannot start {name}: {e}"))?;
+        Ok(Proc {
+            name: name.into(),
+            child,
+            signal,
+        })
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn stop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            // The polite signal first (nginx and varnishd clean up their children), then KILL.
+            let _ = Command::new("kill")
+                .arg(format!("-{}", self.signal.name()))
+                .arg(self.pid().to_string())
+                .stderr(Stdio::null())
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = self.child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            eprintln!(
+                "{} did not stop on SIG{}; killing it",
+                self.name,
+                self.signal.name()
+            );
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn free_port() -> Result<u16, String> {
+    let l = TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+    Ok(l.local_addr().map_err(|e| e.to_string())?.port())
+}
+
+fn wait_listening(port: u16, what: &str) -> Result<(), String> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    while Instant::now() < deadline {
+        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Err(format!("{what} is not listening on {addr} after 30 s"))
+}
+
+/// One HTTP/1.1 GET on loopback (setup and counters only; the load itself is wrk's).
+fn http_get(port: u16, path: &str) -> Result<(u16, String, Vec<u8>), String> {
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let mut s =
+        TcpStream::connect_timeout(&addr, Duration::from_secs(5)).map_err(|e| e.to_string())?;
+    s.set_read_timeout(Some(Duration::from_secs(30)))
+        .map_err(|e| e.to_string())?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .map_err(|e| e.to_string())?;
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf)
+        .map_err(|e| format!("GET {path}: {e}"))?;
+    let split = buf
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or(format!("GET {path}: no header end"))?;
+    let head = String::from_utf8_lossy(&buf[..split]).into_owned();
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or(format!("GET {path}: no status"))?;
+    Ok((status, head, buf[split + 4..].to_vec()))
+}
+
+fn sim_total(port: u16) -> Result<u64, String> {
+    let (_, _, body) = http_get(port, "/__sim/counters")?;
+    let v: Value = serde_json::from_slice(&body).map_err(|e| format!("sim counters: {e}"))?;
+    v["total"].as_u64().ok_or("sim counters: no total".into())
+}
+
+fn rss_kib(pid: u32) -> Option<(u64, u64)> {
+    report::parse_status_rss(&fs::read_to_string(format!("/proc/{pid}/status")).ok()?)
+}
+
+fn reset_hwm(pid: u32) {
+    // Writing 5 to clear_refs resets VmHWM to the current RSS (Linux >= 4.0).
+    let _ = fs::write(format!("/proc/{pid}/clear_refs"), "5");
+}
+
+/// CPU seconds (user + system) of `pid` and all its descendants.
+fn tree_cpu_s(pid: u32) -> f64 {
+    let mut stats: Vec<(u32, u32, f64)> = Vec::new();
+    if let Ok(dir) = fs::read_dir("/proc") {
+        for e in dir.flatten() {
+            let Some(p) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+                continue;
+            };
+            let Ok(stat) = fs::read_to_string(format!("/proc/{p}/stat")) else {
+                continue;
+            };
+            // fields after the ")" that ends the command name: state ppid ... utime(12) stime(13)
+            let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
+                continue;
+            };
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            let ppid = f.get(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+            let ticks: f64 = [11, 12]
+                .iter()
+                .filter_map(|&i| f.get(i).and_then(|s| s.parse::<f64>().ok()))
+                .sum();
+            stats.push((p, ppid, ticks / 100.0));
+        }
+    }
+    let mut tree = vec![pid];
+    let mut i = 0;
+    while i < tree.len() {
+        let parent = tree[i];
+        tree.extend(stats.iter().filter(|s| s.1 == parent).map(|s| s.0));
+        i += 1;
+    }
+    stats
+        .iter()
+        .filter(|s| tree.contains(&s.0))
+        .map(|s| s.2)
+        .sum()
+}
+
+/// Busy CPU seconds of the whole machine so far (from /proc/stat).
+fn machine_busy_s() -> f64 {
+    let Ok(stat) = fs::read_to_string("/proc/stat") else {
+        return 0.0;
+    };
+    let Some(cpu) = stat.lines().next() else {
+        return 0.0;
+    };
+    let v: Vec<f64> = cpu
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|s| s.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal: busy = all but idle and iowait
+    let busy: f64 =
+        v.iter().take(8).sum::<f64>() - v.get(3).unwrap_or(&0.0) - v.get(4).unwrap_or(&0.0);
+    busy / 100.0
+}
+
+/// Waits (up to 20 s) until other work on the machine uses less than half a core.
+fn wait_quiet() -> f64 {
+    let mut load = 0.0;
+    for _ in 0..40 {
+        let a = machine_busy_s();
+        std::thread::sleep(Duration::from_millis(500));
+        load = (machine_busy_s() - a) / 0.5;
+        if load < 0.5 {
+            break;
+        }
+    }
+    load
+}
+
+// ---------------------------------------------------------------------------------------------
+// The world: simulator + proxies
+
+struct World {
+    dir: PathBuf,
+    bench_dir: PathBuf,
+    sim: Proc,
+    sim_port: u16,
+}
+
+fn workspace() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn pinned(pin: bool, cpu: &str, program: &Path) -> Command {
+    if pin {
+        let mut c = Command::new("taskset");
+        c.arg("-c").arg(cpu).arg(program);
+        c
+    } else {
+        Command::new(program)
+    }
+}
+
+impl World {
+    fn start(opts: &Opts) -> Result<World, String> {
+        let base = workspace().join("target/load");
+        let dir = base.join(format!("run-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let sim_port = free_port()?;
+        let mut cmd = pinned(opts.pin, "0", &opts.knitcache[0].1);
+        cmd.args(["--log", "warn", "erp-sim", "--listen"])
+            .arg(format!("127.0.0.1:{sim_port}"))
+            .arg("--time-scale")
+            .arg(opts.time_scale.to_string());
+        let sim = Proc::spawn("erp-sim", cmd, &dir.join("erp-sim.log"), Signal::Int)?;
+        wait_listening(sim_port, "the ERP simulator")?;
+        Ok(World {
+            dir,
+            bench_dir: workspace().join("benches/load"),
+            sim,
+            sim_port,
+        })
+    }
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        self.sim.stop();
+        // Cache directories can be large; logs stay for reading.
+        if let Ok(d) = fs::read_dir(&self.dir) {
+            for e in d.flatten() {
+                if e.path().is_dir() {
+                    let _ = fs::remove_dir_all(e.path());
+                }
+            }
+        }
+    }
+}
+
+/// A proxy under test: knitcache, nginx or Varnish, on its own port.
+struct Target {
+    name: String,
+    kind: &'static str,
+    port: u16,
+    proc: Proc,
+}
+
+/// The shipped config, with run files of this run's own (two proxies must not share them).
+fn knitcache_conf(w: &World, name: &str) -> Result<PathBuf, String> {
+    let shipped = fs::read_to_string(workspace().join("config/knitcache.yaml"))
+        .map_err(|e| format!("config/knitcache.yaml: {e}"))?;
+    let conf = shipped
+        .replace(
+            "/tmp/knitcache.pid",
+            &w.dir.join(format!("{name}.pid")).display().to_string(),
+        )
+        .replace(
+            "/tmp/knitcache_upgrade.sock",
+            &w.dir.join(format!("{name}.sock")).display().to_string(),
+        );
+    let conf_path = w.dir.join(format!("{name}.yaml"));
+    fs::write(&conf_path, conf).map_err(|e| e.to_string())?;
+    Ok(conf_path)
+}
+
+fn start_knitcache(w: &World, opts: &Opts, name: &str, bin: &Path) -> Result<Target, String> {
+    let port = free_port()?;
+    let admin = free_port()?;
+    let cache_dir = w.dir.join(format!("cache-{name}"));
+    let _ = fs::remove_dir_all(&cache_dir);
+    let conf_path = knitcache_conf(w, name)?;
+    let mut cmd = pinned(opts.pin, "1", bin);
+    cmd.args(["--log", "warn", "run", "-c"])
+        .arg(&conf_path)
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--upstream")
+        .arg(format!("127.0.0.1:{}", w.sim_port))
+        .arg("--admin-listen")
+        .arg(format!("127.0.0.1:{admin}"))
+        .arg("--cache-dir")
+        .arg(&cache_dir);
+    let proc = Proc::spawn(name, cmd, &w.dir.join(format!("{name}.log")), Signal::Int)?;
+    wait_listening(port, name)?;
+    Ok(Target {
+        name: name.into(),
+        kind: "knitcache",
+        port,
+        proc,
+    })
+}
+
+fn start_nginx(w: &World, opts: &Opts) -> Result<Target, String> {
+    let port = free_port()?;
+    let prefix = w.dir.join("nginx");
+    fs::create_dir_all(prefix.join("cache")).map_err(|e| e.to_string())?;
+    let template = fs::read_to_string(w.bench_dir.join("nginx.conf"))
+        .map_err(|e| format!("benches/load/nginx.conf: {e}"))?;
+    let conf = template
+        .replace("@PREFIX@", &prefix.display().to_string())
+        .replace("@PORT@", &port.to_string())
+        .replace("@UPSTREAM@", &format!("127.0.0.1:{}", w.sim_port));
+    let conf_path = prefix.join("nginx.conf");
+    fs::write(&conf_path, conf).map_err(|e| e.to_string())?;
+    let mut cmd = pinned(opts.pin, "1", Path::new("nginx"));
+    cmd.arg("-p")
+        .arg(&prefix)
+        .arg("-c")
+        .arg(&conf_path)
+        .args(["-g", "daemon off;"]);
+    let proc = Proc::spawn("nginx", cmd, &w.dir.join("nginx.log"), Signal::Term)?;
+    wait_listening(port, "nginx")?;
+    Ok(Target {
+        name: "nginx".into(),
+        kind: "nginx",
+        port,
+        proc,
+    })
+}
+
+fn start_varnish(w: &World, opts: &Opts) -> Result<Target, String> {
+    let port = free_port()?;
+    let work = w.dir.join("varnish");
+    fs::create_dir_all(&work).map_err(|e| e.to_string())?;
+    let template = fs::read_to_string(w.bench_dir.join("varnish.vcl"))
+        .map_err(|e| format!("benches/load/varnish.vcl: {e}"))?;
+    let vcl = template.replace("@UPSTREAM_PORT@", &w.sim_port.to_string());
+    let vcl_path = work.join("default.vcl");
+    fs::write(&vcl_path, vcl).map_err(|e| e.to_string())?;
+    let mut cmd = pinned(opts.pin, "1", Path::new("varnishd"));
+    // -F: foreground (our child); -j none: no privilege separation in a scratch directory.
+    cmd.args(["-F", "-j", "none", "-a"])
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("-f")
+        .arg(&vcl_path)
+        .args(["-s", "malloc,256m", "-n"])
+        .arg(&work);
+    let proc = Proc::spawn("varnish", cmd, &w.dir.join("varnish.log"), Signal::Term)?;
+    wait_listening(port, "varnish")?;
+    Ok(Target {
+        name: "varnish".into(),
+        kind: "varnish",
+        port,
+        proc,
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Workloads
+
+/// The dashboard's refresh sets (ERP_FACTS §5, rollback mode: the handlers answer), one per
+/// tab kind, in the order the dashboard sends them.
+const TABS: &[(&str, &[&str])] = &[
+    (
+        "overview",
+        &[
+            "/api/comprehensive-kpis",
+            "/api/v2/yarn?analysis=intelligence",
+            "/api/inventory-intelligence-enhanced?realtime=true",
+        ],
+    ),
+    (
+        "production",
+        &[
+            "/api/production-planning",
+            "/api/production-pipeline",
+            "/api/knit-orders",
+            "/api/knit-orders-styles",
+            "/api/po-risk-analysis",
+            "/api/ml-forecast-detailed",
+            "/api/production-suggestions",
+        ],
+    ),
+    (
+        "inventory",
+        &[
+            "/api/v2/yarn?analysis=intelligence",
+            "/api/v2/yarn?analysis=intelligence",
+            "/api/v2/yarn?analysis=intelligence",
+            "/api/yarn-intelligence?forecast=true&analysis=shortage",
+            "/api/v2/yarn?view=substitutions",
+            "/api/v2/inventory?analysis=intelligence&realtime=true",
+        ],
+    ),
+    (
+        "ml",
+        &[
+            "/api/ml-forecast-detailed?detail=summary",
+            "/api/fabric-forecast-integrated",
+        ],
+    ),
+];
+
+/// The read catalogue for the zipf mix, most requested first: the dashboard's polls, then the
+/// other reads of ERP_FACTS §1.3 and §5.
+const CATALOGUE: &[&str] = &[
+    "/api/comprehensive-kpis",
+    "/api/v2/yarn?analysis=intelligence",
+    "/api/inventory-intelligence-enhanced?realtime=true",
+    "/api/production-planning",
+    "/api/factory-floor-ai-dashboard",
+    "/api/ml-forecast-detailed?detail=summary",
+    "/api/knit-orders",
+    "/api/production-pipeline",
+    "/api/yarn-intelligence",
+    "/api/po-risk-analysis",
+    "/api/production-suggestions",
+    "/api/knit-orders-styles",
+    "/api/ml-forecast-detailed",
+    "/api/fabric-forecast-integrated",
+    "/api/yarn-intelligence?forecast=true&analysis=shortage",
+    "/api/v2/inventory?analysis=intelligence&realtime=true",
+    "/api/planning-phases",
+    "/api/executive-insights",
+    "/api/supplier-intelligence",
+    "/api/supplier-risk-scoring",
+    "/api/machine-assignment-suggestions",
+    "/api/bom-explosion-net-requirements",
+    "/api/yarn-requirements-calculation",
+    "/api/ml-forecast-detailed?format=report",
+    "/api/production-planning?view=orders&forecast=true",
+    "/api/knit-orders-analysis",
+    "/api/ai/inventory-intelligence",
+    "/ai-factory-floor",
+    "/favicon.ico",
+    "/api/v2/production?view=planning",
+    "/api/v2/yarn?action=intelligence",
+    "/api/pipeline/yarn-shortages",
+];
+
+/// The zipf plan: `keys` keys (the catalogue, then `?kc=i` variants of it), weighted 1/rank^s.
+fn zipf_plan(keys: usize, s: f64) -> String {
+    let weights = report::zipf_weights(keys, s);
+    let mut plan = String::new();
+    for (i, w) in weights.iter().enumerate() {
+        let base = CATALOGUE[i % CATALOGUE.len()];
+        let path = if i < CATALOGUE.len() {
+            base.to_string()
+        } else {
+            let sep = if base.contains('?') { '&' } else { '?' };
+            format!("{base}{sep}kc={i}")
+        };
+        plan.push_str(&format!("zipf {w:.9} {path}\n"));
+    }
+    plan
+}
+
+fn dashboard_plan(compress: f64) -> String {
+    let period_ms = (30_000.0 / compress).round().max(1.0) as u64;
+    TABS.iter()
+        .map(|(_, paths)| format!("tab {period_ms} {}\n", paths.join(" ")))
+        .collect()
+}
+
+struct WrkSpec<'a> {
+    port: u16,
+    path: &'a str,
+    threads: usize,
+    connections: usize,
+    duration: u64,
+    /// `mix.lua` with this plan, or `plain.lua` when `None`.
+    plan: Option<&'a Path>,
+}
+
+fn run_wrk(w: &World, opts: &Opts, spec: &WrkSpec) -> Result<WrkRun, String> {
+    let mut cmd = pinned(opts.pin, "0", Path::new("wrk"));
+    let script = if spec.plan.is_some() {
+        "mix.lua"
+    } else {
+        "plain.lua"
+    };
+    cmd.arg("-t")
+        .arg(spec.threads.to_string())
+        .arg("-c")
+        .arg(spec.connections.to_string())
+        .arg("-d")
+        .arg(format!("{}s", spec.duration))
+        .args(["--timeout", "10s", "-s"])
+        .arg(w.bench_dir.join(script))
+        .arg(format!("http://127.0.0.1:{}{}", spec.port, spec.path));
+    if let Some(plan) = spec.plan {
+        cmd.env("KC_PLAN", plan);
+    }
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run wrk (apt-get install wrk): {e}"))?;
+    if !out.status.success() {
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        return Err(format!(
+            "wrk failed ({}): {}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr),
+            &stdout[stdout.len().saturating_sub(2000)..]
+        ));
+    }
+    parse_wrk(&String::from_utf8_lossy(&out.stdout))
+}
+
+fn write_plan(w: &World, name: &str, plan: &str) -> Result<PathBuf, String> {
+    let p = w.dir.join(format!("{name}.plan"));
+    fs::write(&p, plan).map_err(|e| e.to_string())?;
+    Ok(p)
+}
+
+fn pct_json(p: &report::Percentiles) -> Value {
+    json!({"p50_us": p.p50, "p95_us": p.p95, "p99_us": p.p99, "p999_us": p.p999})
+}
+
+/// A mixed run against knitcache: requests, latency by cache result, hit ratio, ERP saved.
+fn mixed_report(run: &WrkRun, erp_requests: u64, rss: Option<(u64, u64)>) -> Value {
+    let client = run.requests;
+    json!({
+        "requests": client,
+        "rps": run.rps(),
+        "hit_ratio": run.hit_ratio(),
+        "hits": run.hits, "misses": run.misses, "other": run.other,
+        "status": {"2xx": run.status[0], "3xx": run.status[1], "4xx": run.status[2], "5xx": run.status[3]},
+        "socket_errors": run.socket_errors,
+        "latency_all": pct_json(&run.latency),
+        "latency_hit": pct_json(&run.hist_hit.percentiles()),
+        "latency_miss": pct_json(&run.hist_miss.percentiles()),
+        "erp_requests": erp_requests,
+        "erp_saved": client.saturating_sub(erp_requests),
+        "erp_saved_ratio": 1.0 - ratio(erp_requests as f64, client as f64),
+        "rss_kib": rss.map(|r| r.0), "peak_rss_kib": rss.map(|r| r.1),
+    })
+}
+
+fn print_mixed(name: &str, v: &Value) {
+    let us = |k: &str, p: &str| v[k][p].as_f64().unwrap_or(0.0);
+    println!(
+        "\n{name}: {:.0} req/s, hit ratio {:.2} %, ERP asked {} of {} ({:.2} % saved), peak RSS {:.1} MiB",
+        v["rps"].as_f64().unwrap_or(0.0),
+        v["hit_ratio"].as_f64().unwrap_or(0.0) * 100.0,
+        v["erp_requests"],
+        v["requests"],
+        v["erp_saved_ratio"].as_f64().unwrap_or(0.0) * 100.0,
+        v["peak_rss_kib"].as_f64().unwrap_or(0.0) / 1024.0
+    );
+    println!("| latency (ms) | p50 | p95 | p99 | p99.9 |\n| --- | --- | --- | --- | --- |");
+    for (label, k) in [
+        ("hits", "latency_hit"),
+        ("misses", "latency_miss"),
+        ("all (wrk)", "latency_all"),
+    ] {
+        println!(
+            "| {label} | {:.3} | {:.3} | {:.3} | {:.3} |",
+            us(k, "p50_us") / 1e3,
+            us(k, "p95_us") / 1e3,
+            us(k, "p99_us") / 1e3,
+            us(k, "p999_us") / 1e3
+        );
+    }
+}
+
+fn warm(port: u16, paths: &[&str]) -> Result<(), String> {
+    for p in paths {
+        http_get(port, p)?;
+    }
+    Ok(())
+}
+
+fn scenario_mixed(w: &World, opts: &Opts, which: &str) -> Result<Value, String> {
+    let (name, bin) = &opts.knitcache[0];
+    let t = start_knitcache(w, opts, name, bin)?;
+    let (plan, threads) = match which {
+        "dashboard" => (dashboard_plan(opts.compress), opts.tabs),
+        _ => (zipf_plan(opts.keys, opts.zipf), opts.concurrency),
+    };
+    let plan_path = write_plan(w, which, &plan)?;
+    let spec = |duration| WrkSpec {
+        port: t.port,
+        path: "/",
+        threads,
+        connections: threads,
+        duration,
+        plan: Some(&plan_path),
+    };
+    // Cold start first (every key misses once, slow ones queue in the ERP), measured apart:
+    // the figures below are the steady state a dashboard sees all day.
+    let before = sim_total(w.sim_port)?;
+    let cold = run_wrk(w, opts, &spec(opts.duration.div_ceil(2).max(3)))?;
+    let cold_erp = sim_total(w.sim_port)? - before;
+    wait_quiet();
+    reset_hwm(t.proc.pid());
+    let before = sim_total(w.sim_port)?;
+    let run = run_wrk(w, opts, &spec(opts.duration))?;
+    let erp = sim_total(w.sim_port)? - before;
+    let mut v = mixed_report(&run, erp, rss_kib(t.proc.pid()));
+    v["cold_start"] = json!({
+        "duration_s": cold.duration_s, "requests": cold.requests, "erp_requests": cold_erp,
+        "hit_ratio": cold.hit_ratio(), "latency_all": pct_json(&cold.latency),
+    });
+    v["knitcache"] = json!(name);
+    v["duration_s"] = json!(opts.duration);
+    if which == "dashboard" {
+        v["tabs"] = json!(opts.tabs);
+        v["refresh_ms"] = json!((30_000.0 / opts.compress).round());
+    } else {
+        v["connections"] = json!(opts.concurrency);
+        v["keys"] = json!(opts.keys);
+        v["zipf_s"] = json!(opts.zipf);
+    }
+    print_mixed(which, &v);
+    Ok(v)
+}
+
+/// The two body sizes of the hit runs: paths of the simulator that answer ~2 KB and ~100 KB.
+const HIT_PATHS: &[(&str, &str)] = &[
+    ("2k", "/api/factory-floor-ai-dashboard"),
+    ("100k", "/api/knit-orders"),
+];
+/// wrk shape of the hit runs (the spike's: one thread, 50 connections).
+const HIT_CONNECTIONS: usize = 50;
+
+struct HitRun {
+    rps: f64,
+    p50_us: f64,
+    p99_us: f64,
+    cpu_s: f64,
+    hits_per_cpu_s: f64,
+    foreign_cpu_s: f64,
+    errors: u64,
+}
+
+fn hit_run(
+    w: &World,
+    opts: &Opts,
+    t: &Target,
+    path: &str,
+    duration: u64,
+) -> Result<HitRun, String> {
+    let quiet = wait_quiet();
+    if quiet >= 0.5 {
+        eprintln!("  (machine busy: {quiet:.2} CPUs in use by others)");
+    }
+    let cpu0 = tree_cpu_s(t.proc.pid());
+    let busy0 = machine_busy_s();
+    let run = run_wrk(
+        w,
+        opts,
+        &WrkSpec {
+            port: t.port,
+            path,
+            threads: 1,
+            connections: HIT_CONNECTIONS,
+            duration,
+            plan: None,
+        },
+    )?;
+    let cpu = tree_cpu_s(t.proc.pid()) - cpu0;
+    let busy = machine_busy_s() - busy0;
+    Ok(HitRun {
+        rps: run.rps(),
+        p50_us: run.latency.p50,
+        p99_us: run.latency.p99,
+        cpu_s: cpu,
+        hits_per_cpu_s: ratio(run.requests as f64, cpu),
+        // what neither the proxy nor wrk (about one core at most) used
+        foreign_cpu_s: (busy - cpu - duration as f64).max(0.0),
+        errors: run.socket_errors + run.bad_status,
+    })
+}
+
+fn is_hit(kind: &str, head: &str) -> bool {
+    let h = head.to_ascii_lowercase();
+    match kind {
+        "knitcache" => h.contains("cache-status: knitcache; hit"),
+        "nginx" => h.contains("x-cache-status: hit"),
+        // a hit carries two transaction ids in X-Varnish
+        _ => h
+            .lines()
+            .any(|l| l.starts_with("x-varnish:") && l.split_whitespace().count() == 3),
+    }
+}
+
+fn warm_hit(t: &Target, path: &str) -> Result<(), String> {
+    for _ in 0..20 {
+        let (status, head, _) = http_get(t.port, path)?;
+        if status < 400 && is_hit(t.kind, &head) {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Err(format!("{}: {path} never became a hit", t.name))
+}
+
+fn scenario_hits(w: &World, opts: &Opts) -> Result<Value, String> {
+    let (name, bin) = &opts.knitcache[0];
+    let t = start_knitcache(w, opts, name, bin)?;
+    let mut out = serde_json::Map::new();
+    println!(
+        "\nhits (wrk -t1 -c{HIT_CONNECTIONS}, {} s each):",
+        opts.duration
+    );
+    println!(
+        "| size | req/s | p50 ms | p99 ms | hits per proxy CPU-s |\n| --- | --- | --- | --- | --- |"
+    );
+    for (size, path) in HIT_PATHS {
+        warm_hit(&t, path)?;
+        let r = hit_run(w, opts, &t, path, opts.duration)?;
+        println!(
+            "| {size} | {:.0} | {:.3} | {:.3} | {:.0} |",
+            r.rps,
+            r.p50_us / 1e3,
+            r.p99_us / 1e3,
+            r.hits_per_cpu_s
+        );
+        out.insert(
+            (*size).into(),
+            json!({"rps": r.rps, "p50_us": r.p50_us, "p99_us": r.p99_us, "proxy_cpu_s": r.cpu_s,
+                   "hits_per_cpu_s": r.hits_per_cpu_s, "errors": r.errors}),
+        );
+    }
+    Ok(Value::Object(out))
+}
+
+/// Memory budget: idle RSS after start, then a full memory tier and `--connections`
+/// connections; peak RSS must stay within the memory tier + 64 MiB.
+fn scenario_memory(w: &World, opts: &Opts) -> Result<Value, String> {
+    let (name, bin) = &opts.knitcache[0];
+    let t = start_knitcache(w, opts, name, bin)?;
+    let pid = t.proc.pid();
+    std::thread::sleep(Duration::from_secs(2));
+    let idle = rss_kib(pid).map_or(0, |r| r.0);
+    let memory_mib = 128u64; // config/knitcache.yaml, cache.memory_mib
+    // Fill: 100 KB bodies under distinct keys, 1.5x the memory tier.
+    let fill = (memory_mib * 1024 * 3 / 2 / 100) as usize;
+    let fill_plan: String = (0..fill)
+        .map(|i| format!("zipf 1 /api/knit-orders?fill={i}\n"))
+        .collect();
+    let started = Instant::now();
+    // Random draws over the fill keys until (nearly) all are stored: a bounded wrk run.
+    let fill_path = write_plan(w, "fill", &fill_plan)?;
+    let fill_run = run_wrk(
+        w,
+        opts,
+        &WrkSpec {
+            port: t.port,
+            path: "/",
+            threads: 8,
+            connections: 8,
+            duration: (opts.duration * 2).max(20),
+            plan: Some(&fill_path),
+        },
+    )?;
+    let filled = rss_kib(pid).map_or(0, |r| r.0);
+    reset_hwm(pid);
+    let mut plan = zipf_plan(opts.keys, opts.zipf);
+    plan.push_str(&fill_plan.replace("zipf 1 ", "zipf 0.01 "));
+    let plan_path = write_plan(w, "memory", &plan)?;
+    let threads = 2;
+    // mix.lua pairs request and response per thread; with many connections per thread the
+    // latency split is meaningless, but counts, RSS and wrk's own percentiles hold.
+    let run = run_wrk(
+        w,
+        opts,
+        &WrkSpec {
+            port: t.port,
+            path: "/",
+            threads,
+            connections: opts.connections,
+            duration: opts.duration,
+            plan: Some(&plan_path),
+        },
+    )?;
+    let (rss, peak) = rss_kib(pid).unwrap_or((0, 0));
+    let budget_kib = (memory_mib + 64) * 1024;
+    let v = json!({
+        "memory_tier_mib": memory_mib,
+        "idle_rss_kib": idle,
+        "idle_ok": idle < 64 * 1024,
+        "fill_requests": fill_run.requests,
+        "fill_secs": started.elapsed().as_secs_f64(),
+        "rss_after_fill_kib": filled,
+        "connections": opts.connections,
+        "load_rps": run.rps(),
+        "load_socket_errors": run.socket_errors,
+        "load_hit_ratio": run.hit_ratio(),
+        "rss_after_load_kib": rss,
+        "peak_rss_kib": peak,
+        "budget_kib": budget_kib,
+        "peak_ok": peak <= budget_kib,
+    });
+    println!(
+        "\nmemory: idle {:.1} MiB (limit 64: {}), after fill {:.1} MiB, peak with {} connections {:.1} MiB (budget {} MiB: {}), {:.0} req/s",
+        idle as f64 / 1024.0,
+        if idle < 64 * 1024 { "ok" } else { "OVER" },
+        filled as f64 / 1024.0,
+        opts.connections,
+        peak as f64 / 1024.0,
+        memory_mib + 64,
+        if peak <= budget_kib { "ok" } else { "OVER" },
+        run.rps()
+    );
+    Ok(v)
+}
+
+/// Soak: the zipf mix in back-to-back runs for `--soak-mins`, RSS sampled after each run; the
+/// first fifth is warm-up.
+fn scenario_soak(w: &World, opts: &Opts) -> Result<Value, String> {
+    let (name, bin) = &opts.knitcache[0];
+    let t = start_knitcache(w, opts, name, bin)?;
+    let pid = t.proc.pid();
+    let plan_path = write_plan(w, "soak", &zipf_plan(opts.keys, opts.zipf))?;
+    let total = Duration::from_secs_f64(opts.soak_mins * 60.0);
+    let slice = opts.duration.min(60);
+    let started = Instant::now();
+    let mut samples = Vec::new();
+    let mut requests = 0u64;
+    let mut errors = 0u64;
+    while started.elapsed() + Duration::from_secs(slice) <= total || samples.is_empty() {
+        let run = run_wrk(
+            w,
+            opts,
+            &WrkSpec {
+                port: t.port,
+                path: "/",
+                threads: opts.concurrency.min(64),
+                connections: opts.concurrency.min(64),
+                duration: slice,
+                plan: Some(&plan_path),
+            },
+        )?;
+        requests += run.requests;
+        errors += run.socket_errors;
+        let rss = rss_kib(pid).map_or(0, |r| r.0);
+        samples.push(rss);
+        println!(
+            "  soak {:>6.0} s: {:.0} req/s, RSS {:.1} MiB",
+            started.elapsed().as_secs_f64(),
+            run.rps(),
+            rss as f64 / 1024.0
+        );
+    }
+    let warmup = samples.len() / 5;
+    let (drift, max_drift) = report::drift(&samples, warmup).unwrap_or((0.0, 0.0));
+    println!(
+        "\nsoak: {} runs of {slice} s, {requests} requests, RSS drift after warm-up {drift:+.2} % (max {max_drift:+.2} %)",
+        samples.len()
+    );
+    Ok(json!({
+        "minutes": opts.soak_mins, "slice_s": slice, "requests": requests, "socket_errors": errors,
+        "rss_samples_kib": samples, "warmup_samples": warmup,
+        "drift_pct": drift, "max_drift_pct": max_drift, "flat": drift.abs() < 2.0,
+    }))
+}
+
+/// Side by side: every target started once, then per round and per workload each target in
+/// rotating order. Ratios are knitcache's median over the other's median.
+fn scenario_compare(w: &World, opts: &Opts) -> Result<Value, String> {
+    let mut targets = Vec::new();
+    for (name, bin) in &opts.knitcache {
+        targets.push(start_knitcache(w, opts, name, bin)?);
+    }
+    for t in &opts.targets {
+        match t.as_str() {
+            "nginx" => targets.push(start_nginx(w, opts)?),
+            "varnish" => targets.push(start_varnish(w, opts)?),
+            other => return Err(format!("unknown target {other}")),
+        }
+    }
+    let mix_plan = write_plan(w, "compare-mix", &zipf_plan(CATALOGUE.len(), opts.zipf))?;
+    for t in &targets {
+        for (_, p) in HIT_PATHS {
+            warm_hit(t, p)?;
+        }
+        warm(t.port, CATALOGUE)?;
+    }
+    // results[workload][target] = runs
+    let mut results: BTreeMap<String, BTreeMap<String, Vec<HitRun>>> = BTreeMap::new();
+    let workloads = ["2k", "100k", "mix"];
+    for round in 0..opts.rounds {
+        println!("round {}/{}", round + 1, opts.rounds);
+        for wl in workloads {
+            let n = targets.len();
+            for k in 0..n {
+                let t = &targets[(k + round) % n];
+                let r = match wl {
+                    "mix" => {
+                        wait_quiet();
+                        let cpu0 = tree_cpu_s(t.proc.pid());
+                        let busy0 = machine_busy_s();
+                        let c = opts.concurrency;
+                        let run = run_wrk(
+                            w,
+                            opts,
+                            &WrkSpec {
+                                port: t.port,
+                                path: "/",
+                                threads: c,
+                                connections: c,
+                                duration: opts.duration,
+                                plan: Some(&mix_plan),
+                            },
+                        )?;
+                        let cpu = tree_cpu_s(t.proc.pid()) - cpu0;
+                        let busy = machine_busy_s() - busy0;
+                        HitRun {
+                            rps: run.rps(),
+                            p50_us: run.latency.p50,
+                            p99_us: run.latency.p99,
+                            cpu_s: cpu,
+                            hits_per_cpu_s: ratio(run.requests as f64, cpu),
+                            foreign_cpu_s: (busy - cpu - opts.duration as f64).max(0.0),
+                            errors: run.socket_errors,
+                        }
+                    }
+                    size => {
+                        let path = HIT_PATHS
+                            .iter()
+                            .find(|(s, _)| *s == size)
+                            .map_or("/", |(_, p)| p);
+                        hit_run(w, opts, t, path, opts.duration)?
+                    }
+                };
+                println!(
+                    "  {wl:>4} {:<12} {:>8.0} req/s  p50 {:>7.3} ms  p99 {:>7.3} ms  {:>8.0} req/CPU-s  (others {:.1} CPU-s)",
+                    t.name,
+                    r.rps,
+                    r.p50_us / 1e3,
+                    r.p99_us / 1e3,
+                    r.hits_per_cpu_s,
+                    r.foreign_cpu_s
+                );
+                results
+                    .entry(wl.into())
+                    .or_default()
+                    .entry(t.name.clone())
+                    .or_default()
+                    .push(r);
+            }
+        }
+    }
+    let mut out = serde_json::Map::new();
+    for wl in workloads {
+        let Some(by_target) = results.get(wl) else {
+            continue;
+        };
+        let stat = |runs: &Vec<HitRun>, f: fn(&HitRun) -> f64| -> Spread {
+            spread(&runs.iter().map(f).collect::<Vec<_>>())
+        };
+        let mut wl_json = serde_json::Map::new();
+        println!(
+            "\n{wl}: medians over {} rounds [min-max]\n| target | req/s | p50 ms | p99 ms | req per proxy CPU-s |\n| --- | --- | --- | --- | --- |",
+            opts.rounds
+        );
+        let mut med: BTreeMap<&str, (f64, f64, f64, f64)> = BTreeMap::new();
+        for t in &targets {
+            let Some(runs) = by_target.get(&t.name) else {
+                continue;
+            };
+            let rps = stat(runs, |r| r.rps);
+            let p50 = stat(runs, |r| r.p50_us);
+            let p99 = stat(runs, |r| r.p99_us);
+            let hpc = stat(runs, |r| r.hits_per_cpu_s);
+            println!(
+                "| {} | {:.0} [{:.0}-{:.0}] | {:.3} | {:.3} [{:.3}-{:.3}] | {:.0} [{:.0}-{:.0}] |",
+                t.name,
+                rps.median,
+                rps.min,
+                rps.max,
+                p50.median / 1e3,
+                p99.median / 1e3,
+                p99.min / 1e3,
+                p99.max / 1e3,
+                hpc.median,
+                hpc.min,
+                hpc.max
+            );
+            med.insert(&t.name, (rps.median, p50.median, p99.median, hpc.median));
+            let sp = |s: Spread| json!({"median": s.median, "min": s.min, "max": s.max});
+            wl_json.insert(
+                t.name.clone(),
+                json!({"rps": sp(rps), "p50_us": sp(p50), "p99_us": sp(p99), "per_cpu_s": sp(hpc),
+                       "errors": runs.iter().map(|r| r.errors).sum::<u64>(),
+                       "foreign_cpu_s": runs.iter().map(|r| r.foreign_cpu_s).collect::<Vec<_>>()}),
+            );
+        }
+        let mut ratios = serde_json::Map::new();
+        for (kname, _) in &opts.knitcache {
+            let Some(k) = med.get(kname.as_str()) else {
+                continue;
+            };
+            for (other, o) in &med {
+                if *other == kname.as_str() {
+                    continue;
+                }
+                let r = json!({
+                    "rps": ratio(k.0, o.0),
+                    "p50_latency": ratio(k.1, o.1),
+                    "p99_latency": ratio(k.2, o.2),
+                    "per_cpu_s": ratio(k.3, o.3),
+                });
+                println!(
+                    "{kname} vs {other}: req/s x{:.2}, p99 latency x{:.2} (lower is better), req per CPU-s x{:.2}",
+                    ratio(k.0, o.0),
+                    ratio(k.2, o.2),
+                    ratio(k.3, o.3)
+                );
+                ratios.insert(format!("{kname}/{other}"), r);
+            }
+        }
+        wl_json.insert("ratios".into(), Value::Object(ratios));
+        out.insert(wl.into(), Value::Object(wl_json));
+    }
+    Ok(Value::Object(out))
+}
+
+/// Instructions per hit (callgrind): a figure that other work on the machine does not move,
+/// for comparing builds. Counts every thread of the proxy, user space only; the kernel's TCP
+/// work is not in it.
+fn scenario_callgrind(w: &World, opts: &Opts) -> Result<Value, String> {
+    let mut out = serde_json::Map::new();
+    println!(
+        "\ninstructions per hit (callgrind, wrk -t1 -c4):\n| build | size | hits | Ir per hit |\n| --- | --- | --- | --- |"
+    );
+    for (name, bin) in &opts.knitcache {
+        let cg_name = format!("cg-{name}");
+        let port = free_port()?;
+        let admin = free_port()?;
+        let conf_path = knitcache_conf(w, &cg_name)?;
+        let cg_out = w.dir.join(format!("{cg_name}.callgrind"));
+        let mut cmd = Command::new("valgrind");
+        cmd.arg("--tool=callgrind")
+            .arg(format!("--callgrind-out-file={}", cg_out.display()))
+            .arg(bin)
+            .args(["--log", "warn", "run", "-c"])
+            .arg(&conf_path)
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("--upstream")
+            .arg(format!("127.0.0.1:{}", w.sim_port))
+            .arg("--admin-listen")
+            .arg(format!("127.0.0.1:{admin}"))
+            .arg("--cache-dir")
+            .arg(w.dir.join(format!("cache-{cg_name}")));
+        let log = w.dir.join(format!("{cg_name}.log"));
+        let proc = Proc::spawn(&cg_name, cmd, &log, Signal::Int)?;
+        wait_listening(port, &cg_name)?;
+        let t = Target {
+            name: cg_name.clone(),
+            kind: "knitcache",
+            port,
+            proc,
+        };
+        let ctl = |arg: &str| {
+            Command::new("callgrind_control")
+                .arg(arg)
+                .arg(t.proc.pid().to_string())
+                .stdout(Stdio::null())
+                .status()
+                .map_err(|e| format!("callgrind_control: {e}"))
+        };
+        let mut per = serde_json::Map::new();
+        for (size, path) in HIT_PATHS {
+            warm_hit(&t, path)?;
+            ctl("-z")?;
+            let run = run_wrk(
+                w,
+                &Opts {
+                    pin: false,
+                    ..opts.clone()
+                },
+                &WrkSpec {
+                    port: t.port,
+                    path,
+                    threads: 1,
+                    connections: 4,
+                    duration: opts.duration.min(10),
+                    plan: None,
+                },
+            )?;
+            ctl("-d")?;
+            let ir = newest_dump_ir(&w.dir, &cg_name)?;
+            let per_hit = ratio(ir as f64, run.requests as f64);
+            println!("| {name} | {size} | {} | {per_hit:.0} |", run.requests);
+            per.insert(
+                (*size).into(),
+                json!({"hits": run.requests, "ir": ir, "ir_per_hit": per_hit}),
+            );
+        }
+        out.insert(name.clone(), Value::Object(per));
+    }
+    Ok(Value::Object(out))
+}
+
+/// Total instructions of the newest callgrind dump of `name` in `dir` (kept for
+/// `callgrind_annotate`).
+fn newest_dump_ir(dir: &Path, name: &str) -> Result<u64, String> {
+    let prefix = format!("{name}.callgrind");
+    let mut newest: Option<(std::time::SystemTime, PathBuf)> = None;
+    for e in fs::read_dir(dir).map_err(|e| e.to_string())?.flatten() {
+        if !e.file_name().to_string_lossy().starts_with(&prefix) {
+            continue;
+        }
+        let Ok(m) = e.metadata().and_then(|m| m.modified()) else {
+            continue;
+        };
+        if newest.as_ref().is_none_or(|(t, _)| m > *t) {
+            newest = Some((m, e.path()));
+        }
+    }
+    let (_, path) = newest.ok_or(format!("no callgrind dump for {name}"))?;
+    let text = fs::read_to_string(&path).map_err(|e| e.to_string())?;
+    text.lines()
+        .find_map(|l| {
+            l.strip_prefix("summary:")
+                .or_else(|| l.strip_prefix("totals:"))
+        })
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .ok_or(format!("no totals in {}", path.display()))
+}
+
+fn run(opts: &Opts) -> Result<(), String> {
+    let w = World::start(opts)?;
+    let mut results = serde_json::Map::new();
+    results.insert(
+        "settings".into(),
+        json!({
+            "duration_s": opts.duration, "time_scale": opts.time_scale, "pinned": opts.pin,
+            "knitcache": opts.knitcache.iter().map(|(n, p)| format!("{n}={}", p.display())).collect::<Vec<_>>(),
+            "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+        }),
+    );
+    for s in &opts.scenarios {
+        let v = match s.as_str() {
+            "dashboard" | "zipf" => scenario_mixed(&w, opts, s)?,
+            "hits" => scenario_hits(&w, opts)?,
+            "memory" => scenario_memory(&w, opts)?,
+            "soak" => scenario_soak(&w, opts)?,
+            "compare" => scenario_compare(&w, opts)?,
+            "callgrind" => scenario_callgrind(&w, opts)?,
+            other => return Err(format!("unknown scenario {other}\n{USAGE}")),
+        };
+        results.insert(s.clone(), v);
+    }
+    if let Some(dir) = opts.out.parent() {
+        fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+    }
+    let text = serde_json::to_string_pretty(&Value::Object(results)).map_err(|e| e.to_string())?;
+    fs::write(&opts.out, text).map_err(|e| format!("{}: {e}", opts.out.display()))?;
+    println!("\nresults: {}", opts.out.display());
+    Ok(())
+}
