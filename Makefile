@@ -3,16 +3,21 @@
 #   make demo    build, then start the ERP simulator with knitcache in front of it
 #   make test    formatting, lints, every test, and a check of every shipped config
 #
-# Both run `setup` first: pingora needs cmake and a C toolchain (zlib-ng is built from
-# source); they are installed with apt-get when missing.
+# Both install what they need first: pingora needs cmake and a C toolchain (zlib-ng is built
+# from source), installed with apt-get when missing (`setup-build`); `make test` also checks the
+# deployment files with validators installed into a venv in target/deploy-tools from PyPI
+# (`setup-deploy-tools`, which needs python3 with venv). `make setup` installs both.
 
 CARGO ?= cargo
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_PACKAGES := cmake build-essential pkg-config
+DEPLOY_TOOLS := target/deploy-tools
 
-.PHONY: setup demo test check-configs bench clean
+.PHONY: setup setup-build setup-deploy-tools demo test check-configs check-deploy bench clean
 
-setup:
+setup: setup-build setup-deploy-tools
+
+setup-build:
 	@missing=""; \
 	command -v cmake >/dev/null || missing="$$missing cmake"; \
 	command -v cc >/dev/null || missing="$$missing build-essential"; \
@@ -23,7 +28,20 @@ setup:
 	fi
 	@command -v $(CARGO) >/dev/null || { echo "cargo not found: install Rust from https://rustup.rs"; exit 1; }
 
-demo: setup
+# The deployment validators (deploy/tools-requirements.txt, binary wheels) in a venv; reinstalled
+# when the list changes.
+setup-deploy-tools: $(DEPLOY_TOOLS)/.installed
+
+$(DEPLOY_TOOLS)/.installed: deploy/tools-requirements.txt
+	@command -v python3 >/dev/null && python3 -c 'import ensurepip, venv' 2>/dev/null || { \
+		echo "installing: python3 python3-venv"; \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq python3 python3-venv; }
+	rm -rf $(DEPLOY_TOOLS)
+	python3 -m venv $(DEPLOY_TOOLS)
+	$(DEPLOY_TOOLS)/bin/pip install -q --disable-pip-version-check --only-binary=:all: -r deploy/tools-requirements.txt
+	touch $@
+
+demo: setup-build
 	$(CARGO) run -- demo
 
 test: setup
@@ -31,11 +49,16 @@ test: setup
 	$(CARGO) clippy --all-targets -- -D warnings
 	$(CARGO) test --all-targets
 	$(MAKE) check-configs
+	$(MAKE) check-deploy
 
 check-configs:
 	@for f in config/*.yaml; do $(CARGO) run -q -- check -c $$f >/dev/null || exit 1; echo "ok: $$f"; done
 
-bench: setup
+# Dockerfile, compose, Kubernetes, systemd unit, scripts and CI workflow (deploy/validate.py).
+check-deploy: setup-deploy-tools
+	$(DEPLOY_TOOLS)/bin/python deploy/validate.py
+
+bench: setup-build
 	$(CARGO) bench --bench hot_path --bench storage
 
 clean:
