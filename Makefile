@@ -4,17 +4,21 @@
 #   make test    formatting, lints, every test, a check of every shipped config, and of the
 #                Prometheus rules (promtool)
 #
-# Both run `setup` first: pingora needs cmake and a C toolchain (zlib-ng is built from
-# source); the dashboard test needs headless Chromium and the metrics and alert-rule checks
-# need promtool (Debian's prometheus package). They are installed with apt-get when missing.
+# Both install what they need first: pingora needs cmake and a C toolchain (zlib-ng is built
+# from source), installed with apt-get when missing (`setup-build`); `make test` also checks the
+# deployment files with validators installed into a venv in target/deploy-tools from PyPI
+# (`setup-deploy-tools`, which needs python3 with venv). `make setup` installs both.
 
 CARGO ?= cargo
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_PACKAGES := cmake build-essential pkg-config chromium prometheus
+DEPLOY_TOOLS := target/deploy-tools
 
-.PHONY: setup demo test check-configs check-prometheus bench load-setup load compare soak clean
+.PHONY: setup setup-build setup-deploy-tools demo test check-configs check-prometheus check-deploy bench load-setup load compare soak clean
 
-setup:
+setup: setup-build setup-deploy-tools
+
+setup-build:
 	@missing=""; \
 	command -v cmake >/dev/null || missing="$$missing cmake"; \
 	command -v cc >/dev/null || missing="$$missing build-essential"; \
@@ -27,7 +31,20 @@ setup:
 	fi
 	@command -v $(CARGO) >/dev/null || { echo "cargo not found: install Rust from https://rustup.rs"; exit 1; }
 
-demo: setup
+# The deployment validators (deploy/tools-requirements.txt, binary wheels) in a venv; reinstalled
+# when the list changes.
+setup-deploy-tools: $(DEPLOY_TOOLS)/.installed
+
+$(DEPLOY_TOOLS)/.installed: deploy/tools-requirements.txt
+	@command -v python3 >/dev/null && python3 -c 'import ensurepip, venv' 2>/dev/null || { \
+		echo "installing: python3 python3-venv"; \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq python3 python3-venv; }
+	rm -rf $(DEPLOY_TOOLS)
+	python3 -m venv $(DEPLOY_TOOLS)
+	$(DEPLOY_TOOLS)/bin/pip install -q --disable-pip-version-check --only-binary=:all: -r deploy/tools-requirements.txt
+	touch $@
+
+demo: setup-build
 	$(CARGO) run -- demo
 
 test: setup
@@ -36,6 +53,7 @@ test: setup
 	$(CARGO) test --all-targets
 	$(MAKE) check-configs
 	$(MAKE) check-prometheus
+	$(MAKE) check-deploy
 
 check-configs:
 	@for f in config/*.yaml; do $(CARGO) run -q -- check -c $$f >/dev/null || exit 1; echo "ok: $$f"; done
@@ -45,13 +63,13 @@ check-prometheus:
 	promtool check rules deploy/prometheus/knitcache.rules.yml
 	promtool test rules deploy/prometheus/knitcache.rules.test.yml
 
-bench: setup
+bench: setup-build
 	$(CARGO) bench --bench hot_path --bench storage --bench observe
 
 # The load suite (benches/load.rs, docs/PERFORMANCE.md) drives wrk; the comparison also runs
 # nginx and Varnish. Never part of `make test`.
 LOAD_PACKAGES := wrk nginx-light varnish
-load-setup: setup
+load-setup: setup-build
 	@missing=""; \
 	command -v wrk >/dev/null || missing="$$missing wrk"; \
 	command -v nginx >/dev/null || missing="$$missing nginx-light"; \
@@ -69,6 +87,11 @@ compare: load-setup
 
 soak: load-setup
 	$(CARGO) bench --bench load -- --scenario soak $(ARGS)
+
+# Dockerfile, compose, Kubernetes, systemd unit, scripts and CI workflow (deploy/validate.py).
+check-deploy: setup-deploy-tools
+	$(DEPLOY_TOOLS)/bin/python deploy/validate.py
+
 
 clean:
 	$(CARGO) clean

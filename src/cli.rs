@@ -113,6 +113,13 @@ pub struct RunArgs {
     /// Override `cache.dir`.
     #[arg(long)]
     pub cache_dir: Option<PathBuf>,
+    /// Override `server.pid_file` (a service manager that tracks the process by this file
+    /// wants it in its own runtime directory).
+    #[arg(long)]
+    pub pid_file: Option<PathBuf>,
+    /// Override `server.upgrade_sock`.
+    #[arg(long)]
+    pub upgrade_sock: Option<PathBuf>,
     /// Also reload the file when it changes (checked every 2 s); SIGHUP always reloads it.
     #[arg(long)]
     pub watch_config: bool,
@@ -137,6 +144,12 @@ impl RunArgs {
         if let Some(d) = &self.cache_dir {
             config.cache.dir = d.clone();
         }
+        if let Some(f) = &self.pid_file {
+            config.server.pid_file = f.clone();
+        }
+        if let Some(s) = &self.upgrade_sock {
+            config.server.upgrade_sock = s.clone();
+        }
     }
 }
 
@@ -159,6 +172,10 @@ mod tests {
             "127.0.0.1:3",
             "--cache-dir",
             "/tmp/c",
+            "--pid-file",
+            "/run/k/k.pid",
+            "--upgrade-sock",
+            "/run/k/u.sock",
         ])
         .expect("parse");
         let Command::Run(args) = cli.command else {
@@ -166,6 +183,8 @@ mod tests {
         };
         assert_eq!(args.listen, Some("127.0.0.1:1".parse().expect("addr")));
         assert_eq!(args.cache_dir, Some(PathBuf::from("/tmp/c")));
+        assert_eq!(args.pid_file, Some(PathBuf::from("/run/k/k.pid")));
+        assert_eq!(args.upgrade_sock, Some(PathBuf::from("/run/k/u.sock")));
     }
 
     #[test]

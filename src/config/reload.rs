@@ -123,6 +123,22 @@ fn restart_only(running: &Config, next: &Config) -> Vec<&'static str> {
         "warming.concurrency",
         running.warming.concurrency != next.warming.concurrency,
     );
+    // The health probe and the admin token are set up once, at startup.
+    let (a, b) = (&running.upstream, &next.upstream);
+    check("upstream.health_path", a.health_path != b.health_path);
+    check(
+        "upstream.health_interval_ms",
+        a.health_interval != b.health_interval,
+    );
+    check(
+        "upstream.health_timeout_ms",
+        a.health_timeout != b.health_timeout,
+    );
+    check("admin.token", running.admin.token != next.admin.token);
+    check(
+        "admin.token_env",
+        running.admin.token_env != next.admin.token_env,
+    );
     changed
 }
 
@@ -137,6 +153,11 @@ fn keep_running(running: &Config, mut next: Config) -> Config {
     next.server = running.server.clone();
     next.warming.hot_keys = running.warming.hot_keys;
     next.warming.concurrency = running.warming.concurrency;
+    next.upstream.health_path = running.upstream.health_path.clone();
+    next.upstream.health_interval = running.upstream.health_interval;
+    next.upstream.health_timeout = running.upstream.health_timeout;
+    next.admin.token = running.admin.token.clone();
+    next.admin.token_env = running.admin.token_env.clone();
     next
 }
 

@@ -1068,3 +1068,104 @@ fn longest_retention_spans_ttl_and_the_longer_stale_window() {
     // b: 10 + max(30, 600) from the defaults
     assert_eq!(c.longest_retention(), Duration::from_secs(610));
 }
+/// Every key the file format accepts, as `section.key` paths (`routes[].name`,
+/// `protection.rate_limit.classes.<name>.burst`), read from the serde structs themselves.
+fn every_key() -> Vec<String> {
+    use super::file::*;
+    let sections: [(&str, &[&str]); 18] = [
+        ("", keys_of::<FileConfig>()),
+        ("upstream.", keys_of::<FileUpstream>()),
+        ("cache.", keys_of::<FileCache>()),
+        ("cache.compression.", keys_of::<FileCompression>()),
+        ("server.", keys_of::<FileServer>()),
+        ("defaults.", keys_of::<FileDefaults>()),
+        ("routes[].", keys_of::<FileRoute>()),
+        ("protection.", keys_of::<FileProtection>()),
+        ("protection.rate_limit.", keys_of::<FileRateLimit>()),
+        (
+            "protection.rate_limit.classes.<name>.",
+            keys_of::<FileRateClass>(),
+        ),
+        ("protection.upstream_cap.", keys_of::<FileUpstreamCap>()),
+        ("protection.breaker.", keys_of::<FileBreaker>()),
+        ("protection.retries.", keys_of::<FileRetries>()),
+        ("warming.", keys_of::<FileWarming>()),
+        ("admin.", keys_of::<FileAdmin>()),
+        ("observability.", keys_of::<FileObservability>()),
+        ("invalidation[].", keys_of::<FileInvalidation>()),
+        ("invalidation[].purge.", keys_of::<FilePurgeSet>()),
+    ];
+    let keys: Vec<String> = sections
+        .iter()
+        .flat_map(|(prefix, keys)| keys.iter().map(move |k| format!("{prefix}{k}")))
+        .collect();
+    assert!(keys.len() > 80, "the key probe saw every struct: {keys:?}");
+    keys
+}
+
+/// docs/CONFIG.md's reference rows: (key, reload column).
+fn documented_keys() -> Vec<(String, String)> {
+    let doc = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/CONFIG.md"))
+        .expect("docs/CONFIG.md");
+    doc.lines()
+        .filter_map(|line| {
+            let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+            // | `key` | meaning | unit | default | reload |
+            if cells.len() != 7 {
+                return None;
+            }
+            let key = cells[1].strip_prefix('`')?.strip_suffix('`')?;
+            Some((key.to_owned(), cells[5].to_owned()))
+        })
+        .collect()
+}
+
+#[test]
+fn config_reference_lists_every_key() {
+    let keys = every_key();
+    let documented = documented_keys();
+    let names: Vec<&str> = documented.iter().map(|(k, _)| k.as_str()).collect();
+    let missing: Vec<&String> = keys
+        .iter()
+        .filter(|k| !names.contains(&k.as_str()))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "docs/CONFIG.md has no row for {missing:?}: add one (meaning, unit, default, reload)"
+    );
+    let unknown: Vec<&&str> = names
+        .iter()
+        .filter(|n| !keys.iter().any(|k| k == *n))
+        .collect();
+    assert!(
+        unknown.is_empty(),
+        "docs/CONFIG.md documents keys the file format does not have: {unknown:?}"
+    );
+    for (key, reload) in &documented {
+        assert!(
+            ["live", "restart", "see keys"].contains(&reload.as_str()),
+            "docs/CONFIG.md: {key}: reload column is {reload:?}; use live, restart or see keys"
+        );
+    }
+
+    // The keys a reload keeps until a restart, as reload.rs's `restart_only` names them.
+    let reload_rs = include_str!("reload.rs");
+    let body = &reload_rs[reload_rs.find("fn restart_only").expect("restart_only")..];
+    let body = &body[..body.find("\n}\n").expect("end of restart_only")];
+    let mut restart: Vec<String> = regex::Regex::new(r#"check\(\s*"([^"]+)""#)
+        .expect("regex")
+        .captures_iter(body)
+        .map(|c| c[1].to_owned())
+        .collect();
+    restart.sort();
+    let mut documented_restart: Vec<String> = documented
+        .iter()
+        .filter(|(_, r)| r == "restart")
+        .map(|(k, _)| k.clone())
+        .collect();
+    documented_restart.sort();
+    assert_eq!(
+        documented_restart, restart,
+        "docs/CONFIG.md's restart rows must be exactly reload.rs's restart_only keys"
+    );
+}

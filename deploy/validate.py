@@ -1,0 +1,338 @@
+#!/usr/bin/env python3
+"""Checks the deployment files with the validators `make setup` installs (target/deploy-tools),
+and cross-checks them against the shipped config, so that a changed port, size or path cannot
+leave one of them behind.
+
+    make check-deploy                       # what `make test` runs
+    python3 deploy/validate.py --write-configmap   # regenerate deploy/kubernetes/configmap.yaml
+
+Validators: hadolint (Dockerfile), docker-compose config and the compose-spec JSON schema
+(compose.yaml), kubernetes-validate (the manifests, strict, offline schemas), the github-workflows
+JSON schema (.github/workflows/ci.yml), shellcheck (scripts), and systemd-analyze verify and
+security (the unit) where systemd is installed. Every check prints one line; any failure exits 1.
+"""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+DEPLOY = ROOT / "deploy"
+K8S = DEPLOY / "kubernetes"
+TOOLS = Path(os.environ.get("KNITCACHE_DEPLOY_TOOLS", ROOT / "target" / "deploy-tools" / "bin"))
+CONFIGMAP_HEADER = """\
+# Generated from config/knitcache.yaml by `python3 deploy/validate.py --write-configmap`;
+# `make check-deploy` fails when the two differ. Edit config/knitcache.yaml, then regenerate.
+# knitcache runs with --watch-config, so an applied change is live within a minute or two.
+"""
+
+failures = []
+
+
+def ok(what):
+    print(f"ok: {what}")
+
+
+def fail(what, detail=""):
+    failures.append(what)
+    print(f"FAIL: {what}")
+    if detail:
+        print("  " + detail.strip().replace("\n", "\n  "))
+
+
+def check(cond, what, detail=""):
+    if cond:
+        ok(what)
+    else:
+        fail(what, detail)
+
+
+def tool(name):
+    path = TOOLS / name
+    return str(path) if path.exists() else shutil.which(name)
+
+
+def run(what, argv, cwd=ROOT, quiet_is_ok=False):
+    """Runs a validator; a non-zero exit (or, with quiet_is_ok, any output) is a failure."""
+    proc = subprocess.run(argv, cwd=cwd, capture_output=True, text=True)
+    out = (proc.stdout + proc.stderr).strip()
+    if proc.returncode != 0 or (quiet_is_ok and out):
+        fail(what, out or f"exit {proc.returncode}")
+    else:
+        ok(what)
+    return proc
+
+
+def load_all(path):
+    return [d for d in yaml.safe_load_all(path.read_text()) if d is not None]
+
+
+def shipped_config():
+    return yaml.safe_load((ROOT / "config" / "knitcache.yaml").read_text())
+
+
+def mib(quantity):
+    """A Kubernetes or systemd memory quantity in MiB."""
+    m = re.fullmatch(r"(\d+)(Mi|Gi|M|G)", quantity)
+    if not m:
+        raise ValueError(f"unsupported quantity {quantity!r}")
+    n, unit = int(m.group(1)), m.group(2)
+    return n * 1024 if unit in ("Gi", "G") else n
+
+
+# ---- Docker ------------------------------------------------------------------------------------
+
+
+def dockerfile_cmd(text, instruction):
+    m = re.search(rf"^{instruction} (\[.*\])\s*$", text, re.M)
+    return json.loads(m.group(1)) if m else None
+
+
+def check_docker(config):
+    dockerfile = DEPLOY / "Dockerfile"
+    run("hadolint deploy/Dockerfile", [tool("hadolint"), str(dockerfile)])
+    text = dockerfile.read_text()
+    stages = re.findall(r"^FROM (\S+)", text, re.M)
+    check(len(stages) >= 2 and "slim" in stages[-1],
+          "Dockerfile: multi-stage, runs on a slim base", f"FROM lines: {stages}")
+    user = re.findall(r"^USER (\S+)", text, re.M)
+    check(bool(user) and re.fullmatch(r"[1-9]\d*(:\d+)?", user[-1]) is not None,
+          "Dockerfile: runs as a numeric non-root user", f"USER: {user}")
+    cmd = dockerfile_cmd(text, "CMD") or []
+    admin = cmd[cmd.index("--admin-listen") + 1] if "--admin-listen" in cmd else ""
+    cache = cmd[cmd.index("--cache-dir") + 1] if "--cache-dir" in cmd else ""
+    admin_port = admin.rsplit(":", 1)[-1]
+    check(admin.startswith("0.0.0.0:"), "Dockerfile: admin listener on 0.0.0.0 by a flag", admin)
+    check(re.search(rf"HEALTHCHECK .*\n?.*127\.0\.0\.1:{admin_port}/healthz", text) is not None,
+          "Dockerfile: HEALTHCHECK probes /healthz on the admin port", f"admin port {admin_port}")
+    check(f'VOLUME ["{cache}"]' in text, "Dockerfile: the cache directory is a volume", cache)
+    listen_port = config["listen"].rsplit(":", 1)[-1]
+    check(re.search(rf"^EXPOSE .*\b{listen_port}\b", text, re.M) is not None,
+          f"Dockerfile: exposes the proxy port {listen_port}")
+    ignore = (ROOT / ".dockerignore").read_text()
+    copied = re.findall(r"^COPY (?!--from)(.+) \S+$", text, re.M)
+    sources = [s for line in copied for s in line.split()]
+    missing = [s for s in sources if f"!{s.split('/')[0]}" not in ignore
+               and f"!{s.split('/')[0]}/" not in ignore]
+    check(not missing, ".dockerignore keeps every file the Dockerfile copies", f"{missing}")
+    return cmd
+
+
+def check_compose(image_cmd):
+    compose = DEPLOY / "compose.yaml"
+    run("docker-compose config: deploy/compose.yaml",
+        [tool("docker-compose"), "-f", str(compose), "config", "-q"])
+    run("compose-spec schema: deploy/compose.yaml",
+        [tool("check-jsonschema"), "--builtin-schema", "vendor.compose-spec", str(compose)])
+    doc = yaml.safe_load(compose.read_text())
+    svc = doc["services"]
+    cmd = svc["knitcache"]["command"]
+    check(cmd[: len(image_cmd)] == image_cmd,
+          "compose: knitcache runs the image's CMD plus flags", f"{cmd} vs {image_cmd}")
+    erp_ip = svc["erp"]["networks"]["erp"]["ipv4_address"]
+    erp_port = svc["erp"]["command"][svc["erp"]["command"].index("--listen") + 1].rsplit(":")[-1]
+    upstream = cmd[cmd.index("--upstream") + 1]
+    check(upstream == f"{erp_ip}:{erp_port}",
+          "compose: --upstream is the ERP's fixed address", f"{upstream} vs {erp_ip}:{erp_port}")
+    subnet = doc["networks"]["erp"]["ipam"]["config"][0]["subnet"]
+    check(erp_ip.rsplit(".", 1)[0] == subnet.split("/")[0].rsplit(".", 1)[0],
+          "compose: the ERP's address is in the network's subnet", f"{erp_ip} {subnet}")
+    grace = re.fullmatch(r"(\d+)s", svc["knitcache"]["stop_grace_period"])
+    server = shipped_config()["server"]
+    need = server["grace_period_secs"] + server["graceful_shutdown_timeout_secs"]
+    check(grace is not None and int(grace.group(1)) > need,
+          f"compose: stop_grace_period covers the {need} s shutdown")
+    for f in ["datasources/knitcache.yaml", "dashboards/knitcache.yaml"]:
+        path = DEPLOY / "grafana" / "provisioning" / f
+        d = yaml.safe_load(path.read_text())
+        check(d.get("apiVersion") == 1, f"grafana provisioning: {f}")
+    ds = yaml.safe_load((DEPLOY / "grafana/provisioning/datasources/knitcache.yaml").read_text())
+    uid = ds["datasources"][0]["uid"]
+    entry = " ".join(svc["grafana"]["entrypoint"])
+    check(f"/{uid}/g" in entry, "compose: the dashboard is given the provisioned datasource uid")
+    rules = DEPLOY / "prometheus" / "knitcache.rules.yml"
+    promtool = shutil.which("promtool")
+    if promtool and rules.exists():
+        with tempfile.TemporaryDirectory() as tmp:
+            conf = (DEPLOY / "compose" / "prometheus.yml").read_text()
+            conf = conf.replace("/etc/prometheus/knitcache/", str(DEPLOY / "prometheus") + "/")
+            Path(tmp, "prometheus.yml").write_text(conf)
+            run("promtool check config: deploy/compose/prometheus.yml",
+                [promtool, "check", "config", str(Path(tmp, "prometheus.yml"))])
+    else:
+        print("skip: promtool check of deploy/compose/prometheus.yml "
+              "(needs promtool and deploy/prometheus/knitcache.rules.yml)")
+
+
+# ---- Kubernetes --------------------------------------------------------------------------------
+
+
+def configmap_text():
+    body = (ROOT / "config" / "knitcache.yaml").read_text()
+    lines = "".join(("    " + line) if line.strip() else "\n" for line in body.splitlines(True))
+    return (CONFIGMAP_HEADER + "apiVersion: v1\nkind: ConfigMap\nmetadata:\n"
+            "  name: knitcache-config\n  labels:\n    app.kubernetes.io/name: knitcache\n"
+            "data:\n  knitcache.yaml: |\n" + lines)
+
+
+def check_kubernetes(config, image_cmd):
+    files = sorted(p for p in K8S.glob("*.yaml") if p.name != "kustomization.yaml")
+    builtin = [p for p in files if p.name != "servicemonitor.yaml"]
+    run("kubernetes-validate --strict: " + " ".join(p.name for p in builtin),
+        [tool("kubernetes-validate"), "--strict", "--quiet", *map(str, builtin)])
+    kustomization = yaml.safe_load((K8S / "kustomization.yaml").read_text())
+    check(sorted(kustomization["resources"]) == sorted(p.name for p in files),
+          "kustomization lists every manifest")
+    kubectl = shutil.which("kubectl")
+    if kubectl:
+        run("kubectl kustomize deploy/kubernetes", [kubectl, "kustomize", str(K8S)])
+    else:
+        print("skip: kubectl kustomize (kubectl not installed)")
+
+    docs = {(d["kind"], d["metadata"]["name"]): d for p in files for d in load_all(p)}
+    cm = (K8S / "configmap.yaml").read_text()
+    check(cm == configmap_text(), "configmap.yaml is config/knitcache.yaml",
+          "regenerate: python3 deploy/validate.py --write-configmap")
+
+    dep = docs[("Deployment", "knitcache")]
+    pod = dep["spec"]["template"]["spec"]
+    c = pod["containers"][0]
+    args = " ".join(c["args"])
+    missing = [a for a in image_cmd if a not in args.split()]
+    check(not missing and "--watch-config" in args,
+          "Deployment: the image's CMD flags plus --watch-config", f"missing {missing}")
+    limit, request = mib(c["resources"]["limits"]["memory"]), mib(c["resources"]["requests"]["memory"])
+    budget = config["cache"]["memory_mib"] + 64
+    check(limit == budget and request == budget,
+          f"Deployment: memory request = limit = memory tier + 64 MiB ({budget} MiB)",
+          f"request {request}, limit {limit}")
+    cache_vol = next(v for v in pod["volumes"] if v["name"] == "cache")
+    check(mib(cache_vol["emptyDir"]["sizeLimit"]) >= config["cache"]["disk_mib"],
+          "Deployment: the cache emptyDir holds the disk tier",
+          f"{cache_vol['emptyDir']['sizeLimit']} vs disk_mib {config['cache']['disk_mib']}")
+    server = config["server"]
+    pre = 5 if c.get("lifecycle", {}).get("preStop") else 0
+    need = server["grace_period_secs"] + server["graceful_shutdown_timeout_secs"] + pre
+    check(pod["terminationGracePeriodSeconds"] > need,
+          f"Deployment: terminationGracePeriodSeconds covers the {need} s shutdown")
+    ports = {p["name"]: p["containerPort"] for p in c["ports"]}
+    admin_port = int(config["admin_listen"].rsplit(":", 1)[-1])
+    check(ports.get("admin") == admin_port and ports.get("http") == 5006,
+          "Deployment: ports http 5006 and admin", f"{ports}")
+    check(c["livenessProbe"]["httpGet"]["path"] == "/healthz"
+          and c["readinessProbe"]["httpGet"]["path"] == "/readyz"
+          and c["livenessProbe"]["httpGet"]["port"] == "admin",
+          "Deployment: liveness /healthz, readiness /readyz on the admin port")
+    mounts = {m["name"]: m for m in c["volumeMounts"]}
+    check("subPath" not in mounts["config"] and mounts["config"]["mountPath"] == "/etc/knitcache",
+          "Deployment: the ConfigMap is a directory mount (updates reach the file)")
+    labels = dep["spec"]["selector"]["matchLabels"]
+    pdb = docs[("PodDisruptionBudget", "knitcache")]
+    check(pdb["spec"]["selector"]["matchLabels"] == labels
+          and dep["spec"]["replicas"] > pdb["spec"].get("maxUnavailable", 1),
+          "PodDisruptionBudget selects the Deployment's pods and leaves replicas up")
+    for name in ["knitcache", "knitcache-admin"]:
+        svc = docs[("Service", name)]
+        check(all(svc["spec"]["selector"].get(k) == v for k, v in labels.items())
+              and all(p["targetPort"] in ports for p in svc["spec"]["ports"]),
+              f"Service {name}: selects the pods, targets named container ports")
+
+    # ServiceMonitor is a CRD (Prometheus Operator): not in kubernetes-validate's schemas, so
+    # its structure and references are checked here.
+    sm = docs[("ServiceMonitor", "knitcache")]
+    admin_svc = docs[("Service", "knitcache-admin")]
+    sel = sm["spec"]["selector"]["matchLabels"]
+    check(sm["apiVersion"] == "monitoring.coreos.com/v1"
+          and all(admin_svc["metadata"]["labels"].get(k) == v for k, v in sel.items())
+          and not all(docs[("Service", "knitcache")]["metadata"]["labels"].get(k) == v
+                      for k, v in sel.items()),
+          "ServiceMonitor: selects only the headless admin Service")
+    svc_ports = {p["name"] for p in admin_svc["spec"]["ports"]}
+    check(all(e["port"] in svc_ports and e["path"] == "/metrics" for e in sm["spec"]["endpoints"]),
+          "ServiceMonitor: scrapes /metrics on the admin Service's named port")
+
+
+# ---- systemd -----------------------------------------------------------------------------------
+
+
+def check_systemd(config):
+    unit = DEPLOY / "knitcache.service"
+    text = unit.read_text()
+    values = dict(re.findall(r"^(\w+)=(.*)$", text, re.M))
+    server = config["server"]
+    need = server["grace_period_secs"] + server["graceful_shutdown_timeout_secs"]
+    check(int(values["TimeoutStopSec"]) > need, f"unit: TimeoutStopSec covers the {need} s shutdown")
+    check(mib(values["MemoryMax"]) == config["cache"]["memory_mib"] + 64,
+          "unit: MemoryMax = memory tier + 64 MiB")
+    env = re.search(r'^Environment="KNITCACHE_ARGS=(.*)"$', text, re.M).group(1).split()
+    pid_file = env[env.index("--pid-file") + 1]
+    check(values.get("PIDFile") == pid_file and pid_file.startswith("/run/knitcache/"),
+          "unit: PIDFile is the --pid-file, in RuntimeDirectory")
+    analyze = shutil.which("systemd-analyze")
+    if not analyze:
+        print("skip: systemd-analyze verify and security (systemd not installed)")
+        return
+    # verify resolves the unit's executables and dependencies inside --root: a tree with the
+    # distribution's units, the unit, the helper and a stand-in for the binary.
+    with tempfile.TemporaryDirectory() as root:
+        r = Path(root)
+        (r / "etc/systemd/system").mkdir(parents=True)
+        shutil.copy(unit, r / "etc/systemd/system/knitcache.service")
+        for d in ["/lib/systemd/system", "/usr/lib/systemd/system"]:
+            if Path(d).is_dir() and not (r / "usr/lib/systemd/system").exists():
+                shutil.copytree(d, r / "usr/lib/systemd/system", symlinks=True)
+        for exe, src in [("usr/local/bin/knitcache", "/bin/true"), ("bin/kill", "/bin/kill"),
+                         ("usr/local/lib/knitcache/knitcache-reload",
+                          str(DEPLOY / "knitcache-reload"))]:
+            (r / exe).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(src, r / exe)
+        run("systemd-analyze verify deploy/knitcache.service",
+            [analyze, "verify", f"--root={root}", "knitcache.service"], quiet_is_ok=True)
+    run("systemd-analyze security --threshold=20 deploy/knitcache.service",
+        [analyze, "security", "--offline=true", "--threshold=20", "--no-pager", str(unit)])
+
+
+# ---- the rest ----------------------------------------------------------------------------------
+
+
+def check_scripts_and_ci():
+    scripts = [DEPLOY / "knitcache-reload", ROOT / ".ci" / "run"]
+    run("shellcheck " + " ".join(str(s.relative_to(ROOT)) for s in scripts),
+        [tool("shellcheck"), *map(str, scripts)])
+    workflow = ROOT / ".github" / "workflows" / "ci.yml"
+    run("github-workflows schema: .github/workflows/ci.yml",
+        [tool("check-jsonschema"), "--builtin-schema", "vendor.github-workflows", str(workflow)])
+
+
+def main():
+    if sys.argv[1:] == ["--write-configmap"]:
+        (K8S / "configmap.yaml").write_text(configmap_text())
+        print("wrote deploy/kubernetes/configmap.yaml")
+        return 0
+    for name in ["hadolint", "docker-compose", "check-jsonschema", "kubernetes-validate",
+                 "shellcheck"]:
+        if not tool(name):
+            print(f"{name} not found: run `make setup` (installs target/deploy-tools)")
+            return 1
+    config = shipped_config()
+    image_cmd = check_docker(config)
+    check_compose(image_cmd)
+    check_kubernetes(config, image_cmd)
+    check_systemd(config)
+    check_scripts_and_ci()
+    if failures:
+        print(f"{len(failures)} deployment check(s) failed")
+        return 1
+    print("every deployment check passed")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
