@@ -7,29 +7,13 @@ mod common;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::*;
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
-
-struct Reap(Child);
-impl Drop for Reap {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 fn spawn(bin: &Path, args: &[String], log: &Path) -> Reap {
@@ -204,17 +188,7 @@ async fn the_reload_helper_reloads_the_config_then_upgrades_a_new_binary() {
     let dir = tmp.path().join("cache");
     let (port, admin) = (free_port(), free_port());
     let routes = "  - name: kpis\n    exact: /api/comprehensive-kpis\n    ttl_secs: 600\n";
-    let yaml = config_yaml(sim.addr(), &dir, routes)
-        .replace(
-            "admin_listen: \"127.0.0.1:0\"",
-            &format!("admin_listen: \"127.0.0.1:{admin}\""),
-        )
-        .replacen(
-            "listen: \"127.0.0.1:0\"",
-            &format!("listen: \"127.0.0.1:{port}\""),
-            1,
-        )
-        .replace("grace_period_secs: 0", "grace_period_secs: 1");
+    let yaml = config_yaml_on_ports(sim.addr(), &dir, routes, (port, admin), 1);
     let file = tmp.path().join("knitcache.yaml");
     std::fs::write(&file, yaml).expect("write config");
     // The unit's flags: the pid file and upgrade socket in a runtime directory of their own.

@@ -10,14 +10,6 @@ use std::time::Duration;
 
 use common::*;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
-
 fn spawn(config: &std::path::Path, upgrade: bool) -> Child {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_knitcache"));
     cmd.args(["--log", "warn", "run", "-c"]).arg(config);
@@ -42,14 +34,6 @@ fn signal(child: &Child, sig: &str) {
     assert!(status.success(), "kill {sig} failed");
 }
 
-struct Reap(Child);
-impl Drop for Reap {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_graceful_upgrade_drops_no_request_and_keeps_the_cache() {
     let sim = start_sim(0.01).await;
@@ -57,17 +41,7 @@ async fn a_graceful_upgrade_drops_no_request_and_keeps_the_cache() {
     let dir = tmp.path().join("cache");
     let (port, admin) = (free_port(), free_port());
     let routes = "  - name: kpis\n    exact: /api/comprehensive-kpis\n    ttl_secs: 600\n  - name: planning\n    exact: /api/planning-phases\n    ttl_secs: 600\n";
-    let yaml = config_yaml(sim.addr(), &dir, routes)
-        .replace(
-            "admin_listen: \"127.0.0.1:0\"",
-            &format!("admin_listen: \"127.0.0.1:{admin}\""),
-        )
-        .replacen(
-            "listen: \"127.0.0.1:0\"",
-            &format!("listen: \"127.0.0.1:{port}\""),
-            1,
-        )
-        .replace("grace_period_secs: 0", "grace_period_secs: 2");
+    let yaml = config_yaml_on_ports(sim.addr(), &dir, routes, (port, admin), 2);
     let file = tmp.path().join("knitcache.yaml");
     std::fs::write(&file, yaml).expect("write config");
     let url = |p: &str| format!("http://127.0.0.1:{port}{p}");

@@ -115,7 +115,7 @@ pub fn authorize(
 }
 
 /// Compares without stopping at the first difference, so timing does not reveal a prefix.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
         return false;
     }

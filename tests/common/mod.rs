@@ -46,6 +46,50 @@ pub fn config_yaml(upstream: SocketAddr, dir: &Path, routes_yaml: &str) -> Strin
     config_yaml_with(upstream, dir, "", routes_yaml)
 }
 
+/// A port free right now on loopback, for tests whose processes must agree on a fixed address
+/// (a graceful upgrade inherits sockets by address). Racy by nature: use only where needed.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+/// As `config_yaml`, on fixed proxy and admin ports and with a grace period of `grace_secs`.
+pub fn config_yaml_on_ports(
+    upstream: SocketAddr,
+    dir: &Path,
+    routes_yaml: &str,
+    (port, admin): (u16, u16),
+    grace_secs: u64,
+) -> String {
+    config_yaml(upstream, dir, routes_yaml)
+        .replace(
+            "admin_listen: \"127.0.0.1:0\"",
+            &format!("admin_listen: \"127.0.0.1:{admin}\""),
+        )
+        .replacen(
+            "listen: \"127.0.0.1:0\"",
+            &format!("listen: \"127.0.0.1:{port}\""),
+            1,
+        )
+        .replace(
+            "grace_period_secs: 0",
+            &format!("grace_period_secs: {grace_secs}"),
+        )
+}
+
+/// Kills and reaps a child process when dropped (a failing test leaves nothing running).
+pub struct Reap(pub std::process::Child);
+
+impl Drop for Reap {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// As `config_yaml`, plus a `protection:` section (its keys indented by two spaces).
 pub fn config_yaml_with(
     upstream: SocketAddr,
