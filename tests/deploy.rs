@@ -49,22 +49,6 @@ fn dockerfile_array(text: &str, instruction: &str) -> Vec<String> {
         .collect()
 }
 
-async fn until_ok(c: &reqwest::Client, url: &str) {
-    let deadline = tokio::time::Instant::now() + TIMEOUT;
-    loop {
-        if let Ok(r) = c.get(url).send().await
-            && r.status().is_success()
-        {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{url} never answered"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn the_compose_containers_commands_serve_on_loopback() {
     let compose: serde_yaml::Value = serde_yaml::from_str(

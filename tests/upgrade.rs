@@ -48,7 +48,7 @@ async fn a_graceful_upgrade_drops_no_request_and_keeps_the_cache() {
     let c = client();
 
     let old = Reap(spawn(&file, false));
-    eventually_async_ok(&c, &url("/api/comprehensive-kpis")).await;
+    until_ok(&c, &url("/api/comprehensive-kpis")).await;
     let first = get(&c, &url("/api/comprehensive-kpis")).await;
     let pid_file = dir.with_extension("pid");
     assert_eq!(
@@ -121,20 +121,4 @@ async fn a_graceful_upgrade_drops_no_request_and_keeps_the_cache() {
         "the ERP was not asked again"
     );
     signal(&new.0, "-TERM");
-}
-
-async fn eventually_async_ok(c: &reqwest::Client, url: &str) {
-    let deadline = tokio::time::Instant::now() + TIMEOUT;
-    loop {
-        if let Ok(r) = c.get(url).send().await
-            && r.status().is_success()
-        {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{url} never answered"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }

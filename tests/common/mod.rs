@@ -80,6 +80,23 @@ pub fn config_yaml_on_ports(
         )
 }
 
+/// Polls `url` until it answers 2xx, or fails the test after `TIMEOUT` (a process starting).
+pub async fn until_ok(c: &reqwest::Client, url: &str) {
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    loop {
+        if let Ok(r) = c.get(url).send().await
+            && r.status().is_success()
+        {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{url} never answered"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// Kills and reaps a child process when dropped (a failing test leaves nothing running).
 pub struct Reap(pub std::process::Child);
 
