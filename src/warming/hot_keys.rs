@@ -4,6 +4,7 @@
 //! and when the stored copy stops being fresh.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasher, RandomState};
 use std::time::{Duration, Instant, SystemTime};
 
 use parking_lot::Mutex;
@@ -28,12 +29,19 @@ pub struct HotKey {
 }
 
 /// The identity of a tracked key: the request and its variant.
-type Id = (String, Option<&'static str>);
+/// Keyed by a hash of the request, so counting a known key (every hit) allocates nothing; the
+/// path itself is kept in the entry and compared, so a hash collision is never merged.
+type Id = (u64, Option<&'static str>);
+
+fn id_of(hasher: &RandomState, path_and_query: &str, coding: Option<&'static str>) -> Id {
+    (hasher.hash_one(path_and_query), coding)
+}
 
 /// The bounded set of hot keys.
 pub struct HotKeys {
     capacity: usize,
     inner: Mutex<Inner>,
+    hasher: RandomState,
 }
 
 #[derive(Default)]
@@ -48,6 +56,7 @@ impl HotKeys {
         HotKeys {
             capacity: capacity.max(1),
             inner: Mutex::new(Inner::default()),
+            hasher: RandomState::new(),
         }
     }
 
@@ -60,10 +69,13 @@ impl HotKeys {
         fresh_until: SystemTime,
     ) {
         let now = Instant::now();
+        let id = id_of(&self.hasher, path_and_query, coding);
         let mut inner = self.inner.lock();
-        let id: Id = (path_and_query.to_owned(), coding);
         if let Some(&i) = inner.index.get(&id) {
             let e = &mut inner.entries[i];
+            if e.path_and_query != path_and_query {
+                return; // a 64-bit collision: leave the tracked key alone
+            }
             e.count += 1;
             e.fresh_until = fresh_until;
             e.stored = stored;
@@ -71,7 +83,7 @@ impl HotKeys {
             return;
         }
         let entry = HotKey {
-            path_and_query: id.0.clone(),
+            path_and_query: path_and_query.to_owned(),
             coding,
             count: 1,
             error: 0,
@@ -97,7 +109,7 @@ impl HotKeys {
             return;
         };
         let old = &inner.entries[min_i];
-        let old_id: Id = (old.path_and_query.clone(), old.coding);
+        let old_id = id_of(&self.hasher, &old.path_and_query, old.coding);
         inner.index.remove(&old_id);
         inner.entries[min_i] = HotKey {
             count: min_count + 1,
@@ -115,9 +127,11 @@ impl HotKeys {
         stored: SystemTime,
         fresh_until: SystemTime,
     ) {
+        let id = id_of(&self.hasher, path_and_query, coding);
         let mut inner = self.inner.lock();
-        let id: Id = (path_and_query.to_owned(), coding);
-        if let Some(&i) = inner.index.get(&id) {
+        if let Some(&i) = inner.index.get(&id)
+            && inner.entries[i].path_and_query == path_and_query
+        {
             inner.entries[i].fresh_until = fresh_until;
             inner.entries[i].stored = stored;
         }
@@ -156,7 +170,7 @@ impl HotKeys {
             .entries
             .iter()
             .enumerate()
-            .map(|(i, e)| ((e.path_and_query.clone(), e.coding), i))
+            .map(|(i, e)| (id_of(&self.hasher, &e.path_and_query, e.coding), i))
             .collect();
         inner.index = index;
     }
