@@ -256,9 +256,9 @@ impl ProxyHttp for Proxy {
         // Hits cost the ERP nothing: unless the route says otherwise, a cacheable request is
         // only charged once it misses (in `proxy_upstream_filter`).
         let hits_free = ctx.cacheable && !ctx.route().is_some_and(|r| r.limits.rate_limit_hits);
-        if ctx.warm.is_some() {
-            // the warmer is gentle by construction and never charged
-        } else if self.limits.tuned().rate.is_some() && hits_free {
+        if ctx.warm.is_some() || ctx.config.protection.rate_limit.is_none() {
+            // off, or the warmer (gentle by construction): nothing to charge
+        } else if hits_free {
             ctx.rate_deferred = true;
         } else if !self.charge(session, ctx).await? {
             return Ok(true);
