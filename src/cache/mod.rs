@@ -52,6 +52,11 @@ const MIN_BLOCK_BYTES: u64 = 1024 * 1024;
 /// Room for the serialised header and metadata beside the largest body in one block.
 const BLOCK_HEADROOM_BYTES: u64 = 64 * 1024;
 
+/// Smallest disk-tier flush buffer.
+const MIN_FLUSH_BUFFER_BYTES: u64 = 1024 * 1024;
+/// foyer's I/O unit: flush buffers are whole pages.
+const PAGE_BYTES: u64 = 4096;
+
 /// Why the cache could not be opened at all (not even memory-only).
 #[derive(Debug, thiserror::Error)]
 pub enum CacheError {
@@ -214,6 +219,20 @@ impl Cache {
     }
 }
 
+/// The disk tier's flush buffer for a given object cap: room for the largest entry, no more.
+///
+/// foyer's flusher keeps two buffers of this size, one filling while the other is written, for
+/// the life of the process: foyer's default (16 MiB each) was 32 MiB of resident memory, a
+/// sixth of the memory budget, for a disk tier that the ERP's misses feed a few entries a
+/// second. An entry that does not fit in what is left of the filling buffer skips the disk
+/// tier (it stays in memory); a buffer is written as soon as the previous write is done, so
+/// that only happens under a burst of large misses.
+pub fn flush_buffer_bytes_for(max_object_bytes: u64) -> u64 {
+    (max_object_bytes + BLOCK_HEADROOM_BYTES)
+        .next_multiple_of(PAGE_BYTES)
+        .max(MIN_FLUSH_BUFFER_BYTES)
+}
+
 /// The disk tier's block size for a given object cap: a power of two that holds the largest
 /// body plus its header.
 pub fn block_bytes_for(max_object_bytes: u64) -> u64 {
@@ -315,8 +334,10 @@ fn try_open(
     let block = usize::try_from(block_bytes_for(settings.max_object_bytes)).unwrap_or(usize::MAX);
     let engine = BlockEngineConfig::new(device)
         .with_block_size(block)
-        // A full flush buffer drops entries from the disk tier; keep room for two blocks.
-        .with_buffer_pool_size(block.saturating_mul(2).max(16 * 1024 * 1024))
+        .with_buffer_pool_size(
+            usize::try_from(flush_buffer_bytes_for(settings.max_object_bytes))
+                .unwrap_or(usize::MAX),
+        )
         // Without it a purged entry reappears after a restart.
         .with_tombstone_log(true);
     // The metrics registry can only be handed over once (foyer registers its metric families
@@ -362,6 +383,17 @@ mod tests {
                 block_bytes_for(cap) >= cap + BLOCK_HEADROOM_BYTES,
                 "cap {cap}"
             );
+        }
+    }
+
+    #[test]
+    fn flush_buffer_holds_the_largest_object_in_whole_pages() {
+        assert_eq!(flush_buffer_bytes_for(0), MIN_FLUSH_BUFFER_BYTES);
+        for cap in [1u64, 900_000, 1 << 20, 4 << 20, 64 << 20] {
+            let b = flush_buffer_bytes_for(cap);
+            assert!(b >= cap + BLOCK_HEADROOM_BYTES, "cap {cap}");
+            assert_eq!(b % PAGE_BYTES, 0, "cap {cap}");
+            assert!(b <= block_bytes_for(cap), "cap {cap}: larger than a block");
         }
     }
 
