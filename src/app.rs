@@ -61,14 +61,17 @@ pub enum AppError {
 }
 
 /// What a client connection buffers before writing to its socket. pingora's default (1,460
-/// bytes) sends a 2 KB hit as two writes (header, then body); 16 KiB sends the header and
-/// any body up to ~15 KB, most of the ERP's JSON, in one. See docs/PERFORMANCE.md.
-pub const CLIENT_WRITE_BUFFER_BYTES: usize = 16 * 1024;
+/// bytes) sends a 2 KB hit as two writes (header, then body); 4 KiB sends the header and any
+/// body up to ~3.5 KB, the ERP's small JSON and most of its compressed JSON, in one. Every
+/// connection holds one for its life: 16 KiB cost 12 MiB more at 1,000 connections, over
+/// the memory budget (docs/PERFORMANCE.md, "Memory").
+pub const CLIENT_WRITE_BUFFER_BYTES: usize = 4 * 1024;
 
-/// What a client connection buffers on the read side. pingora's default is 64 KiB per
-/// connection, in front of the HTTP parser's own buffer; requests to the ERP are a few hundred
-/// bytes, and 1,000 idle connections held 64 MB for nothing.
-pub const CLIENT_READ_BUFFER_BYTES: usize = 4 * 1024;
+/// What a client connection buffers on the read side: nothing. pingora's default is 64 KiB
+/// per connection in front of the HTTP parser's own 4 KiB header buffer, which then copies out
+/// of it; with none, a request is read straight into the parser's buffer (pingora 0.9 reads
+/// unbuffered at zero, and pipelined bytes stay in the parser's buffer).
+pub const CLIENT_READ_BUFFER_BYTES: usize = 0;
 
 /// The addresses the server really listens on (ports resolved when `:0` was asked for).
 #[derive(Debug, Clone, Copy)]
