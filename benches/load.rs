@@ -1297,6 +1297,10 @@ fn scenario_callgrind(w: &World, opts: &Opts) -> Result<Value, String> {
         let mut cmd = Command::new("valgrind");
         cmd.arg("--tool=callgrind")
             .arg(format!("--callgrind-out-file={}", cg_out.display()))
+            // Each dump names its functions in full, so `callgrind_annotate` reads any one of
+            // them (compressed names refer back to the first dump).
+            .arg("--compress-strings=no")
+            .arg("--compress-pos=no")
             .arg(bin)
             .args(["--log", "warn", "run", "-c"])
             .arg(&conf_path)
