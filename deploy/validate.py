@@ -26,6 +26,9 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
 K8S = DEPLOY / "kubernetes"
+# Hard memory limits sit this far above the budget (memory tier + 64 MiB): the peak measured
+# while the memory tier churns through the disk tier, and the disk tier's page cache.
+HEADROOM_MIB = 32
 TOOLS = Path(os.environ.get("KNITCACHE_DEPLOY_TOOLS", ROOT / "target" / "deploy-tools" / "bin"))
 CONFIGMAP_HEADER = """\
 # Generated from config/knitcache.yaml by `python3 deploy/validate.py --write-configmap`;
@@ -209,9 +212,9 @@ def check_kubernetes(config, image_cmd):
     check(not missing and "--watch-config" in args,
           "Deployment: the image's CMD flags plus --watch-config", f"missing {missing}")
     limit, request = mib(c["resources"]["limits"]["memory"]), mib(c["resources"]["requests"]["memory"])
-    budget = config["cache"]["memory_mib"] + 64
-    check(limit == budget and request == budget,
-          f"Deployment: memory request = limit = memory tier + 64 MiB ({budget} MiB)",
+    hard = config["cache"]["memory_mib"] + 64 + HEADROOM_MIB
+    check(limit == hard and request == hard,
+          f"Deployment: memory request = limit = memory tier + 64 + {HEADROOM_MIB} MiB ({hard} MiB)",
           f"request {request}, limit {limit}")
     cache_vol = next(v for v in pod["volumes"] if v["name"] == "cache")
     check(mib(cache_vol["emptyDir"]["sizeLimit"]) >= config["cache"]["disk_mib"],
@@ -269,8 +272,10 @@ def check_systemd(config):
     server = config["server"]
     need = server["grace_period_secs"] + server["graceful_shutdown_timeout_secs"]
     check(int(values["TimeoutStopSec"]) > need, f"unit: TimeoutStopSec covers the {need} s shutdown")
-    check(mib(values["MemoryMax"]) == config["cache"]["memory_mib"] + 64,
-          "unit: MemoryMax = memory tier + 64 MiB")
+    budget = config["cache"]["memory_mib"] + 64
+    check(mib(values["MemoryHigh"]) == budget, f"unit: MemoryHigh = memory tier + 64 MiB ({budget})")
+    check(mib(values["MemoryMax"]) == budget + HEADROOM_MIB,
+          f"unit: MemoryMax = MemoryHigh + {HEADROOM_MIB} MiB")
     env = re.search(r'^Environment="KNITCACHE_ARGS=(.*)"$', text, re.M).group(1).split()
     pid_file = env[env.index("--pid-file") + 1]
     check(values.get("PIDFile") == pid_file and pid_file.startswith("/run/knitcache/"),
