@@ -22,16 +22,18 @@ pub fn run_erp_sim(
     }
     let runtime =
         tokio::runtime::Runtime::new().map_err(|e| format!("cannot start runtime: {e}"))?;
-    runtime
-        .block_on(erp_sim::run_cli(
-            listen,
-            SimOptions {
-                mode,
-                time_scale,
-                control_listen,
-            },
-        ))
-        .map_err(|e| format!("cannot serve on {listen}: {e}"))
+    let served = runtime.block_on(erp_sim::run_cli(
+        listen,
+        SimOptions {
+            mode,
+            time_scale,
+            control_listen,
+        },
+    ));
+    // Dropping a runtime waits for its blocking handlers (the slow endpoints sleep on the
+    // blocking pool); the process is on its way out, so only briefly.
+    runtime.shutdown_timeout(erp_sim::SHUTDOWN_WAIT);
+    served.map_err(|e| format!("cannot serve on {listen}: {e}"))
 }
 
 fn parse_mode(mode: &str) -> Result<Mode, String> {

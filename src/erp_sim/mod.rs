@@ -340,6 +340,17 @@ pub async fn run_cli(listen: SocketAddr, opts: SimOptions) -> io::Result<()> {
         None => println!("erp-sim control on http://{}/__sim/counters", sim.addr()),
     }
     tokio::signal::ctrl_c().await?;
-    sim.shutdown().await;
+    // Whoever sends the interrupt (a terminal, the load suite, a parent's death signal) expects
+    // the process gone: a connection stuck in a slow or hung handler must not keep it alive, and
+    // after the first interrupt a second one is no longer delivered to the default handler.
+    if tokio::time::timeout(SHUTDOWN_WAIT, sim.shutdown())
+        .await
+        .is_err()
+    {
+        eprintln!("erp-sim: still closing after {SHUTDOWN_WAIT:?}; exiting anyway");
+    }
     Ok(())
 }
+
+/// How long an interrupted `knitcache erp-sim` waits for its connections to close.
+pub const SHUTDOWN_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
