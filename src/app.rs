@@ -63,7 +63,7 @@ pub enum AppError {
 /// What a client connection buffers before writing to its socket. pingora's default (1,460
 /// bytes) sends a 2 KB hit as two writes (header, then body); 4 KiB sends the header and any
 /// body up to ~3.5 KB, the ERP's small JSON and most of its compressed JSON, in one. Every
-/// connection holds one for its life: 16 KiB cost 12 MiB more at 1,000 connections, over
+/// connection holds one for its life: 16 KiB cost ~16 MiB more at 1,000 connections, over
 /// the memory budget (docs/PERFORMANCE.md, "Memory").
 pub const CLIENT_WRITE_BUFFER_BYTES: usize = 4 * 1024;
 

@@ -8,13 +8,13 @@ use knitcache::cli::{Cli, Command, ReportFormat};
 use knitcache::{app, config, demo, report, telemetry};
 
 // The allocator is a build feature so that the choice can be re-measured (docs/PERFORMANCE.md,
-// "Allocators"); without either feature the binary uses glibc's malloc.
+// "Memory, step by step"); without either feature the binary uses glibc's malloc.
 #[cfg(all(feature = "mimalloc", feature = "jemalloc"))]
 compile_error!("choose one allocator: build with `--no-default-features --features mimalloc`");
 
 /// jemalloc by default. Per hit it costs what mimalloc does (2 % more instructions) and 8 %
 /// less than glibc's malloc; with a full memory tier and 1,000 connections its peak RSS was
-/// 63 MiB below either (docs/PERFORMANCE.md, "Allocators").
+/// 63 MiB below either (docs/PERFORMANCE.md, "Memory, step by step").
 #[cfg(feature = "jemalloc")]
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;

@@ -1,5 +1,6 @@
-//! The command line as an operator meets it: `check` on the shipped and on broken files, and
-//! `run` refusing a broken file or a busy port with a clear message.
+//! The command line as an operator meets it: `check` on the shipped and on broken files, `run`
+//! refusing a broken file or a busy port with a clear message, and `erp-sim` stopping on an
+//! interrupt.
 
 use std::process::Command;
 
@@ -128,10 +129,11 @@ fn erp_sim_exits_on_interrupt_with_a_request_hanging() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .expect("start erp-sim");
+    // Kept open to the end: a closed pipe would make the simulator's next line of output fail,
+    // and it would exit for that rather than for the interrupt.
+    let mut out = BufReader::new(sim.stdout.take().expect("stdout"));
     let mut first = String::new();
-    BufReader::new(sim.stdout.take().expect("stdout"))
-        .read_line(&mut first)
-        .expect("read the listening line");
+    out.read_line(&mut first).expect("read the listening line");
     let addr = first
         .split("http://")
         .nth(1)
@@ -170,5 +172,7 @@ fn erp_sim_exits_on_interrupt_with_a_request_hanging() {
         let _ = sim.kill();
         let _ = sim.wait();
     }
-    assert!(status.is_some(), "erp-sim still running 15 s after SIGINT");
+    drop(out);
+    let status = status.unwrap_or_else(|| panic!("erp-sim still running 15 s after SIGINT"));
+    assert!(status.success(), "erp-sim did not stop cleanly: {status}");
 }

@@ -341,8 +341,8 @@ pub async fn run_cli(listen: SocketAddr, opts: SimOptions) -> io::Result<()> {
     }
     tokio::signal::ctrl_c().await?;
     // Whoever sends the interrupt (a terminal, the load suite, a parent's death signal) expects
-    // the process gone: a connection stuck in a slow or hung handler must not keep it alive, and
-    // after the first interrupt a second one is no longer delivered to the default handler.
+    // the process gone, and after the first interrupt a second one no longer reaches the default
+    // handler: nothing the shutdown waits for may keep the process alive.
     if tokio::time::timeout(SHUTDOWN_WAIT, sim.shutdown())
         .await
         .is_err()
