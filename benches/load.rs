@@ -496,15 +496,11 @@ fn knitcache_conf(w: &World, name: &str) -> Result<PathBuf, String> {
     Ok(conf_path)
 }
 
-fn start_knitcache(w: &World, opts: &Opts, name: &str, bin: &Path) -> Result<Target, String> {
-    let port = free_port()?;
-    let admin = free_port()?;
-    let cache_dir = w.dir.join(format!("cache-{name}"));
-    let _ = fs::remove_dir_all(&cache_dir);
-    let conf_path = knitcache_conf(w, name)?;
-    let mut cmd = pinned(opts.pin, "1", bin);
+/// `knitcache run`'s arguments for a proxy of the suite: the config, loopback ports, the
+/// simulator as its ERP, and its own cache directory; quiet but for warnings.
+fn run_args(cmd: &mut Command, w: &World, conf: &Path, port: u16, admin: u16, cache_dir: &Path) {
     cmd.args(["--log", "warn", "run", "-c"])
-        .arg(&conf_path)
+        .arg(conf)
         .arg("--listen")
         .arg(format!("127.0.0.1:{port}"))
         .arg("--upstream")
@@ -512,7 +508,17 @@ fn start_knitcache(w: &World, opts: &Opts, name: &str, bin: &Path) -> Result<Tar
         .arg("--admin-listen")
         .arg(format!("127.0.0.1:{admin}"))
         .arg("--cache-dir")
-        .arg(&cache_dir);
+        .arg(cache_dir);
+}
+
+fn start_knitcache(w: &World, opts: &Opts, name: &str, bin: &Path) -> Result<Target, String> {
+    let port = free_port()?;
+    let admin = free_port()?;
+    let cache_dir = w.dir.join(format!("cache-{name}"));
+    let _ = fs::remove_dir_all(&cache_dir);
+    let conf_path = knitcache_conf(w, name)?;
+    let mut cmd = pinned(opts.pin, "1", bin);
+    run_args(&mut cmd, w, &conf_path, port, admin, &cache_dir);
     let proc = Proc::spawn(name, cmd, &w.dir.join(format!("{name}.log")), Signal::Int)?;
     wait_listening(port, name)?;
     Ok(Target {
@@ -1321,17 +1327,9 @@ fn scenario_callgrind(w: &World, opts: &Opts) -> Result<Value, String> {
             // them (compressed names refer back to the first dump).
             .arg("--compress-strings=no")
             .arg("--compress-pos=no")
-            .arg(bin)
-            .args(["--log", "warn", "run", "-c"])
-            .arg(&conf_path)
-            .arg("--listen")
-            .arg(format!("127.0.0.1:{port}"))
-            .arg("--upstream")
-            .arg(format!("127.0.0.1:{}", w.sim_port))
-            .arg("--admin-listen")
-            .arg(format!("127.0.0.1:{admin}"))
-            .arg("--cache-dir")
-            .arg(w.dir.join(format!("cache-{cg_name}")));
+            .arg(bin);
+        let cache_dir = w.dir.join(format!("cache-{cg_name}"));
+        run_args(&mut cmd, w, &conf_path, port, admin, &cache_dir);
         let log = w.dir.join(format!("{cg_name}.log"));
         let proc = Proc::spawn(&cg_name, cmd, &log, Signal::Int)?;
         wait_listening(port, &cg_name)?;
