@@ -100,11 +100,15 @@ pub struct AccessLine<'a> {
     pub error: Option<String>,
 }
 
-/// Writes `line` to the log target `access`, as JSON or text like the other log lines.
+/// Whether the log filter lets access lines through. Asked before a line is built: formatting
+/// the client address alone cost 4 % of a hit's instructions with the log filtered off.
+pub fn enabled() -> bool {
+    tracing::enabled!(target: "access", tracing::Level::INFO)
+}
+
+/// Writes `line` to the log target `access`, as JSON or text like the other log lines. The
+/// caller has checked [`enabled`].
 pub fn write(line: &AccessLine<'_>) {
-    if !tracing::enabled!(target: "access", tracing::Level::INFO) {
-        return;
-    }
     thread_local! {
         static BUF: RefCell<String> = RefCell::new(String::with_capacity(512));
     }

@@ -178,7 +178,7 @@ impl Proxy {
                 });
             }
         }
-        if switches.access_log {
+        if switches.access_log && access_log::enabled() {
             access_log::write(&AccessLine {
                 route,
                 request: access_log::redact(req),
