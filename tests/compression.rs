@@ -28,6 +28,12 @@ async fn gzip_and_brotli_variants_are_stored_and_decode_to_the_same_json() {
         gz1.body, gz2.body,
         "the hit serves the stored compressed bytes"
     );
+    assert_eq!(
+        gz2.header("content-length"),
+        gz2.body.len().to_string(),
+        "a stored variant states its length instead of being chunked again"
+    );
+    assert!(gz2.headers.get("transfer-encoding").is_none());
     let mut json = String::new();
     flate2::read::GzDecoder::new(&gz2.body[..])
         .read_to_string(&mut json)

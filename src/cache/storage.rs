@@ -179,13 +179,18 @@ pub struct HybridMiss {
     storage: &'static HybridStorage,
 }
 
-/// The stored header gains a strong `ETag` unless the ERP sent a validator of its own.
-fn meta_with_etag(internal: &[u8], header: &[u8], body: &[u8]) -> Result<CacheMeta> {
+/// The header stored with a complete body: a strong `ETag` unless the ERP sent a validator of
+/// its own, and the body's exact `Content-Length` in place of chunked framing. A compressed
+/// variant was streamed chunked on its miss; once whole, every hit can say its length, which
+/// lets clients (and `Range` requests) know the size and spares the chunk framing.
+fn stored_meta(internal: &[u8], header: &[u8], body: &[u8]) -> Result<CacheMeta> {
     let mut meta = CacheMeta::deserialize(internal, header)?;
-    if meta.headers().get(http::header::ETAG).is_none() {
-        meta.response_header_mut()
-            .insert_header(http::header::ETAG, strong_etag(body))?;
+    let header = meta.response_header_mut();
+    if header.headers.get(http::header::ETAG).is_none() {
+        header.insert_header(http::header::ETAG, strong_etag(body))?;
     }
+    header.remove_header(&http::header::TRANSFER_ENCODING);
+    header.insert_header(http::header::CONTENT_LENGTH, body.len())?;
     Ok(meta)
 }
 
@@ -219,7 +224,7 @@ impl HandleMiss for HybridMiss {
     async fn finish(self: Box<Self>) -> Result<MissFinishType> {
         let this = *self;
         let body = right_sized(this.body);
-        let meta = meta_with_etag(&this.meta_internal, &this.meta_header, &body)?;
+        let meta = stored_meta(&this.meta_internal, &this.meta_header, &body)?;
         let (internal, header) = meta.serialize()?;
         let object = CachedObject {
             meta_internal: internal.into(),
