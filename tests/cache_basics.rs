@@ -1,5 +1,5 @@
 //! Caching through the real proxy: miss then hit, TTL expiry, query normalisation, HEAD,
-//! ETag/304, what is never stored, the object-size cap, keep-alive and hop-by-hop headers.
+//! ETag/304, byte ranges, what is never stored, the object-size cap, keep-alive and hop-by-hop headers.
 //! Caching is proven by the simulator's request counters, not by headers alone.
 
 mod common;
@@ -209,6 +209,34 @@ async fn if_none_match_is_answered_304_from_cache() {
         sim.hits("/api/comprehensive-kpis"),
         1,
         "conditional requests are answered from cache"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn byte_ranges_of_a_stored_response_come_from_cache() {
+    let sim = start_sim(0.01).await;
+    let (_tmp, dir) = cache_dir();
+    let proxy = TestProxy::start_yaml(&config_yaml(sim.addr(), &dir, ROUTES), &dir);
+    let c = client();
+    let url = proxy.url("/api/comprehensive-kpis");
+
+    let whole = get(&c, &url).await;
+    let hit = get(&c, &url).await;
+    assert!(hit.is_hit(), "{}", hit.cache_status());
+    assert_eq!(hit.header("accept-ranges"), "bytes", "a hit offers ranges");
+    let part = send(c.get(&url).header("range", "bytes=5-14")).await;
+    assert_eq!(part.status, 206, "a range of a stored response");
+    assert_eq!(&part.body[..], &whole.body[5..15]);
+    assert_eq!(
+        part.header("content-range"),
+        format!("bytes 5-14/{}", whole.body.len())
+    );
+    let past = send(c.get(&url).header("range", "bytes=999999999-")).await;
+    assert_eq!(past.status, 416, "a range past the end");
+    assert_eq!(
+        sim.hits("/api/comprehensive-kpis"),
+        1,
+        "ranges are answered from cache"
     );
 }
 

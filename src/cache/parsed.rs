@@ -2,17 +2,23 @@
 //! memory tier so that a hit does not deserialise it again.
 //!
 //! `CacheMeta::deserialize` (decompress the header blob, parse it, build the header maps) was
-//! most of a memory-tier hit's cost. A `ParsedMeta` is built once, when the response is stored,
-//! and a hit rebuilds its `CacheMeta` from it with `CacheMeta::new` and a clone of the header.
-//! It is never written to disk: an entry read back from the disk tier has none and is
-//! deserialised as before.
+//! most of a memory-tier hit's cost. A `ParsedMeta` is built once, when the response is stored
+//! or read back from the disk tier. It holds the header as a hit sends it (the stored fields,
+//! then `Age`, `Accept-Ranges`, `Cache-Status` and `Connection`), so a hit clones it and
+//! replaces values in place; pingora's path gets a `CacheMeta` rebuilt from it with those
+//! removed. It is never written to disk.
 
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use http::header::{ACCEPT_RANGES, AGE, CONNECTION, CONTENT_LENGTH};
+use http::{HeaderName, StatusCode};
 use pingora_cache::CacheMeta;
 use pingora_cache::key::HashBinary;
 use pingora_http::ResponseHeader;
+
+/// The `Cache-Status` field (RFC 9211), which every response carries.
+pub const CACHE_STATUS: HeaderName = HeaderName::from_static("cache-status");
 
 /// Everything `CacheMeta::new` and its public setters need to reproduce a stored meta.
 #[derive(Debug)]
@@ -23,25 +29,77 @@ pub struct ParsedMeta {
     stale_if_error_sec: u32,
     variance: Option<HashBinary>,
     epoch_override: Option<SystemTime>,
-    header: ResponseHeader,
+    /// The stored header followed by `Age`, `Accept-Ranges` (when `ranges`), `Cache-Status` and
+    /// `Connection` with placeholder values. A clone is allocated at its exact size: appending the three
+    /// fields to a clone of the stored header grew and rehashed its maps on every hit.
+    hit_header: ResponseHeader,
+    ranges: bool,
     bytes: usize,
 }
 
+/// Fields a hit adds after the stored ones.
+const HIT_FIELDS: usize = 4;
+
+/// A copy of `stored` with room for `extra` more fields. A clone is allocated at its exact
+/// size, so appending the hit's fields to one doubled its maps for the life of the entry.
+fn copy_with_room(stored: &ResponseHeader, extra: usize) -> Option<ResponseHeader> {
+    let size = Some(stored.headers.len() + extra);
+    let mut copy = if stored.has_case() {
+        ResponseHeader::build(stored.status, size).ok()?
+    } else {
+        ResponseHeader::build_no_case(stored.status, size).ok()?
+    };
+    copy.set_version(stored.version);
+    copy.set_reason_phrase(stored.get_reason_phrase()).ok()?;
+    if stored.has_case() {
+        for (name, value) in stored.case_header_iter() {
+            copy.append_header(name.clone(), value.clone()).ok()?;
+        }
+    } else {
+        for (name, value) in &stored.headers {
+            copy.append_header(name.clone(), value.clone()).ok()?;
+        }
+    }
+    Some(copy)
+}
+
 impl ParsedMeta {
-    /// The parsed copy of `meta`, if `CacheMeta::new` reproduces it exactly: that constructor
-    /// sets `updated` and `provenance` to `created`, so a revalidated meta (updated later than
-    /// created, or provenance carried over from an older object) keeps the serialised path.
+    /// The parsed copy of `meta`, if it can be reproduced exactly. `CacheMeta::new` sets
+    /// `updated` and `provenance` to `created`, so a revalidated meta (updated later than
+    /// created, or provenance carried over from an older object) keeps the serialised path; so
+    /// does a stored header that already has one of the fields a hit adds (removing the hit's
+    /// copy would lose the stored one).
     pub fn capture(meta: &CacheMeta) -> Option<Arc<ParsedMeta>> {
         let created = meta.created();
         if meta.updated() != created || meta.provenance() != created {
             return None;
         }
-        let header = meta.response_header_copy();
+        let stored = meta.headers();
+        if [AGE, ACCEPT_RANGES, CACHE_STATUS, CONNECTION]
+            .iter()
+            .any(|name| stored.contains_key(name))
+        {
+            return None;
+        }
+        let mut hit_header = copy_with_room(meta.response_header(), HIT_FIELDS)?;
+        // pingora's range filter offers ranges on a 200 whose length is known.
+        let ranges = hit_header.status == StatusCode::OK && stored.contains_key(CONTENT_LENGTH);
+        hit_header.append_header(AGE, 0).ok()?;
+        if ranges {
+            hit_header.append_header(ACCEPT_RANGES, "bytes").ok()?;
+        }
+        hit_header.append_header(CACHE_STATUS, "").ok()?;
+        // pingora's HTTP/1 writer sets `Connection` on every response it sends; a placeholder
+        // makes that a replacement too.
+        hit_header.append_header(CONNECTION, "keep-alive").ok()?;
+        // Per field: a bucket in the value map and one in the name-case map, an index slot,
+        // and the heap copies of the value and the name as written (about 200 bytes of
+        // structure); per header: the two maps' fixed parts.
         let bytes = 256
-            + header
+            + hit_header
                 .headers
                 .iter()
-                .map(|(n, v)| 2 * (n.as_str().len() + v.len()) + 32)
+                .map(|(n, v)| 200 + n.as_str().len() + v.len())
                 .sum::<usize>();
         Some(Arc::new(ParsedMeta {
             fresh_until: meta.fresh_until(),
@@ -50,19 +108,29 @@ impl ParsedMeta {
             stale_if_error_sec: meta.stale_if_error_sec(),
             variance: meta.variance(),
             epoch_override: meta.epoch_override(),
-            header,
+            hit_header,
+            ranges,
             bytes,
         }))
     }
 
     /// A `CacheMeta` equal to the one captured.
     pub fn rebuild(&self) -> CacheMeta {
+        let mut header = self.hit_header.clone();
+        // They were appended after the stored fields, which their removal leaves as they
+        // were (a header map removes by swapping its last field into the gap).
+        header.remove_header(&CONNECTION);
+        header.remove_header(&CACHE_STATUS);
+        if self.ranges {
+            header.remove_header(&ACCEPT_RANGES);
+        }
+        header.remove_header(&AGE);
         let mut meta = CacheMeta::new(
             self.fresh_until,
             self.created,
             self.stale_while_revalidate_sec,
             self.stale_if_error_sec,
-            self.header.clone(),
+            header,
         );
         if let Some(v) = self.variance {
             meta.set_variance(v);
@@ -71,6 +139,32 @@ impl ParsedMeta {
             meta.set_epoch_override(e);
         }
         meta
+    }
+
+    /// When the stored response stops being fresh.
+    pub fn fresh_until(&self) -> SystemTime {
+        self.fresh_until
+    }
+
+    /// When the response was stored.
+    pub fn created(&self) -> SystemTime {
+        self.created
+    }
+
+    /// The reference point of `Age` (`CacheMeta::epoch`: the override, else the stored time,
+    /// which equals the updated time for every captured meta).
+    pub fn epoch(&self) -> SystemTime {
+        self.epoch_override.unwrap_or(self.created)
+    }
+
+    /// The stored variant's variance, as in `CacheMeta::variance`.
+    pub fn variance(&self) -> Option<HashBinary> {
+        self.variance
+    }
+
+    /// The header a hit sends, with placeholder `Age` and `Cache-Status` values to replace.
+    pub fn hit_header(&self) -> &ResponseHeader {
+        &self.hit_header
     }
 
     /// Rough bytes it occupies (header maps with their allocations), for the memory tier's weight.
@@ -85,16 +179,71 @@ mod tests {
 
     use super::*;
 
-    fn meta() -> CacheMeta {
+    fn meta_with(status: u16, fields: &[(&str, &str)]) -> CacheMeta {
         let created = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
-        let mut header = ResponseHeader::build(200, None).expect("header");
-        header
-            .insert_header("content-type", "application/json")
-            .expect("insert");
-        header.insert_header("ETag", "\"abc\"").expect("insert");
+        let mut header = ResponseHeader::build(status, None).expect("header");
+        for (name, value) in fields {
+            header
+                .append_header(name.to_string(), *value)
+                .expect("append");
+        }
         let mut meta = CacheMeta::new(created + Duration::from_secs(60), created, 30, 600, header);
         meta.set_variance(*b"0123456789abcdef");
         meta
+    }
+
+    fn meta() -> CacheMeta {
+        meta_with(
+            200,
+            &[
+                ("content-type", "application/json"),
+                ("Vary", "accept-encoding"),
+                ("set-thing", "a"),
+                ("set-thing", "b"),
+                ("ETag", "\"abc\""),
+                ("Content-Length", "42"),
+            ],
+        )
+    }
+
+    fn names(h: &ResponseHeader) -> Vec<String> {
+        h.headers.keys().map(|k| k.as_str().to_owned()).collect()
+    }
+
+    #[test]
+    fn a_hit_header_appends_what_a_hit_adds() {
+        let parsed = ParsedMeta::capture(&meta()).expect("captured");
+        let h = parsed.hit_header();
+        let all = names(h);
+        assert_eq!(
+            all[all.len() - 4..],
+            ["age", "accept-ranges", "cache-status", "connection"],
+            "appended after the stored fields"
+        );
+        assert_eq!(h.headers.get("accept-ranges").expect("ranges"), "bytes");
+        let redirect = ParsedMeta::capture(&meta_with(
+            301,
+            &[("location", "/x"), ("content-length", "0")],
+        ))
+        .expect("captured");
+        assert!(
+            !redirect.hit_header().headers.contains_key("accept-ranges"),
+            "ranges are offered on a 200 only"
+        );
+        assert_eq!(
+            redirect.rebuild().serialize().expect("serialize"),
+            meta_with(301, &[("location", "/x"), ("content-length", "0")])
+                .serialize()
+                .expect("serialize")
+        );
+    }
+
+    #[test]
+    fn a_stored_field_a_hit_would_replace_keeps_the_serialised_path() {
+        for field in ["age", "Accept-Ranges", "cache-status", "connection"] {
+            let m = meta_with(200, &[("content-length", "1"), (field, "1")]);
+            assert!(ParsedMeta::capture(&m).is_none(), "{field}");
+        }
     }
 
     #[test]

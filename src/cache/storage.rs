@@ -15,7 +15,7 @@ use async_trait::async_trait;
 use blake2::digest::consts::U16;
 use blake2::{Blake2b, Digest};
 use bytes::{Bytes, BytesMut};
-use foyer::HybridCache;
+use foyer::{HybridCache, HybridCacheEntry};
 use pingora_cache::key::CacheHashKey;
 use pingora_cache::storage::{
     HandleHit, HandleMiss, HitHandler, MissFinishType, MissHandler, PurgeOutcome, PurgeTarget,
@@ -73,6 +73,11 @@ impl HybridStorage {
         let existed = cache.contains(&k);
         cache.remove(&k);
         Ok(existed)
+    }
+
+    /// The entry stored under `hash` if the memory tier holds it; never reads the disk tier.
+    pub fn memory_entry(&self, hash: u128) -> Option<HybridCacheEntry<u128, CachedObject>> {
+        self.cache.load().as_deref()?.memory().get(&hash)
     }
 
     /// Bytes and entries held by the memory tier.

@@ -4,8 +4,10 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use pingora_cache::CacheKey;
 use prometheus::IntGauge;
 
+use super::fast_hit::Served;
 use crate::cache::encoding::Coding;
 use crate::config::{CachePolicy, Config, Route};
 use crate::limits::Slots;
@@ -54,6 +56,11 @@ pub struct RequestCtx {
     pub upstream_error: Option<&'static str>,
     /// The primary cache key's hash, for cacheable requests (hot-key statistics).
     pub key_hash: Option<u128>,
+    /// The cache key, computed once in `request_filter` and handed to pingora if the request
+    /// is not answered there.
+    pub key: Option<CacheKey>,
+    /// Set when `request_filter` answered the request from the memory tier.
+    pub served: Option<Served>,
     /// Holds the in-flight gauge up while the request lives.
     pub in_flight: Option<InFlight>,
 }
@@ -97,6 +104,8 @@ impl RequestCtx {
             upstream_took: None,
             upstream_error: None,
             key_hash: None,
+            key: None,
+            served: None,
             in_flight: None,
         }
     }

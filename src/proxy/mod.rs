@@ -7,6 +7,7 @@
 
 pub mod cache_status;
 pub mod ctx;
+pub mod fast_hit;
 pub mod headers;
 pub mod refuse;
 
@@ -118,6 +119,55 @@ impl Proxy {
         }
     }
 
+    /// Answers a fresh hit from the memory tier (see `fast_hit`); `false` leaves the request to
+    /// pingora's cache, with its key already computed.
+    async fn fast_hit(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        let Some(policy) = ctx.policy() else {
+            return Ok(false);
+        };
+        let uri = &session.req_header().uri;
+        let key = key::cache_key(uri.path(), uri.query(), &policy.query);
+        ctx.key_hash = Some(u128::from_be_bytes(
+            pingora_cache::key::CacheHashKey::primary_bin(&key),
+        ));
+        let variance = encoding::variance(ctx.coding, ctx.config.cache.compression.enabled);
+        let entry = fast_hit::find(self.storage, &key, variance);
+        ctx.key = Some(key);
+        let Some((entry, meta)) = entry.as_ref().and_then(|e| Some((e, fast_hit::parsed(e)?)))
+        else {
+            return Ok(false);
+        };
+        let now = SystemTime::now();
+        let path = session.req_header().uri.path();
+        if !fast_hit::is_fresh(meta, now)
+            || self.is_banned(path, ctx, meta.created(), meta.hit_header())
+        {
+            return Ok(false);
+        }
+        ctx.served = Some(fast_hit::Served::of(meta));
+        fast_hit::serve(session, meta, &entry.value().body, now).await?;
+        Ok(true)
+    }
+
+    /// Whether a purge ban (prefix, route or tag) covers a response for `path` stored at
+    /// `created` with header `stored`. Exact-URL purges remove entries outright instead.
+    fn is_banned(
+        &self,
+        path: &str,
+        ctx: &RequestCtx,
+        created: SystemTime,
+        stored: &ResponseHeader,
+    ) -> bool {
+        if self.bans.is_empty() {
+            return false;
+        }
+        let route_tags: &[String] = ctx.route().map_or(&[], |r| r.tags.as_slice());
+        let header = ctx.config.cache.tag_header.as_ref();
+        let has_tag = |tag: &str| invalidation::has_tag(route_tags, &stored.headers, header, tag);
+        self.bans
+            .is_banned(path, ctx.route_name(), created, &has_tag)
+    }
+
     /// Records per-route percentiles and hot keys into `stats` (when
     /// `observability.stats` is on).
     pub fn with_stats(mut self, stats: Arc<Stats>) -> Self {
@@ -135,7 +185,10 @@ impl Proxy {
     fn observe(&self, session: &Session, error: Option<&Error>, ctx: &RequestCtx) {
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
         let req = session.req_header();
-        let cache = cache_status::label(&session.cache.phase(), ctx.cacheable);
+        let cache = match ctx.served {
+            Some(_) => "hit",
+            None => cache_status::label(&session.cache.phase(), ctx.cacheable),
+        };
         let took = ctx.started.elapsed();
         let route = ctx.route_name();
         let upstream_error = ctx.upstream_error.or_else(|| {
@@ -263,6 +316,9 @@ impl ProxyHttp for Proxy {
         } else if !self.charge(session, ctx).await? {
             return Ok(true);
         }
+        if ctx.cacheable && ctx.warm.is_none() && fast_hit::applies(session.req_header()) {
+            return self.fast_hit(session, ctx).await;
+        }
         Ok(false)
     }
 
@@ -294,6 +350,9 @@ impl ProxyHttp for Proxy {
     }
 
     fn cache_key_callback(&self, session: &Session, ctx: &mut RequestCtx) -> Result<CacheKey> {
+        if let Some(key) = ctx.key.take() {
+            return Ok(key);
+        }
         let policy = ctx.policy().ok_or_else(|| {
             Error::explain(
                 pingora_error::ErrorType::InternalError,
@@ -323,17 +382,8 @@ impl ProxyHttp for Proxy {
         if ctx.warm == Some(WarmMode::Refresh) {
             return Ok(Some(ForcedFreshness::ForceExpired));
         }
-        if self.bans.is_empty() {
-            return Ok(None);
-        }
         let path = session.req_header().uri.path();
-        let route_tags: &[String] = ctx.route().map_or(&[], |r| r.tags.as_slice());
-        let header = ctx.config.cache.tag_header.as_ref();
-        let has_tag = |tag: &str| invalidation::has_tag(route_tags, meta.headers(), header, tag);
-        if self
-            .bans
-            .is_banned(path, ctx.route_name(), meta.created(), &has_tag)
-        {
+        if self.is_banned(path, ctx, meta.created(), meta.response_header()) {
             return Ok(Some(ForcedFreshness::ForceMiss));
         }
         Ok(None)
@@ -556,12 +606,16 @@ impl ProxyHttp for Proxy {
                 ctx.probe,
             );
         }
+        let served = ctx.served.map(|s| (s.created, s.fresh_until)).or_else(|| {
+            let meta = session.cache.maybe_cache_meta()?;
+            Some((meta.created(), meta.fresh_until()))
+        });
         if ctx.cacheable
-            && let Some(meta) = session.cache.maybe_cache_meta()
+            && let Some((stored, until)) = served
         {
             let req = session.req_header();
             let pq = req.uri.path_and_query().map_or("/", |pq| pq.as_str());
-            let (coding, stored, until) = (ctx.coding.token(), meta.created(), meta.fresh_until());
+            let coding = ctx.coding.token();
             match ctx.warm {
                 None => self.warming.hot.observe(pq, coding, stored, until),
                 Some(_) => self.warming.hot.refreshed(pq, coding, stored, until),
