@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use foyer::{Code, ErrorKind};
+use pingora_cache::CacheMeta;
 
 use super::parsed::ParsedMeta;
 
@@ -21,8 +22,8 @@ pub struct CachedObject {
     pub meta_header: Bytes,
     /// The whole body as it is served (already compressed when the variant is).
     pub body: Bytes,
-    /// The metadata already parsed, so a memory-tier hit skips deserialising it. Memory only:
-    /// never encoded, so an entry read back from disk has `None`.
+    /// The metadata already parsed, so a memory-tier hit skips deserialising it. Never
+    /// encoded: an entry read back from disk parses it again once, as it is decoded.
     pub parsed: Option<Arc<ParsedMeta>>,
 }
 
@@ -85,11 +86,19 @@ impl Code for CachedObject {
                 "unknown cached object format",
             ));
         }
+        let meta_internal = read_blob(r)?;
+        let meta_header = read_blob(r)?;
+        let body = read_blob(r)?;
+        // Parsed once here, so the copy promoted into the memory tier is served like any other
+        // memory hit. Metadata that does not parse is left to the lookup, which counts it.
+        let parsed = CacheMeta::deserialize(&meta_internal, &meta_header)
+            .ok()
+            .and_then(|meta| ParsedMeta::capture(&meta));
         Ok(CachedObject {
-            meta_internal: read_blob(r)?,
-            meta_header: read_blob(r)?,
-            body: read_blob(r)?,
-            parsed: None,
+            meta_internal,
+            meta_header,
+            body,
+            parsed,
         })
     }
 
@@ -121,6 +130,33 @@ mod tests {
         assert_eq!(back.meta_internal, obj.meta_internal);
         assert_eq!(back.meta_header, obj.meta_header);
         assert_eq!(back.body, obj.body);
+    }
+
+    #[test]
+    fn a_decoded_response_has_its_metadata_parsed() {
+        let now = std::time::SystemTime::now();
+        let mut header = pingora_http::ResponseHeader::build(200, None).expect("header");
+        header.append_header("content-length", "4").expect("append");
+        let meta = CacheMeta::new(now + std::time::Duration::from_secs(60), now, 0, 0, header);
+        let (internal, header) = meta.serialize().expect("serialize");
+        let obj = CachedObject {
+            meta_internal: internal.into(),
+            meta_header: header.into(),
+            body: Bytes::from_static(b"body"),
+            parsed: None,
+        };
+        let mut buf = Vec::new();
+        obj.encode(&mut buf).expect("encode");
+        let back = CachedObject::decode(&mut buf.as_slice()).expect("decode");
+        let parsed = back
+            .parsed
+            .as_ref()
+            .expect("read back from disk, served from memory as parsed");
+        assert_eq!(parsed.fresh_until(), meta.fresh_until());
+        assert!(
+            back.memory_weight() > back.weight(),
+            "the parsed copy is weighed"
+        );
     }
 
     #[test]
