@@ -71,6 +71,45 @@ fn header_names(r: &Resp) -> Vec<String> {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_burst_of_requests_for_entries_only_on_disk_is_served_from_disk() {
+    // More keys than disk reads may be in flight at once: the rest queue for their turn and
+    // are still answered from disk, never sent on to the ERP.
+    const KEYS: usize = 40;
+    let sim = start_sim(0.01).await;
+    let (_tmp, dir) = cache_dir();
+    let yaml = config_yaml(sim.addr(), &dir, ROUTES);
+    let c = client();
+    let url = |proxy: &TestProxy, i: usize| proxy.url(&format!("/api/knit-orders?v={i}"));
+
+    let proxy = TestProxy::start_yaml(&yaml, &dir);
+    for i in 0..KEYS {
+        assert_eq!(get(&c, &url(&proxy, i)).await.status, 200);
+    }
+    proxy.stop(true);
+    assert_eq!(sim.hits("/api/knit-orders"), KEYS as u64);
+
+    let proxy = TestProxy::start_yaml(&yaml, &dir);
+    let mut burst = tokio::task::JoinSet::new();
+    for i in 0..KEYS {
+        let (c, u) = (c.clone(), url(&proxy, i));
+        burst.spawn(async move { get(&c, &u).await });
+    }
+    let mut hits = 0;
+    while let Some(r) = burst.join_next().await {
+        let r = r.expect("request task");
+        assert_eq!(r.status, 200);
+        assert!(r.is_hit(), "{}", r.cache_status());
+        hits += 1;
+    }
+    assert_eq!(hits, KEYS);
+    assert_eq!(
+        sim.hits("/api/knit-orders"),
+        KEYS as u64,
+        "every key came back from disk"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn garbage_in_the_cache_files_is_survived() {
     let sim = start_sim(0.01).await;
     let (_tmp, dir) = cache_dir();

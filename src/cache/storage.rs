@@ -25,6 +25,7 @@ use pingora_cache::trace::SpanHandle;
 use pingora_cache::{CacheEntryKey, CacheKey, CacheMeta};
 use pingora_error::{Error, ErrorType, Result};
 use prometheus::IntCounterVec;
+use tokio::sync::Semaphore;
 
 use super::object::CachedObject;
 use super::parsed::ParsedMeta;
@@ -38,7 +39,15 @@ pub type FoyerCache = HybridCache<u128, CachedObject>;
 pub struct HybridStorage {
     cache: ArcSwapOption<FoyerCache>,
     errors: IntCounterVec,
+    disk_reads: Semaphore,
 }
+
+/// Disk-tier reads in flight at once. Until it is promoted into the memory tier, a read holds
+/// its entry twice (foyer's read buffer and the decoded copy): unbounded, 1,000 connections
+/// asking for keys only on disk held tens of MiB of them at a time (the load suite's memory
+/// scenario, promotions phase). Reads come from the page cache or an SSD in well under a
+/// millisecond, so a few in flight keep up with the one I/O thread that decodes them.
+const DISK_READS_IN_FLIGHT: usize = 8;
 
 impl HybridStorage {
     /// Wraps an open foyer cache. `errors` is labelled by operation (`lookup`, `insert`, ...).
@@ -46,6 +55,7 @@ impl HybridStorage {
         HybridStorage {
             cache: ArcSwapOption::from_pointee(cache),
             errors,
+            disk_reads: Semaphore::new(DISK_READS_IN_FLIGHT),
         }
     }
 
@@ -251,10 +261,18 @@ impl Storage for HybridStorage {
         _trace: &SpanHandle,
     ) -> Result<Option<(CacheMeta, HitHandler)>> {
         let k = key_of(key.combined_bin());
-        let entry = match self.cache("lookup")?.get(&k).await {
-            Ok(Some(entry)) => entry,
-            Ok(None) => return Ok(None),
-            Err(e) => return self.fail("lookup", "cache lookup", e),
+        let cache = self.cache("lookup")?;
+        let entry = match cache.memory().get(&k) {
+            Some(entry) => entry,
+            None => {
+                // The semaphore is never closed; were it, the read would go ahead unbounded.
+                let _permit = self.disk_reads.acquire().await.ok();
+                match cache.get(&k).await {
+                    Ok(Some(entry)) => entry,
+                    Ok(None) => return Ok(None),
+                    Err(e) => return self.fail("lookup", "cache lookup", e),
+                }
+            }
         };
         let object = entry.value();
         let meta = match &object.parsed {
