@@ -20,11 +20,14 @@ use pingora_http::ResponseHeader;
 /// The `Cache-Status` field (RFC 9211), which every response carries.
 pub const CACHE_STATUS: HeaderName = HeaderName::from_static("cache-status");
 
-/// Everything `CacheMeta::new` and its public setters need to reproduce a stored meta.
+/// A stored response's metadata, parsed: what a hit needs, and what `CacheMeta::new` and its
+/// public setters need to reproduce the stored meta.
 #[derive(Debug)]
 pub struct ParsedMeta {
     fresh_until: SystemTime,
     created: SystemTime,
+    updated: SystemTime,
+    provenance: SystemTime,
     stale_while_revalidate_sec: u32,
     stale_if_error_sec: u32,
     variance: Option<HashBinary>,
@@ -64,16 +67,11 @@ fn copy_with_room(stored: &ResponseHeader, extra: usize) -> Option<ResponseHeade
 }
 
 impl ParsedMeta {
-    /// The parsed copy of `meta`, if it can be reproduced exactly. `CacheMeta::new` sets
-    /// `updated` and `provenance` to `created`, so a revalidated meta (updated later than
-    /// created, or provenance carried over from an older object) keeps the serialised path; so
-    /// does a stored header that already has one of the fields a hit adds (removing the hit's
-    /// copy would lose the stored one).
+    /// The parsed copy of `meta`. `None` if the stored header already has one of the fields a
+    /// hit adds (removing the hit's copy would lose the stored one): that response keeps the
+    /// serialised path.
     pub fn capture(meta: &CacheMeta) -> Option<Arc<ParsedMeta>> {
         let created = meta.created();
-        if meta.updated() != created || meta.provenance() != created {
-            return None;
-        }
         let stored = meta.headers();
         if [AGE, ACCEPT_RANGES, CACHE_STATUS, CONNECTION]
             .iter()
@@ -104,6 +102,8 @@ impl ParsedMeta {
         Some(Arc::new(ParsedMeta {
             fresh_until: meta.fresh_until(),
             created,
+            updated: meta.updated(),
+            provenance: meta.provenance(),
             stale_while_revalidate_sec: meta.stale_while_revalidate_sec(),
             stale_if_error_sec: meta.stale_if_error_sec(),
             variance: meta.variance(),
@@ -114,8 +114,14 @@ impl ParsedMeta {
         }))
     }
 
-    /// A `CacheMeta` equal to the one captured.
-    pub fn rebuild(&self) -> CacheMeta {
+    /// A `CacheMeta` equal to the one captured, if one can be made. `CacheMeta::new` sets
+    /// `updated` and `provenance` to `created`, and neither has a public setter: a revalidated
+    /// meta (updated later) or a refreshed one (provenance carried over from the copy it
+    /// replaced) is deserialised from its stored form instead.
+    pub fn rebuild(&self) -> Option<CacheMeta> {
+        if self.updated != self.created || self.provenance != self.created {
+            return None;
+        }
         let mut header = self.hit_header.clone();
         // They were appended after the stored fields, which their removal leaves as they
         // were (a header map removes by swapping its last field into the gap).
@@ -138,7 +144,7 @@ impl ParsedMeta {
         if let Some(e) = self.epoch_override {
             meta.set_epoch_override(e);
         }
-        meta
+        Some(meta)
     }
 
     /// When the stored response stops being fresh.
@@ -151,10 +157,15 @@ impl ParsedMeta {
         self.created
     }
 
-    /// The reference point of `Age` (`CacheMeta::epoch`: the override, else the stored time,
-    /// which equals the updated time for every captured meta).
+    /// The reference point of `Age` (`CacheMeta::epoch`: the override, else the last update).
     pub fn epoch(&self) -> SystemTime {
-        self.epoch_override.unwrap_or(self.created)
+        self.epoch_override.unwrap_or(self.updated)
+    }
+
+    /// The start of this response's lineage (`CacheMeta::provenance`): variants stored before
+    /// it are out of date.
+    pub fn provenance(&self) -> SystemTime {
+        self.provenance
     }
 
     /// The stored variant's variance, as in `CacheMeta::variance`.
@@ -231,7 +242,11 @@ mod tests {
             "ranges are offered on a 200 only"
         );
         assert_eq!(
-            redirect.rebuild().serialize().expect("serialize"),
+            redirect
+                .rebuild()
+                .expect("rebuilt")
+                .serialize()
+                .expect("serialize"),
             meta_with(301, &[("location", "/x"), ("content-length", "0")])
                 .serialize()
                 .expect("serialize")
@@ -251,7 +266,7 @@ mod tests {
         let original = meta();
         let (internal, header) = original.serialize().expect("serialize");
         let parsed = ParsedMeta::capture(&original).expect("fresh meta is captured");
-        let rebuilt = parsed.rebuild();
+        let rebuilt = parsed.rebuild().expect("a meta as stored is rebuilt");
         assert_eq!(
             rebuilt.serialize().expect("serialize"),
             (internal.clone(), header.clone()),
@@ -268,10 +283,21 @@ mod tests {
     }
 
     #[test]
-    fn revalidated_meta_is_not_captured() {
+    fn a_revalidated_meta_serves_hits_but_is_not_rebuilt() {
         let mut m = meta();
         let created = m.created();
         m.update_freshness(created + Duration::from_secs(500), 30, 600);
-        assert!(ParsedMeta::capture(&m).is_none());
+        let parsed = ParsedMeta::capture(&m).expect("captured for hits");
+        assert_eq!(parsed.fresh_until(), created + Duration::from_secs(500));
+        assert_eq!(
+            parsed.epoch(),
+            m.epoch(),
+            "Age counts from the revalidation"
+        );
+        assert_eq!(parsed.provenance(), m.provenance());
+        assert!(
+            parsed.rebuild().is_none(),
+            "CacheMeta::new cannot set `updated`: pingora's path deserialises it"
+        );
     }
 }

@@ -275,8 +275,8 @@ impl Storage for HybridStorage {
             }
         };
         let object = entry.value();
-        let meta = match &object.parsed {
-            Some(parsed) => parsed.rebuild(),
+        let meta = match object.parsed.as_ref().and_then(|p| p.rebuild()) {
+            Some(meta) => meta,
             None => CacheMeta::deserialize(&object.meta_internal, &object.meta_header)
                 .inspect_err(|_| self.errors.with_label_values(&["decode"]).inc())?,
         };

@@ -8,9 +8,9 @@
 //! the same variant choice (primary slot, then the coding's slot, which must be no older than
 //! the primary), the same freshness test, the same `304` test and the same headers.
 //!
-//! Everything else falls through to pingora unchanged: entries only on disk (they have no
-//! parsed metadata), stale ones (stale-while-revalidate needs the cache lock), ranged
-//! requests, the warmer's requests and banned entries.
+//! Everything else falls through to pingora unchanged: entries only on disk, stale ones
+//! (stale-while-revalidate needs the cache lock), ranged requests, the warmer's requests and
+//! banned entries.
 
 use std::time::SystemTime;
 
@@ -63,10 +63,12 @@ pub fn find(
     let variance = variance?;
     let variant = storage.memory_entry(u128::from_be_bytes(combined(primary_bin, variance)))?;
     let variant_meta = parsed(&variant)?;
-    // Purging a key removes only its primary slot; its replacement's creation time is the
-    // tombstone of every older variant (pingora's `valid_after`).
-    (variant_meta.variance() == Some(variance) && variant_meta.created() >= primary_meta.created())
-        .then_some(variant)
+    // Purging a key removes only its primary slot; its replacement's provenance (its creation,
+    // or that of the lineage it refreshed) is the tombstone of every older variant (pingora's
+    // `valid_after`).
+    (variant_meta.variance() == Some(variance)
+        && variant_meta.created() >= primary_meta.provenance())
+    .then_some(variant)
 }
 
 /// The parsed metadata of a memory-tier entry.
