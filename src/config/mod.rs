@@ -4,13 +4,15 @@
 //! command-line flags (`--listen`, `--upstream`, `--admin-listen`, `--cache-dir`), which the CLI
 //! applies by assigning fields of the loaded [`Config`]. Inside the file, a route's own cache keys
 //! win over the `defaults:` section. Loading reports every problem of a file at once, each with
-//! its line (`lines.rs`); `route_table` renders the result for `knitcache check`.
+//! its line (`lines.rs`); `route_table` renders the result for `knitcache check`, and
+//! `route_index` finds a request's route.
 
 pub mod defaults;
 mod file;
 mod lines;
 pub mod model;
 pub mod reload;
+mod route_index;
 mod validate;
 
 #[cfg(test)]

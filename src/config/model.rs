@@ -27,6 +27,8 @@ pub struct Config {
     pub server: ServerSettings,
     /// Routes in match order: the first route that matches a request wins.
     pub routes: Vec<Route>,
+    /// `routes` compiled for `route_for`.
+    pub(super) route_index: super::route_index::RouteIndex,
     /// How the ERP is protected from bursts and failures.
     pub protection: Protection,
     /// Keeping hot keys and the warm list fresh before clients ask.
@@ -405,10 +407,8 @@ impl Config {
     /// The first route matching `method` and `path`, with its index; `None` means the request
     /// is proxied untouched under the catch-all route.
     pub fn route_for(&self, method: &Method, path: &str) -> Option<(usize, &Route)> {
-        self.routes
-            .iter()
-            .enumerate()
-            .find(|(_, r)| r.matches(method, path))
+        let i = self.route_index.find(&self.routes, method, path)?;
+        self.routes.get(i).map(|r| (i, r))
     }
 }
 

@@ -841,6 +841,62 @@ fn query_key_forms() {
     );
 }
 
+/// Paths that each route of `c` matches, and some near misses: the exact path and variations
+/// of it, a prefix and what follows, and every alternative of a pattern's group.
+fn sample_paths(c: &Config) -> Vec<String> {
+    let mut paths: Vec<String> = ["/", "/consolidated", "/api/", "/api/unknown", "/x/api/kpis"]
+        .map(String::from)
+        .to_vec();
+    for r in &c.routes {
+        match &r.path {
+            PathMatch::Exact(p) => paths.extend([p.clone(), format!("{p}/"), format!("{p}x")]),
+            PathMatch::Prefix(p) => {
+                paths.extend([p.clone(), format!("{p}run"), p[..p.len() - 1].to_owned()])
+            }
+            PathMatch::Pattern(re) => {
+                let s = re.as_str();
+                let inner = s.strip_prefix("^(?:").and_then(|s| s.strip_suffix(")$"));
+                let Some((head, rest)) = inner.and_then(|s| s.split_once('(')) else {
+                    continue;
+                };
+                let Some((group, tail)) = rest.split_once(')') else {
+                    continue;
+                };
+                let tail = tail.trim_end_matches('?');
+                for alt in group.split('|') {
+                    let alt = alt.replace("[a-z-]+", "net").replace("[^/]+", "y1");
+                    paths.extend([format!("{head}{alt}{tail}"), format!("{head}{alt}{tail}/z")]);
+                }
+            }
+        }
+    }
+    paths
+}
+
+#[test]
+fn the_route_index_agrees_with_trying_routes_in_order() {
+    let c = load(&shipped("knitcache.yaml")).unwrap_or_else(|e| panic!("{e}"));
+    let paths = sample_paths(&c);
+    assert!(paths.len() > 200, "{} sample paths", paths.len());
+    let methods = [
+        "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "REPORT",
+    ];
+    let mut routes_seen = std::collections::HashSet::new();
+    for m in methods.map(|m| Method::from_bytes(m.as_bytes()).expect("method")) {
+        for p in &paths {
+            let in_order = c.routes.iter().position(|r| r.matches(&m, p));
+            let indexed = c.route_for(&m, p).map(|(i, _)| i);
+            assert_eq!(indexed, in_order, "{m} {p}");
+            routes_seen.extend(indexed);
+        }
+    }
+    assert_eq!(
+        routes_seen.len(),
+        c.routes.len(),
+        "every route is taken by some sample"
+    );
+}
+
 #[test]
 fn route_for_takes_the_first_match() {
     let c = ok(&with_routes(concat!(

@@ -579,6 +579,7 @@ pub(crate) fn validate(file: &FileConfig, lines: &Lines) -> Result<Config, Vec<P
             upstream,
             cache,
             server,
+            route_index: super::route_index::RouteIndex::new(&routes),
             routes,
             protection,
             warming,
