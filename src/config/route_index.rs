@@ -1,57 +1,57 @@
 //! Which route a request takes: the first route in the file whose methods and path match,
-//! found with one automaton per method instead of trying the routes one at a time.
+//! found for reads with one automaton instead of trying the routes one at a time.
 //!
 //! Trying 51 routes in order (the shipped table) ran up to a dozen regular expressions before
-//! reaching a common exact path, about 5 % of a cache hit's instructions. Each method's routes
-//! compile into one `RegexSet`; it reports every route whose path matches, and the lowest
-//! index is the first in file order, so the order semantics are unchanged.
+//! reaching a common exact path, about 5 % of a cache hit's instructions. The routes a GET or
+//! a HEAD may take compile into one `RegexSet`; it reports every route whose path matches, and
+//! the lowest index is the first in file order, so the order semantics are unchanged. Other
+//! methods (writes, which the ERP takes milliseconds to answer) try the routes in order: a set
+//! each cost about a MiB of compiled automata.
+
+use std::sync::Arc;
 
 use http::Method;
 use regex::RegexSet;
 
 use super::model::{PathMatch, Route};
 
-/// Methods with a set of their own; any other method tries the routes in order.
-const INDEXED: [Method; 7] = [
-    Method::GET,
-    Method::HEAD,
-    Method::POST,
-    Method::PUT,
-    Method::PATCH,
-    Method::DELETE,
-    Method::OPTIONS,
-];
+/// Methods with a set; any other method tries the routes in order.
+const INDEXED: [Method; 2] = [Method::GET, Method::HEAD];
 
 /// The route table's automata, built once per configuration.
 #[derive(Debug, Clone, Default)]
 pub struct RouteIndex {
     /// One per method of `INDEXED`, in that order: the set over the paths of the routes the
     /// method may take, and those routes' indices (set pattern `i` is route `routes[i]`).
-    /// Empty if a set could not be built: every lookup then tries the routes in order.
-    by_method: Vec<(RegexSet, Vec<usize>)>,
+    /// Methods that may take the same routes share one set. Empty if a set could not be built:
+    /// every lookup then tries the routes in order.
+    by_method: Vec<Arc<(RegexSet, Vec<usize>)>>,
 }
 
 impl RouteIndex {
     /// The index of `routes`.
     pub fn new(routes: &[Route]) -> RouteIndex {
-        let sets: Option<Vec<_>> = INDEXED
-            .iter()
-            .map(|method| {
-                let ids: Vec<usize> = (0..routes.len())
-                    .filter(|&i| {
-                        routes[i]
-                            .methods
-                            .as_ref()
-                            .is_none_or(|ms| ms.contains(method))
-                    })
-                    .collect();
-                let set = RegexSet::new(ids.iter().map(|&i| expression(&routes[i].path))).ok()?;
-                Some((set, ids))
-            })
-            .collect();
-        RouteIndex {
-            by_method: sets.unwrap_or_default(),
+        let mut built: Vec<Arc<(RegexSet, Vec<usize>)>> = Vec::new();
+        for method in &INDEXED {
+            let ids: Vec<usize> = (0..routes.len())
+                .filter(|&i| {
+                    routes[i]
+                        .methods
+                        .as_ref()
+                        .is_none_or(|ms| ms.contains(method))
+                })
+                .collect();
+            if let Some(same) = built.iter().find(|b| b.1 == ids) {
+                let same = Arc::clone(same);
+                built.push(same);
+                continue;
+            }
+            match RegexSet::new(ids.iter().map(|&i| expression(&routes[i].path))) {
+                Ok(set) => built.push(Arc::new((set, ids))),
+                Err(_) => return RouteIndex::default(),
+            }
         }
+        RouteIndex { by_method: built }
     }
 
     /// The index in `routes` (the table this index was built from) of the first route that
@@ -60,7 +60,8 @@ impl RouteIndex {
         let indexed = INDEXED
             .iter()
             .position(|m| m == method)
-            .and_then(|k| self.by_method.get(k));
+            .and_then(|k| self.by_method.get(k))
+            .map(|b| (&b.0, &b.1));
         match indexed {
             Some((set, ids)) => set
                 .matches(path)
