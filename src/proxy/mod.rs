@@ -2,8 +2,9 @@
 //!
 //! Phases are kept thin and in pingora's order; decisions live in `cache::*` (keys, variants,
 //! what is stored) and `config` (routes). Pass-through routes and unmatched paths are proxied
-//! untouched; GET/HEAD on caching routes go through pingora-cache with the foyer storage, the
-//! cache lock (coalescing, stale-while-revalidate) and the route's stale-if-error window.
+//! untouched. GET/HEAD on caching routes are answered in `request_filter` when a fresh copy is
+//! in the memory tier (`fast_hit`); the rest go through pingora-cache with the foyer storage,
+//! the cache lock (coalescing, stale-while-revalidate) and the route's stale-if-error window.
 
 pub mod cache_status;
 pub mod ctx;
