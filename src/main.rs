@@ -20,13 +20,15 @@ compile_error!("choose one allocator: build with `--no-default-features --featur
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 /// jemalloc's settings, read once at start (`_RJEM_MALLOC_CONF` in the environment still
-/// overrides them). A background thread returns freed pages to the kernel after one second
+/// overrides them). A background thread returns freed pages to the kernel after half a second
 /// rather than ten on the next allocation: the memory tier churns 100 KB bodies, and without
-/// it their pages stay resident after eviction.
+/// it their pages stay resident after eviction. Half a second rather than one took 0.5-1 MiB
+/// off the memory scenario's promotions peak (docs/PERFORMANCE.md); a quarter, in one run,
+/// another MiB, at a lower request rate.
 #[cfg(feature = "jemalloc")]
 #[unsafe(export_name = "_rjem_malloc_conf")]
-static JEMALLOC_CONF: &[u8; 85] =
-    b"background_thread:true,max_background_threads:1,dirty_decay_ms:1000,muzzy_decay_ms:0\0";
+static JEMALLOC_CONF: &[u8; 84] =
+    b"background_thread:true,max_background_threads:1,dirty_decay_ms:500,muzzy_decay_ms:0\0";
 
 #[cfg(feature = "mimalloc")]
 #[global_allocator]
