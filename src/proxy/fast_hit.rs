@@ -48,20 +48,23 @@ pub fn applies(req: &RequestHeader) -> bool {
 
 /// The stored variant `key` + `variance` names, if the memory tier holds it with parsed
 /// metadata. Looks in the primary slot, then in the variant's own slot, as pingora's vary
-/// lookup does.
+/// lookup does. `key` is left as it was given (without a variance).
 pub fn find(
     storage: &HybridStorage,
-    key: &CacheKey,
+    key: &mut CacheKey,
     variance: Option<HashBinary>,
 ) -> Option<Entry> {
-    let primary_bin = key.primary_bin();
-    let primary = storage.memory_entry(u128::from_be_bytes(primary_bin))?;
+    let primary = storage.memory_entry(u128::from_be_bytes(key.primary_bin()))?;
     let primary_meta = parsed(&primary)?;
     if primary_meta.variance() == variance {
         return Some(primary);
     }
     let variance = variance?;
-    let variant = storage.memory_entry(u128::from_be_bytes(combined(primary_bin, variance)))?;
+    // The variant's slot is pingora's own `combined_bin` of the key with that variance.
+    key.set_variance_key(variance);
+    let slot = key.combined_bin();
+    key.remove_variance_key();
+    let variant = storage.memory_entry(u128::from_be_bytes(slot))?;
     let variant_meta = parsed(&variant)?;
     // Purging a key removes only its primary slot; its replacement's provenance (its creation,
     // or that of the lineage it refreshed) is the tombstone of every older variant (pingora's
@@ -74,15 +77,6 @@ pub fn find(
 /// The parsed metadata of a memory-tier entry.
 pub fn parsed(entry: &Entry) -> Option<&ParsedMeta> {
     entry.value().parsed.as_deref()
-}
-
-/// The slot of a key's variant: pingora's `CacheHashKey::combined_bin`.
-fn combined(primary: HashBinary, variance: HashBinary) -> HashBinary {
-    use blake2::Digest;
-    let mut hasher = blake2::Blake2b::<blake2::digest::consts::U16>::new();
-    hasher.update(primary);
-    hasher.update(variance);
-    hasher.finalize().into()
 }
 
 /// Whether `meta` may be served without asking anyone, at `now` (pingora's `is_fresh`).

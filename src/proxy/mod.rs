@@ -127,12 +127,12 @@ impl Proxy {
             return Ok(false);
         };
         let uri = &session.req_header().uri;
-        let key = key::cache_key(uri.path(), uri.query(), &policy.query);
+        let mut key = key::cache_key(uri.path(), uri.query(), &policy.query);
         ctx.key_hash = Some(u128::from_be_bytes(
             pingora_cache::key::CacheHashKey::primary_bin(&key),
         ));
         let variance = encoding::variance(ctx.coding, ctx.config.cache.compression.enabled);
-        let entry = fast_hit::find(self.storage, &key, variance);
+        let entry = fast_hit::find(self.storage, &mut key, variance);
         ctx.key = Some(key);
         let Some((entry, meta)) = entry.as_ref().and_then(|e| Some((e, fast_hit::parsed(e)?)))
         else {
