@@ -345,6 +345,109 @@ async fn client_connections_stay_alive_while_the_erp_closes_each() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_large_hit_reaches_a_slow_reader_whole_on_a_connection_that_stays_open() {
+    // Hits are written straight to the client's socket. 6 MB to a client with a 4 KiB
+    // receive buffer that waits before reading cannot go in one write (the kernel queues at
+    // most `tcp_wmem`'s 4 MiB for a socket): the proxy must wait for room and carry on where
+    // it stopped, then leave the connection ready for more.
+    const LEN: u32 = 6_000_000;
+    let body: Vec<u8> = (0..LEN).map(|i| (i * 7 % 251) as u8).collect();
+    let sim = start_sim(0.01).await;
+    sim.add_route(
+        "/t/large",
+        ScriptedResponse {
+            status: 200,
+            headers: vec![("content-type".into(), "application/octet-stream".into())],
+            body: Bytes::from(body.clone()),
+            latency: Duration::ZERO,
+        },
+    );
+    let (_tmp, dir) = cache_dir();
+    let yaml = config_yaml(sim.addr(), &dir, ROUTES)
+        .replace("memory_mib: 16", "memory_mib: 64")
+        .replace("max_object_bytes: 1048576", "max_object_bytes: 8388608");
+    let proxy = TestProxy::start_yaml(&yaml, &dir);
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket
+        .set_recv_buffer_size(4096)
+        .expect("small receive buffer");
+    let mut conn = socket.connect(proxy.addrs.proxy).await.expect("connect");
+    for (round, method) in ["GET", "GET", "HEAD", "GET"].into_iter().enumerate() {
+        let req = format!("{method} /t/large HTTP/1.1\r\nHost: erp\r\n\r\n");
+        conn.write_all(req.as_bytes()).await.expect("write");
+        if round == 1 {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        let head = read_head(&mut conn).await;
+        let lower = head.to_ascii_lowercase();
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        assert_eq!(
+            header_in(&lower, "content-length"),
+            Some(LEN.to_string().as_str()),
+            "{head}"
+        );
+        assert_eq!(
+            header_in(&lower, "connection"),
+            Some("keep-alive"),
+            "{head}"
+        );
+        if round > 0 {
+            assert!(
+                header_in(&lower, "cache-status").is_some_and(|v| v.contains("; hit")),
+                "{head}"
+            );
+        }
+        if method == "GET" {
+            let mut got = vec![0u8; body.len()];
+            tokio::time::timeout(TIMEOUT, conn.read_exact(&mut got))
+                .await
+                .expect("timeout")
+                .expect("body");
+            assert!(
+                got == body,
+                "round {round}: the body arrives as the ERP sent it"
+            );
+        }
+    }
+    assert_eq!(sim.hits("/t/large"), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hit_for_a_client_that_asks_to_close_says_so_and_closes() {
+    let sim = start_sim(0.01).await;
+    let (_tmp, dir) = cache_dir();
+    let proxy = TestProxy::start_yaml(&config_yaml(sim.addr(), &dir, ROUTES), &dir);
+    let filled = get(&client(), &proxy.url("/api/comprehensive-kpis")).await;
+    assert_eq!(filled.status, 200);
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut conn = tokio::net::TcpStream::connect(proxy.addrs.proxy)
+        .await
+        .expect("connect");
+    let req = "GET /api/comprehensive-kpis HTTP/1.1\r\nHost: erp\r\nConnection: close\r\n\r\n";
+    conn.write_all(req.as_bytes()).await.expect("write");
+    let head = read_head(&mut conn).await;
+    let lower = head.to_ascii_lowercase();
+    assert!(
+        header_in(&lower, "cache-status").is_some_and(|v| v.contains("; hit")),
+        "{head}"
+    );
+    assert_eq!(header_in(&lower, "connection"), Some("close"), "{head}");
+    let mut rest = Vec::new();
+    tokio::time::timeout(TIMEOUT, conn.read_to_end(&mut rest))
+        .await
+        .expect("the proxy closes the connection")
+        .expect("read");
+    assert_eq!(
+        rest, filled.body,
+        "the body, then the end of the connection"
+    );
+    assert_eq!(sim.hits("/api/comprehensive-kpis"), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn erp_connection_headers_do_not_leak() {
     let sim = start_sim(0.01).await;
     sim.add_route(

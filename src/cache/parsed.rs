@@ -11,7 +11,8 @@
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use http::header::{ACCEPT_RANGES, AGE, CONNECTION, CONTENT_LENGTH};
+use bytes::BufMut;
+use http::header::{ACCEPT_RANGES, AGE, CONNECTION, CONTENT_LENGTH, DATE};
 use http::{HeaderName, StatusCode};
 use pingora_cache::CacheMeta;
 use pingora_cache::key::HashBinary;
@@ -36,6 +37,11 @@ pub struct ParsedMeta {
     /// `Connection` with placeholder values. A clone is allocated at its exact size: appending the three
     /// fields to a clone of the stored header grew and rehashed its maps on every hit.
     hit_header: ResponseHeader,
+    /// The hit's status line and fields as HTTP/1.1 writes them, up to the fields that change
+    /// per response: the stored fields without `Date`, then `Accept-Ranges` (when `ranges`).
+    /// A hit written straight to the client's socket appends `Date`, `Age`, `Cache-Status`,
+    /// `Connection` and the blank line (`proxy::fast_hit`).
+    wire_head: Box<[u8]>,
     ranges: bool,
     bytes: usize,
 }
@@ -66,6 +72,42 @@ fn copy_with_room(stored: &ResponseHeader, extra: usize) -> Option<ResponseHeade
     Some(copy)
 }
 
+/// The status line and the fields of `stored` as pingora's HTTP/1 writer sends them on a hit
+/// (HTTP/1.1, the names as the ERP wrote them), without `Date`, which is the time of sending,
+/// and with `Accept-Ranges` when ranges are offered. No final blank line.
+fn wire_head(stored: &ResponseHeader, ranges: bool) -> Box<[u8]> {
+    let mut buf = Vec::with_capacity(256);
+    buf.put_slice(b"HTTP/1.1 ");
+    buf.put_slice(stored.status.as_str().as_bytes());
+    buf.put_u8(b' ');
+    if let Some(reason) = stored.get_reason_phrase() {
+        buf.put_slice(reason.as_bytes());
+    }
+    buf.put_slice(b"\r\n");
+    let mut field = |name: &[u8], value: &[u8]| {
+        buf.put_slice(name);
+        buf.put_slice(b": ");
+        buf.put_slice(value);
+        buf.put_slice(b"\r\n");
+    };
+    // In the stored order, names as the ERP wrote them when their case was kept.
+    if stored.has_case() {
+        for (name, value) in stored.case_header_iter() {
+            if !name.as_slice().eq_ignore_ascii_case(b"date") {
+                field(name.as_slice(), value.as_bytes());
+            }
+        }
+    } else {
+        for (name, value) in stored.headers.iter().filter(|(n, _)| **n != DATE) {
+            field(name.as_str().as_bytes(), value.as_bytes());
+        }
+    }
+    if ranges {
+        field(b"Accept-Ranges", b"bytes");
+    }
+    buf.into_boxed_slice()
+}
+
 impl ParsedMeta {
     /// The parsed copy of `meta`. `None` if the stored header already has one of the fields a
     /// hit adds (removing the hit's copy would lose the stored one): that response keeps the
@@ -90,10 +132,12 @@ impl ParsedMeta {
         // pingora's HTTP/1 writer sets `Connection` on every response it sends; a placeholder
         // makes that a replacement too.
         hit_header.append_header(CONNECTION, "keep-alive").ok()?;
+        let wire_head = wire_head(meta.response_header(), ranges);
         // Per field: a bucket in the value map and one in the name-case map, an index slot,
         // and the heap copies of the value and the name as written (about 200 bytes of
-        // structure); per header: the two maps' fixed parts.
+        // structure); per header: the two maps' fixed parts. Then the wire form.
         let bytes = 256
+            + wire_head.len()
             + hit_header
                 .headers
                 .iter()
@@ -109,6 +153,7 @@ impl ParsedMeta {
             variance: meta.variance(),
             epoch_override: meta.epoch_override(),
             hit_header,
+            wire_head,
             ranges,
             bytes,
         }))
@@ -176,6 +221,11 @@ impl ParsedMeta {
     /// The header a hit sends, with placeholder `Age` and `Cache-Status` values to replace.
     pub fn hit_header(&self) -> &ResponseHeader {
         &self.hit_header
+    }
+
+    /// The start of a hit's header on the wire: status line and fields, up to `Date`.
+    pub fn wire_head(&self) -> &[u8] {
+        &self.wire_head
     }
 
     /// Rough bytes it occupies (header maps with their allocations), for the memory tier's weight.
@@ -250,6 +300,25 @@ mod tests {
             meta_with(301, &[("location", "/x"), ("content-length", "0")])
                 .serialize()
                 .expect("serialize")
+        );
+    }
+
+    #[test]
+    fn the_wire_head_is_the_stored_header_as_written_without_its_date() {
+        let mut fields = vec![("Date", "Mon, 01 Jan 2024 00:00:00 GMT")];
+        fields.extend([("content-type", "application/json"), ("ETag", "\"abc\"")]);
+        fields.push(("Content-Length", "42"));
+        let parsed = ParsedMeta::capture(&meta_with(200, &fields)).expect("captured");
+        assert_eq!(
+            String::from_utf8_lossy(parsed.wire_head()),
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nETag: \"abc\"\r\n\
+             Content-Length: 42\r\nAccept-Ranges: bytes\r\n"
+        );
+        let gone = ParsedMeta::capture(&meta_with(410, &[("content-length", "0")])).expect("410");
+        assert_eq!(
+            String::from_utf8_lossy(gone.wire_head()),
+            "HTTP/1.1 410 Gone\r\ncontent-length: 0\r\n",
+            "ranges only on a 200"
         );
     }
 

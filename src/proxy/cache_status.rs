@@ -64,6 +64,22 @@ pub fn header_value(
     v
 }
 
+/// The `Cache-Status` value of a fresh hit that did not wait for anyone, written without
+/// building a `String`: the same text `header_value` makes for `CachePhase::Hit`.
+pub struct FreshHit {
+    /// The stored response's freshness deadline.
+    pub fresh_until: SystemTime,
+    /// The time of serving.
+    pub now: SystemTime,
+}
+
+impl std::fmt::Display for FreshHit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let ttl = ttl_secs(self.fresh_until, self.now);
+        write!(f, "{CACHE_NAME}; hit; ttl={ttl}")
+    }
+}
+
 fn push_ttl(v: &mut String, ttl: Option<i64>) {
     if let Some(ttl) = ttl {
         v.push_str("; ttl=");
@@ -111,6 +127,20 @@ mod tests {
             .and_then(|t| t.parse().ok())
             .expect("ttl");
         assert!((98..=100).contains(&ttl), "{v}");
+    }
+
+    #[test]
+    fn a_fresh_hit_written_directly_reads_as_the_header_value() {
+        // Half a second past the whole seconds, so both clock readings give the same ttl.
+        let until = SystemTime::now() + Duration::from_millis(42_500);
+        let direct = FreshHit {
+            fresh_until: until,
+            now: SystemTime::now(),
+        };
+        assert_eq!(
+            direct.to_string(),
+            header_value(&CachePhase::Hit, true, Some(until), false)
+        );
     }
 
     #[test]

@@ -11,7 +11,12 @@
 //! Everything else falls through to pingora unchanged: entries only on disk, stale ones
 //! (stale-while-revalidate needs the cache lock), ranged requests, the warmer's requests and
 //! banned entries.
+//!
+//! On a plain HTTP/1 connection the response is written straight to the socket
+//! (`socket_write`): the stored wire form of the header with the per-response fields appended,
+//! and the body, in one `writev`. A `304`, TLS and HTTP/2 go through pingora's writer.
 
+use std::io::{IoSlice, Write};
 use std::time::SystemTime;
 
 use bytes::Bytes;
@@ -19,12 +24,13 @@ use foyer::HybridCacheEntry;
 use http::{StatusCode, header};
 use pingora_cache::key::{CacheHashKey, HashBinary};
 use pingora_cache::{CacheKey, CachePhase};
-use pingora_core::protocols::http::conditional_filter;
+use pingora_core::protocols::http::{conditional_filter, date};
 use pingora_error::Result;
 use pingora_http::{RequestHeader, ResponseHeader};
 use pingora_proxy::Session;
 
-use super::cache_status;
+use super::cache_status::{self, FreshHit};
+use super::socket_write;
 use crate::cache::HybridStorage;
 use crate::cache::object::CachedObject;
 use crate::cache::parsed::{CACHE_STATUS, ParsedMeta};
@@ -39,6 +45,18 @@ pub struct Served {
     pub created: SystemTime,
     /// When it stops being fresh.
     pub fresh_until: SystemTime,
+    /// Set when the response was written straight to the socket, which pingora's session does
+    /// not see.
+    pub sent: Option<Sent>,
+}
+
+/// A response written straight to the client's socket.
+#[derive(Debug, Clone, Copy)]
+pub struct Sent {
+    /// Its status.
+    pub status: u16,
+    /// Body bytes written (fewer than the body's length if the client went away).
+    pub body_bytes: usize,
 }
 
 /// Whether the request may be answered here at all: byte ranges need pingora's range filter.
@@ -90,18 +108,51 @@ impl Served {
         Served {
             created: meta.created(),
             fresh_until: meta.fresh_until(),
+            sent: None,
         }
     }
 }
 
 /// Writes the stored response `meta` + `body` (or `304 Not Modified` for a matching
-/// validator) to the client.
+/// validator) to the client. Returns what was sent when it went straight to the socket.
 pub async fn serve(
     session: &mut Session,
     meta: &ParsedMeta,
     body: &Bytes,
     now: SystemTime,
-) -> Result<()> {
+) -> Result<Option<Sent>> {
+    let req = session.req_header();
+    if !conditional_filter::not_modified_filter(req, meta.hit_header()) {
+        let header_only =
+            req.method == http::Method::HEAD || meta.hit_header().status == StatusCode::NO_CONTENT;
+        let direct = match socket_write::client_socket(session) {
+            Some(socket) => {
+                let head = wire_header(meta, now, socket.keepalive());
+                let body: &[u8] = if header_only { &[] } else { body };
+                let mut parts = [IoSlice::new(&head), IoSlice::new(body)];
+                let parts = if body.is_empty() {
+                    &mut parts[..1]
+                } else {
+                    &mut parts[..]
+                };
+                let (written, result) = socket.write_all(parts).await;
+                let sent = Sent {
+                    status: meta.hit_header().status.as_u16(),
+                    body_bytes: written.saturating_sub(head.len()),
+                };
+                Some((sent, result))
+            }
+            None => None,
+        };
+        if let Some((sent, result)) = direct {
+            if let Err(e) = result {
+                // The client is gone or broken: nothing more can be said on this connection.
+                tracing::debug!(error = %e, "writing a hit to the client failed");
+                session.set_keepalive(None);
+            }
+            return Ok(Some(sent));
+        }
+    }
     let resp = hit_header(session.req_header(), meta, now)?;
     // The same statuses and method pingora's hit path sends without a body.
     let header_only = matches!(
@@ -114,7 +165,32 @@ pub async fn serve(
             .write_response_body(Some(Bytes::clone(body)), true)
             .await?;
     }
-    Ok(())
+    Ok(None)
+}
+
+/// A hit's header on the wire: the stored head, then the fields of this response, in the
+/// form pingora's writer gives them.
+fn wire_header(meta: &ParsedMeta, now: SystemTime, keepalive: bool) -> Vec<u8> {
+    let head = meta.wire_head();
+    let mut buf = Vec::with_capacity(head.len() + 160);
+    buf.extend_from_slice(head);
+    buf.extend_from_slice(b"Date: ");
+    buf.extend_from_slice(date::get_cached_date().as_bytes());
+    let age = now
+        .duration_since(meta.epoch())
+        .unwrap_or_default()
+        .as_secs();
+    let status = FreshHit {
+        fresh_until: meta.fresh_until(),
+        now,
+    };
+    let connection = if keepalive { "keep-alive" } else { "close" };
+    // Writing to a `Vec` cannot fail.
+    let _ = write!(
+        buf,
+        "\r\nAge: {age}\r\ncache-status: {status}\r\nConnection: {connection}\r\n\r\n"
+    );
+    buf
 }
 
 /// The header a hit sends: the stored one with its `Age` and `Cache-Status`, turned into a

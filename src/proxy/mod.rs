@@ -11,6 +11,7 @@ pub mod ctx;
 pub mod fast_hit;
 pub mod headers;
 pub mod refuse;
+pub mod socket_write;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -145,8 +146,8 @@ impl Proxy {
         {
             return Ok(false);
         }
-        ctx.served = Some(fast_hit::Served::of(meta));
-        fast_hit::serve(session, meta, &entry.value().body, now).await?;
+        let served = ctx.served.insert(fast_hit::Served::of(meta));
+        served.sent = fast_hit::serve(session, meta, &entry.value().body, now).await?;
         Ok(true)
     }
 
@@ -184,7 +185,11 @@ impl Proxy {
 
     /// Feeds one finished request to the metrics, the statistics and the access log.
     fn observe(&self, session: &Session, error: Option<&Error>, ctx: &RequestCtx) {
-        let status = session.response_written().map_or(0, |r| r.status.as_u16());
+        let sent = ctx.served.and_then(|s| s.sent);
+        let status = match sent {
+            Some(sent) => sent.status,
+            None => session.response_written().map_or(0, |r| r.status.as_u16()),
+        };
         let req = session.req_header();
         let cache = match ctx.served {
             Some(_) => "hit",
@@ -211,7 +216,10 @@ impl Proxy {
             m.observe_lookup(route, cache, coalesced);
         }
         let switches = ctx.config.observability;
-        let bytes = session.body_bytes_sent() as u64;
+        let bytes = match sent {
+            Some(sent) => sent.body_bytes,
+            None => session.body_bytes_sent(),
+        } as u64;
         if let Some(stats) = self.stats.as_ref().filter(|_| switches.stats) {
             stats.record(&Observation {
                 route: ctx.route,
