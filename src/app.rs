@@ -60,12 +60,13 @@ pub enum AppError {
     Warming(#[from] WarmingError),
 }
 
-/// What a client connection buffers before writing to its socket. pingora's default (1,460
-/// bytes) sends a 2 KB hit as two writes (header, then body); 4 KiB sends the header and any
-/// body up to ~3.5 KB, the ERP's small JSON and most of its compressed JSON, in one. Every
-/// connection holds one for its life: 16 KiB cost ~16 MiB more at 1,000 connections, over
-/// the memory budget (docs/PERFORMANCE.md, "Memory").
-pub const CLIENT_WRITE_BUFFER_BYTES: usize = 4 * 1024;
+/// What a client connection buffers before writing to its socket: nothing. Fresh hits are
+/// written straight to the socket, header and body in one `writev` (`proxy::socket_write`);
+/// what is left for pingora's writer (misses, pass-through, hits from disk or stale) sends its
+/// header and body in separate writes, which costs microseconds beside the ERP's
+/// milliseconds. A buffer would be held by every connection for its life: 4 KiB is 4 MiB at
+/// 1,000 connections, against the memory budget (docs/PERFORMANCE.md, "Memory").
+pub const CLIENT_WRITE_BUFFER_BYTES: usize = 0;
 
 /// What a client connection buffers on the read side: nothing. pingora's default is 64 KiB
 /// per connection in front of the HTTP parser's own 4 KiB header buffer, which then copies out
