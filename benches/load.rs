@@ -475,6 +475,8 @@ struct Target {
     name: String,
     kind: &'static str,
     port: u16,
+    /// knitcache's admin listener (`/metrics`).
+    admin: Option<u16>,
     proc: Proc,
 }
 
@@ -525,6 +527,7 @@ fn start_knitcache(w: &World, opts: &Opts, name: &str, bin: &Path) -> Result<Tar
         name: name.into(),
         kind: "knitcache",
         port,
+        admin: Some(admin),
         proc,
     })
 }
@@ -553,6 +556,7 @@ fn start_nginx(w: &World, opts: &Opts) -> Result<Target, String> {
         name: "nginx".into(),
         kind: "nginx",
         port,
+        admin: None,
         proc,
     })
 }
@@ -580,6 +584,7 @@ fn start_varnish(w: &World, opts: &Opts) -> Result<Target, String> {
         name: "varnish".into(),
         kind: "varnish",
         port,
+        admin: None,
         proc,
     })
 }
@@ -782,6 +787,12 @@ fn print_mixed(name: &str, v: &Value) {
         v["erp_saved_ratio"].as_f64().unwrap_or(0.0) * 100.0,
         v["peak_rss_kib"].as_f64().unwrap_or(0.0) / 1024.0
     );
+    let own = |k: &str| v["own_hit_time"][k].as_f64().unwrap_or(0.0) * 100.0;
+    println!(
+        "knitcache's own time per hit (request read to response written): {:.2} % within 0.5 ms, {:.2} % within 1 ms",
+        own("within_0_5_ms"),
+        own("within_1_ms")
+    );
     println!("| latency (ms) | p50 | p95 | p99 | p99.9 |\n| --- | --- | --- | --- | --- |");
     for (label, k) in [
         ("hits", "latency_hit"),
@@ -843,9 +854,13 @@ fn scenario_mixed(w: &World, opts: &Opts, which: &str) -> Result<Value, String> 
     wait_quiet();
     reset_hwm(t.proc.pid());
     let before = sim_total(w.sim_port)?;
+    let admin = t.admin.ok_or("knitcache has an admin listener")?;
+    let own_before = own_hit_times(admin)?;
     let run = run_wrk(w, opts, &spec(opts.duration))?;
+    let own = own_hit_times(admin)?.since(&own_before);
     let erp = sim_total(w.sim_port)? - before;
     let mut v = mixed_report(&run, erp, rss_kib(t.proc.pid()));
+    v["own_hit_time"] = own.json();
     v["cold_start"] = json!({
         "duration_s": cold.duration_s, "requests": cold.requests, "erp_requests": cold_erp,
         "hit_ratio": cold.hit_ratio(), "latency_all": pct_json(&cold.latency),
@@ -862,6 +877,61 @@ fn scenario_mixed(w: &World, opts: &Opts, which: &str) -> Result<Value, String> 
     }
     print_mixed(which, &v);
     Ok(v)
+}
+
+/// knitcache's own time for hits, from its `knitcache_request_duration_seconds` histogram
+/// (request read to response written, summed over routes): how many, and how many within
+/// 0.5 ms and 1 ms. A client's latency adds its own scheduling and the network to this.
+#[derive(Default)]
+struct OwnHitTimes {
+    count: f64,
+    within_half_ms: f64,
+    within_1_ms: f64,
+}
+
+fn own_hit_times(admin: u16) -> Result<OwnHitTimes, String> {
+    let (status, _, body) = http_get(admin, "/metrics")?;
+    if status != 200 {
+        return Err(format!("/metrics answered {status}"));
+    }
+    let mut t = OwnHitTimes::default();
+    for line in String::from_utf8_lossy(&body).lines() {
+        let Some((series, value)) = line.rsplit_once(' ') else {
+            continue;
+        };
+        if !series.starts_with("knitcache_request_duration_seconds")
+            || !series.contains("cache=\"hit\"")
+        {
+            continue;
+        }
+        let value: f64 = value.parse().unwrap_or(0.0);
+        if series.starts_with("knitcache_request_duration_seconds_count") {
+            t.count += value;
+        } else if series.contains("le=\"0.0005\"") {
+            t.within_half_ms += value;
+        } else if series.contains("le=\"0.001\"") {
+            t.within_1_ms += value;
+        }
+    }
+    Ok(t)
+}
+
+impl OwnHitTimes {
+    fn since(&self, before: &OwnHitTimes) -> OwnHitTimes {
+        OwnHitTimes {
+            count: self.count - before.count,
+            within_half_ms: self.within_half_ms - before.within_half_ms,
+            within_1_ms: self.within_1_ms - before.within_1_ms,
+        }
+    }
+
+    fn json(&self) -> Value {
+        json!({
+            "hits": self.count,
+            "within_0_5_ms": ratio(self.within_half_ms, self.count),
+            "within_1_ms": ratio(self.within_1_ms, self.count),
+        })
+    }
 }
 
 /// The two body sizes of the hit runs: paths of the simulator that answer ~2 KB and ~100 KB.
@@ -1337,6 +1407,7 @@ fn scenario_callgrind(w: &World, opts: &Opts) -> Result<Value, String> {
             name: cg_name.clone(),
             kind: "knitcache",
             port,
+            admin: Some(admin),
             proc,
         };
         let ctl = |arg: &str| {
