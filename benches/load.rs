@@ -338,9 +338,9 @@ fn reset_hwm(pid: u32) {
     let _ = fs::write(format!("/proc/{pid}/clear_refs"), "5");
 }
 
-/// CPU seconds (user + system) of `pid` and all its descendants.
-fn tree_cpu_s(pid: u32) -> f64 {
-    let mut stats: Vec<(u32, u32, f64)> = Vec::new();
+/// User and system CPU seconds of `pid` and all its descendants.
+fn tree_cpu(pid: u32) -> (f64, f64) {
+    let mut stats: Vec<(u32, u32, (f64, f64))> = Vec::new();
     if let Ok(dir) = fs::read_dir("/proc") {
         for e in dir.flatten() {
             let Some(p) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
@@ -355,11 +355,9 @@ fn tree_cpu_s(pid: u32) -> f64 {
             };
             let f: Vec<&str> = rest.split_whitespace().collect();
             let ppid = f.get(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-            let ticks: f64 = [11, 12]
-                .iter()
-                .filter_map(|&i| f.get(i).and_then(|s| s.parse::<f64>().ok()))
-                .sum();
-            stats.push((p, ppid, ticks / 100.0));
+            let secs =
+                |i: usize| f.get(i).and_then(|s| s.parse::<f64>().ok()).unwrap_or(0.0) / 100.0;
+            stats.push((p, ppid, (secs(11), secs(12))));
         }
     }
     let mut tree = vec![pid];
@@ -372,8 +370,7 @@ fn tree_cpu_s(pid: u32) -> f64 {
     stats
         .iter()
         .filter(|s| tree.contains(&s.0))
-        .map(|s| s.2)
-        .sum()
+        .fold((0.0, 0.0), |(u, k), s| (u + s.2.0, k + s.2.1))
 }
 
 /// Busy CPU seconds of the whole machine so far (from /proc/stat).
@@ -947,6 +944,9 @@ struct HitRun {
     p50_us: f64,
     p99_us: f64,
     cpu_s: f64,
+    /// The proxy's user and system CPU per hit, microseconds.
+    user_us: f64,
+    system_us: f64,
     hits_per_cpu_s: f64,
     foreign_cpu_s: f64,
     errors: u64,
@@ -963,30 +963,37 @@ fn hit_run(
     if quiet >= 0.5 {
         eprintln!("  (machine busy: {quiet:.2} CPUs in use by others)");
     }
-    let cpu0 = tree_cpu_s(t.proc.pid());
+    let spec = WrkSpec {
+        port: t.port,
+        path,
+        threads: 1,
+        connections: HIT_CONNECTIONS,
+        duration,
+        plan: None,
+    };
+    measured_run(w, opts, t, &spec)
+}
+
+/// One wrk run against `t`, with the CPU time the proxy and the rest of the machine took.
+fn measured_run(w: &World, opts: &Opts, t: &Target, spec: &WrkSpec) -> Result<HitRun, String> {
+    let (user0, system0) = tree_cpu(t.proc.pid());
     let busy0 = machine_busy_s();
-    let run = run_wrk(
-        w,
-        opts,
-        &WrkSpec {
-            port: t.port,
-            path,
-            threads: 1,
-            connections: HIT_CONNECTIONS,
-            duration,
-            plan: None,
-        },
-    )?;
-    let cpu = tree_cpu_s(t.proc.pid()) - cpu0;
+    let run = run_wrk(w, opts, spec)?;
+    let (user1, system1) = tree_cpu(t.proc.pid());
+    let (user, system) = (user1 - user0, system1 - system0);
+    let cpu = user + system;
     let busy = machine_busy_s() - busy0;
+    let per_hit_us = |secs: f64| ratio(secs * 1e6, run.requests as f64);
     Ok(HitRun {
         rps: run.rps(),
         p50_us: run.latency.p50,
         p99_us: run.latency.p99,
         cpu_s: cpu,
+        user_us: per_hit_us(user),
+        system_us: per_hit_us(system),
         hits_per_cpu_s: ratio(run.requests as f64, cpu),
         // what neither the proxy nor wrk (about one core at most) used
-        foreign_cpu_s: (busy - cpu - duration as f64).max(0.0),
+        foreign_cpu_s: (busy - cpu - spec.duration as f64).max(0.0),
         errors: run.socket_errors + run.bad_status,
     })
 }
@@ -1023,21 +1030,24 @@ fn scenario_hits(w: &World, opts: &Opts) -> Result<Value, String> {
         opts.duration
     );
     println!(
-        "| size | req/s | p50 ms | p99 ms | hits per proxy CPU-s |\n| --- | --- | --- | --- | --- |"
+        "| size | req/s | p50 ms | p99 ms | hits per proxy CPU-s | user us/hit | system us/hit |\n| --- | --- | --- | --- | --- | --- | --- |"
     );
     for (size, path) in HIT_PATHS {
         warm_hit(&t, path)?;
         let r = hit_run(w, opts, &t, path, opts.duration)?;
         println!(
-            "| {size} | {:.0} | {:.3} | {:.3} | {:.0} |",
+            "| {size} | {:.0} | {:.3} | {:.3} | {:.0} | {:.1} | {:.1} |",
             r.rps,
             r.p50_us / 1e3,
             r.p99_us / 1e3,
-            r.hits_per_cpu_s
+            r.hits_per_cpu_s,
+            r.user_us,
+            r.system_us
         );
         out.insert(
             (*size).into(),
             json!({"rps": r.rps, "p50_us": r.p50_us, "p99_us": r.p99_us, "proxy_cpu_s": r.cpu_s,
+                   "user_us_per_hit": r.user_us, "system_us_per_hit": r.system_us,
                    "hits_per_cpu_s": r.hits_per_cpu_s, "errors": r.errors}),
         );
     }
@@ -1247,32 +1257,16 @@ fn scenario_compare(w: &World, opts: &Opts) -> Result<Value, String> {
                 let r = match wl {
                     "mix" => {
                         wait_quiet();
-                        let cpu0 = tree_cpu_s(t.proc.pid());
-                        let busy0 = machine_busy_s();
                         let c = opts.concurrency;
-                        let run = run_wrk(
-                            w,
-                            opts,
-                            &WrkSpec {
-                                port: t.port,
-                                path: "/",
-                                threads: c,
-                                connections: c,
-                                duration: opts.duration,
-                                plan: Some(&mix_plan),
-                            },
-                        )?;
-                        let cpu = tree_cpu_s(t.proc.pid()) - cpu0;
-                        let busy = machine_busy_s() - busy0;
-                        HitRun {
-                            rps: run.rps(),
-                            p50_us: run.latency.p50,
-                            p99_us: run.latency.p99,
-                            cpu_s: cpu,
-                            hits_per_cpu_s: ratio(run.requests as f64, cpu),
-                            foreign_cpu_s: (busy - cpu - opts.duration as f64).max(0.0),
-                            errors: run.socket_errors,
-                        }
+                        let spec = WrkSpec {
+                            port: t.port,
+                            path: "/",
+                            threads: c,
+                            connections: c,
+                            duration: opts.duration,
+                            plan: Some(&mix_plan),
+                        };
+                        measured_run(w, opts, t, &spec)?
                     }
                     size => {
                         let path = HIT_PATHS
