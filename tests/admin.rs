@@ -21,8 +21,7 @@ const ROUTES: &str = r#"  - name: reload-data
 #[tokio::test(flavor = "multi_thread")]
 async fn endpoints_answer_with_status_and_shape() {
     let sim = start_sim(0.01).await;
-    let (_tmp, dir) = cache_dir();
-    let proxy = TestProxy::start_yaml(&config_yaml(sim.addr(), &dir, ROUTES), &dir);
+    let proxy = TestProxy::in_front_of(&sim, ROUTES);
     let c = client();
 
     let live = get(&c, &proxy.admin_url("/healthz")).await;

@@ -45,8 +45,7 @@ fn scripted(body: &'static str, headers: &[(&str, &str)]) -> ScriptedResponse {
 #[tokio::test(flavor = "multi_thread")]
 async fn second_get_is_served_from_cache() {
     let sim = start_sim(0.01).await;
-    let (_tmp, dir) = cache_dir();
-    let proxy = TestProxy::start_yaml(&config_yaml(sim.addr(), &dir, ROUTES), &dir);
+    let proxy = TestProxy::in_front_of(&sim, ROUTES);
     let c = client();
 
     let first = get(&c, &proxy.url("/api/comprehensive-kpis")).await;
@@ -87,8 +86,7 @@ async fn entries_expire_after_their_ttl() {
         "/t/short/a",
         scripted(r#"{"v":1}"#, &[("content-type", "application/json")]),
     );
-    let (_tmp, dir) = cache_dir();
-    let proxy = TestProxy::start_yaml(&config_yaml(sim.addr(), &dir, ROUTES), &dir);
+    let proxy = TestProxy::in_front_of(&sim, ROUTES);
     let c = client();
 
     get(&c, &proxy.url("/t/short/a")).await;
@@ -118,8 +116,7 @@ async fn query_parameters_are_normalised_in_the_key() {
     let sim = start_sim(0.01).await;
     sim.add_route("/t/query/x", scripted("x", &[]));
     sim.add_route("/t/only/y", scripted("y", &[]));
-    let (_tmp, dir) = cache_dir();
-    let proxy = TestProxy::start_yaml(&config_yaml(sim.addr(), &dir, ROUTES), &dir);
+    let proxy = TestProxy::in_front_of(&sim, ROUTES);
     let c = client();
 
     get(&c, &proxy.url("/t/query/x?b=2&a=1")).await;
@@ -151,8 +148,7 @@ async fn query_parameters_are_normalised_in_the_key() {
 #[tokio::test(flavor = "multi_thread")]
 async fn head_is_served_from_a_cached_get() {
     let sim = start_sim(0.01).await;
-    let (_tmp, dir) = cache_dir();
-    let proxy = TestProxy::start_yaml(&config_yaml(sim.addr(), &dir, ROUTES), &dir);
+    let proxy = TestProxy::in_front_of(&sim, ROUTES);
     let c = client();
 
     let full = get(&c, &proxy.url("/api/comprehensive-kpis")).await;
@@ -181,8 +177,7 @@ async fn head_is_served_from_a_cached_get() {
 #[tokio::test(flavor = "multi_thread")]
 async fn if_none_match_is_answered_304_from_cache() {
     let sim = start_sim(0.01).await;
-    let (_tmp, dir) = cache_dir();
-    let proxy = TestProxy::start_yaml(&config_yaml(sim.addr(), &dir, ROUTES), &dir);
+    let proxy = TestProxy::in_front_of(&sim, ROUTES);
     let c = client();
 
     get(&c, &proxy.url("/api/comprehensive-kpis")).await;
@@ -215,8 +210,7 @@ async fn if_none_match_is_answered_304_from_cache() {
 #[tokio::test(flavor = "multi_thread")]
 async fn byte_ranges_of_a_stored_response_come_from_cache() {
     let sim = start_sim(0.01).await;
-    let (_tmp, dir) = cache_dir();
-    let proxy = TestProxy::start_yaml(&config_yaml(sim.addr(), &dir, ROUTES), &dir);
+    let proxy = TestProxy::in_front_of(&sim, ROUTES);
     let c = client();
     let url = proxy.url("/api/comprehensive-kpis");
 
@@ -252,8 +246,7 @@ async fn set_cookie_and_no_store_are_never_stored() {
         "/t/private",
         scripted("p", &[("cache-control", "private, max-age=60")]),
     );
-    let (_tmp, dir) = cache_dir();
-    let proxy = TestProxy::start_yaml(&config_yaml(sim.addr(), &dir, ROUTES), &dir);
+    let proxy = TestProxy::in_front_of(&sim, ROUTES);
     let c = client();
 
     for (path, detail) in [
@@ -288,8 +281,7 @@ async fn objects_over_the_size_cap_are_proxied_but_not_stored() {
         "/t/big",
         scripted(big, &[("content-type", "application/octet-stream")]),
     );
-    let (_tmp, dir) = cache_dir();
-    let proxy = TestProxy::start_yaml(&config_yaml(sim.addr(), &dir, ROUTES), &dir);
+    let proxy = TestProxy::in_front_of(&sim, ROUTES);
     let c = client();
 
     for _ in 0..2 {
@@ -308,8 +300,7 @@ async fn objects_over_the_size_cap_are_proxied_but_not_stored() {
 #[tokio::test(flavor = "multi_thread")]
 async fn client_connections_stay_alive_while_the_erp_closes_each() {
     let sim = start_sim(0.01).await;
-    let (_tmp, dir) = cache_dir();
-    let proxy = TestProxy::start_yaml(&config_yaml(sim.addr(), &dir, ROUTES), &dir);
+    let proxy = TestProxy::in_front_of(&sim, ROUTES);
 
     // One raw connection, several requests: each answer must keep the connection open.
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -417,8 +408,7 @@ async fn a_large_hit_reaches_a_slow_reader_whole_on_a_connection_that_stays_open
 #[tokio::test(flavor = "multi_thread")]
 async fn a_hit_for_a_client_that_asks_to_close_says_so_and_closes() {
     let sim = start_sim(0.01).await;
-    let (_tmp, dir) = cache_dir();
-    let proxy = TestProxy::start_yaml(&config_yaml(sim.addr(), &dir, ROUTES), &dir);
+    let proxy = TestProxy::in_front_of(&sim, ROUTES);
     let filled = get(&client(), &proxy.url("/api/comprehensive-kpis")).await;
     assert_eq!(filled.status, 200);
 
@@ -461,8 +451,7 @@ async fn erp_connection_headers_do_not_leak() {
             ],
         ),
     );
-    let (_tmp, dir) = cache_dir();
-    let proxy = TestProxy::start_yaml(&config_yaml(sim.addr(), &dir, ROUTES), &dir);
+    let proxy = TestProxy::in_front_of(&sim, ROUTES);
     let c = client();
     for _ in 0..2 {
         let r = get(&c, &proxy.url("/t/hop")).await;

@@ -14,8 +14,7 @@ async fn two_hundred_concurrent_misses_make_one_erp_request() {
     // The forecast takes 1.2-2.5 s on the real ERP; at this scale ~100 ms, long enough for all
     // 200 requests to arrive while the first fill is in flight.
     let sim = start_sim(0.05).await;
-    let (_tmp, dir) = cache_dir();
-    let proxy = TestProxy::start_yaml(&config_yaml(sim.addr(), &dir, ROUTES), &dir);
+    let proxy = TestProxy::in_front_of(&sim, ROUTES);
     let c = client();
 
     let url = proxy.url("/api/fabric-forecast-integrated");

@@ -15,8 +15,7 @@ const ROUTES: &str = r#"  - name: knit-orders
 #[tokio::test(flavor = "multi_thread")]
 async fn gzip_and_brotli_variants_are_stored_and_decode_to_the_same_json() {
     let sim = start_sim(0.01).await;
-    let (_tmp, dir) = cache_dir();
-    let proxy = TestProxy::start_yaml(&config_yaml(sim.addr(), &dir, ROUTES), &dir);
+    let proxy = TestProxy::in_front_of(&sim, ROUTES);
     let c = client();
     let url = proxy.url("/api/knit-orders");
 

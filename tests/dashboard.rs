@@ -94,8 +94,7 @@ fn cell<'a>(dom: &'a str, route: &str, class: &str) -> &'a str {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_dashboard_renders_live_numbers_in_a_browser() {
     let sim = start_sim(0.01).await;
-    let (_tmp, dir) = cache_dir();
-    let proxy = TestProxy::start_yaml(&config_yaml(sim.addr(), &dir, ROUTES), &dir);
+    let proxy = TestProxy::in_front_of(&sim, ROUTES);
     let c = client();
     wait_ready(&c, &proxy).await;
     for _ in 0..7 {

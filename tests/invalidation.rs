@@ -111,8 +111,7 @@ async fn tags_from_the_route_and_the_erp_header_purge_what_carries_them() {
         .with_header("surrogate-key", "yarn inventory");
     sim.add_route("/t/tagged", tagged);
     sim.add_route("/t/plain", ScriptedResponse::ok(Bytes::from_static(b"p")));
-    let (_tmp, dir) = cache_dir();
-    let proxy = TestProxy::start_yaml(&config_yaml(sim.addr(), &dir, ROUTES), &dir);
+    let proxy = TestProxy::in_front_of(&sim, ROUTES);
     let c = client();
     for p in ["/t/tagged", "/t/plain", "/api/knit-orders"] {
         warm(&c, &proxy, p).await;

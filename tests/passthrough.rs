@@ -29,8 +29,7 @@ const ROUTES: &str = r#"  - name: reload
 #[tokio::test(flavor = "multi_thread")]
 async fn writes_pass_byte_for_byte_and_are_never_cached() {
     let sim = start_sim(0.01).await;
-    let (_tmp, dir) = cache_dir();
-    let proxy = TestProxy::start_yaml(&config_yaml(sim.addr(), &dir, ROUTES), &dir);
+    let proxy = TestProxy::in_front_of(&sim, ROUTES);
     let c = client();
 
     // Every byte value, an odd length, and a JSON-looking prefix: nothing may be re-encoded.
@@ -77,8 +76,7 @@ async fn writes_pass_byte_for_byte_and_are_never_cached() {
 #[tokio::test(flavor = "multi_thread")]
 async fn side_effect_gets_always_reach_the_erp() {
     let sim = start_sim(0.01).await;
-    let (_tmp, dir) = cache_dir();
-    let proxy = TestProxy::start_yaml(&config_yaml(sim.addr(), &dir, ROUTES), &dir);
+    let proxy = TestProxy::in_front_of(&sim, ROUTES);
     let c = client();
     for _ in 0..3 {
         let r = get(&c, &proxy.url("/api/reload-data")).await;
@@ -92,8 +90,7 @@ async fn side_effect_gets_always_reach_the_erp() {
 #[tokio::test(flavor = "multi_thread")]
 async fn unmatched_paths_pass_through_untouched() {
     let sim = start_sim(0.01).await;
-    let (_tmp, dir) = cache_dir();
-    let proxy = TestProxy::start_yaml(&config_yaml(sim.addr(), &dir, ROUTES), &dir);
+    let proxy = TestProxy::in_front_of(&sim, ROUTES);
     let c = client();
     for _ in 0..2 {
         let r = send(
@@ -114,8 +111,7 @@ async fn unmatched_paths_pass_through_untouched() {
 #[tokio::test(flavor = "multi_thread")]
 async fn cors_preflights_pass_through() {
     let sim = start_sim(0.01).await;
-    let (_tmp, dir) = cache_dir();
-    let proxy = TestProxy::start_yaml(&config_yaml(sim.addr(), &dir, ROUTES), &dir);
+    let proxy = TestProxy::in_front_of(&sim, ROUTES);
     let c = client();
     for _ in 0..2 {
         let r = send(
@@ -146,8 +142,7 @@ async fn cors_preflights_pass_through() {
 #[tokio::test(flavor = "multi_thread")]
 async fn redirects_pass_through_and_are_cached() {
     let sim = start_sim_mode(Mode::Shipped, 0.01).await;
-    let (_tmp, dir) = cache_dir();
-    let proxy = TestProxy::start_yaml(&config_yaml(sim.addr(), &dir, ROUTES), &dir);
+    let proxy = TestProxy::in_front_of(&sim, ROUTES);
     let c = client();
 
     for (path, status) in [("/api/comprehensive-kpis", 308), ("/api/yarn-data", 301)] {

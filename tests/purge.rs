@@ -201,9 +201,8 @@ async fn a_ban_survives_a_restart() {
 #[tokio::test(flavor = "multi_thread")]
 async fn bad_purges_get_a_status_and_a_reason() {
     let sim = start_sim(0.01).await;
-    let (_tmp, dir) = cache_dir();
     // No token configured: loopback clients may purge.
-    let proxy = TestProxy::start_yaml(&config_yaml(sim.addr(), &dir, ROUTES), &dir);
+    let proxy = TestProxy::in_front_of(&sim, ROUTES);
     let c = client();
     let purge = proxy.admin_url("/purge");
     let cases = [

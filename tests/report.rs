@@ -27,8 +27,7 @@ fn report(args: Vec<String>) -> std::process::Output {
 async fn report_lists_routes_slowest_first_and_marks_missed_targets() {
     // Scale 0.2: the forecast takes 240-500 ms, over the 200 ms target; the KPIs take ~2 ms.
     let sim = start_sim(0.2).await;
-    let (_tmp, dir) = cache_dir();
-    let proxy = TestProxy::start_yaml(&config_yaml(sim.addr(), &dir, ROUTES), &dir);
+    let proxy = TestProxy::in_front_of(&sim, ROUTES);
     let c = client();
     get(&c, &proxy.url("/api/fabric-forecast-integrated")).await;
     for _ in 0..4 {

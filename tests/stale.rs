@@ -22,8 +22,7 @@ const ROUTES: &str = r#"  - name: swr
 #[tokio::test(flavor = "multi_thread")]
 async fn stale_while_revalidate_serves_stale_and_refreshes_once() {
     let sim = start_sim(0.01).await;
-    let (_tmp, dir) = cache_dir();
-    let proxy = TestProxy::start_yaml(&config_yaml(sim.addr(), &dir, ROUTES), &dir);
+    let proxy = TestProxy::in_front_of(&sim, ROUTES);
     let c = client();
     let url = proxy.url("/api/production-planning");
 
@@ -77,8 +76,7 @@ async fn stale_while_revalidate_serves_stale_and_refreshes_once() {
 #[tokio::test(flavor = "multi_thread")]
 async fn stale_if_error_answers_while_the_erp_is_down() {
     let sim = start_sim(0.01).await;
-    let (_tmp, dir) = cache_dir();
-    let proxy = TestProxy::start_yaml(&config_yaml(sim.addr(), &dir, ROUTES), &dir);
+    let proxy = TestProxy::in_front_of(&sim, ROUTES);
     let c = client();
     let url = proxy.url("/api/yarn-intelligence?view=full");
 

@@ -172,6 +172,9 @@ pub struct TestProxy {
     pub cache_dir: PathBuf,
     stop: Option<tokio::sync::watch::Sender<u8>>,
     thread: Option<JoinHandle<()>>,
+    /// The temporary directory holding `cache_dir`, when the proxy made it. Declared last, so
+    /// it is removed after `drop` has stopped the server.
+    owned_dir: Option<tempfile::TempDir>,
 }
 
 /// Stops the server when the test says so (1 = graceful, 2 = fast), or fast when the sender is
@@ -190,6 +193,15 @@ impl ShutdownSignalWatch for ChannelShutdown {
 }
 
 impl TestProxy {
+    /// The proxy in front of `sim` with `routes` (the `routes:` list of `config_yaml`), in a
+    /// cache directory of its own that lives as long as the proxy.
+    pub fn in_front_of(sim: &ErpSim, routes: &str) -> TestProxy {
+        let (tmp, dir) = cache_dir();
+        let mut proxy = Self::start_yaml(&config_yaml(sim.addr(), &dir, routes), &dir);
+        proxy.owned_dir = Some(tmp);
+        proxy
+    }
+
     /// Builds and starts the proxy for `yaml`. Panics with the config errors if it is invalid.
     pub fn start_yaml(yaml: &str, cache_dir: &Path) -> TestProxy {
         let config = match config::parse(yaml, "test.yaml") {
@@ -235,6 +247,7 @@ impl TestProxy {
             cache_dir: cache_dir.to_path_buf(),
             stop: Some(stop_tx),
             thread: Some(thread),
+            owned_dir: None,
         }
     }
 
