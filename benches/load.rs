@@ -51,8 +51,12 @@ cargo bench --bench load -- [options]
   --soak-mins M       length of the soak (default 5)
   --knitcache NAME=PATH  a knitcache binary to measure (repeatable; default: this build's)
   --targets LIST      comparison targets besides knitcache: nginx,varnish (default both)
+  --workloads LIST    workloads of the comparison: 2k,100k,mix (default all three)
   --no-pin            do not pin proxy and wrk to separate cores
   --out FILE          JSON result file (default target/load/result.json)";
+
+/// The comparison's workloads: all-hit runs of two sizes, and the zipf mix.
+const COMPARE_WORKLOADS: [&str; 3] = ["2k", "100k", "mix"];
 
 /// Command line (hand parsed: cargo passes `--bench`, which the suite must accept).
 #[derive(Debug, Clone)]
@@ -70,6 +74,7 @@ struct Opts {
     soak_mins: f64,
     knitcache: Vec<(String, PathBuf)>,
     targets: Vec<String>,
+    workloads: Vec<String>,
     pin: bool,
     out: PathBuf,
 }
@@ -91,6 +96,7 @@ fn parse_opts(args: &[String]) -> Result<Opts, String> {
         soak_mins: 5.0,
         knitcache: Vec::new(),
         targets: vec!["nginx".into(), "varnish".into()],
+        workloads: COMPARE_WORKLOADS.map(String::from).to_vec(),
         pin: true,
         out: PathBuf::from("target/load/result.json"),
     };
@@ -134,6 +140,23 @@ fn parse_opts(args: &[String]) -> Result<Opts, String> {
                     .filter(|s| !s.is_empty())
                     .map(String::from)
                     .collect();
+            }
+            "--workloads" => {
+                o.workloads = val()?
+                    .split(',')
+                    .filter(|s| !s.is_empty())
+                    .map(String::from)
+                    .collect();
+                if let Some(bad) = o
+                    .workloads
+                    .iter()
+                    .find(|w| !COMPARE_WORKLOADS.contains(&w.as_str()))
+                {
+                    return Err(format!(
+                        "--workloads: unknown workload {bad}; choose from {}",
+                        COMPARE_WORKLOADS.join(",")
+                    ));
+                }
             }
             "--no-pin" => o.pin = false,
             "--out" => o.out = PathBuf::from(val()?),
@@ -1247,10 +1270,9 @@ fn scenario_compare(w: &World, opts: &Opts) -> Result<Value, String> {
     }
     // results[workload][target] = runs
     let mut results: BTreeMap<String, BTreeMap<String, Vec<HitRun>>> = BTreeMap::new();
-    let workloads = ["2k", "100k", "mix"];
     for round in 0..opts.rounds {
         println!("round {}/{}", round + 1, opts.rounds);
-        for wl in workloads {
+        for wl in opts.workloads.iter().map(String::as_str) {
             let n = targets.len();
             for k in 0..n {
                 let t = &targets[(k + round) % n];
@@ -1295,7 +1317,7 @@ fn scenario_compare(w: &World, opts: &Opts) -> Result<Value, String> {
         }
     }
     let mut out = serde_json::Map::new();
-    for wl in workloads {
+    for wl in opts.workloads.iter().map(String::as_str) {
         let Some(by_target) = results.get(wl) else {
             continue;
         };
@@ -1348,17 +1370,30 @@ fn scenario_compare(w: &World, opts: &Opts) -> Result<Value, String> {
                 if *other == kname.as_str() {
                     continue;
                 }
+                // Round by round: the two ran minutes apart at most, so a ratio per round
+                // cancels much of the machine's drift that the medians keep.
+                let paired: Vec<f64> = match (by_target.get(kname), by_target.get(*other)) {
+                    (Some(a), Some(b)) => {
+                        a.iter().zip(b).map(|(a, b)| ratio(a.rps, b.rps)).collect()
+                    }
+                    _ => Vec::new(),
+                };
+                let by_round = spread(&paired);
                 let r = json!({
                     "rps": ratio(k.0, o.0),
                     "p50_latency": ratio(k.1, o.1),
                     "p99_latency": ratio(k.2, o.2),
                     "per_cpu_s": ratio(k.3, o.3),
+                    "rps_by_round": paired,
                 });
                 println!(
-                    "{kname} vs {other}: req/s x{:.2}, p99 latency x{:.2} (lower is better), req per CPU-s x{:.2}",
+                    "{kname} vs {other}: req/s x{:.2}, p99 latency x{:.2} (lower is better), req per CPU-s x{:.2}; req/s round by round x{:.2} [{:.2}-{:.2}]",
                     ratio(k.0, o.0),
                     ratio(k.2, o.2),
-                    ratio(k.3, o.3)
+                    ratio(k.3, o.3),
+                    by_round.median,
+                    by_round.min,
+                    by_round.max
                 );
                 ratios.insert(format!("{kname}/{other}"), r);
             }
