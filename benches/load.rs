@@ -79,6 +79,14 @@ struct Opts {
     out: PathBuf,
 }
 
+/// The items of a comma list, empty ones dropped.
+fn list(v: &str) -> Vec<String> {
+    v.split(',')
+        .filter(|s| !s.is_empty())
+        .map(String::from)
+        .collect()
+}
+
 fn parse_opts(args: &[String]) -> Result<Opts, String> {
     let mut o = Opts {
         scenarios: ["dashboard", "zipf", "hits", "memory"]
@@ -134,19 +142,9 @@ fn parse_opts(args: &[String]) -> Result<Opts, String> {
                     .ok_or("--knitcache wants NAME=PATH".to_string())?;
                 o.knitcache.push((name.into(), PathBuf::from(path)));
             }
-            "--targets" => {
-                o.targets = val()?
-                    .split(',')
-                    .filter(|s| !s.is_empty())
-                    .map(String::from)
-                    .collect();
-            }
+            "--targets" => o.targets = list(&val()?),
             "--workloads" => {
-                o.workloads = val()?
-                    .split(',')
-                    .filter(|s| !s.is_empty())
-                    .map(String::from)
-                    .collect();
+                o.workloads = list(&val()?);
                 if let Some(bad) = o
                     .workloads
                     .iter()
