@@ -134,7 +134,12 @@ fn cpu_s() -> f64 {
     let fields: Vec<&str> = stat
         .rsplit_once(')')
         .map_or(Vec::new(), |(_, rest)| rest.split_whitespace().collect());
-    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
     (ticks(11) + ticks(12)) / 100.0
 }
 
@@ -247,12 +252,10 @@ fn main() {
             per_cpu.push(r * secs as f64 / cpu);
         }
     }
-    println!("\n{size}-byte responses, medians of {rounds} rounds:\n| path | req/s | req per server CPU-s |\n| --- | --- | --- |");
+    println!(
+        "\n{size}-byte responses, medians of {rounds} rounds:\n| path | req/s | req per server CPU-s |\n| --- | --- | --- |"
+    );
     for (path, rps, per_cpu) in &mut results {
-        println!(
-            "| {path:?} | {:.0} | {:.0} |",
-            median(rps),
-            median(per_cpu)
-        );
+        println!("| {path:?} | {:.0} | {:.0} |", median(rps), median(per_cpu));
     }
 }
