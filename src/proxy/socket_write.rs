@@ -18,7 +18,7 @@ use std::io::{self, IoSlice};
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 
 use pingora_core::protocols::http::ServerSession;
-use pingora_core::protocols::l4::stream::Stream as TcpStream;
+use pingora_core::protocols::l4::stream::Stream as L4Stream;
 use pingora_http::RequestHeader;
 use pingora_proxy::Session;
 use rustix::io::Errno;
@@ -41,7 +41,7 @@ pub fn client_socket(session: &Session) -> Option<ClientSocket<'_>> {
         return None;
     }
     // A TLS stream is another type; only pingora's own TCP stream is written to in the clear.
-    let tcp = h1.stream().as_any().downcast_ref::<TcpStream>()?;
+    let tcp = h1.stream().as_any().downcast_ref::<L4Stream>()?;
     // SAFETY: the descriptor belongs to the session's stream, which outlives the borrow.
     let fd = unsafe { BorrowedFd::borrow_raw(tcp.as_raw_fd()) };
     Some(ClientSocket {
