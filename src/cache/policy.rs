@@ -12,7 +12,7 @@ use pingora_cache::filters::calculate_expires_header_time;
 use pingora_cache::{CacheMeta, NoCacheReason, RespCacheable};
 use pingora_http::ResponseHeader;
 
-use crate::config::{CachePolicy, OriginCacheControl};
+use crate::config::{CachePolicy, OriginCacheControl, StoredStatuses};
 
 /// Why a response on a caching route was not stored; shown in `Cache-Status` as `detail=`.
 pub const REASON_STATUS: &str = "status";
@@ -29,7 +29,11 @@ pub fn response_cacheability(
     resp: &ResponseHeader,
     now: SystemTime,
 ) -> RespCacheable {
-    if !policy.statuses.contains(&resp.status.as_u16()) {
+    let listed = match &policy.statuses {
+        StoredStatuses::Only(list) => list.contains(&resp.status.as_u16()),
+        StoredStatuses::Standard => true,
+    };
+    if !listed {
         return uncacheable(REASON_STATUS);
     }
     let cc = CacheControl::from_resp_headers(resp);

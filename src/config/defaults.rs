@@ -5,7 +5,7 @@
 //! `defaults:` section, whose own absent keys come from here. Validation limits live in
 //! `validate.rs`, not here: they are not defaults.
 
-use super::model::{OriginCacheControl, QueryKey};
+use super::model::{Freshness, OriginCacheControl, QueryKey, RequestCookies, SetCookie};
 
 /// `listen`: where clients connect. Port 5006 because the ERP's dashboard hard-codes it.
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:5006";
@@ -98,8 +98,33 @@ pub const DEFAULT_ORIGIN_CACHE_CONTROL: OriginCacheControl = OriginCacheControl:
 /// `routes[].cache`: a route caches unless it says `cache: false`.
 pub const DEFAULT_ROUTE_CACHE: bool = true;
 
-/// `routes[].ignore_no_store`: `no-store`, `private` and `Set-Cookie` are honoured.
+/// `routes[].ignore_no_store`: `no-store` and `private` are honoured.
 pub const DEFAULT_IGNORE_NO_STORE: bool = false;
+
+/// `defaults.freshness`: the route's TTL decides (the ERP sends no caching headers).
+pub const DEFAULT_FRESHNESS: Freshness = Freshness::Route;
+
+/// `defaults.request_cookies`: a request with `Cookie` is never answered from the cache, since
+/// its answer may be personal. Origins known to use no cookies (the ERP) set `ignore`.
+pub const DEFAULT_REQUEST_COOKIES: RequestCookies = RequestCookies::Bypass;
+
+/// `defaults.set_cookie`: responses that set a cookie are never stored.
+pub const DEFAULT_SET_COOKIE: SetCookie = SetCookie::Refuse;
+
+/// `defaults.heuristic_percent`: a response with `Last-Modified` and no explicit lifetime is
+/// fresh for 10 % of its age (RFC 9111 §4.2.2's example), in `freshness: origin` only.
+pub const DEFAULT_HEURISTIC_PERCENT: u64 = 10;
+
+/// `defaults.heuristic_max_secs`: a heuristic lifetime never exceeds a day.
+pub const DEFAULT_HEURISTIC_MAX_SECS: u64 = 86_400;
+
+/// `defaults.max_variants`: stored variants (`Vary`, codings) of one URL. Four codings times a
+/// few request variants; a `Vary: User-Agent` origin cannot flood the cache with one URL.
+pub const DEFAULT_MAX_VARIANTS: u64 = 16;
+
+/// The statuses RFC 9110 §15.1 calls heuristically cacheable: stored by a `freshness: origin`
+/// route without explicit freshness (when they have `Last-Modified`).
+pub const HEURISTIC_STATUSES: [u16; 12] = [200, 203, 204, 206, 300, 301, 308, 404, 405, 410, 414, 501];
 
 /// `protection.retry_after_secs`, in seconds: what a `503` tells clients to wait. Two polls of a
 /// busy dashboard tab fit in it, and a restarting ERP is usually back by then.

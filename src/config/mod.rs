@@ -124,9 +124,16 @@ pub fn route_table(config: &Config) -> String {
             }
             RouteAction::Cache(p) => {
                 let mut notes = Vec::new();
-                if p.statuses != defaults::DEFAULT_STATUSES {
-                    let list: Vec<String> = p.statuses.iter().map(u16::to_string).collect();
-                    notes.push(format!("statuses={}", list.join(",")));
+                match &p.statuses {
+                    StoredStatuses::Only(list) if list != &defaults::DEFAULT_STATUSES => {
+                        let list: Vec<String> = list.iter().map(u16::to_string).collect();
+                        notes.push(format!("statuses={}", list.join(",")));
+                    }
+                    StoredStatuses::Only(_) => {}
+                    StoredStatuses::Standard => notes.push("statuses=standard".to_owned()),
+                }
+                if p.freshness == Freshness::Origin {
+                    notes.push("origin decides freshness".to_owned());
                 }
                 if p.origin_cache_control == OriginCacheControl::Honour {
                     notes.push("honours origin cache-control".to_owned());

@@ -335,12 +335,74 @@ pub struct CachePolicy {
     /// Which query parameters form the cache key.
     pub query: QueryKey,
     /// Response statuses that may be stored.
-    pub statuses: Vec<u16>,
-    /// Whether the ERP's own `Cache-Control`/`Expires` are honoured or overridden by `ttl`.
+    pub statuses: StoredStatuses,
+    /// Who decides how long a stored response is fresh: the route (`ttl`) or the origin's
+    /// headers, as RFC 9111 says.
+    pub freshness: Freshness,
+    /// In `Freshness::Route`: whether the ERP's own `Cache-Control`/`Expires` are honoured or
+    /// overridden by `ttl`.
     pub origin_cache_control: OriginCacheControl,
-    /// Store responses even if they carry `Cache-Control: no-store`/`private` or `Set-Cookie`.
-    /// Only for routes known to return the same body to everyone.
+    /// Store responses even if they carry `Cache-Control: no-store`/`private`. Only for routes
+    /// known to return the same body to everyone. `Set-Cookie` is `set_cookie`'s decision.
     pub ignore_no_store: bool,
+    /// What a request carrying `Cookie` gets.
+    pub request_cookies: RequestCookies,
+    /// What happens to a response carrying `Set-Cookie`.
+    pub set_cookie: SetCookie,
+    /// Heuristic freshness (RFC 9111 §4.2.2) in `Freshness::Origin`; `None`: never heuristic.
+    pub heuristic: Option<Heuristic>,
+    /// Most stored variants (`Vary`, codings) of one URL; the oldest is evicted past it.
+    pub max_variants: usize,
+}
+
+/// Which response statuses may be stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoredStatuses {
+    /// Only these (sorted, deduplicated).
+    Only(Vec<u16>),
+    /// RFC 9111 §3: any status whose response has explicit freshness (or validators, to be
+    /// revalidated), and the heuristically cacheable statuses (RFC 9110 §15.1) heuristically.
+    Standard,
+}
+
+/// Who decides a stored response's freshness lifetime.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Freshness {
+    /// The route's `ttl` and stale windows (the ERP sends no caching headers), subject to
+    /// `origin_cache_control`.
+    Route,
+    /// RFC 9111: `Knitcache-Cache-Control`, then `CDN-Cache-Control` (RFC 9213), then
+    /// `Cache-Control` and `Expires`, the current age from `Age` and `Date`, heuristics for
+    /// responses that say nothing; the route's stale windows only where the origin allows.
+    Origin,
+}
+
+/// What a request with a `Cookie` header gets from a caching route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestCookies {
+    /// Passed to the origin, never answered from or stored in the cache: the answer may depend
+    /// on who is asking.
+    Bypass,
+    /// Treated like any other request (for origins, like the ERP, that use no cookies).
+    Ignore,
+}
+
+/// What happens to a response carrying `Set-Cookie` on a caching route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SetCookie {
+    /// Never stored: the cookie is meant for one client.
+    Refuse,
+    /// Stored without its `Set-Cookie` fields; the client that caused the fill still gets them.
+    Strip,
+}
+
+/// Heuristic freshness for responses with `Last-Modified` and no explicit lifetime.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Heuristic {
+    /// Share of the time since `Last-Modified` the response stays fresh (RFC 9111 suggests 10 %).
+    pub fraction: f64,
+    /// Longest heuristic lifetime.
+    pub max: Duration,
 }
 
 /// Which query parameters form the cache key. Parameters in the key are sorted, so
@@ -358,8 +420,8 @@ pub enum QueryKey {
 /// The ERP's own caching headers (it sends none today).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OriginCacheControl {
-    /// Use the origin's `Cache-Control: max-age`/`s-maxage`/`Expires` when present, the route's
-    /// TTL when absent.
+    /// Use the origin's `Cache-Control: max-age`/`s-maxage`/`Expires` (and its targeted fields)
+    /// when present, corrected by the response's age, the route's TTL when absent.
     Honour,
     /// Always use the route's TTL; origin freshness directives are ignored (`no-store` and
     /// `private` still prevent storing unless `ignore_no_store`).

@@ -1517,9 +1517,17 @@ fn cache_policy(
         stale_while_revalidate: Duration::from_secs(pair.swr.0),
         stale_if_error: Duration::from_secs(pair.sie.0),
         query: query?,
-        statuses: statuses?,
+        statuses: StoredStatuses::Only(statuses?),
+        freshness: DEFAULT_FRESHNESS,
         origin_cache_control: r.origin_cache_control.map_or(d.origin, origin),
         ignore_no_store: r.ignore_no_store.unwrap_or(DEFAULT_IGNORE_NO_STORE),
+        request_cookies: RequestCookies::Ignore,
+        set_cookie: DEFAULT_SET_COOKIE,
+        heuristic: Some(Heuristic {
+            fraction: DEFAULT_HEURISTIC_PERCENT as f64 / 100.0,
+            max: Duration::from_secs(DEFAULT_HEURISTIC_MAX_SECS),
+        }),
+        max_variants: DEFAULT_MAX_VARIANTS as usize,
     })
 }
 
