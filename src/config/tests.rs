@@ -784,7 +784,11 @@ fn routes_inherit_from_the_defaults_section() {
         Duration::from_secs(defaults::DEFAULT_STALE_WHILE_REVALIDATE_SECS)
     );
     assert_eq!(a.origin_cache_control, OriginCacheControl::Honour);
-    assert_eq!(a.statuses, vec![200, 404], "sorted and deduplicated");
+    assert_eq!(
+        a.statuses,
+        StoredStatuses::Only(vec![200, 404]),
+        "sorted and deduplicated"
+    );
     assert!(!a.ignore_no_store);
     let b = c.routes[1].cache_policy().expect("caches");
     assert_eq!(b.ttl, Duration::from_secs(5));
