@@ -3,7 +3,7 @@
 //!
 //! `file.rs` fills absent keys from here; a route's absent cache keys come from the file's
 //! `defaults:` section, whose own absent keys come from here. Validation limits live in
-//! `validate.rs`, not here: they are not defaults.
+//! `validate/`, not here: they are not defaults.
 
 use super::model::{Freshness, OriginCacheControl, QueryKey, RequestCookies, SetCookie};
 

@@ -1,6 +1,6 @@
 //! The YAML schema: serde structs that mirror the config file key for key (`File*`).
 //!
-//! These types only describe what may be written; `validate.rs` turns them into the model that
+//! These types only describe what may be written; `validate/` turns them into the model that
 //! the rest of the proxy reads. Nothing outside `config/` uses them. Every struct denies unknown
 //! keys, so a typo is an error, and every key carries its unit in its name.
 

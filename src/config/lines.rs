@@ -2,9 +2,9 @@
 //!
 //! serde_yaml 0.9 keeps no positions for values it accepted, so the text is read a second time
 //! with an event parser (`saphyr-parser`) into a small tree of nodes that know their line. The
-//! tree serves the shape checks in `validate.rs`; `Lines` maps key paths (`routes[3].ttl_secs`)
-//! to lines for the semantic checks. If the second parser disagrees with serde_yaml about the
-//! text, messages simply go without line numbers.
+//! tree serves the shape checks in `validate/shape.rs`; `Lines` maps key paths
+//! (`routes[3].ttl_secs`) to lines for the semantic checks. If the second parser disagrees with
+//! serde_yaml about the text, messages simply go without line numbers.
 
 use std::collections::HashMap;
 

@@ -1,6 +1,6 @@
 //! The validated runtime configuration: what the proxy, the cache and the CLI read.
 //!
-//! Nothing here knows about YAML; `validate.rs` builds these types from the file layer
+//! Nothing here knows about YAML; `validate/` builds these types from the file layer
 //! (`file.rs`) and is the only place a `Config` is made from user input. Every duration is a
 //! `Duration`, every address is parsed, every pattern is compiled.
 

@@ -1,0 +1,80 @@
+//! The `admin:` section: the purge token, the variable it may come from, and the clients allowed
+//! to send `PURGE`.
+
+use std::net::IpAddr;
+
+use super::super::defaults::*;
+use super::super::file::*;
+use super::super::model::*;
+use super::Problems;
+
+/// Shortest admin token accepted: anything shorter can be guessed.
+const MIN_ADMIN_TOKEN_CHARS: usize = 16;
+
+/// The `admin:` section.
+pub(super) fn admin(a: &FileAdmin, p: &mut Problems) -> Option<AdminSettings> {
+    let mut ok = true;
+    if let Some(token) = &a.token {
+        let problem = if token.chars().count() < MIN_ADMIN_TOKEN_CHARS {
+            Some(format!(
+                "token is {} characters long; use at least {MIN_ADMIN_TOKEN_CHARS} random \
+                 characters (e.g. from `openssl rand -hex 24`), or remove it and set the \
+                 environment variable named by token_env instead",
+                token.chars().count()
+            ))
+        } else if !token.bytes().all(|b| b.is_ascii_graphic()) {
+            Some(
+                "token contains spaces or non-ASCII characters, which an Authorization header \
+                 cannot carry; use letters, digits and punctuation only"
+                    .to_owned(),
+            )
+        } else {
+            None
+        };
+        if let Some(msg) = problem {
+            p.at("admin.token", None, msg);
+            ok = false;
+        }
+    }
+    let env = &a.token_env;
+    let valid_env = env
+        .bytes()
+        .next()
+        .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
+        && env.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    if !valid_env {
+        let msg = format!(
+            "{env:?} is not an environment variable name; use letters, digits and _, e.g. \
+             token_env: {DEFAULT_ADMIN_TOKEN_ENV}"
+        );
+        p.at("admin.token_env", None, msg);
+        ok = false;
+    }
+    let purge_from = networks(&a.purge_from, "admin.purge_from", p);
+    (ok && purge_from.is_some()).then(|| AdminSettings {
+        token: a.token.clone(),
+        token_env: env.clone(),
+        purge_from: purge_from.unwrap_or_default(),
+    })
+}
+
+/// `IP` or `IP/prefix` entries.
+fn networks(list: &[String], path: &str, p: &mut Problems) -> Option<Vec<ipnet::IpNet>> {
+    let mut out = Vec::new();
+    let mut ok = true;
+    for (i, text) in list.iter().enumerate() {
+        match text
+            .parse::<ipnet::IpNet>()
+            .or_else(|_| text.parse::<IpAddr>().map(ipnet::IpNet::from))
+        {
+            Ok(net) => out.push(net),
+            Err(_) => {
+                let msg =
+                    format!("{text:?} is not an IP address or network; write e.g. \"127.0.0.0/8\"");
+                p.at(&format!("{path}[{i}]"), None, msg);
+                ok = false;
+            }
+        }
+    }
+    ok.then_some(out)
+}
