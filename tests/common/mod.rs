@@ -6,6 +6,8 @@
 //! never a signal: signals are process-wide and would stop every proxy in the binary.
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
+pub mod origin;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -198,6 +200,26 @@ impl TestProxy {
     pub fn in_front_of(sim: &ErpSim, routes: &str) -> TestProxy {
         let (tmp, dir) = cache_dir();
         let mut proxy = Self::start_yaml(&config_yaml(sim.addr(), &dir, routes), &dir);
+        proxy.owned_dir = Some(tmp);
+        proxy
+    }
+
+    /// The proxy in front of any upstream (e.g. an `origin::Origin`) with `routes`, in a cache
+    /// directory of its own that lives as long as the proxy.
+    pub fn in_front_of_origin(upstream: SocketAddr, routes: &str) -> TestProxy {
+        Self::in_front_of_origin_with(upstream, "", routes)
+    }
+
+    /// As `in_front_of_origin`, plus whole top-level sections (`sections_yaml`, unindented, as
+    /// `config_yaml_sections` takes them).
+    pub fn in_front_of_origin_with(
+        upstream: SocketAddr,
+        sections_yaml: &str,
+        routes: &str,
+    ) -> TestProxy {
+        let (tmp, dir) = cache_dir();
+        let yaml = config_yaml_sections(upstream, &dir, sections_yaml, routes);
+        let mut proxy = Self::start_yaml(&yaml, &dir);
         proxy.owned_dir = Some(tmp);
         proxy
     }
