@@ -226,6 +226,7 @@ fn assemble(
     let invalidator = Arc::new(Invalidator::new(
         cache.bans.clone(),
         warming.clone(),
+        cache.storage,
         &metrics.registry,
     )?);
     let live = Arc::new(ArcSwap::from_pointee(config));

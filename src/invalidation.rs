@@ -7,20 +7,25 @@
 //!   (`cache.tag_header`, `Surrogate-Key` by default), read from the stored header on a hit.
 //! * `PURGE /path?query` on the proxy port, as Varnish users expect, purges that URL's stored
 //!   variants, from the clients in `admin.purge_from` only.
+//! * Whatever the rules say, a non-error response to an unsafe method (POST, PUT, PATCH,
+//!   DELETE, ...) removes the stored responses of its target URI and of the same-origin
+//!   `Location` and `Content-Location` it names (RFC 9111 §4.4): the write changed them.
 
 use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{HeaderName, Method};
 use pingora_error::Result;
-use pingora_http::ResponseHeader;
+use pingora_http::{RequestHeader, ResponseHeader};
 use pingora_proxy::Session;
-use prometheus::{IntCounterVec, Opts, Registry};
+use prometheus::{IntCounter, IntCounterVec, Opts, Registry};
 
 use crate::admin::purge::{self, PurgeRequest};
 use crate::cache::HybridStorage;
 use crate::cache::bans::{BanMatch, Bans};
-use crate::config::{Config, PurgeSet};
+use crate::cache::encoding::{self, Coding};
+use crate::cache::key;
+use crate::config::{CachePolicy, Config, PurgeSet};
 use crate::warming::Warming;
 
 /// The `PURGE` method.
@@ -51,7 +56,9 @@ pub fn has_tag(
 pub struct Invalidator {
     bans: Arc<Bans>,
     warming: Arc<Warming>,
+    storage: &'static HybridStorage,
     fired: IntCounterVec,
+    by_method: IntCounter,
 }
 
 impl Invalidator {
@@ -59,6 +66,7 @@ impl Invalidator {
     pub fn new(
         bans: Arc<Bans>,
         warming: Arc<Warming>,
+        storage: &'static HybridStorage,
         registry: &Registry,
     ) -> prometheus::Result<Self> {
         let fired = IntCounterVec::new(
@@ -69,11 +77,64 @@ impl Invalidator {
             &["rule"],
         )?;
         registry.register(Box::new(fired.clone()))?;
+        let by_method = IntCounter::new(
+            "knitcache_method_invalidations_total",
+            "Stored URLs invalidated by a successful unsafe request (RFC 9111 section 4.4): its \
+             target, Location and Content-Location",
+        )?;
+        registry.register(Box::new(by_method.clone()))?;
         Ok(Invalidator {
             bans,
             warming,
+            storage,
             fired,
+            by_method,
         })
+    }
+
+    /// RFC 9111 §4.4: a non-error (2xx, 3xx) response to an unsafe method invalidates the
+    /// stored responses of the target URI, and of `Location` and `Content-Location` when they
+    /// name the same origin (another host's URLs are never touched: a response must not be
+    /// able to purge what it does not own).
+    pub fn after_unsafe(&self, config: &Config, req: &RequestHeader, resp: &ResponseHeader) {
+        if is_safe(&req.method) || !(200..400).contains(&resp.status.as_u16()) {
+            return;
+        }
+        let host = req
+            .uri
+            .authority()
+            .map(http::uri::Authority::as_str)
+            .or_else(|| req.headers.get(http::header::HOST)?.to_str().ok());
+        let target = req.uri.path_and_query().map_or("/", |pq| pq.as_str());
+        let mut urls = vec![target.to_owned()];
+        for field in [http::header::LOCATION, http::header::CONTENT_LOCATION] {
+            let Some(value) = resp.headers.get(&field).and_then(|v| v.to_str().ok()) else {
+                continue;
+            };
+            if let Some(url) = same_origin(value.trim(), req.uri.path(), host) {
+                urls.push(url);
+            }
+        }
+        urls.dedup();
+        for url in urls {
+            let (path, query) = match url.split_once('?') {
+                Some((p, q)) => (p, Some(q)),
+                None => (url.as_str(), None),
+            };
+            let Some(policy) = config
+                .route_for(&Method::GET, path)
+                .and_then(|(_, r)| r.cache_policy())
+            else {
+                continue;
+            };
+            match remove_url(path, query, policy, config, self.storage) {
+                Ok(removed) => {
+                    self.by_method.inc();
+                    tracing::debug!(method = %req.method, path, removed, "invalidated by method");
+                }
+                Err(e) => tracing::warn!(error = %e, path, "invalidation by method failed"),
+            }
+        }
     }
 
     /// Called once a response is complete: fires every rule the request matches if it
@@ -113,6 +174,90 @@ impl Invalidator {
         }
         n
     }
+}
+
+/// Safe methods (RFC 9110 §9.2.1) change nothing at the origin; everything else may.
+fn is_safe(method: &Method) -> bool {
+    matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE
+    )
+}
+
+/// The path and query `reference` (a `Location` or `Content-Location` value) names, if it is
+/// on the request's own origin: an absolute path, a relative path (resolved against
+/// `base_path`), or an absolute `http(s)` URL whose authority is `host`.
+fn same_origin(reference: &str, base_path: &str, host: Option<&str>) -> Option<String> {
+    // Fragments never reach the origin or a key.
+    let reference = reference.split('#').next().unwrap_or_default();
+    if reference.starts_with("//") {
+        return None;
+    }
+    for scheme in ["http://", "https://"] {
+        let Some(rest) = reference
+            .get(..scheme.len())
+            .filter(|s| s.eq_ignore_ascii_case(scheme))
+            .map(|_| &reference[scheme.len()..])
+        else {
+            continue;
+        };
+        let (authority, path) = rest
+            .find(['/', '?'])
+            .map_or((rest, "/"), |i| rest.split_at(i));
+        let host = host?;
+        if !authority.eq_ignore_ascii_case(host) {
+            return None;
+        }
+        let path = if path.starts_with('?') {
+            format!("/{path}")
+        } else {
+            path.to_owned()
+        };
+        return Some(path);
+    }
+    if reference.contains(':') && !reference.starts_with('/') {
+        // Another scheme (`mailto:`, `ftp:`): not a URL of this origin. (A relative path with
+        // a colon in its first segment is not a valid reference either.)
+        return None;
+    }
+    if reference.starts_with('/') {
+        return Some(reference.to_owned());
+    }
+    if reference.is_empty() {
+        return None;
+    }
+    let dir = base_path.rsplit_once('/').map_or("", |(d, _)| d);
+    Some(format!("{dir}/{reference}"))
+}
+
+/// Removes every stored variant of `path?query` as keyed under `policy`: its primary slot and
+/// each coding's slot. Variants selected by `Vary` live in slots of their own; removing the
+/// primary retires them too, since a variant older than its primary is never served (pingora's
+/// provenance rule, which `proxy::fast_hit` follows). Returns how many slots held an entry.
+pub fn remove_url(
+    path: &str,
+    query: Option<&str>,
+    policy: &CachePolicy,
+    config: &Config,
+    storage: &HybridStorage,
+) -> Result<usize> {
+    let cache_key = key::cache_key(path, query, &policy.query);
+    let compression = config.cache.compression.enabled;
+    let mut hashes = vec![pingora_cache::key::CacheHashKey::combined_bin(&cache_key)];
+    for coding in Coding::ALL {
+        if let Some(variance) = encoding::variance(coding, compression) {
+            let mut variant = cache_key.clone();
+            variant.set_variance_key(variance);
+            hashes.push(pingora_cache::key::CacheHashKey::combined_bin(&variant));
+        }
+    }
+    let mut removed = 0;
+    for hash in hashes {
+        if storage.remove(hash)? {
+            removed += 1;
+        }
+    }
+    Ok(removed)
 }
 
 /// Answers a `PURGE` request on the proxy port: the URL's stored variants are removed if the
@@ -175,6 +320,49 @@ pub async fn purge_request(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn same_origin_references_resolve_and_others_do_not() {
+        let host = Some("erp:5006");
+        let so = |r: &str| same_origin(r, "/api/orders/7", host);
+        assert_eq!(so("/api/orders").as_deref(), Some("/api/orders"));
+        assert_eq!(
+            so("/api/orders?page=2#top").as_deref(),
+            Some("/api/orders?page=2")
+        );
+        assert_eq!(so("8").as_deref(), Some("/api/orders/8"));
+        assert_eq!(
+            so("http://erp:5006/api/x?a=1").as_deref(),
+            Some("/api/x?a=1")
+        );
+        assert_eq!(so("HTTP://ERP:5006").as_deref(), Some("/"));
+        assert_eq!(so("http://erp:5006?a=1").as_deref(), Some("/?a=1"));
+        assert_eq!(so("http://other:5006/api/x"), None);
+        assert_eq!(
+            so("http://erp:5007/api/x"),
+            None,
+            "another port is another origin"
+        );
+        assert_eq!(so("//other/api/x"), None);
+        assert_eq!(so("mailto:a@b"), None);
+        assert_eq!(so(""), None);
+        assert_eq!(
+            same_origin("http://erp/x", "/", None),
+            None,
+            "no host to compare"
+        );
+    }
+
+    #[test]
+    fn only_unsafe_methods_invalidate() {
+        for m in [Method::GET, Method::HEAD, Method::OPTIONS, Method::TRACE] {
+            assert!(is_safe(&m), "{m}");
+        }
+        for m in [Method::POST, Method::PUT, Method::PATCH, Method::DELETE] {
+            assert!(!is_safe(&m), "{m}");
+        }
+        assert!(!is_safe(&Method::from_bytes(b"PROPPATCH").expect("method")));
+    }
 
     #[test]
     fn tags_come_from_the_route_and_the_header() {

@@ -11,7 +11,6 @@ use std::net::IpAddr;
 use serde::{Deserialize, Serialize};
 
 use crate::cache::bans::{BanMatch, Bans};
-use crate::cache::encoding::{self, Coding};
 use crate::cache::key;
 use crate::cache::storage::HybridStorage;
 use crate::config::Config;
@@ -233,24 +232,8 @@ fn purge_url(url: &str, config: &Config, storage: &HybridStorage) -> Result<Purg
             route.name
         )));
     };
-    let cache_key = key::cache_key(path, query, &policy.query);
-    let compression = config.cache.compression.enabled;
-    let mut hashes = vec![pingora_cache::key::CacheHashKey::combined_bin(&cache_key)];
-    for coding in Coding::ALL {
-        if let Some(variance) = encoding::variance(coding, compression) {
-            let mut variant = cache_key.clone();
-            variant.set_variance_key(variance);
-            hashes.push(pingora_cache::key::CacheHashKey::combined_bin(&variant));
-        }
-    }
-    let mut removed = 0;
-    for hash in hashes {
-        match storage.remove(hash) {
-            Ok(true) => removed += 1,
-            Ok(false) => {}
-            Err(e) => return Err(Refusal::Internal(format!("cache purge failed: {e}"))),
-        }
-    }
+    let removed = crate::invalidation::remove_url(path, query, policy, config, storage)
+        .map_err(|e| Refusal::Internal(format!("cache purge failed: {e}")))?;
     let shown =
         crate::access_log::mask_key(&key::primary_key(path, query, &policy.query)).into_owned();
     tracing::info!(route = %route.name, removed, "purge by url");

@@ -17,11 +17,13 @@
 pub mod bans;
 pub mod dir_lock;
 pub mod encoding;
+pub mod freshness;
 pub mod key;
 pub mod object;
 pub mod parsed;
 pub mod policy;
 pub mod storage;
+pub mod vary;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

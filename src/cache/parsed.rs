@@ -18,6 +18,8 @@ use pingora_cache::CacheMeta;
 use pingora_cache::key::HashBinary;
 use pingora_http::ResponseHeader;
 
+use super::vary::Vary;
+
 /// The `Cache-Status` field (RFC 9211), which every response carries.
 pub const CACHE_STATUS: HeaderName = HeaderName::from_static("cache-status");
 
@@ -32,6 +34,8 @@ pub struct ParsedMeta {
     stale_while_revalidate_sec: u32,
     stale_if_error_sec: u32,
     variance: Option<HashBinary>,
+    /// The fields the stored response's `Vary` names: which request fields select a variant.
+    vary: Box<[HeaderName]>,
     epoch_override: Option<SystemTime>,
     /// The stored header followed by `Age`, `Accept-Ranges` (when `ranges`), `Cache-Status` and
     /// `Connection` with placeholder values. A clone is allocated at its exact size: appending the three
@@ -151,6 +155,11 @@ impl ParsedMeta {
             stale_while_revalidate_sec: meta.stale_while_revalidate_sec(),
             stale_if_error_sec: meta.stale_if_error_sec(),
             variance: meta.variance(),
+            vary: match Vary::of(stored) {
+                Vary::Fields(fields) => fields,
+                // Never stored (`policy`); should one be, pingora's path decides.
+                Vary::Star => return None,
+            },
             epoch_override: meta.epoch_override(),
             hit_header,
             wire_head,
@@ -216,6 +225,11 @@ impl ParsedMeta {
     /// The stored variant's variance, as in `CacheMeta::variance`.
     pub fn variance(&self) -> Option<HashBinary> {
         self.variance
+    }
+
+    /// The fields the stored response varies on.
+    pub fn vary(&self) -> &[HeaderName] {
+        &self.vary
     }
 
     /// The header a hit sends, with placeholder `Age` and `Cache-Status` values to replace.

@@ -1,18 +1,22 @@
-//! Which ERP responses are stored, and for how long (a route's `CachePolicy` applied to one
-//! response header).
+//! Which responses are stored, and for how long: a route's `CachePolicy` applied to one
+//! request and its response.
 //!
-//! The ERP sends no caching headers, so the route's TTL normally decides. A response is never
-//! stored when it sets a cookie or says `no-store`/`private` (unless the route explicitly says
-//! its content is the same for everyone), or when its status is not in the route's list.
+//! Request-side safety holds in every mode: a response to a request with `Authorization` is
+//! stored only when it says it may be shared (RFC 9111 §3.5), `Vary: *` is never stored,
+//! `Set-Cookie` is refused or stripped as the route says, `no-store`/`private` are honoured
+//! unless the route says its content is the same for everyone. Freshness comes from the route
+//! (`Freshness::Route`: the ERP sends no caching headers) or from the origin, as RFC 9111 §4.2
+//! computes it (`freshness`).
 
 use std::time::{Duration, SystemTime};
 
-use pingora_cache::cache_control::CacheControl;
-use pingora_cache::filters::calculate_expires_header_time;
 use pingora_cache::{CacheMeta, NoCacheReason, RespCacheable};
-use pingora_http::ResponseHeader;
+use pingora_http::{RequestHeader, ResponseHeader};
 
-use crate::config::{CachePolicy, OriginCacheControl, StoredStatuses};
+use super::freshness::{self, Directives};
+use super::vary::Vary;
+use crate::config::defaults::HEURISTIC_STATUSES;
+use crate::config::{CachePolicy, Freshness, OriginCacheControl, SetCookie, StoredStatuses};
 
 /// Why a response on a caching route was not stored; shown in `Cache-Status` as `detail=`.
 pub const REASON_STATUS: &str = "status";
@@ -20,69 +24,165 @@ pub const REASON_STATUS: &str = "status";
 pub const REASON_SET_COOKIE: &str = "set-cookie";
 /// The response said `no-store` or `private`.
 pub const REASON_NO_STORE: &str = "no-store";
-/// The response's freshness lifetime was zero.
+/// The response could never be served: not fresh, nothing to revalidate with, no stale window.
 pub const REASON_NO_TTL: &str = "no-ttl";
+/// The request carried `Authorization` and the response did not say it may be shared.
+pub const REASON_AUTHORIZATION: &str = "authorization";
+/// The response said `Vary: *`.
+pub const REASON_VARY_STAR: &str = "vary-star";
 
-/// Decides whether `resp` is stored under `policy`, and builds its metadata if so.
-pub fn response_cacheability(
-    policy: &CachePolicy,
-    resp: &ResponseHeader,
-    now: SystemTime,
-) -> RespCacheable {
-    let listed = match &policy.statuses {
-        StoredStatuses::Only(list) => list.contains(&resp.status.as_u16()),
-        StoredStatuses::Standard => true,
-    };
-    if !listed {
-        return uncacheable(REASON_STATUS);
-    }
-    let cc = CacheControl::from_resp_headers(resp);
-    if !policy.ignore_no_store {
-        if resp.headers.contains_key(http::header::SET_COOKIE) {
-            return uncacheable(REASON_SET_COOKIE);
-        }
-        if cc.as_ref().is_some_and(|cc| cc.no_store() || cc.private()) {
-            return uncacheable(REASON_NO_STORE);
-        }
-    }
-    let ttl = match policy.origin_cache_control {
-        OriginCacheControl::Override => policy.ttl,
-        OriginCacheControl::Honour => origin_ttl(cc.as_ref(), resp, now).unwrap_or(policy.ttl),
-    };
-    if ttl.is_zero() {
-        return uncacheable(REASON_NO_TTL);
-    }
-    let secs = |d: Duration| u32::try_from(d.as_secs()).unwrap_or(u32::MAX);
-    RespCacheable::Cacheable(CacheMeta::new(
-        now + ttl,
-        now,
-        secs(policy.stale_while_revalidate),
-        secs(policy.stale_if_error),
-        resp.clone(),
-    ))
+/// One request and the response the origin gave it, with when it arrived.
+pub struct Exchange<'a> {
+    /// The client's request.
+    pub req: &'a RequestHeader,
+    /// The origin's response header (for a `304`, the stored header merged with it).
+    pub resp: &'a ResponseHeader,
+    /// When the response header arrived.
+    pub received: SystemTime,
+    /// From sending the request to receiving the response header.
+    pub response_delay: Duration,
 }
 
-/// The freshness the origin asked for, if it asked: `s-maxage`, `max-age`, `no-cache` (zero),
-/// then `Expires`.
-fn origin_ttl(
-    cc: Option<&CacheControl>,
-    resp: &ResponseHeader,
-    now: SystemTime,
-) -> Option<Duration> {
-    if let Some(cc) = cc {
-        if cc.no_cache() {
-            return Some(Duration::ZERO);
+/// How long a stored response is fresh, counted from `epoch` (the instant its age was zero),
+/// and how long after that it may be served stale.
+struct Lifetime {
+    epoch: SystemTime,
+    fresh: Duration,
+    stale_while_revalidate: Duration,
+    stale_if_error: Duration,
+}
+
+/// Decides whether the response in `ex` is stored under `policy`, and builds its metadata if so.
+pub fn response_cacheability(policy: &CachePolicy, ex: &Exchange<'_>) -> RespCacheable {
+    let resp = ex.resp;
+    let d = freshness::directives(resp);
+    if ex.req.headers.contains_key(http::header::AUTHORIZATION) && !d.allows_authorized() {
+        return uncacheable(REASON_AUTHORIZATION);
+    }
+    if Vary::of(&resp.headers) == Vary::Star {
+        return uncacheable(REASON_VARY_STAR);
+    }
+    let sets_cookie = resp.headers.contains_key(http::header::SET_COOKIE);
+    if sets_cookie && policy.set_cookie == SetCookie::Refuse {
+        return uncacheable(REASON_SET_COOKIE);
+    }
+    if !policy.ignore_no_store && d.forbids_storing() {
+        return uncacheable(REASON_NO_STORE);
+    }
+    let lifetime = match lifetime(policy, &d, ex) {
+        Ok(l) => l,
+        Err(reason) => return uncacheable(reason),
+    };
+    let fresh_until = lifetime.epoch + lifetime.fresh;
+    let has_validators = resp.headers.contains_key(http::header::ETAG)
+        || resp.headers.contains_key(http::header::LAST_MODIFIED);
+    let useful = fresh_until > ex.received
+        || has_validators
+        || !lifetime.stale_while_revalidate.is_zero()
+        || !lifetime.stale_if_error.is_zero();
+    if !useful {
+        return uncacheable(REASON_NO_TTL);
+    }
+    let mut stored = resp.clone();
+    if sets_cookie {
+        // `SetCookie::Strip`: the client that caused the fill still gets its cookie, from the
+        // origin's header; the stored copy is what everyone else gets.
+        stored.remove_header(&http::header::SET_COOKIE);
+    }
+    let secs = |d: Duration| u32::try_from(d.as_secs()).unwrap_or(u32::MAX);
+    let mut meta = CacheMeta::new(
+        fresh_until,
+        ex.received,
+        secs(lifetime.stale_while_revalidate),
+        secs(lifetime.stale_if_error),
+        stored,
+    );
+    if lifetime.epoch != ex.received {
+        // `Age` on every use counts from when the response was new, not from when it was stored.
+        meta.set_epoch_override(lifetime.epoch);
+    }
+    RespCacheable::Cacheable(meta)
+}
+
+/// The response's lifetime under the route's freshness mode, or why it is not stored.
+fn lifetime(
+    policy: &CachePolicy,
+    d: &Directives,
+    ex: &Exchange<'_>,
+) -> Result<Lifetime, &'static str> {
+    let status = ex.resp.status.as_u16();
+    let listed = match &policy.statuses {
+        StoredStatuses::Only(list) => Some(list.contains(&status)),
+        StoredStatuses::Standard => None,
+    };
+    if listed == Some(false) {
+        return Err(REASON_STATUS);
+    }
+    let route_windows = (policy.stale_while_revalidate, policy.stale_if_error);
+    let explicit = || {
+        if d.no_cache() {
+            Some(Duration::ZERO)
+        } else {
+            d.explicit_lifetime(ex.resp, ex.received)
         }
-        if let Some(secs) = cc
-            .s_maxage()
-            .ok()
-            .flatten()
-            .or_else(|| cc.max_age().ok().flatten())
-        {
-            return Some(Duration::from_secs(u64::from(secs)));
+    };
+    let aged = || {
+        let age = freshness::initial_age(ex.resp, ex.received, ex.response_delay);
+        ex.received.checked_sub(age).unwrap_or(ex.received)
+    };
+    match (policy.freshness, policy.origin_cache_control) {
+        (Freshness::Route, OriginCacheControl::Override) => Ok(Lifetime {
+            epoch: ex.received,
+            fresh: policy.ttl,
+            stale_while_revalidate: route_windows.0,
+            stale_if_error: route_windows.1,
+        }),
+        (Freshness::Route, OriginCacheControl::Honour) => {
+            let (epoch, fresh) = match explicit() {
+                Some(fresh) => (aged(), fresh),
+                None => (ex.received, policy.ttl),
+            };
+            Ok(with_windows(d, epoch, fresh, route_windows))
+        }
+        (Freshness::Origin, _) => {
+            let heuristic_status = HEURISTIC_STATUSES.contains(&status) || d.public();
+            let fresh = match explicit() {
+                Some(fresh) => fresh,
+                // Only statuses known to be cacheable, or listed by the operator, are stored
+                // without an explicit lifetime (RFC 9111 §3).
+                None if heuristic_status || listed == Some(true) => policy
+                    .heuristic
+                    .as_ref()
+                    .filter(|_| heuristic_status)
+                    .and_then(|h| freshness::heuristic_lifetime(ex.resp, ex.received, h))
+                    .unwrap_or(Duration::ZERO),
+                None => return Err(REASON_STATUS),
+            };
+            Ok(with_windows(d, aged(), fresh, route_windows))
         }
     }
-    calculate_expires_header_time(resp).map(|at| at.duration_since(now).unwrap_or(Duration::ZERO))
+}
+
+/// A lifetime whose stale windows are the origin's (RFC 5861) where it gave them, the route's
+/// where it did not, and none where the origin forbids serving stale (RFC 9111 §4.2.4).
+fn with_windows(
+    d: &Directives,
+    epoch: SystemTime,
+    fresh: Duration,
+    (route_swr, route_sie): (Duration, Duration),
+) -> Lifetime {
+    let (swr, sie) = if d.forbids_stale() {
+        (Duration::ZERO, Duration::ZERO)
+    } else {
+        let (swr, sie) = d.stale_windows();
+        (swr.unwrap_or(route_swr), sie.unwrap_or(route_sie))
+    };
+    Lifetime {
+        epoch,
+        fresh,
+        stale_while_revalidate: swr,
+        stale_if_error: sie,
+    }
 }
 
 fn uncacheable(reason: &'static str) -> RespCacheable {
@@ -92,18 +192,37 @@ fn uncacheable(reason: &'static str) -> RespCacheable {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::QueryKey;
+    use crate::config::{Heuristic, QueryKey, RequestCookies};
 
-    fn policy(occ: OriginCacheControl) -> CachePolicy {
+    fn policy(freshness: Freshness, occ: OriginCacheControl) -> CachePolicy {
         CachePolicy {
             ttl: Duration::from_secs(180),
             stale_while_revalidate: Duration::from_secs(30),
             stale_if_error: Duration::from_secs(600),
             query: QueryKey::All,
-            statuses: vec![200, 301, 308],
+            statuses: match freshness {
+                Freshness::Route => StoredStatuses::Only(vec![200, 301, 308]),
+                Freshness::Origin => StoredStatuses::Standard,
+            },
+            freshness,
             origin_cache_control: occ,
             ignore_no_store: false,
+            request_cookies: RequestCookies::Bypass,
+            set_cookie: SetCookie::Refuse,
+            heuristic: Some(Heuristic {
+                fraction: 0.1,
+                max: Duration::from_secs(86_400),
+            }),
+            max_variants: 16,
         }
+    }
+
+    fn route() -> CachePolicy {
+        policy(Freshness::Route, OriginCacheControl::Override)
+    }
+
+    fn origin() -> CachePolicy {
+        policy(Freshness::Origin, OriginCacheControl::Override)
     }
 
     fn resp(status: u16, headers: &[(&str, &str)]) -> ResponseHeader {
@@ -114,100 +233,313 @@ mod tests {
         r
     }
 
-    fn fresh_secs(c: RespCacheable, now: SystemTime) -> u64 {
-        match c {
-            RespCacheable::Cacheable(meta) => meta
-                .fresh_until()
-                .duration_since(now)
-                .expect("future")
-                .as_secs(),
+    fn req(headers: &[(&str, &str)]) -> RequestHeader {
+        let mut r = RequestHeader::build("GET", b"/x", None).expect("request");
+        for (k, v) in headers {
+            r.append_header(k.to_string(), *v).expect("append");
+        }
+        r
+    }
+
+    const NOW: u64 = 1_700_000_000;
+
+    fn decide(p: &CachePolicy, rq: &RequestHeader, rs: &ResponseHeader) -> RespCacheable {
+        let ex = Exchange {
+            req: rq,
+            resp: rs,
+            received: SystemTime::UNIX_EPOCH + Duration::from_secs(NOW),
+            response_delay: Duration::ZERO,
+        };
+        response_cacheability(p, &ex)
+    }
+
+    fn stored(p: &CachePolicy, headers: &[(&str, &str)]) -> CacheMeta {
+        stored_with(p, &req(&[]), 200, headers)
+    }
+
+    fn stored_with(
+        p: &CachePolicy,
+        rq: &RequestHeader,
+        status: u16,
+        h: &[(&str, &str)],
+    ) -> CacheMeta {
+        match decide(p, rq, &resp(status, h)) {
+            RespCacheable::Cacheable(meta) => meta,
             RespCacheable::Uncacheable(r) => panic!("expected cacheable, got {r:?}"),
         }
     }
 
-    fn reason(c: RespCacheable) -> NoCacheReason {
-        match c {
-            RespCacheable::Uncacheable(r) => r,
+    fn reason(
+        p: &CachePolicy,
+        rq: &RequestHeader,
+        status: u16,
+        h: &[(&str, &str)],
+    ) -> &'static str {
+        match decide(p, rq, &resp(status, h)) {
+            RespCacheable::Uncacheable(NoCacheReason::Custom(r)) => r,
+            RespCacheable::Uncacheable(r) => panic!("unexpected reason {r:?}"),
             RespCacheable::Cacheable(_) => panic!("expected uncacheable"),
         }
     }
 
-    #[test]
-    fn route_ttl_applies_when_the_erp_says_nothing() {
-        let now = SystemTime::now();
-        let c = response_cacheability(&policy(OriginCacheControl::Override), &resp(200, &[]), now);
-        assert_eq!(fresh_secs(c, now), 180);
+    /// Seconds of freshness left at arrival (negative: stale on arrival).
+    fn fresh_secs(meta: &CacheMeta) -> i64 {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(NOW);
+        match meta.fresh_until().duration_since(now) {
+            Ok(d) => d.as_secs() as i64,
+            Err(e) => -(e.duration().as_secs() as i64),
+        }
+    }
+
+    fn age_secs(meta: &CacheMeta) -> u64 {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(NOW);
+        now.duration_since(meta.epoch())
+            .expect("epoch in the past")
+            .as_secs()
+    }
+
+    fn stamp(offset: i64) -> String {
+        httpdate::fmt_http_date(
+            SystemTime::UNIX_EPOCH + Duration::from_secs(NOW.saturating_add_signed(offset)),
+        )
     }
 
     #[test]
-    fn stale_windows_come_from_the_route() {
-        let now = SystemTime::now();
-        match response_cacheability(&policy(OriginCacheControl::Override), &resp(200, &[]), now) {
-            RespCacheable::Cacheable(meta) => {
-                assert_eq!(meta.stale_while_revalidate_sec(), 30);
-                assert_eq!(meta.stale_if_error_sec(), 600);
-            }
-            RespCacheable::Uncacheable(r) => panic!("{r:?}"),
-        }
+    fn route_ttl_and_windows_apply_when_the_erp_says_nothing() {
+        let meta = stored(&route(), &[]);
+        assert_eq!(fresh_secs(&meta), 180);
+        assert_eq!(meta.stale_while_revalidate_sec(), 30);
+        assert_eq!(meta.stale_if_error_sec(), 600);
+        assert_eq!(age_secs(&meta), 0);
     }
 
     #[test]
     fn statuses_outside_the_list_are_not_stored() {
-        let c = response_cacheability(
-            &policy(OriginCacheControl::Override),
-            &resp(500, &[]),
-            SystemTime::now(),
-        );
-        assert_eq!(reason(c), NoCacheReason::Custom(REASON_STATUS));
+        assert_eq!(reason(&route(), &req(&[]), 500, &[]), REASON_STATUS);
     }
 
     #[test]
-    fn set_cookie_and_no_store_are_never_stored() {
-        let p = policy(OriginCacheControl::Override);
-        let now = SystemTime::now();
-        let c = response_cacheability(&p, &resp(200, &[("set-cookie", "a=b")]), now);
-        assert_eq!(reason(c), NoCacheReason::Custom(REASON_SET_COOKIE));
-        let c = response_cacheability(&p, &resp(200, &[("cache-control", "no-store")]), now);
-        assert_eq!(reason(c), NoCacheReason::Custom(REASON_NO_STORE));
-        let c = response_cacheability(&p, &resp(200, &[("cache-control", "private")]), now);
-        assert_eq!(reason(c), NoCacheReason::Custom(REASON_NO_STORE));
-    }
-
-    #[test]
-    fn explicit_override_stores_no_store_responses() {
-        let mut p = policy(OriginCacheControl::Override);
-        p.ignore_no_store = true;
-        let now = SystemTime::now();
-        let h = [("cache-control", "no-cache, no-store, must-revalidate")];
+    fn set_cookie_no_store_and_private_are_not_stored() {
+        let p = route();
+        let r = req(&[]);
         assert_eq!(
-            fresh_secs(response_cacheability(&p, &resp(200, &h), now), now),
-            180
+            reason(&p, &r, 200, &[("set-cookie", "a=b")]),
+            REASON_SET_COOKIE
+        );
+        assert_eq!(
+            reason(&p, &r, 200, &[("cache-control", "no-store")]),
+            REASON_NO_STORE
+        );
+        assert_eq!(
+            reason(&p, &r, 200, &[("cache-control", "private")]),
+            REASON_NO_STORE
         );
     }
 
     #[test]
-    fn honour_uses_origin_max_age() {
-        let p = policy(OriginCacheControl::Honour);
-        let now = SystemTime::now();
-        let c = response_cacheability(&p, &resp(200, &[("cache-control", "max-age=42")]), now);
-        assert_eq!(fresh_secs(c, now), 42);
-        let c = response_cacheability(
+    fn ignore_no_store_stores_no_store_but_not_set_cookie() {
+        let mut p = route();
+        p.ignore_no_store = true;
+        let h = [("cache-control", "no-cache, no-store, must-revalidate")];
+        assert_eq!(fresh_secs(&stored(&p, &h)), 180);
+        assert_eq!(
+            reason(&p, &req(&[]), 200, &[("set-cookie", "a=b")]),
+            REASON_SET_COOKIE
+        );
+    }
+
+    #[test]
+    fn strip_stores_the_response_without_its_cookie() {
+        let mut p = route();
+        p.set_cookie = SetCookie::Strip;
+        let meta = stored(&p, &[("set-cookie", "a=b"), ("x-kept", "1")]);
+        assert!(!meta.headers().contains_key("set-cookie"));
+        assert!(meta.headers().contains_key("x-kept"));
+    }
+
+    #[test]
+    fn authorization_needs_the_response_to_allow_sharing() {
+        let alice = req(&[("authorization", "Bearer alice")]);
+        for p in [route(), origin()] {
+            let h = [("cache-control", "max-age=60")];
+            assert_eq!(reason(&p, &alice, 200, &h), REASON_AUTHORIZATION);
+            for cc in [
+                "public, max-age=60",
+                "s-maxage=60",
+                "max-age=60, must-revalidate",
+            ] {
+                stored_with(&p, &alice, 200, &[("cache-control", cc)]);
+            }
+        }
+        assert_eq!(reason(&route(), &alice, 200, &[]), REASON_AUTHORIZATION);
+    }
+
+    #[test]
+    fn vary_star_is_never_stored() {
+        for p in [route(), origin()] {
+            let h = [("cache-control", "max-age=60"), ("vary", "origin, *")];
+            assert_eq!(reason(&p, &req(&[]), 200, &h), REASON_VARY_STAR);
+        }
+    }
+
+    #[test]
+    fn honour_uses_the_origins_lifetime_minus_its_age() {
+        let p = policy(Freshness::Route, OriginCacheControl::Honour);
+        assert_eq!(
+            fresh_secs(&stored(&p, &[("cache-control", "max-age=42")])),
+            42
+        );
+        let h = [("cache-control", "s-maxage=7, max-age=42")];
+        assert_eq!(fresh_secs(&stored(&p, &h)), 7);
+        assert_eq!(fresh_secs(&stored(&p, &[])), 180, "no directive: route ttl");
+        let meta = stored(&p, &[("cache-control", "max-age=3600"), ("age", "7200")]);
+        assert_eq!(fresh_secs(&meta), -3600);
+        assert_eq!(age_secs(&meta), 7200);
+        let meta = stored(&p, &[("cache-control", "no-cache"), ("etag", "\"a\"")]);
+        assert!(fresh_secs(&meta) <= 0, "no-cache: always revalidated");
+    }
+
+    #[test]
+    fn override_ignores_origin_freshness() {
+        let meta = stored(&route(), &[("cache-control", "max-age=5"), ("age", "100")]);
+        assert_eq!(fresh_secs(&meta), 180);
+        assert_eq!(
+            meta.stale_if_error_sec(),
+            600,
+            "the ERP's route windows stay"
+        );
+    }
+
+    #[test]
+    fn origin_freshness_counts_age_and_date() {
+        let p = origin();
+        let meta = stored(&p, &[("cache-control", "max-age=3600"), ("age", "1800")]);
+        assert_eq!(fresh_secs(&meta), 1800);
+        assert_eq!(age_secs(&meta), 1800);
+        let (date, expires) = (stamp(3600), stamp(1800));
+        let h = [
+            ("date", date.as_str()),
+            ("expires", expires.as_str()),
+            ("etag", "\"a\""),
+        ];
+        assert!(
+            fresh_secs(&stored(&p, &h)) <= 0,
+            "Expires before Date: stale"
+        );
+        let (date, expires) = (stamp(-100), stamp(500));
+        let h = [("date", date.as_str()), ("expires", expires.as_str())];
+        assert_eq!(fresh_secs(&stored(&p, &h)), 500);
+    }
+
+    #[test]
+    fn origin_stale_windows_and_what_forbids_them() {
+        let p = origin();
+        let meta = stored(
             &p,
-            &resp(200, &[("cache-control", "s-maxage=7, max-age=42")]),
-            now,
+            &[("cache-control", "max-age=1, stale-while-revalidate=5")],
         );
-        assert_eq!(fresh_secs(c, now), 7);
-        let c = response_cacheability(&p, &resp(200, &[]), now);
-        assert_eq!(fresh_secs(c, now), 180, "no origin directive: route ttl");
-        let c = response_cacheability(&p, &resp(200, &[("cache-control", "no-cache")]), now);
-        assert_eq!(reason(c), NoCacheReason::Custom(REASON_NO_TTL));
+        assert_eq!(meta.stale_while_revalidate_sec(), 5);
+        assert_eq!(
+            meta.stale_if_error_sec(),
+            600,
+            "the route's window where the origin is silent"
+        );
+        for cc in [
+            "max-age=1, must-revalidate",
+            "max-age=1, proxy-revalidate",
+            "s-maxage=1",
+            "no-cache, max-age=1, stale-if-error=60",
+        ] {
+            let mut h = vec![("cache-control", cc)];
+            h.push(("etag", "\"a\""));
+            let meta = stored(&p, &h);
+            assert_eq!(meta.stale_while_revalidate_sec(), 0, "{cc}");
+            assert_eq!(meta.stale_if_error_sec(), 0, "{cc}");
+        }
     }
 
     #[test]
-    fn override_ignores_origin_max_age() {
-        let p = policy(OriginCacheControl::Override);
-        let now = SystemTime::now();
-        let c = response_cacheability(&p, &resp(200, &[("cache-control", "max-age=5")]), now);
-        assert_eq!(fresh_secs(c, now), 180);
+    fn origin_heuristics_need_last_modified_and_a_heuristic_status() {
+        let p = origin();
+        let (date, modified) = (stamp(0), stamp(-1000));
+        let h = [
+            ("date", date.as_str()),
+            ("last-modified", modified.as_str()),
+        ];
+        assert_eq!(fresh_secs(&stored_with(&p, &req(&[]), 200, &h)), 100);
+        assert_eq!(fresh_secs(&stored_with(&p, &req(&[]), 404, &h)), 100);
+        assert_eq!(reason(&p, &req(&[]), 302, &h), REASON_STATUS);
+        let public = [
+            ("cache-control", "public"),
+            ("date", &date),
+            ("last-modified", &modified),
+        ];
+        assert_eq!(fresh_secs(&stored_with(&p, &req(&[]), 302, &public)), 100);
+        let mut off = origin();
+        off.heuristic = None;
+        assert!(
+            fresh_secs(&stored_with(&off, &req(&[]), 200, &h)) <= 0,
+            "stored to revalidate"
+        );
+        let mut strict = origin();
+        strict.stale_while_revalidate = Duration::ZERO;
+        strict.stale_if_error = Duration::ZERO;
+        assert_eq!(reason(&strict, &req(&[]), 200, &[]), REASON_NO_TTL);
+        let meta = stored(&p, &[]);
+        assert!(
+            fresh_secs(&meta) <= 0,
+            "route windows make it a stale fallback"
+        );
+        assert_eq!(meta.stale_if_error_sec(), 600);
+    }
+
+    #[test]
+    fn origin_stores_any_status_with_explicit_freshness_unless_listed() {
+        let p = origin();
+        let h = [("cache-control", "max-age=60")];
+        for status in [302, 418, 500] {
+            assert_eq!(
+                fresh_secs(&stored_with(&p, &req(&[]), status, &h)),
+                60,
+                "{status}"
+            );
+        }
+        let mut listed = origin();
+        listed.statuses = StoredStatuses::Only(vec![200]);
+        assert_eq!(reason(&listed, &req(&[]), 302, &h), REASON_STATUS);
+    }
+
+    #[test]
+    fn targeted_fields_decide_over_cache_control() {
+        let p = origin();
+        let h = [
+            ("cache-control", "no-store"),
+            ("cdn-cache-control", "max-age=60"),
+        ];
+        assert_eq!(fresh_secs(&stored(&p, &h)), 60);
+        let h = [
+            ("cache-control", "max-age=60"),
+            ("knitcache-cache-control", "no-store"),
+        ];
+        assert_eq!(reason(&p, &req(&[]), 200, &h), REASON_NO_STORE);
+    }
+
+    #[test]
+    fn nothing_useful_is_not_stored() {
+        let mut p = route();
+        p.ttl = Duration::ZERO;
+        p.stale_while_revalidate = Duration::ZERO;
+        p.stale_if_error = Duration::ZERO;
+        assert_eq!(reason(&p, &req(&[]), 200, &[]), REASON_NO_TTL);
+        assert!(
+            fresh_secs(&stored(&p, &[("etag", "\"v1\"")])) <= 0,
+            "revalidated each use"
+        );
+        p.stale_if_error = Duration::from_secs(60);
+        assert_eq!(
+            stored(&p, &[]).stale_if_error_sec(),
+            60,
+            "ttl 0: a stale-if-error fallback"
+        );
     }
 }

@@ -64,6 +64,14 @@ pub fn header_value(
     v
 }
 
+/// The `detail` of a request on a caching route sent past the cache because it has a `Cookie`.
+pub const BYPASS_COOKIE: &str = "cookie";
+
+/// The `Cache-Status` value of a request the cache was told not to handle, and why.
+pub fn bypass(detail: &str) -> String {
+    format!("{CACHE_NAME}; fwd=bypass; detail={detail}")
+}
+
 /// The `Cache-Status` value of a fresh hit that did not wait for anyone, written without
 /// building a `String`: the same text `header_value` makes for `CachePhase::Hit`.
 pub struct FreshHit {

@@ -59,6 +59,8 @@ pub struct RequestCtx {
     /// The cache key, computed once in `request_filter` and handed to pingora if the request
     /// is not answered there.
     pub key: Option<CacheKey>,
+    /// Why a request on a caching route was sent past the cache (`Cache-Status` detail).
+    pub bypass: Option<&'static str>,
     /// Set when `request_filter` answered the request from the memory tier.
     pub served: Option<Served>,
     /// Holds the in-flight gauge up while the request lives.
@@ -105,6 +107,7 @@ impl RequestCtx {
             upstream_error: None,
             key_hash: None,
             key: None,
+            bypass: None,
             served: None,
             in_flight: None,
         }

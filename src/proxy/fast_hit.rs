@@ -21,8 +21,8 @@ use std::time::SystemTime;
 
 use bytes::Bytes;
 use foyer::HybridCacheEntry;
-use http::{StatusCode, header};
-use pingora_cache::key::{CacheHashKey, HashBinary};
+use http::{HeaderMap, StatusCode, header};
+use pingora_cache::key::CacheHashKey;
 use pingora_cache::{CacheKey, CachePhase};
 use pingora_core::protocols::http::{conditional_filter, date};
 use pingora_error::Result;
@@ -32,8 +32,10 @@ use pingora_proxy::Session;
 use super::cache_status::{self, FreshHit};
 use super::socket_write;
 use crate::cache::HybridStorage;
+use crate::cache::encoding::Coding;
 use crate::cache::object::CachedObject;
 use crate::cache::parsed::{CACHE_STATUS, ParsedMeta};
+use crate::cache::vary;
 
 /// A stored variant found in the memory tier.
 pub type Entry = HybridCacheEntry<u128, CachedObject>;
@@ -64,16 +66,29 @@ pub fn applies(req: &RequestHeader) -> bool {
     !req.headers.contains_key(header::RANGE)
 }
 
-/// The stored variant `key` + `variance` names, if the memory tier holds it with parsed
+/// What selects a stored variant for a request (`vary::variance`'s inputs).
+pub struct Selector<'a> {
+    /// The coding the request will be served in.
+    pub coding: Coding,
+    /// Whether stored bodies are compressed (one variant per coding).
+    pub compression: bool,
+    /// The request's fields, for the stored response's `Vary`.
+    pub req: &'a HeaderMap,
+}
+
+/// The stored variant of `key` this request selects, if the memory tier holds it with parsed
 /// metadata. Looks in the primary slot, then in the variant's own slot, as pingora's vary
-/// lookup does. `key` is left as it was given (without a variance).
-pub fn find(
-    storage: &HybridStorage,
-    key: &mut CacheKey,
-    variance: Option<HashBinary>,
-) -> Option<Entry> {
+/// lookup does; the primary's `Vary` says which request fields select the variant. `key` is
+/// left as it was given (without a variance).
+pub fn find(storage: &HybridStorage, key: &mut CacheKey, selector: &Selector<'_>) -> Option<Entry> {
     let primary = storage.memory_entry(u128::from_be_bytes(key.primary_bin()))?;
     let primary_meta = parsed(&primary)?;
+    let variance = vary::variance(
+        selector.coding,
+        selector.compression,
+        primary_meta.vary(),
+        selector.req,
+    );
     if primary_meta.variance() == variance {
         return Some(primary);
     }

@@ -32,8 +32,9 @@ use pingora_proxy::{FailToProxy, ProxyHttp, Session};
 use crate::access_log::{self, AccessLine};
 use crate::cache::bans::Bans;
 use crate::cache::encoding;
-use crate::cache::{Cache, key, policy};
-use crate::config::Config;
+use crate::cache::vary::{self, Vary};
+use crate::cache::{Cache, freshness, key, policy};
+use crate::config::{Config, RequestCookies};
 use crate::invalidation::{self, Invalidator};
 use crate::limits::{self, Limits};
 use crate::metrics::Metrics;
@@ -132,8 +133,12 @@ impl Proxy {
         ctx.key_hash = Some(u128::from_be_bytes(
             pingora_cache::key::CacheHashKey::primary_bin(&key),
         ));
-        let variance = encoding::variance(ctx.coding, ctx.config.cache.compression.enabled);
-        let entry = fast_hit::find(self.storage, &mut key, variance);
+        let selector = fast_hit::Selector {
+            coding: ctx.coding,
+            compression: ctx.config.cache.compression.enabled,
+            req: &session.req_header().headers,
+        };
+        let entry = fast_hit::find(self.storage, &mut key, &selector);
         ctx.key = Some(key);
         let Some((entry, meta)) = entry.as_ref().and_then(|e| Some((e, fast_hit::parsed(e)?)))
         else {
@@ -300,8 +305,19 @@ impl ProxyHttp for Proxy {
             .config
             .route_for(&req.method, req.uri.path())
             .map(|(i, _)| i);
-        ctx.cacheable =
-            is_read(&req.method) && ctx.route().and_then(|r| r.cache_policy()).is_some();
+        let cookies = ctx
+            .route()
+            .and_then(|r| r.cache_policy())
+            .map(|p| p.request_cookies);
+        ctx.cacheable = is_read(&req.method) && cookies.is_some();
+        if ctx.cacheable
+            && cookies == Some(RequestCookies::Bypass)
+            && req.headers.contains_key(http::header::COOKIE)
+        {
+            // The answer may be personal: neither served from nor stored in the cache.
+            ctx.cacheable = false;
+            ctx.bypass = Some(cache_status::BYPASS_COOKIE);
+        }
         if ctx.cacheable && ctx.config.cache.compression.enabled {
             ctx.coding = encoding::negotiate(req.headers.get(http::header::ACCEPT_ENCODING));
             let req = session.req_header_mut();
@@ -400,26 +416,35 @@ impl ProxyHttp for Proxy {
 
     fn response_cache_filter(
         &self,
-        _session: &Session,
+        session: &Session,
         resp: &ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<RespCacheable> {
-        match ctx.policy() {
-            Some(p) => Ok(policy::response_cacheability(p, resp, SystemTime::now())),
-            None => Ok(RespCacheable::Uncacheable(
+        let Some(p) = ctx.policy() else {
+            return Ok(RespCacheable::Uncacheable(
                 pingora_cache::NoCacheReason::NeverEnabled,
-            )),
-        }
+            ));
+        };
+        let exchange = policy::Exchange {
+            req: session.req_header(),
+            resp,
+            received: SystemTime::now(),
+            response_delay: ctx.upstream_took.unwrap_or_default(),
+        };
+        Ok(policy::response_cacheability(p, &exchange))
     }
 
-    /// Stored variants differ only by the coding chosen in `request_filter`.
+    /// A stored variant is selected by the coding chosen in `request_filter` and by the
+    /// request's values of the fields the stored response's `Vary` names.
     fn cache_vary_filter(
         &self,
-        _meta: &CacheMeta,
+        meta: &CacheMeta,
         ctx: &mut RequestCtx,
-        _req: &RequestHeader,
+        req: &RequestHeader,
     ) -> Option<HashBinary> {
-        encoding::variance(ctx.coding, ctx.config.cache.compression.enabled)
+        let compression = ctx.config.cache.compression.enabled;
+        let stored = Vary::of(meta.headers());
+        vary::variance(ctx.coding, compression, stored.fields(), &req.headers)
     }
 
     /// Stale-while-revalidate (no error) is always allowed: the stored response's own window
@@ -564,9 +589,14 @@ impl ProxyHttp for Proxy {
             // ERP leg failed), so say so instead of closing under a client that reuses it.
             session.set_keepalive(None);
         }
+        // knitcache's own targeted field is for knitcache alone (RFC 9213 §2).
+        resp.remove_header(freshness::KNITCACHE_CACHE_CONTROL);
         let fresh_until = session.cache.maybe_cache_meta().map(CacheMeta::fresh_until);
         let collapsed = session.cache.lock_duration().is_some();
-        let value = cache_status::header_value(&phase, ctx.cacheable, fresh_until, collapsed);
+        let value = match ctx.bypass {
+            Some(reason) => cache_status::bypass(reason),
+            None => cache_status::header_value(&phase, ctx.cacheable, fresh_until, collapsed),
+        };
         resp.insert_header("cache-status", value)?;
         Ok(())
     }
@@ -633,6 +663,7 @@ impl ProxyHttp for Proxy {
         self.observe(session, error, ctx);
         if let (Some(invalidator), Some(resp)) = (&self.invalidator, session.response_written()) {
             let req = session.req_header();
+            invalidator.after_unsafe(&ctx.config, req, resp);
             invalidator.after_response(
                 &ctx.config,
                 &req.method,
