@@ -8,25 +8,51 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod age;
+mod auth_cookies;
+mod freshness;
+mod vary;
 
 use std::time::Duration;
 
 pub use common::origin::{Origin, Reply, SeenRequest, http_date};
 pub use common::*;
 
-/// A catch-all `freshness: origin` route, plus `extra` route keys (`"key: value"` lines).
+/// A catch-all `freshness: origin` route with `extra` route keys (`"key: value"` lines, which
+/// replace a default of the same key). Stale windows default to 0 here, so that an expired
+/// response is never served stale unless the test asks for it.
 pub fn std_route(extra: &[&str]) -> String {
-    route("std", &["freshness: origin"], extra)
+    route(
+        "std",
+        &[
+            "freshness: origin",
+            "stale_while_revalidate_secs: 0",
+            "stale_if_error_secs: 0",
+        ],
+        extra,
+    )
 }
 
-/// A catch-all route in the ERP's mode (`ttl_secs: 60`), plus `extra` route keys.
+/// A catch-all route in the ERP's mode (`ttl_secs: 60`, no stale windows), with `extra` keys.
 pub fn route_mode(extra: &[&str]) -> String {
-    route("erp", &["ttl_secs: 60"], extra)
+    route(
+        "erp",
+        &[
+            "ttl_secs: 60",
+            "stale_while_revalidate_secs: 0",
+            "stale_if_error_secs: 0",
+        ],
+        extra,
+    )
 }
 
 fn route(name: &str, base: &[&str], extra: &[&str]) -> String {
+    let key = |line: &str| line.split(':').next().unwrap_or("").trim().to_owned();
     let mut yaml = format!("  - name: {name}\n    prefix: /\n");
-    for line in base.iter().chain(extra) {
+    let kept = base
+        .iter()
+        .filter(|line| !extra.iter().any(|e| key(e) == key(line)));
+    for line in kept.chain(extra) {
         yaml.push_str("    ");
         yaml.push_str(line);
         yaml.push('\n');
@@ -63,6 +89,16 @@ impl Rig {
         Rig::new(&std_route(extra)).await
     }
 
+    /// A rig with one route in the ERP's mode with `extra` keys.
+    pub async fn route_mode(extra: &[&str]) -> Rig {
+        Rig::new(&route_mode(extra)).await
+    }
+
+    /// Answers `path` with `versioned(headers)`.
+    pub fn serve(&self, path: &str, headers: &[(&str, &str)]) {
+        self.origin.on(path, versioned(headers));
+    }
+
     /// GET `path` through the proxy.
     pub async fn get(&self, path: &str) -> Resp {
         send(self.c.get(self.proxy.url(path))).await
@@ -96,6 +132,13 @@ impl Rig {
         send(req).await
     }
 
+    /// `PURGE path` on the proxy port (allowed from loopback by default).
+    pub async fn purge(&self, path: &str) -> Resp {
+        let r = self.request("PURGE", path, &[], "").await;
+        assert_eq!(r.status, 200, "PURGE {path}: {}", r.text());
+        r
+    }
+
     /// Requests the origin received for `path`.
     pub fn count(&self, path: &str) -> usize {
         self.origin.count(path)
@@ -108,6 +151,36 @@ impl Rig {
         })
         .await;
     }
+}
+
+/// A handler answering `200` with body `v1`, `v2`, ... (one more per request) and `headers`.
+pub fn versioned(
+    headers: &[(&str, &str)],
+) -> impl Fn(&SeenRequest, usize) -> Reply + Send + Sync + 'static {
+    let headers: Vec<(String, String)> = headers
+        .iter()
+        .map(|(n, v)| (n.to_string(), v.to_string()))
+        .collect();
+    move |_, n| {
+        headers
+            .iter()
+            .fold(Reply::ok(format!("v{}", n + 1)), |r, (name, value)| {
+                r.header(name, value)
+            })
+    }
+}
+
+/// The sum of every sample of the metric `name` (all label sets) on the proxy's `/metrics`.
+pub async fn metric_sum(proxy: &TestProxy, name: &str) -> f64 {
+    let text = get(&client(), &proxy.admin_url("/metrics")).await.text();
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let (sample, value) = l.rsplit_once(' ')?;
+            let bare = sample.split('{').next()?;
+            (bare == name).then(|| value.parse::<f64>().ok()).flatten()
+        })
+        .sum()
 }
 
 /// `Age` of a response as a number (panics if absent or not a number).
