@@ -23,6 +23,8 @@ pub mod object;
 pub mod parsed;
 pub mod policy;
 pub mod storage;
+pub mod validators;
+pub mod variants;
 pub mod vary;
 
 use std::path::{Path, PathBuf};

@@ -14,6 +14,7 @@ use pingora_cache::{CacheMeta, NoCacheReason, RespCacheable};
 use pingora_http::{RequestHeader, ResponseHeader};
 
 use super::freshness::{self, Directives};
+use super::variants::StoreHints;
 use super::vary::Vary;
 use crate::config::defaults::HEURISTIC_STATUSES;
 use crate::config::{CachePolicy, Freshness, OriginCacheControl, SetCookie, StoredStatuses};
@@ -84,6 +85,11 @@ pub fn response_cacheability(policy: &CachePolicy, ex: &Exchange<'_>) -> RespCac
         return uncacheable(REASON_NO_TTL);
     }
     let mut stored = resp.clone();
+    // Read above; clients never see knitcache's own targeted field (RFC 9213 §2), and a hit
+    // written from the stored header must not either.
+    stored.remove_header(freshness::KNITCACHE_CACHE_CONTROL);
+    // Every use generates its own `Age` from the metadata's epoch (RFC 9111 §4).
+    stored.remove_header(&http::header::AGE);
     if sets_cookie {
         // `SetCookie::Strip`: the client that caused the fill still gets its cookie, from the
         // origin's header; the stored copy is what everyone else gets.
@@ -101,6 +107,10 @@ pub fn response_cacheability(policy: &CachePolicy, ex: &Exchange<'_>) -> RespCac
         // `Age` on every use counts from when the response was new, not from when it was stored.
         meta.set_epoch_override(lifetime.epoch);
     }
+    meta.extensions_mut().insert(StoreHints {
+        computed_etag: policy.freshness == Freshness::Route,
+        max_variants: policy.max_variants,
+    });
     RespCacheable::Cacheable(meta)
 }
 
@@ -522,6 +532,13 @@ mod tests {
             ("knitcache-cache-control", "no-store"),
         ];
         assert_eq!(reason(&p, &req(&[]), 200, &h), REASON_NO_STORE);
+    }
+
+    #[test]
+    fn knitcaches_own_field_is_not_stored() {
+        let meta = stored(&origin(), &[("knitcache-cache-control", "max-age=60")]);
+        assert_eq!(fresh_secs(&meta), 60);
+        assert!(!meta.headers().contains_key("knitcache-cache-control"));
     }
 
     #[test]

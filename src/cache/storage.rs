@@ -2,8 +2,9 @@
 //!
 //! One foyer entry per cached response, keyed by pingora's 128-bit combined key (primary key
 //! plus variance). The miss handler buffers the body and inserts the whole object on `finish`,
-//! where it also computes the strong `ETag` (the ERP sends none). Capacity and eviction belong
-//! to foyer alone: pingora gets no `EvictionManager`, so there is one eviction authority.
+//! where it also computes a strong `ETag` for routes whose origin sends none (the ERP). Capacity
+//! and eviction belong to foyer alone: pingora gets no `EvictionManager`, so there is one
+//! eviction authority; `variants` only bounds how many variants one URL keeps.
 //!
 //! Faults never fail a request: every foyer error becomes a pingora `Err` (pingora treats a
 //! failed lookup as a miss) and bumps `knitcache_cache_storage_errors_total`.
@@ -29,6 +30,7 @@ use tokio::sync::Semaphore;
 
 use super::object::CachedObject;
 use super::parsed::ParsedMeta;
+use super::variants::{StoreHints, Variants};
 
 /// The foyer cache as this crate uses it.
 pub type FoyerCache = HybridCache<u128, CachedObject>;
@@ -40,6 +42,7 @@ pub struct HybridStorage {
     cache: ArcSwapOption<FoyerCache>,
     errors: IntCounterVec,
     disk_reads: Semaphore,
+    variants: Variants,
 }
 
 /// Disk-tier reads in flight at once. Until it is promoted into the memory tier, a read holds
@@ -56,6 +59,7 @@ impl HybridStorage {
             cache: ArcSwapOption::from_pointee(cache),
             errors,
             disk_reads: Semaphore::new(DISK_READS_IN_FLIGHT),
+            variants: Variants::default(),
         }
     }
 
@@ -82,6 +86,7 @@ impl HybridStorage {
         let k = key_of(hash);
         let existed = cache.contains(&k);
         cache.remove(&k);
+        self.variants.forget(k);
         Ok(existed)
     }
 
@@ -192,16 +197,23 @@ pub struct HybridMiss {
     meta_header: Vec<u8>,
     body: BytesMut,
     storage: &'static HybridStorage,
+    computed_etag: bool,
 }
 
-/// The header stored with a complete body: a strong `ETag` unless the ERP sent a validator of
-/// its own, and the body's exact `Content-Length` in place of chunked framing. A compressed
+/// The header stored with a complete body: a strong `ETag` when `computed_etag` and the origin
+/// sent no validator of its own, and the body's exact `Content-Length` in place of chunked
+/// framing. A compressed
 /// variant was streamed chunked on its miss; once whole, every hit can say its length, which
 /// lets clients (and `Range` requests) know the size and spares the chunk framing.
-fn stored_meta(internal: &[u8], header: &[u8], body: &[u8]) -> Result<CacheMeta> {
+fn stored_meta(
+    internal: &[u8],
+    header: &[u8],
+    body: &[u8],
+    computed_etag: bool,
+) -> Result<CacheMeta> {
     let mut meta = CacheMeta::deserialize(internal, header)?;
     let header = meta.response_header_mut();
-    if header.headers.get(http::header::ETAG).is_none() {
+    if computed_etag && header.headers.get(http::header::ETAG).is_none() {
         header.insert_header(http::header::ETAG, strong_etag(body))?;
     }
     header.remove_header(&http::header::TRANSFER_ENCODING);
@@ -239,7 +251,12 @@ impl HandleMiss for HybridMiss {
     async fn finish(self: Box<Self>) -> Result<MissFinishType> {
         let this = *self;
         let body = right_sized(this.body);
-        let meta = stored_meta(&this.meta_internal, &this.meta_header, &body)?;
+        let meta = stored_meta(
+            &this.meta_internal,
+            &this.meta_header,
+            &body,
+            this.computed_etag,
+        )?;
         let (internal, header) = meta.serialize()?;
         let object = CachedObject {
             meta_internal: internal.into(),
@@ -297,12 +314,31 @@ impl Storage for HybridStorage {
         _trace: &SpanHandle,
     ) -> Result<MissHandler> {
         let (meta_internal, meta_header) = meta.serialize()?;
+        // A meta without hints was not built by `policy` (written straight to the storage):
+        // the storage's own behaviour, a computed validator and the default variant bound.
+        let hints = meta.extensions().get::<StoreHints>().copied();
+        let slot = key_of(key.combined_bin());
+        if key.variance_bin().is_some() {
+            let max = hints.map_or(
+                crate::config::defaults::DEFAULT_MAX_VARIANTS as usize,
+                |h| h.max_variants,
+            );
+            let primary = key_of(key.primary_bin());
+            let evicted = self.variants.admit(primary, slot, max);
+            if !evicted.is_empty() {
+                let cache = self.cache("evict-variant")?;
+                for old in evicted {
+                    cache.remove(&old);
+                }
+            }
+        }
         Ok(Box::new(HybridMiss {
-            key: key_of(key.combined_bin()),
+            key: slot,
             meta_internal,
             meta_header,
             body: BytesMut::with_capacity(body_capacity(meta)),
             storage: self,
+            computed_etag: hints.is_none_or(|h| h.computed_etag),
         }))
     }
 

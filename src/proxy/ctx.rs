@@ -59,6 +59,8 @@ pub struct RequestCtx {
     /// The cache key, computed once in `request_filter` and handed to pingora if the request
     /// is not answered there.
     pub key: Option<CacheKey>,
+    /// The origin's `304` to a revalidation, whole, for freshening the stored response.
+    pub not_modified: Option<Box<pingora_http::ResponseHeader>>,
     /// Why a request on a caching route was sent past the cache (`Cache-Status` detail).
     pub bypass: Option<&'static str>,
     /// Set when `request_filter` answered the request from the memory tier.
@@ -107,6 +109,7 @@ impl RequestCtx {
             upstream_error: None,
             key_hash: None,
             key: None,
+            not_modified: None,
             bypass: None,
             served: None,
             in_flight: None,

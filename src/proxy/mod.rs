@@ -33,7 +33,7 @@ use crate::access_log::{self, AccessLine};
 use crate::cache::bans::Bans;
 use crate::cache::encoding;
 use crate::cache::vary::{self, Vary};
-use crate::cache::{Cache, freshness, key, policy};
+use crate::cache::{Cache, freshness, key, policy, validators};
 use crate::config::{Config, RequestCookies};
 use crate::invalidation::{self, Invalidator};
 use crate::limits::{self, Limits};
@@ -330,6 +330,9 @@ impl ProxyHttp for Proxy {
             session
                 .upstream_compression
                 .adjust_level(ctx.config.cache.compression.level);
+            // pingora would weaken the origin's ETag of a body it compresses; it gets a derived
+            // strong one instead (`upstream_response_filter`).
+            session.upstream_compression.adjust_preserve_etag(true);
         }
         // Hits cost the ERP nothing: unless the route says otherwise, a cacheable request is
         // only charged once it misses (in `proxy_upstream_filter`).
@@ -420,6 +423,12 @@ impl ProxyHttp for Proxy {
         resp: &ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<RespCacheable> {
+        // A 304 freshens every field of the stored response (RFC 9111 §4.3.4); pingora merged
+        // only a few into `resp`.
+        let freshened = ctx
+            .not_modified
+            .take()
+            .map(|nm| validators::freshen(resp, &nm, ctx.coding.token()));
         let Some(p) = ctx.policy() else {
             return Ok(RespCacheable::Uncacheable(
                 pingora_cache::NoCacheReason::NeverEnabled,
@@ -427,7 +436,7 @@ impl ProxyHttp for Proxy {
         };
         let exchange = policy::Exchange {
             req: session.req_header(),
-            resp,
+            resp: freshened.as_ref().unwrap_or(resp),
             received: SystemTime::now(),
             response_delay: ctx.upstream_took.unwrap_or_default(),
         };
@@ -537,15 +546,50 @@ impl ProxyHttp for Proxy {
         e
     }
 
-    async fn upstream_response_filter(
+    /// A revalidation asks the origin with the origin's own entity tags, not the ones derived
+    /// for compressed variants.
+    async fn upstream_request_filter(
         &self,
         _session: &mut Session,
+        upstream_request: &mut RequestHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        if let (true, Some(coding)) = (ctx.cacheable, ctx.coding.token())
+            && let Some(inm) = upstream_request.headers.get(http::header::IF_NONE_MATCH)
+        {
+            let origin = validators::to_origin(inm, coding);
+            upstream_request.insert_header(http::header::IF_NONE_MATCH, origin)?;
+        }
+        Ok(())
+    }
+
+    /// Runs before the response is stored. A body knitcache compresses gets an entity tag
+    /// derived from the origin's; a `304` is kept whole for freshening the stored response.
+    async fn upstream_response_filter(
+        &self,
+        session: &mut Session,
         resp: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         ctx.upstream_status = Some(resp.status.as_u16());
         ctx.upstream_took = ctx.upstream_started.map(|s| s.elapsed());
         headers::strip_hop_by_hop(resp);
+        if !ctx.cacheable {
+            return Ok(());
+        }
+        if resp.status == http::StatusCode::NOT_MODIFIED {
+            ctx.not_modified = Some(Box::new(resp.clone()));
+        } else if let (Some(coding), Some(_)) =
+            (ctx.coding.token(), session.upstream_compression.get_info())
+            && let Some(etag) = resp.headers.get(http::header::ETAG)
+        {
+            match validators::derive(etag, coding) {
+                Some(derived) => resp.insert_header(http::header::ETAG, derived)?,
+                None => {
+                    resp.remove_header(&http::header::ETAG);
+                }
+            }
+        }
         Ok(())
     }
 
