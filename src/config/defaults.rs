@@ -83,9 +83,10 @@ pub const DEFAULT_STALE_WHILE_REVALIDATE_SECS: u64 = 30;
 /// `defaults.stale_if_error_secs`, in seconds.
 pub const DEFAULT_STALE_IF_ERROR_SECS: u64 = 600;
 
-/// `defaults.statuses`: the statuses RFC 9111 calls heuristically cacheable that the ERP sends
-/// (its 301/308 redirects are static mappings), plus 404/410. No 5xx: many of the ERP's 500s depend
-/// on data state, and stale-if-error covers outages.
+/// `defaults.statuses` of `freshness: route` routes (`freshness: origin` routes follow RFC 9111
+/// unless a list is written): the statuses RFC 9111 calls heuristically cacheable that the ERP
+/// sends (its 301/308 redirects are static mappings), plus 404/410. No 5xx: many of the ERP's
+/// 500s depend on data state, and stale-if-error covers outages.
 pub const DEFAULT_STATUSES: [u16; 8] = [200, 203, 204, 300, 301, 308, 404, 410];
 
 /// `defaults.query_key`: every query parameter is part of the cache key (ERP responses vary by
@@ -98,7 +99,8 @@ pub const DEFAULT_ORIGIN_CACHE_CONTROL: OriginCacheControl = OriginCacheControl:
 /// `routes[].cache`: a route caches unless it says `cache: false`.
 pub const DEFAULT_ROUTE_CACHE: bool = true;
 
-/// `routes[].ignore_no_store`: `no-store` and `private` are honoured.
+/// `routes[].ignore_no_store`: `no-store` and `private` are honoured. (It has no say over
+/// `Set-Cookie`: that is `set_cookie`'s.)
 pub const DEFAULT_IGNORE_NO_STORE: bool = false;
 
 /// `defaults.freshness`: the route's TTL decides (the ERP sends no caching headers).
@@ -124,7 +126,8 @@ pub const DEFAULT_MAX_VARIANTS: u64 = 16;
 
 /// The statuses RFC 9110 §15.1 calls heuristically cacheable: stored by a `freshness: origin`
 /// route without explicit freshness (when they have `Last-Modified`).
-pub const HEURISTIC_STATUSES: [u16; 12] = [200, 203, 204, 206, 300, 301, 308, 404, 405, 410, 414, 501];
+pub const HEURISTIC_STATUSES: [u16; 12] =
+    [200, 203, 204, 206, 300, 301, 308, 404, 405, 410, 414, 501];
 
 /// `protection.retry_after_secs`, in seconds: what a `503` tells clients to wait. Two polls of a
 /// busy dashboard tab fit in it, and a restarting ERP is usually back by then.

@@ -11,7 +11,7 @@ use serde::Deserialize;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 
 use super::defaults::*;
-use super::model::{OriginCacheControl, QueryKey};
+use super::model::{Freshness, OriginCacheControl, QueryKey, RequestCookies, SetCookie};
 
 /// The whole file.
 #[derive(Debug, Clone, Deserialize)]
@@ -389,14 +389,32 @@ pub struct FileDefaults {
     /// Time after `ttl_secs` during which a stale copy is served when the ERP fails, in seconds.
     /// Default: `DEFAULT_STALE_IF_ERROR_SECS` (600).
     pub stale_if_error_secs: u64,
-    /// Response statuses that may be stored, each in 100..=599.
-    /// Default: `DEFAULT_STATUSES` (200, 203, 204, 300, 301, 308, 404, 410).
-    pub statuses: Vec<u16>,
-    /// Whether the ERP's `Cache-Control`/`Expires` freshness wins over `ttl_secs`.
-    /// Default: `override`.
+    /// Response statuses that may be stored, each in 100..=599. Absent: `DEFAULT_STATUSES`
+    /// (200, 203, 204, 300, 301, 308, 404, 410) on `freshness: route` routes, RFC 9111's rules on
+    /// `freshness: origin` routes.
+    pub statuses: Option<Vec<u16>>,
+    /// Whether the ERP's `Cache-Control`/`Expires` freshness wins over `ttl_secs` (in
+    /// `freshness: route`). Default: `override`.
     pub origin_cache_control: FileOriginCacheControl,
     /// Which query parameters form the cache key. Default: `all`.
     pub query_key: FileQueryKey,
+    /// Who decides how long a stored response is fresh: `route` (`ttl_secs`) or `origin` (its
+    /// headers, as RFC 9111 says). Default: `DEFAULT_FRESHNESS` (`route`).
+    pub freshness: FileFreshness,
+    /// What a request carrying `Cookie` gets: `bypass` (never answered from or stored in the
+    /// cache) or `ignore` (treated like any other). Default: `DEFAULT_REQUEST_COOKIES` (`bypass`).
+    pub request_cookies: FileRequestCookies,
+    /// What happens to a response carrying `Set-Cookie`: `refuse` (not stored) or `strip`
+    /// (stored without it). Default: `DEFAULT_SET_COOKIE` (`refuse`).
+    pub set_cookie: FileSetCookie,
+    /// Heuristic freshness in `freshness: origin`, in percent of the time since `Last-Modified`,
+    /// 0..=100; 0 turns it off. Default: `DEFAULT_HEURISTIC_PERCENT` (10).
+    pub heuristic_percent: u64,
+    /// Longest heuristic lifetime, in seconds. Default: `DEFAULT_HEURISTIC_MAX_SECS` (86400).
+    pub heuristic_max_secs: u64,
+    /// Most stored variants (`Vary`, codings) of one URL, 1..=1024.
+    /// Default: `DEFAULT_MAX_VARIANTS` (16).
+    pub max_variants: u64,
 }
 
 /// One `routes[]` entry. Exactly one of `exact`, `prefix` and `pattern` is required. Absent cache
@@ -417,8 +435,9 @@ pub struct FileRoute {
     /// `true` caches GET/HEAD (other methods pass through); `false` passes everything through
     /// untouched (writes, GETs with side effects). Default: `DEFAULT_ROUTE_CACHE` (true).
     pub cache: Option<bool>,
-    /// Freshness lifetime, in seconds. `0` stores responses only as a stale-if-error fallback.
-    /// Default: `defaults.ttl_secs`.
+    /// Freshness lifetime, in seconds (`freshness: route` only). `0`: stored but never fresh, so
+    /// every request revalidates with the ERP (conditionally when the response has validators),
+    /// within the stale windows. Default: `defaults.ttl_secs`.
     pub ttl_secs: Option<u64>,
     /// Stale-while-revalidate window after `ttl_secs`, in seconds.
     /// Default: `defaults.stale_while_revalidate_secs`.
@@ -429,12 +448,27 @@ pub struct FileRoute {
     pub query_key: Option<FileQueryKey>,
     /// Response statuses that may be stored. Default: `defaults.statuses`.
     pub statuses: Option<Vec<u16>>,
-    /// `honour` or `override` the ERP's freshness headers.
+    /// `honour` or `override` the ERP's freshness headers (`freshness: route` only).
     /// Default: `defaults.origin_cache_control`.
     pub origin_cache_control: Option<FileOriginCacheControl>,
-    /// Store responses even with `Cache-Control: no-store`/`private` or `Set-Cookie`; only for
-    /// routes that return the same body to everyone. Default: `DEFAULT_IGNORE_NO_STORE` (false).
+    /// Store responses even with `Cache-Control: no-store`/`private`; only for routes that return
+    /// the same body to everyone (`Set-Cookie` is `set_cookie`'s). Default:
+    /// `DEFAULT_IGNORE_NO_STORE` (false).
     pub ignore_no_store: Option<bool>,
+    /// `route` or `origin` decides freshness. Default: `defaults.freshness`.
+    pub freshness: Option<FileFreshness>,
+    /// `bypass` or `ignore` requests carrying `Cookie`. Default: `defaults.request_cookies`.
+    pub request_cookies: Option<FileRequestCookies>,
+    /// `refuse` or `strip` responses carrying `Set-Cookie`. Default: `defaults.set_cookie`.
+    pub set_cookie: Option<FileSetCookie>,
+    /// Heuristic freshness in percent (`freshness: origin` only). Default:
+    /// `defaults.heuristic_percent`.
+    pub heuristic_percent: Option<u64>,
+    /// Longest heuristic lifetime, in seconds (`freshness: origin` only). Default:
+    /// `defaults.heuristic_max_secs`.
+    pub heuristic_max_secs: Option<u64>,
+    /// Most stored variants of one URL. Default: `defaults.max_variants`.
+    pub max_variants: Option<u64>,
     /// The `protection.rate_limit.classes` entry this route's requests are charged to.
     /// Default: the default class.
     pub rate_limit_class: Option<String>,
@@ -464,6 +498,36 @@ pub enum FileOriginCacheControl {
     Honour,
     /// `override`: the route's TTL always wins.
     Override,
+}
+
+/// `freshness:` value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FileFreshness {
+    /// `route`: the route's `ttl_secs` (and `origin_cache_control`) decide.
+    Route,
+    /// `origin`: the origin's `Cache-Control`/`Expires`, or heuristics, decide (RFC 9111).
+    Origin,
+}
+
+/// `request_cookies:` value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FileRequestCookies {
+    /// `bypass`: a request with `Cookie` goes to the origin and is never answered from the cache.
+    Bypass,
+    /// `ignore`: `Cookie` changes nothing (origins that use no cookies).
+    Ignore,
+}
+
+/// `set_cookie:` value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FileSetCookie {
+    /// `refuse`: a response that sets a cookie is not stored.
+    Refuse,
+    /// `strip`: it is stored without its `Set-Cookie` fields.
+    Strip,
 }
 
 /// `query_key:` value: `all`, `{ only: [a, b] }` or `{ ignore: [a, b] }`. Written by hand because
@@ -571,9 +635,42 @@ impl Default for FileDefaults {
             ttl_secs: DEFAULT_TTL_SECS,
             stale_while_revalidate_secs: DEFAULT_STALE_WHILE_REVALIDATE_SECS,
             stale_if_error_secs: DEFAULT_STALE_IF_ERROR_SECS,
-            statuses: DEFAULT_STATUSES.to_vec(),
+            statuses: None,
             origin_cache_control: FileOriginCacheControl::default(),
             query_key: FileQueryKey::default(),
+            freshness: FileFreshness::default(),
+            request_cookies: FileRequestCookies::default(),
+            set_cookie: FileSetCookie::default(),
+            heuristic_percent: DEFAULT_HEURISTIC_PERCENT,
+            heuristic_max_secs: DEFAULT_HEURISTIC_MAX_SECS,
+            max_variants: DEFAULT_MAX_VARIANTS,
+        }
+    }
+}
+
+impl Default for FileFreshness {
+    fn default() -> Self {
+        match DEFAULT_FRESHNESS {
+            Freshness::Route => Self::Route,
+            Freshness::Origin => Self::Origin,
+        }
+    }
+}
+
+impl Default for FileRequestCookies {
+    fn default() -> Self {
+        match DEFAULT_REQUEST_COOKIES {
+            RequestCookies::Bypass => Self::Bypass,
+            RequestCookies::Ignore => Self::Ignore,
+        }
+    }
+}
+
+impl Default for FileSetCookie {
+    fn default() -> Self {
+        match DEFAULT_SET_COOKIE {
+            SetCookie::Refuse => Self::Refuse,
+            SetCookie::Strip => Self::Strip,
         }
     }
 }

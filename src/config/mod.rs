@@ -123,27 +123,15 @@ pub fn route_table(config: &Config) -> String {
                 row.extend(["pass", "-", "-", "-", "-", ""].map(str::to_owned));
             }
             RouteAction::Cache(p) => {
-                let mut notes = Vec::new();
-                match &p.statuses {
-                    StoredStatuses::Only(list) if list != &defaults::DEFAULT_STATUSES => {
-                        let list: Vec<String> = list.iter().map(u16::to_string).collect();
-                        notes.push(format!("statuses={}", list.join(",")));
-                    }
-                    StoredStatuses::Only(_) => {}
-                    StoredStatuses::Standard => notes.push("statuses=standard".to_owned()),
-                }
-                if p.freshness == Freshness::Origin {
-                    notes.push("origin decides freshness".to_owned());
-                }
-                if p.origin_cache_control == OriginCacheControl::Honour {
-                    notes.push("honours origin cache-control".to_owned());
-                }
-                if p.ignore_no_store {
-                    notes.push("stores no-store".to_owned());
-                }
+                let origin = p.freshness == Freshness::Origin;
+                let notes = cache_notes(p);
                 row.extend([
                     "cache".to_owned(),
-                    human_duration(p.ttl),
+                    if origin {
+                        "origin".to_owned()
+                    } else {
+                        human_duration(p.ttl)
+                    },
                     human_duration(p.stale_while_revalidate),
                     human_duration(p.stale_if_error),
                     p.query.to_string(),
@@ -179,6 +167,54 @@ pub fn route_table(config: &Config) -> String {
     }
     out.push_str("unmatched paths and methods pass through uncached\n");
     out
+}
+
+/// What a caching route does differently from the defaults, for the notes column. A
+/// `freshness: origin` route shows `origin` in the ttl column instead.
+fn cache_notes(p: &CachePolicy) -> Vec<String> {
+    let origin = p.freshness == Freshness::Origin;
+    let mut notes = Vec::new();
+    match &p.statuses {
+        StoredStatuses::Only(list) if origin || list != &defaults::DEFAULT_STATUSES => {
+            let list: Vec<String> = list.iter().map(u16::to_string).collect();
+            notes.push(format!("statuses={}", list.join(",")));
+        }
+        StoredStatuses::Only(_) => {}
+        // The rule of every origin route that lists no statuses.
+        StoredStatuses::Standard if origin => {}
+        StoredStatuses::Standard => notes.push("statuses=standard".to_owned()),
+    }
+    if origin {
+        match p.heuristic {
+            None => notes.push("no heuristic freshness".to_owned()),
+            Some(h)
+                if (h.fraction * 100.0).round() as u64 != defaults::DEFAULT_HEURISTIC_PERCENT
+                    || h.max.as_secs() != defaults::DEFAULT_HEURISTIC_MAX_SECS =>
+            {
+                notes.push(format!(
+                    "heuristic={}% up to {}",
+                    (h.fraction * 100.0).round(),
+                    human_duration(h.max)
+                ));
+            }
+            Some(_) => {}
+        }
+    } else if p.origin_cache_control == OriginCacheControl::Honour {
+        notes.push("honours origin cache-control".to_owned());
+    }
+    if p.ignore_no_store {
+        notes.push("stores no-store".to_owned());
+    }
+    if p.request_cookies == RequestCookies::Ignore {
+        notes.push("cookies=ignore".to_owned());
+    }
+    if p.set_cookie == SetCookie::Strip {
+        notes.push("set-cookie=strip".to_owned());
+    }
+    if p.max_variants as u64 != defaults::DEFAULT_MAX_VARIANTS {
+        notes.push(format!("max-variants={}", p.max_variants));
+    }
+    notes
 }
 
 /// `0`, `45s`, `3m`, `1h`, `2d`; `90s` when no larger unit divides evenly.

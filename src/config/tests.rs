@@ -1,5 +1,6 @@
 //! Tests of the config layer: the shipped files, one test per kind of problem (asserting the key
-//! path, the line and the fix in the message), query keys, defaults and first-match order.
+//! path, the line and the fix in the message), query keys, defaults and first-match order, and
+//! each caching key's default, inheritance from `defaults:` and per-route override.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -621,33 +622,31 @@ fn cache_keys_on_a_pass_through_route() {
 }
 
 #[test]
-fn zero_ttl_with_stale_while_revalidate() {
-    let all = errors(&with_routes(
-        "  - name: kpis\n    exact: /a\n    ttl_secs: 0\n    stale_while_revalidate_secs: 30\n",
+fn zero_ttl_is_valid_with_any_stale_windows() {
+    // TTL 0: stored, never fresh, revalidated with the origin on every request.
+    for windows in [
+        "",
+        "    stale_while_revalidate_secs: 30\n",
+        "    stale_while_revalidate_secs: 0\n",
+        "    stale_while_revalidate_secs: 0\n    stale_if_error_secs: 0\n",
+        "    stale_if_error_secs: 0\n",
+    ] {
+        let c = ok(&with_routes(&format!(
+            "  - name: kpis\n    exact: /a\n    ttl_secs: 0\n{windows}"
+        )));
+        let p = c.routes[0].cache_policy().expect("caches");
+        assert_eq!(p.ttl, Duration::ZERO, "{windows}");
+    }
+    // And in `defaults:`, inherited by a route that sets no window of its own.
+    let c = ok(&format!(
+        "{MINIMAL}defaults:\n  ttl_secs: 0\n  stale_if_error_secs: 0\nroutes:\n  - name: a\n    exact: /a\n"
     ));
-    assert_has(
-        &all,
-        "t.yaml:5: routes[0].ttl_secs (route \"kpis\"): ttl_secs = 0 but stale_while_revalidate_secs = 30; set ttl_secs > 0 or remove stale_while_revalidate_secs",
+    let p = c.routes[0].cache_policy().expect("caches");
+    assert_eq!((p.ttl, p.stale_if_error), (Duration::ZERO, Duration::ZERO));
+    assert_eq!(
+        p.stale_while_revalidate,
+        Duration::from_secs(defaults::DEFAULT_STALE_WHILE_REVALIDATE_SECS)
     );
-    // Inherited from defaults: the fix is to override it on the route.
-    let all = errors(&with_routes(
-        "  - name: kpis\n    exact: /a\n    ttl_secs: 0\n",
-    ));
-    assert_has(
-        &all,
-        "ttl_secs = 0 but stale_while_revalidate_secs = 30 (from defaults); set ttl_secs > 0 or set stale_while_revalidate_secs: 0 on this route",
-    );
-    let all = errors(&with_routes(
-        "  - name: kpis\n    exact: /a\n    ttl_secs: 0\n    stale_while_revalidate_secs: 0\n    stale_if_error_secs: 0\n",
-    ));
-    assert_has(
-        &all,
-        "ttl_secs = 0 and stale_if_error_secs = 0: nothing stored would ever be served",
-    );
-    // TTL 0 as a pure stale-if-error fallback is allowed.
-    ok(&with_routes(
-        "  - name: kpis\n    exact: /a\n    ttl_secs: 0\n    stale_while_revalidate_secs: 0\n",
-    ));
 }
 
 #[test]
@@ -1128,6 +1127,369 @@ fn longest_retention_spans_ttl_and_the_longer_stale_window() {
     // b: 10 + max(30, 600) from the defaults
     assert_eq!(c.longest_retention(), Duration::from_secs(610));
 }
+// ---- freshness mode, cookies, heuristics, variants ----
+
+/// The policy of the only route of `routes` under `defaults` (`""` for none).
+fn policy_of(defaults: &str, routes: &str) -> CachePolicy {
+    let defaults = if defaults.is_empty() {
+        String::new()
+    } else {
+        format!("defaults:\n{defaults}")
+    };
+    let c = ok(&format!("{MINIMAL}{defaults}routes:\n{routes}"));
+    c.routes[0].cache_policy().expect("caches").clone()
+}
+
+const ROUTE_A: &str = "  - name: a\n    exact: /a\n";
+
+#[test]
+fn freshness_defaults_to_route_and_is_inherited_and_overridden() {
+    let p = policy_of("", ROUTE_A);
+    assert_eq!(p.freshness, Freshness::Route);
+    assert_eq!(p.ttl, Duration::from_secs(defaults::DEFAULT_TTL_SECS));
+    let p = policy_of("  freshness: origin\n", ROUTE_A);
+    assert_eq!(p.freshness, Freshness::Origin);
+    assert_eq!(
+        p.ttl,
+        Duration::ZERO,
+        "an origin route has no TTL of its own"
+    );
+    assert_eq!(
+        p.stale_if_error,
+        Duration::from_secs(defaults::DEFAULT_STALE_IF_ERROR_SECS),
+        "stale windows still apply where the origin gives none"
+    );
+    let p = policy_of(
+        "  freshness: origin\n  ttl_secs: 90\n",
+        &format!("{ROUTE_A}    freshness: route\n"),
+    );
+    assert_eq!(p.freshness, Freshness::Route);
+    assert_eq!(
+        p.ttl,
+        Duration::from_secs(90),
+        "defaults.ttl_secs serves route-mode routes"
+    );
+    let p = policy_of("", &format!("{ROUTE_A}    freshness: origin\n"));
+    assert_eq!(p.freshness, Freshness::Origin);
+}
+
+#[test]
+fn statuses_follow_the_freshness_mode_unless_written() {
+    let default_list = StoredStatuses::Only(defaults::DEFAULT_STATUSES.to_vec());
+    assert_eq!(policy_of("", ROUTE_A).statuses, default_list);
+    let origin = format!("{ROUTE_A}    freshness: origin\n");
+    assert_eq!(policy_of("", &origin).statuses, StoredStatuses::Standard);
+    assert_eq!(
+        policy_of("  freshness: origin\n", ROUTE_A).statuses,
+        StoredStatuses::Standard
+    );
+    // A list written in `defaults:` or on the route wins in either mode.
+    assert_eq!(
+        policy_of("  statuses: [404, 200]\n", &origin).statuses,
+        StoredStatuses::Only(vec![200, 404])
+    );
+    assert_eq!(
+        policy_of("", &format!("{origin}    statuses: [200]\n")).statuses,
+        StoredStatuses::Only(vec![200])
+    );
+    assert_eq!(
+        policy_of("  statuses: [200]\n", ROUTE_A).statuses,
+        StoredStatuses::Only(vec![200])
+    );
+    assert_eq!(
+        policy_of(
+            "  statuses: [200]\n",
+            &format!("{ROUTE_A}    statuses: [200, 410]\n")
+        )
+        .statuses,
+        StoredStatuses::Only(vec![200, 410])
+    );
+}
+
+#[test]
+fn ttl_and_origin_cache_control_contradict_origin_freshness() {
+    let all = errors(&with_routes(
+        "  - name: std\n    prefix: /\n    freshness: origin\n    ttl_secs: 60\n    origin_cache_control: honour\n",
+    ));
+    assert_has(
+        &all,
+        "t.yaml:6: routes[0].ttl_secs (route \"std\"): ttl_secs has no effect with freshness: origin: the origin's Cache-Control/Expires (or heuristics) decide; remove ttl_secs, or set freshness: route",
+    );
+    assert_has(
+        &all,
+        "t.yaml:7: routes[0].origin_cache_control (route \"std\"): origin_cache_control has no effect with freshness: origin: the origin's Cache-Control/Expires (or heuristics) always decide; remove origin_cache_control, or set freshness: route",
+    );
+    // The mode inherited from `defaults:` says so.
+    let all = errors(&format!(
+        "{MINIMAL}defaults:\n  freshness: origin\nroutes:\n  - name: a\n    exact: /a\n    ttl_secs: 0\n"
+    ));
+    assert_has(
+        &all,
+        "t.yaml:7: routes[0].ttl_secs (route \"a\"): ttl_secs has no effect with freshness: origin (from defaults): ",
+    );
+    assert_has(&all, "remove ttl_secs, or set freshness: route");
+    // Inherited values are the defaults of route-mode routes, not a contradiction.
+    ok(&format!(
+        "{MINIMAL}defaults:\n  freshness: origin\n  ttl_secs: 30\n  origin_cache_control: honour\nroutes:\n  - name: a\n    exact: /a\n"
+    ));
+}
+
+#[test]
+fn request_cookies_default_to_bypass_and_are_inherited_and_overridden() {
+    assert_eq!(
+        policy_of("", ROUTE_A).request_cookies,
+        RequestCookies::Bypass
+    );
+    assert_eq!(
+        policy_of("  request_cookies: ignore\n", ROUTE_A).request_cookies,
+        RequestCookies::Ignore
+    );
+    assert_eq!(
+        policy_of(
+            "  request_cookies: ignore\n",
+            &format!("{ROUTE_A}    request_cookies: bypass\n")
+        )
+        .request_cookies,
+        RequestCookies::Bypass
+    );
+}
+
+#[test]
+fn set_cookie_defaults_to_refuse_and_is_inherited_and_overridden() {
+    assert_eq!(policy_of("", ROUTE_A).set_cookie, SetCookie::Refuse);
+    assert_eq!(
+        policy_of("  set_cookie: strip\n", ROUTE_A).set_cookie,
+        SetCookie::Strip
+    );
+    assert_eq!(
+        policy_of(
+            "  set_cookie: strip\n",
+            &format!("{ROUTE_A}    set_cookie: refuse\n")
+        )
+        .set_cookie,
+        SetCookie::Refuse
+    );
+    // ignore_no_store says nothing about cookies.
+    let p = policy_of("", &format!("{ROUTE_A}    ignore_no_store: true\n"));
+    assert_eq!((p.ignore_no_store, p.set_cookie), (true, SetCookie::Refuse));
+}
+
+#[test]
+fn wrong_words_list_the_valid_ones() {
+    let all = errors(&format!(
+        "{MINIMAL}defaults:\n  freshness: orign\n  request_cookies: Ignore\nroutes:\n  - name: a\n    exact: /a\n    set_cookie: keep\n    origin_cache_control: [honour]\n"
+    ));
+    assert_has(
+        &all,
+        "t.yaml:3: defaults.freshness: freshness = orign is not route or origin; did you mean freshness: origin? (route: the route's ttl_secs decides",
+    );
+    assert_has(
+        &all,
+        "t.yaml:4: defaults.request_cookies: request_cookies = Ignore is not bypass or ignore; did you mean request_cookies: ignore?",
+    );
+    assert_has(
+        &all,
+        "t.yaml:8: routes[0].set_cookie (route \"a\"): set_cookie = keep is not refuse or strip; write set_cookie: refuse or strip (refuse: a response that sets a cookie is not stored; strip: it is stored without its Set-Cookie fields)",
+    );
+    assert_has(
+        &all,
+        "t.yaml:9: routes[0].origin_cache_control (route \"a\"): origin_cache_control is a list; write origin_cache_control: override, honour or honor (",
+    );
+    assert_eq!(all.lines().count(), 4, "{all}");
+    let all = errors(&with_routes("  - name: a\n    exact: /a\n    freshness:\n"));
+    assert_has(
+        &all,
+        "t.yaml:5: routes[0].freshness (route \"a\"): freshness has no value; write freshness: route or origin",
+    );
+}
+
+#[test]
+fn heuristics_default_and_are_inherited_and_overridden() {
+    let origin = format!("{ROUTE_A}    freshness: origin\n");
+    let h = policy_of("", &origin).heuristic.expect("on by default");
+    assert_eq!(
+        h.fraction,
+        defaults::DEFAULT_HEURISTIC_PERCENT as f64 / 100.0
+    );
+    assert_eq!(
+        h.max,
+        Duration::from_secs(defaults::DEFAULT_HEURISTIC_MAX_SECS)
+    );
+    let inherited = "  heuristic_percent: 20\n  heuristic_max_secs: 3600\n";
+    let h = policy_of(inherited, &origin).heuristic.expect("on");
+    assert_eq!((h.fraction, h.max), (0.2, Duration::from_secs(3600)));
+    let h = policy_of(inherited, &format!("{origin}    heuristic_max_secs: 600\n"))
+        .heuristic
+        .expect("on");
+    assert_eq!((h.fraction, h.max), (0.2, Duration::from_secs(600)));
+    assert_eq!(
+        policy_of(inherited, &format!("{origin}    heuristic_percent: 0\n")).heuristic,
+        None,
+        "0 turns heuristic freshness off"
+    );
+    assert_eq!(
+        policy_of("  heuristic_percent: 0\n", &origin).heuristic,
+        None
+    );
+    // Set in `defaults:` for the origin routes, they leave route-mode routes alone.
+    ok(&format!(
+        "{MINIMAL}defaults:\n{inherited}routes:\n  - name: a\n    exact: /a\n"
+    ));
+}
+
+#[test]
+fn heuristic_problems_name_the_key_and_the_fix() {
+    let all = errors(&with_routes(
+        "  - name: erp\n    prefix: /\n    heuristic_percent: 20\n    heuristic_max_secs: 60\n",
+    ));
+    assert_has(
+        &all,
+        "t.yaml:5: routes[0].heuristic_percent (route \"erp\"): heuristic_percent only applies with freshness: origin; remove it or set freshness: origin",
+    );
+    assert_has(
+        &all,
+        "t.yaml:6: routes[0].heuristic_max_secs (route \"erp\"): heuristic_max_secs only applies with freshness: origin; remove it or set freshness: origin",
+    );
+    let all = errors(&format!(
+        "{MINIMAL}defaults:\n  heuristic_percent: 150\n  heuristic_max_secs: 40000000\n"
+    ));
+    assert_has(
+        &all,
+        "t.yaml:3: defaults.heuristic_percent: heuristic_percent = 150 is over 100; write the share of the time since Last-Modified a response stays fresh, from 0 (no heuristic freshness) to 100, e.g. heuristic_percent: 10",
+    );
+    assert_has(
+        &all,
+        "t.yaml:4: defaults.heuristic_max_secs: heuristic_max_secs = 40000000 is more than a year (31536000 s); durations here are in seconds; if you meant milliseconds, write heuristic_max_secs: 40000",
+    );
+    let all = errors(&with_routes(
+        "  - name: std\n    prefix: /\n    freshness: origin\n    heuristic_max_secs: 0\n",
+    ));
+    assert_has(
+        &all,
+        "t.yaml:6: routes[0].heuristic_max_secs (route \"std\"): heuristic_max_secs = 0 makes every heuristic lifetime 0; write e.g. heuristic_max_secs: 86400, or heuristic_percent: 0 to turn heuristic freshness off",
+    );
+    let all = errors(&with_routes(
+        "  - name: std\n    prefix: /\n    freshness: origin\n    heuristic_percent: 10%\n    heuristic_max_secs: 1d\n",
+    ));
+    assert_has(
+        &all,
+        "t.yaml:6: routes[0].heuristic_percent (route \"std\"): heuristic_percent = 10% is not a whole number (in percent); write a whole number (in percent), e.g. heuristic_percent: 10 for 10%",
+    );
+    assert_has(&all, "e.g. heuristic_max_secs: 86400 for 1d");
+}
+
+#[test]
+fn max_variants_default_inherited_overridden_and_bounded() {
+    assert_eq!(
+        policy_of("", ROUTE_A).max_variants as u64,
+        defaults::DEFAULT_MAX_VARIANTS
+    );
+    assert_eq!(policy_of("  max_variants: 4\n", ROUTE_A).max_variants, 4);
+    assert_eq!(
+        policy_of(
+            "  max_variants: 4\n",
+            &format!("{ROUTE_A}    max_variants: 1024\n")
+        )
+        .max_variants,
+        1024
+    );
+    let all = errors(&format!(
+        "{MINIMAL}defaults:\n  max_variants: 0\nroutes:\n  - name: a\n    exact: /a\n    max_variants: 1025\n"
+    ));
+    assert_has(
+        &all,
+        "t.yaml:3: defaults.max_variants: max_variants = 0 would store no response at all; write from 1 to 1024, e.g. max_variants: 16",
+    );
+    assert_has(
+        &all,
+        "t.yaml:7: routes[0].max_variants (route \"a\"): max_variants = 1025 is over 1024: one URL could crowd the rest out of the cache; write at most 1024, e.g. max_variants: 16",
+    );
+    let all = errors(&with_routes(
+        "  - name: a\n    exact: /a\n    max_variants: \"8\"\n",
+    ));
+    assert_has(
+        &all,
+        "max_variants = \"8\" is quoted, which makes it text; write it without quotes: max_variants: 8",
+    );
+}
+
+#[test]
+fn new_cache_keys_are_known_to_the_shape_pass() {
+    let all = errors(&with_routes(
+        "  - name: a\n    exact: /a\n    heuristic: 10\n    request_cookie: ignore\n    variants: 4\n",
+    ));
+    assert_has(
+        &all,
+        "unknown key \"heuristic\"; did you mean heuristic_percent?",
+    );
+    assert_has(
+        &all,
+        "unknown key \"request_cookie\"; did you mean request_cookies?",
+    );
+    assert_has(&all, "unknown key \"variants\"; did you mean max_variants?");
+    assert_has(
+        &all,
+        "ignore_no_store, freshness, request_cookies, set_cookie, heuristic_percent, heuristic_max_secs, max_variants, ",
+    );
+    let all = errors(&format!("{MINIMAL}defaults:\n  freshnes: origin\n"));
+    assert_has(
+        &all,
+        "t.yaml:3: defaults.freshnes: unknown key \"freshnes\"; did you mean freshness? valid keys here: ttl_secs, ",
+    );
+    // A pass-through route carries none of them.
+    let all = errors(&with_routes(
+        "  - name: w\n    exact: /w\n    cache: false\n    freshness: origin\n    request_cookies: ignore\n    set_cookie: strip\n    heuristic_percent: 5\n    heuristic_max_secs: 60\n    max_variants: 2\n",
+    ));
+    for key in [
+        "freshness",
+        "request_cookies",
+        "set_cookie",
+        "heuristic_percent",
+        "heuristic_max_secs",
+        "max_variants",
+    ] {
+        assert_has(
+            &all,
+            &format!("routes[0].{key} (route \"w\"): {key} is set but the route has cache: false"),
+        );
+    }
+}
+
+#[test]
+fn route_table_notes_origin_freshness_and_cookie_rules() {
+    let c = ok(&with_routes(concat!(
+        "  - name: std\n    prefix: /s/\n    freshness: origin\n    request_cookies: ignore\n",
+        "  - name: erp\n    prefix: /e/\n    set_cookie: strip\n    max_variants: 2\n",
+        "  - name: plain\n    prefix: /p/\n",
+        "  - name: off\n    prefix: /o/\n    freshness: origin\n    heuristic_percent: 0\n",
+    )));
+    let table = route_table(&c);
+    let row = |name: &str| {
+        table
+            .lines()
+            .find(|l| l.split_whitespace().nth(1) == Some(name))
+            .unwrap_or_else(|| panic!("no {name} row in\n{table}"))
+            .to_owned()
+    };
+    let std = row("std");
+    assert_eq!(
+        std.split_whitespace().nth(4),
+        Some("origin"),
+        "the ttl column: {std}"
+    );
+    assert!(std.contains("cookies=ignore"), "{std}");
+    assert!(
+        !std.contains("statuses="),
+        "the standard rule is an origin route's own: {std}"
+    );
+    let erp = row("erp");
+    assert!(erp.contains("set-cookie=strip; max-variants=2"), "{erp}");
+    assert!(!erp.contains("cookies=ignore"), "{erp}");
+    let plain = row("plain");
+    assert!(!plain.contains('='), "defaults need no note: {plain}");
+    assert!(row("off").contains("no heuristic freshness"), "{table}");
+}
+
 /// Every key the file format accepts, as `section.key` paths (`routes[].name`,
 /// `protection.rate_limit.classes.<name>.burst`), read from the serde structs themselves.
 fn every_key() -> Vec<String> {

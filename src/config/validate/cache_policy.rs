@@ -1,7 +1,8 @@
 //! What a caching route stores and for how long: the `defaults:` section, a route's own caching
-//! keys (TTL and stale windows, statuses, query key, origin cache control, `ignore_no_store`),
-//! how a route's keys win over `defaults:`, and the cache keys a `cache: false` route must not
-//! carry.
+//! keys (freshness mode, TTL and stale windows, statuses, query key, origin cache control,
+//! `ignore_no_store`, cookie handling, heuristics, variants), how a route's keys win over
+//! `defaults:`, which keys contradict the route's freshness mode, and the cache keys a
+//! `cache: false` route must not carry.
 
 use std::time::Duration;
 
@@ -15,15 +16,26 @@ use super::{Problems, last_key};
 /// Longest TTL or stale window, in seconds (one year). Anything longer is taken as a unit slip.
 const MAX_WINDOW_SECS: u64 = 365 * 24 * 3600;
 
+/// Most stored variants of one URL a route may allow.
+const MAX_VARIANTS: u64 = 1024;
+
 /// The `defaults:` section; routes take from it what they do not set. Its problems are reported
-/// once, here; an invalid list is `None`, so routes that inherit it build no policy.
+/// once, here; an invalid value is `None`, so routes that inherit it build no policy.
 pub(super) struct Inherited {
     ttl: u64,
     swr: u64,
     sie: u64,
-    statuses: Option<Vec<u16>>,
+    /// `Some(None)`: not written, so it depends on the route's freshness mode.
+    statuses: Option<Option<Vec<u16>>>,
     origin: OriginCacheControl,
     query: Option<QueryKey>,
+    freshness: Freshness,
+    request_cookies: RequestCookies,
+    set_cookie: SetCookie,
+    heuristic_percent: u64,
+    heuristic_max: u64,
+    heuristic_ok: bool,
+    max_variants: Option<usize>,
 }
 
 pub(super) fn inherited(d: &FileDefaults, p: &mut Problems) -> Inherited {
@@ -35,19 +47,30 @@ pub(super) fn inherited(d: &FileDefaults, p: &mut Problems) -> Inherited {
     for (key, value) in windows {
         window(value, &format!("defaults.{key}"), None, p);
     }
-    let pair = Pair {
-        ttl: (d.ttl_secs, true),
-        swr: (d.stale_while_revalidate_secs, true),
-        sie: (d.stale_if_error_secs, true),
-    };
-    pair.check("defaults", None, p);
+    let heuristic_ok = heuristic_valid(
+        (d.heuristic_percent, true),
+        (d.heuristic_max_secs, true),
+        "defaults",
+        None,
+        p,
+    );
     Inherited {
         ttl: d.ttl_secs,
         swr: d.stale_while_revalidate_secs,
         sie: d.stale_if_error_secs,
-        statuses: statuses(&d.statuses, "defaults.statuses", None, p),
+        statuses: match &d.statuses {
+            None => Some(None),
+            Some(list) => statuses(list, "defaults.statuses", None, p).map(Some),
+        },
         origin: origin(d.origin_cache_control),
         query: query_key(&d.query_key, "defaults.query_key", None, p),
+        freshness: freshness(d.freshness),
+        request_cookies: request_cookies(d.request_cookies),
+        set_cookie: set_cookie(d.set_cookie),
+        heuristic_percent: d.heuristic_percent,
+        heuristic_max: d.heuristic_max_secs,
+        heuristic_ok,
+        max_variants: max_variants(d.max_variants, "defaults.max_variants", None, p),
     }
 }
 
@@ -58,7 +81,87 @@ fn origin(o: FileOriginCacheControl) -> OriginCacheControl {
     }
 }
 
-/// A TTL or stale window must stay within a year; longer values are usually milliseconds
+fn freshness(f: FileFreshness) -> Freshness {
+    match f {
+        FileFreshness::Route => Freshness::Route,
+        FileFreshness::Origin => Freshness::Origin,
+    }
+}
+
+fn request_cookies(c: FileRequestCookies) -> RequestCookies {
+    match c {
+        FileRequestCookies::Bypass => RequestCookies::Bypass,
+        FileRequestCookies::Ignore => RequestCookies::Ignore,
+    }
+}
+
+fn set_cookie(c: FileSetCookie) -> SetCookie {
+    match c {
+        FileSetCookie::Refuse => SetCookie::Refuse,
+        FileSetCookie::Strip => SetCookie::Strip,
+    }
+}
+
+/// `heuristic_percent` and `heuristic_max_secs` of `defaults:` or of one route, each with
+/// whether it was written there (only those are reported: inherited ones were checked on
+/// `defaults:`).
+fn heuristic_valid(
+    (percent, percent_own): (u64, bool),
+    (max, max_own): (u64, bool),
+    base: &str,
+    route: Option<&str>,
+    p: &mut Problems,
+) -> bool {
+    let mut ok = true;
+    if percent_own && percent > 100 {
+        let msg = format!(
+            "heuristic_percent = {percent} is over 100; write the share of the time since \
+             Last-Modified a response stays fresh, from 0 (no heuristic freshness) to 100, e.g. \
+             heuristic_percent: {DEFAULT_HEURISTIC_PERCENT}"
+        );
+        p.at(&format!("{base}.heuristic_percent"), route, msg);
+        ok = false;
+    }
+    if max_own {
+        ok &= window(max, &format!("{base}.heuristic_max_secs"), route, p);
+    }
+    if ok && (percent_own || max_own) && percent > 0 && max == 0 {
+        let msg = format!(
+            "heuristic_max_secs = 0 makes every heuristic lifetime 0; write e.g. \
+             heuristic_max_secs: {DEFAULT_HEURISTIC_MAX_SECS}, or heuristic_percent: 0 to turn \
+             heuristic freshness off"
+        );
+        let key = if max_own {
+            "heuristic_max_secs"
+        } else {
+            "heuristic_percent"
+        };
+        p.at(&format!("{base}.{key}"), route, msg);
+        ok = false;
+    }
+    ok
+}
+
+/// Most variants of one URL: at least one (or nothing is stored), at most `MAX_VARIANTS`.
+fn max_variants(n: u64, path: &str, route: Option<&str>, p: &mut Problems) -> Option<usize> {
+    let problem = if n == 0 {
+        format!(
+            "max_variants = 0 would store no response at all; write from 1 to {MAX_VARIANTS}, \
+             e.g. max_variants: {DEFAULT_MAX_VARIANTS}"
+        )
+    } else if n > MAX_VARIANTS {
+        format!(
+            "max_variants = {n} is over {MAX_VARIANTS}: one URL could crowd the rest out of the \
+             cache; write at most {MAX_VARIANTS}, e.g. max_variants: {DEFAULT_MAX_VARIANTS}"
+        )
+    } else {
+        return usize::try_from(n).ok();
+    };
+    p.at(path, route, problem);
+    None
+}
+
+/// A TTL, stale window or heuristic bound must stay within a year; longer values are usually milliseconds
 /// written into a `_secs` key.
 fn window(secs: u64, path: &str, route: Option<&str>, p: &mut Problems) -> bool {
     if secs <= MAX_WINDOW_SECS {
@@ -76,55 +179,6 @@ fn window(secs: u64, path: &str, route: Option<&str>, p: &mut Problems) -> bool 
     );
     p.at(path, route, msg);
     false
-}
-
-/// TTL and stale windows of one route (or of `defaults:`), each with whether the route itself
-/// set it (`false`: inherited from `defaults:`).
-struct Pair {
-    ttl: (u64, bool),
-    swr: (u64, bool),
-    sie: (u64, bool),
-}
-
-impl Pair {
-    /// TTL 0 means "always stale": that only makes sense as a stale-if-error fallback.
-    fn check(&self, base: &str, route: Option<&str>, p: &mut Problems) -> bool {
-        let from = |own: bool| if own { "" } else { " (from defaults)" };
-        let (ttl, ttl_own) = self.ttl;
-        let (swr, swr_own) = self.swr;
-        let (sie, sie_own) = self.sie;
-        if ttl != 0 {
-            return true;
-        }
-        let path = format!("{base}.ttl_secs");
-        if swr > 0 {
-            let fix = if swr_own {
-                "remove stale_while_revalidate_secs".to_owned()
-            } else {
-                "set stale_while_revalidate_secs: 0 on this route".to_owned()
-            };
-            let msg = format!(
-                "ttl_secs = 0{} but stale_while_revalidate_secs = {swr}{}; set ttl_secs > 0 or \
-                 {fix}",
-                from(ttl_own),
-                from(swr_own)
-            );
-            p.at(&path, route, msg);
-            return false;
-        }
-        if sie == 0 {
-            let msg = format!(
-                "ttl_secs = 0{} and stale_if_error_secs = 0{}: nothing stored would ever be \
-                 served; \
-                 set ttl_secs > 0, or cache: false to pass the route through",
-                from(ttl_own),
-                from(sie_own)
-            );
-            p.at(&path, route, msg);
-            return false;
-        }
-        true
-    }
 }
 
 fn statuses(list: &[u16], path: &str, route: Option<&str>, p: &mut Problems) -> Option<Vec<u16>> {
@@ -195,6 +249,12 @@ pub(super) fn pass_only(r: &FileRoute, base: &str, name: Option<&str>, p: &mut P
         ("statuses", r.statuses.is_some()),
         ("origin_cache_control", r.origin_cache_control.is_some()),
         ("ignore_no_store", r.ignore_no_store.is_some()),
+        ("freshness", r.freshness.is_some()),
+        ("request_cookies", r.request_cookies.is_some()),
+        ("set_cookie", r.set_cookie.is_some()),
+        ("heuristic_percent", r.heuristic_percent.is_some()),
+        ("heuristic_max_secs", r.heuristic_max_secs.is_some()),
+        ("max_variants", r.max_variants.is_some()),
     ];
     let mut ok = true;
     for (key, is_set) in set {
@@ -241,47 +301,104 @@ pub(super) fn cache_policy(
             ok &= window(v, &format!("{base}.{key}"), name, p);
         }
     }
-    let statuses = match &r.statuses {
-        Some(list) => statuses(list, &format!("{base}.statuses"), name, p),
-        None => d.statuses.clone(),
+    let mode = r.freshness.map_or(d.freshness, freshness);
+    let from = if r.freshness.is_some() {
+        ""
+    } else {
+        " (from defaults)"
+    };
+    match mode {
+        Freshness::Origin => {
+            if r.ttl_secs.is_some() {
+                let msg = format!(
+                    "ttl_secs has no effect with freshness: origin{from}: the origin's \
+                     Cache-Control/Expires (or heuristics) decide; remove ttl_secs, or set \
+                     freshness: route"
+                );
+                p.at(&format!("{base}.ttl_secs"), name, msg);
+                ok = false;
+            }
+            if r.origin_cache_control.is_some() {
+                let msg = format!(
+                    "origin_cache_control has no effect with freshness: origin{from}: the \
+                     origin's Cache-Control/Expires (or heuristics) always decide; remove \
+                     origin_cache_control, or set freshness: route"
+                );
+                p.at(&format!("{base}.origin_cache_control"), name, msg);
+                ok = false;
+            }
+        }
+        Freshness::Route => {
+            for (key, set) in [
+                ("heuristic_percent", r.heuristic_percent.is_some()),
+                ("heuristic_max_secs", r.heuristic_max_secs.is_some()),
+            ] {
+                if set {
+                    let msg = format!(
+                        "{key} only applies with freshness: origin; remove it or set freshness: \
+                         origin"
+                    );
+                    p.at(&format!("{base}.{key}"), name, msg);
+                    ok = false;
+                }
+            }
+        }
+    }
+    let heuristic_percent = r.heuristic_percent.unwrap_or(d.heuristic_percent);
+    let heuristic_max = r.heuristic_max_secs.unwrap_or(d.heuristic_max);
+    let heuristic_ok = if mode == Freshness::Origin {
+        heuristic_valid(
+            (heuristic_percent, r.heuristic_percent.is_some()),
+            (heuristic_max, r.heuristic_max_secs.is_some()),
+            base,
+            name,
+            p,
+        )
+    } else {
+        true
+    };
+    let statuses = match (&r.statuses, &d.statuses) {
+        (Some(list), _) => {
+            statuses(list, &format!("{base}.statuses"), name, p).map(StoredStatuses::Only)
+        }
+        (None, Some(Some(list))) => Some(StoredStatuses::Only(list.clone())),
+        (None, Some(None)) => Some(match mode {
+            Freshness::Route => StoredStatuses::Only(DEFAULT_STATUSES.to_vec()),
+            Freshness::Origin => StoredStatuses::Standard,
+        }),
+        (None, None) => None,
     };
     let query = match &r.query_key {
         Some(q) => query_key(q, &format!("{base}.query_key"), name, p),
         None => d.query.clone(),
     };
-    let pair = Pair {
-        ttl: (r.ttl_secs.unwrap_or(d.ttl), r.ttl_secs.is_some()),
-        swr: (
-            r.stale_while_revalidate_secs.unwrap_or(d.swr),
-            r.stale_while_revalidate_secs.is_some(),
-        ),
-        sie: (
-            r.stale_if_error_secs.unwrap_or(d.sie),
-            r.stale_if_error_secs.is_some(),
-        ),
+    let max_variants = match r.max_variants {
+        Some(n) => max_variants(n, &format!("{base}.max_variants"), name, p),
+        None => d.max_variants,
     };
-    // Pairs made only of inherited values were checked once, on `defaults:`.
-    if pair.ttl.1 || pair.swr.1 || pair.sie.1 {
-        ok &= pair.check(base, name, p);
-    }
-    if !ok {
+    if !ok || !heuristic_ok || !d.heuristic_ok {
         return None;
     }
+    let ttl = match mode {
+        // The origin's headers decide; the route gives no lifetime of its own.
+        Freshness::Origin => 0,
+        Freshness::Route => r.ttl_secs.unwrap_or(d.ttl),
+    };
     Some(CachePolicy {
-        ttl: Duration::from_secs(pair.ttl.0),
-        stale_while_revalidate: Duration::from_secs(pair.swr.0),
-        stale_if_error: Duration::from_secs(pair.sie.0),
+        ttl: Duration::from_secs(ttl),
+        stale_while_revalidate: Duration::from_secs(r.stale_while_revalidate_secs.unwrap_or(d.swr)),
+        stale_if_error: Duration::from_secs(r.stale_if_error_secs.unwrap_or(d.sie)),
         query: query?,
-        statuses: StoredStatuses::Only(statuses?),
-        freshness: DEFAULT_FRESHNESS,
+        statuses: statuses?,
+        freshness: mode,
         origin_cache_control: r.origin_cache_control.map_or(d.origin, origin),
         ignore_no_store: r.ignore_no_store.unwrap_or(DEFAULT_IGNORE_NO_STORE),
-        request_cookies: RequestCookies::Ignore,
-        set_cookie: DEFAULT_SET_COOKIE,
-        heuristic: Some(Heuristic {
-            fraction: DEFAULT_HEURISTIC_PERCENT as f64 / 100.0,
-            max: Duration::from_secs(DEFAULT_HEURISTIC_MAX_SECS),
+        request_cookies: r.request_cookies.map_or(d.request_cookies, request_cookies),
+        set_cookie: r.set_cookie.map_or(d.set_cookie, set_cookie),
+        heuristic: (heuristic_percent > 0).then(|| Heuristic {
+            fraction: heuristic_percent as f64 / 100.0,
+            max: Duration::from_secs(heuristic_max),
         }),
-        max_variants: DEFAULT_MAX_VARIANTS as usize,
+        max_variants: max_variants?,
     })
 }

@@ -204,6 +204,11 @@ fn check_section(node: &Node, path: &str, section: Section, route: Option<&str>,
         {
             p.on_line(Some(e.line), &at, route, msg);
         }
+        if matches!(section, Section::Defaults | Section::Route)
+            && let Some(msg) = enum_value(&e.key, &e.value)
+        {
+            p.on_line(Some(e.line), &at, route, msg);
+        }
         if matches!(e.key.as_str(), "listen" | "admin_listen" | "address")
             && let Some(msg) = bare_port(&e.key, &e.value)
         {
@@ -225,13 +230,14 @@ fn unknown_key(key: &str, keys: &[&str]) -> String {
     )
 }
 
-/// The valid key a typo most likely meant: one that extends it (`ttl` -> `ttl_secs`) or is within
-/// a few edits of it.
+/// The valid key a typo most likely meant: one that extends it (`ttl` -> `ttl_secs`,
+/// `variants` -> `max_variants`) or is within a few edits of it.
 fn closest<'k>(key: &str, keys: &[&'k str]) -> Option<&'k str> {
-    if let Some(k) = keys
-        .iter()
-        .find(|k| k.starts_with(key) && k[key.len()..].starts_with('_'))
-    {
+    let extends = |k: &&&str| {
+        (k.starts_with(key) && k[key.len()..].starts_with('_'))
+            || (k.ends_with(key) && k[..k.len() - key.len()].ends_with('_'))
+    };
+    if let Some(k) = keys.iter().find(extends) {
         return Some(k);
     }
     let limit = (key.len() / 3).max(2);
@@ -260,6 +266,72 @@ fn edit_distance(a: &str, b: &str) -> usize {
     row[b.len()]
 }
 
+/// The keys of `defaults:` and routes that take one of a few words: the words, and what each
+/// means (said in the message when another word is written).
+const ENUM_KEYS: [(&str, &[&str], &str); 4] = [
+    (
+        "freshness",
+        &["route", "origin"],
+        "route: the route's ttl_secs decides how long a response is fresh; origin: the origin's \
+         Cache-Control/Expires decide, as RFC 9111 says",
+    ),
+    (
+        "request_cookies",
+        &["bypass", "ignore"],
+        "bypass: a request with a Cookie header goes to the origin and skips the cache; ignore: \
+         Cookie changes nothing, for origins that use no cookies",
+    ),
+    (
+        "set_cookie",
+        &["refuse", "strip"],
+        "refuse: a response that sets a cookie is not stored; strip: it is stored without its \
+         Set-Cookie fields",
+    ),
+    (
+        "origin_cache_control",
+        &["override", "honour", "honor"],
+        "override: the route's ttl_secs decides; honour (or honor): the origin's \
+         max-age/Expires win when present",
+    ),
+];
+
+/// A message if `key` takes one of a few words and `value` is none of them.
+fn enum_value(key: &str, value: &Node) -> Option<String> {
+    let (_, words, meaning) = ENUM_KEYS.iter().find(|(k, _, _)| *k == key)?;
+    let list = match words {
+        [one, two] => format!("{one} or {two}"),
+        [first @ .., last] => format!("{} or {last}", first.join(", ")),
+        [] => String::new(),
+    };
+    let problem = match &value.kind {
+        Kind::Scalar { text, .. } if words.contains(&text.as_str()) => return None,
+        Kind::Alias => return None,
+        Kind::Scalar { text, plain }
+            if text.is_empty()
+                || (*plain && matches!(text.as_str(), "~" | "null" | "Null" | "NULL")) =>
+        {
+            format!("{key} has no value")
+        }
+        Kind::Scalar { text, plain } => {
+            let shown = if *plain {
+                text.clone()
+            } else {
+                format!("{text:?}")
+            };
+            let problem = format!("{key} = {shown} is not {list}");
+            if let Some(word) = closest(&text.to_ascii_lowercase(), words) {
+                return Some(format!(
+                    "{problem}; did you mean {key}: {word}? ({meaning})"
+                ));
+            }
+            problem
+        }
+        Kind::Map(_) => format!("{key} is a mapping"),
+        Kind::Seq(_) => format!("{key} is a list"),
+    };
+    Some(format!("{problem}; write {key}: {list} ({meaning})"))
+}
+
 /// What a numeric key counts, read off its name (units are in key names).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Unit {
@@ -267,6 +339,7 @@ enum Unit {
     Millis,
     Mib,
     Bytes,
+    Percent,
     Count,
 }
 
@@ -280,7 +353,9 @@ impl Unit {
             Some(Unit::Mib)
         } else if key.ends_with("_bytes") {
             Some(Unit::Bytes)
-        } else if key == "threads" || key == "level" {
+        } else if key.ends_with("_percent") {
+            Some(Unit::Percent)
+        } else if matches!(key, "threads" | "level" | "max_variants") {
             Some(Unit::Count)
         } else {
             None
@@ -294,6 +369,7 @@ impl Unit {
             Unit::Millis => "a whole number of milliseconds",
             Unit::Mib => "a whole number of MiB",
             Unit::Bytes => "a whole number of bytes",
+            Unit::Percent => "a whole number (in percent)",
             Unit::Count => "a whole number",
         }
     }
@@ -318,6 +394,11 @@ pub(super) fn example_value(key: &str) -> u64 {
         "graceful_shutdown_timeout_secs" => DEFAULT_GRACEFUL_SHUTDOWN_TIMEOUT_SECS,
         "threads" => DEFAULT_THREADS as u64,
         "level" => u64::from(DEFAULT_COMPRESSION_LEVEL),
+        "heuristic_percent" => DEFAULT_HEURISTIC_PERCENT,
+        "heuristic_max_secs" => DEFAULT_HEURISTIC_MAX_SECS,
+        "max_variants" => DEFAULT_MAX_VARIANTS,
+        "error_ratio_percent" => DEFAULT_BREAKER_ERROR_PERCENT,
+        "budget_percent" => DEFAULT_RETRY_BUDGET_PERCENT,
         _ => 1,
     }
 }
@@ -411,7 +492,8 @@ fn convert(text: &str, unit: Unit) -> Option<u64> {
                 },
             )
         }
-        Unit::Count => return None,
+        Unit::Percent if suffix == "%" => (1.0, 1.0),
+        Unit::Percent | Unit::Count => return None,
     };
     let value = number * from / to;
     let whole = value.fract() == 0.0 && (1.0..9e15).contains(&value);
