@@ -147,7 +147,7 @@ fn shipped_config_passes_side_effects_through() {
 
 #[test]
 fn shipped_configs_comment_every_value() {
-    for name in ["knitcache.yaml", "dev.yaml"] {
+    for name in ["knitcache.yaml", "dev.yaml", "standard.yaml"] {
         let text = std::fs::read_to_string(shipped(name)).expect("read");
         let mut previous = "";
         for (n, line) in text.lines().enumerate() {
@@ -162,6 +162,55 @@ fn shipped_configs_comment_every_value() {
             }
         }
     }
+}
+
+#[test]
+fn erp_configs_answer_requests_with_cookies_from_the_cache() {
+    // The ERP uses no cookies; browsers carry other apps' cookies for the same host.
+    for name in ["knitcache.yaml", "dev.yaml"] {
+        let c = load(&shipped(name)).unwrap_or_else(|e| panic!("{e}"));
+        for r in &c.routes {
+            if let Some(p) = r.cache_policy() {
+                assert_eq!(
+                    p.request_cookies,
+                    RequestCookies::Ignore,
+                    "{name}: {}",
+                    r.name
+                );
+                assert_eq!(p.set_cookie, SetCookie::Refuse, "{name}: {}", r.name);
+                assert_eq!(p.freshness, Freshness::Route, "{name}: {}", r.name);
+            }
+        }
+    }
+}
+
+#[test]
+fn standard_config_puts_rfc_9111_in_front_of_any_origin() {
+    let c = load(&shipped("standard.yaml")).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(c.upstream.address, "127.0.0.1:8081".parse().expect("addr"));
+    assert!(c.admin_listen.ip().is_loopback());
+    assert_eq!(c.routes.len(), 1, "one catch-all route");
+    for path in ["/", "/index.html", "/api/x"] {
+        assert!(route(&c, &Method::GET, path).is_some(), "{path}");
+    }
+    let p = c.routes[0].cache_policy().expect("caches");
+    assert_eq!(p.freshness, Freshness::Origin);
+    assert_eq!(p.statuses, StoredStatuses::Standard);
+    assert_eq!(p.request_cookies, RequestCookies::Bypass);
+    assert_eq!(p.set_cookie, SetCookie::Refuse);
+    assert!(!p.ignore_no_store);
+    assert_eq!(p.stale_while_revalidate, Duration::ZERO);
+    assert_eq!(
+        p.stale_if_error,
+        Duration::ZERO,
+        "stale only with the origin's say-so"
+    );
+    let h = p.heuristic.expect("heuristic freshness");
+    assert_eq!((h.fraction, h.max), (0.1, Duration::from_secs(86_400)));
+    assert_eq!(p.max_variants, 16);
+    assert!(!c.warming.enabled);
+    assert!(c.protection.rate_limit.is_none());
+    assert!(c.invalidation.is_empty());
 }
 
 #[test]
