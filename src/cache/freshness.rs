@@ -170,14 +170,15 @@ pub fn initial_age(
     apparent.max(corrected)
 }
 
-/// The `Age` field's value (RFC 9111 §5.1): the first line's delta-seconds; an invalid value
-/// counts as none, a huge one saturates.
+/// The `Age` field's value (RFC 9111 §5.1): the first member's delta-seconds (a list's later
+/// members are discarded, as the RFC asks); an invalid value counts as none, a huge one
+/// saturates.
 fn age_value(resp: &ResponseHeader) -> Duration {
     resp.headers
         .get(AGE)
         .and_then(|v| v.to_str().ok())
         .and_then(|s| {
-            let s = s.trim();
+            let s = s.split(',').next().unwrap_or_default().trim();
             if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
                 return None;
             }
@@ -330,6 +331,8 @@ mod tests {
         let date = stamp(T0 + 100);
         let r = resp(&[("date", &date)]);
         assert_eq!(initial_age(&r, received, Duration::ZERO), Duration::ZERO);
+        let r = resp(&[("age", "7200, 5")]);
+        assert_eq!(initial_age(&r, received, Duration::ZERO).as_secs(), 7200);
         let r = resp(&[("age", "-5")]);
         assert_eq!(initial_age(&r, received, Duration::ZERO), Duration::ZERO);
     }

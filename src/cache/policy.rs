@@ -121,6 +121,11 @@ fn lifetime(
     ex: &Exchange<'_>,
 ) -> Result<Lifetime, &'static str> {
     let status = ex.resp.status.as_u16();
+    if status == 206 || status == 304 || status < 200 {
+        // Partial content would be served as the whole (ranges are answered from complete
+        // stored responses, RFC 9111 §3.3); a 304 or an interim response has no body to store.
+        return Err(REASON_STATUS);
+    }
     let listed = match &policy.statuses {
         StoredStatuses::Only(list) => Some(list.contains(&status)),
         StoredStatuses::Standard => None,
@@ -514,6 +519,18 @@ mod tests {
                 "{status}"
             );
         }
+        let partial = [
+            ("cache-control", "max-age=60"),
+            ("content-range", "bytes 0-2/7"),
+        ];
+        assert_eq!(reason(&p, &req(&[]), 206, &partial), REASON_STATUS);
+        let mut all = route();
+        all.statuses = StoredStatuses::Only(vec![200, 206]);
+        assert_eq!(
+            reason(&all, &req(&[]), 206, &partial),
+            REASON_STATUS,
+            "even listed"
+        );
         let mut listed = origin();
         listed.statuses = StoredStatuses::Only(vec![200]);
         assert_eq!(reason(&listed, &req(&[]), 302, &h), REASON_STATUS);
