@@ -11,6 +11,8 @@ mod common;
 mod age;
 mod auth_cookies;
 mod freshness;
+mod heuristics;
+mod statuses;
 mod vary;
 
 use std::time::Duration;
