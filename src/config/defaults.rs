@@ -125,7 +125,8 @@ pub const DEFAULT_HEURISTIC_MAX_SECS: u64 = 86_400;
 pub const DEFAULT_MAX_VARIANTS: u64 = 16;
 
 /// The statuses RFC 9110 §15.1 calls heuristically cacheable: stored by a `freshness: origin`
-/// route without explicit freshness (when they have `Last-Modified`).
+/// route without explicit freshness (when they have `Last-Modified`). 206 is on the list but
+/// never stored: a partial response is not the whole representation.
 pub const HEURISTIC_STATUSES: [u16; 12] =
     [200, 203, 204, 206, 300, 301, 308, 404, 405, 410, 414, 501];
 
