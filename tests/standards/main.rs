@@ -12,7 +12,9 @@ mod age;
 mod auth_cookies;
 mod freshness;
 mod heuristics;
+mod invalidation;
 mod statuses;
+mod targeted;
 mod vary;
 
 use std::time::Duration;
