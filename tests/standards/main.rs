@@ -10,9 +10,11 @@ mod common;
 
 mod age;
 mod auth_cookies;
+mod freshening;
 mod freshness;
 mod heuristics;
 mod invalidation;
+mod stale;
 mod statuses;
 mod targeted;
 mod vary;
