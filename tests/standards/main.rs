@@ -12,11 +12,13 @@ mod age;
 mod auth_cookies;
 mod freshening;
 mod freshness;
+mod head;
 mod heuristics;
 mod invalidation;
 mod stale;
 mod statuses;
 mod targeted;
+mod validators;
 mod vary;
 
 use std::time::Duration;
