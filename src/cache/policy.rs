@@ -16,7 +16,7 @@ use pingora_http::{RequestHeader, ResponseHeader};
 use super::freshness::{self, Directives};
 use super::variants::StoreHints;
 use super::vary::Vary;
-use crate::config::defaults::HEURISTIC_STATUSES;
+use crate::config::defaults::{HEURISTIC_STATUSES, MAX_ORIGIN_LIFETIME_SECS};
 use crate::config::{CachePolicy, Freshness, OriginCacheControl, SetCookie, StoredStatuses};
 
 /// Why a response on a caching route was not stored; shown in `Cache-Status` as `detail=`.
@@ -53,6 +53,19 @@ struct Lifetime {
     stale_if_error: Duration,
 }
 
+impl Lifetime {
+    /// Within `MAX_ORIGIN_LIFETIME_SECS` each, so that purge bans outlive every stored response.
+    fn capped(self) -> Lifetime {
+        let max = Duration::from_secs(MAX_ORIGIN_LIFETIME_SECS);
+        Lifetime {
+            epoch: self.epoch,
+            fresh: self.fresh.min(max),
+            stale_while_revalidate: self.stale_while_revalidate.min(max),
+            stale_if_error: self.stale_if_error.min(max),
+        }
+    }
+}
+
 /// Decides whether the response in `ex` is stored under `policy`, and builds its metadata if so.
 pub fn response_cacheability(policy: &CachePolicy, ex: &Exchange<'_>) -> RespCacheable {
     let resp = ex.resp;
@@ -71,7 +84,7 @@ pub fn response_cacheability(policy: &CachePolicy, ex: &Exchange<'_>) -> RespCac
         return uncacheable(REASON_NO_STORE);
     }
     let lifetime = match lifetime(policy, &d, ex) {
-        Ok(l) => l,
+        Ok(l) => l.capped(),
         Err(reason) => return uncacheable(reason),
     };
     let fresh_until = lifetime.epoch + lifetime.fresh;
@@ -549,6 +562,25 @@ mod tests {
             ("knitcache-cache-control", "no-store"),
         ];
         assert_eq!(reason(&p, &req(&[]), 200, &h), REASON_NO_STORE);
+    }
+
+    #[test]
+    fn origin_lifetimes_are_capped_so_bans_outlive_them() {
+        let p = origin();
+        let meta = stored(
+            &p,
+            &[(
+                "cache-control",
+                "max-age=999999999, stale-if-error=999999999",
+            )],
+        );
+        let cap = MAX_ORIGIN_LIFETIME_SECS;
+        assert_eq!(fresh_secs(&meta), cap as i64);
+        assert_eq!(u64::from(meta.stale_if_error_sec()), cap);
+        assert!(p.longest_retention() >= Duration::from_secs(2 * cap));
+        let honour = policy(Freshness::Route, OriginCacheControl::Honour);
+        assert!(honour.longest_retention() >= Duration::from_secs(2 * cap));
+        assert_eq!(route().longest_retention(), Duration::from_secs(780));
     }
 
     #[test]

@@ -227,3 +227,8 @@ pub const DEFAULT_STATS: bool = true;
 
 /// `cache.tag_header`: the header CDNs use for tags (Fastly's `Surrogate-Key`).
 pub const DEFAULT_TAG_HEADER: &str = "surrogate-key";
+
+/// The longest lifetime, and the longest stale window, a stored response takes from the
+/// origin's headers (a year, as the longest `ttl_secs`): purge bans must outlive every stored
+/// response they cover, so the lifetimes an origin may ask for are bounded.
+pub const MAX_ORIGIN_LIFETIME_SECS: u64 = 365 * 24 * 3600;

@@ -439,6 +439,19 @@ impl PathMatch {
     }
 }
 
+impl CachePolicy {
+    /// The longest a response stored under this policy may be served: its TTL and the longer
+    /// stale window; where the origin's headers set the lifetime and windows, their cap.
+    pub fn longest_retention(&self) -> Duration {
+        let origin_decides = self.freshness == Freshness::Origin
+            || self.origin_cache_control == OriginCacheControl::Honour;
+        if origin_decides {
+            return 2 * Duration::from_secs(super::defaults::MAX_ORIGIN_LIFETIME_SECS);
+        }
+        self.ttl + self.stale_while_revalidate.max(self.stale_if_error)
+    }
+}
+
 impl Route {
     /// True if the route matches this method and path.
     pub fn matches(&self, method: &Method, path: &str) -> bool {
@@ -461,7 +474,7 @@ impl Config {
         self.routes
             .iter()
             .filter_map(Route::cache_policy)
-            .map(|p| p.ttl + p.stale_while_revalidate.max(p.stale_if_error))
+            .map(CachePolicy::longest_retention)
             .max()
             .unwrap_or(Duration::ZERO)
     }
