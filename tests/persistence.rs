@@ -284,3 +284,62 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+/// A removal made while the response is still on its way to the disk tier holds: foyer's own
+/// `remove` leaves that copy readable from its write queue (and a read promotes it back into
+/// memory), so a purge right after a fill used to be undone by the next lookup.
+#[test]
+fn a_removal_right_after_a_fill_is_not_undone_by_the_write_queue() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let settings = CacheSettings {
+        dir: tmp.path().join("cache"),
+        memory_bytes: 8 << 20,
+        disk_bytes: 64 << 20,
+        max_object_bytes: 1 << 20,
+        lock_timeout: Duration::from_secs(5),
+        compression: CompressionSettings {
+            enabled: false,
+            level: 6,
+        },
+        tag_header: None,
+    };
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let span = Span::inactive().handle();
+    let cache = Cache::open(&settings, &prometheus::Registry::new()).expect("open");
+    rt.block_on(async {
+        for i in 0..50 {
+            let key = CacheKey::new(format!("GET /fresh/{i}"), "");
+            let mut miss = cache
+                .storage
+                .get_miss_handler(&key, &meta(), &span)
+                .await
+                .expect("miss handler");
+            miss.write_body(Bytes::from(vec![b'x'; 64 * 1024]), true)
+                .await
+                .expect("write");
+            miss.finish().await.expect("finish");
+            let removed = cache
+                .storage
+                .remove(pingora_cache::key::CacheHashKey::combined_bin(&key))
+                .expect("remove");
+            assert!(removed, "{i}: the fill was there to remove");
+            assert!(
+                cache
+                    .storage
+                    .lookup(&key, &span)
+                    .await
+                    .expect("lookup")
+                    .is_none(),
+                "{i}: removed stays removed"
+            );
+            assert!(
+                !cache
+                    .storage
+                    .remove(pingora_cache::key::CacheHashKey::combined_bin(&key))
+                    .expect("remove"),
+                "{i}: nothing left to remove"
+            );
+        }
+    });
+    cache.close();
+}

@@ -28,6 +28,25 @@ pub struct CachedObject {
 }
 
 impl CachedObject {
+    /// The record that replaces a removed response. foyer's `remove` leaves a copy still
+    /// waiting to be written to disk readable (and a read promotes it back into memory), so a
+    /// removal writes this in its place instead: later in the same write order, it supersedes
+    /// the removed response in both tiers, and survives a restart.
+    pub fn tombstone() -> Self {
+        CachedObject {
+            meta_internal: Bytes::new(),
+            meta_header: Bytes::new(),
+            body: Bytes::new(),
+            parsed: None,
+        }
+    }
+
+    /// Whether this is a removal record rather than a response (a response's metadata is never
+    /// empty).
+    pub fn is_tombstone(&self) -> bool {
+        self.meta_internal.is_empty()
+    }
+
     /// Bytes this object occupies in a tier; the memory tier is weighed with it.
     pub fn weight(&self) -> usize {
         self.meta_internal.len() + self.meta_header.len() + self.body.len()
@@ -91,8 +110,9 @@ impl Code for CachedObject {
         let body = read_blob(r)?;
         // Parsed once here, so the copy promoted into the memory tier is served like any other
         // memory hit. Metadata that does not parse is left to the lookup, which counts it.
-        let parsed = CacheMeta::deserialize(&meta_internal, &meta_header)
-            .ok()
+        let parsed = (!meta_internal.is_empty())
+            .then(|| CacheMeta::deserialize(&meta_internal, &meta_header).ok())
+            .flatten()
             .and_then(|meta| ParsedMeta::capture(&meta));
         Ok(CachedObject {
             meta_internal,
@@ -110,6 +130,21 @@ impl Code for CachedObject {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_tombstone_survives_encoding() {
+        let mut buf = Vec::new();
+        CachedObject::tombstone().encode(&mut buf).expect("encode");
+        let back = CachedObject::decode(&mut buf.as_slice()).expect("decode");
+        assert!(back.is_tombstone() && back.parsed.is_none());
+        assert!(
+            !CachedObject {
+                meta_internal: Bytes::from_static(b"m"),
+                ..CachedObject::tombstone()
+            }
+            .is_tombstone()
+        );
+    }
 
     #[test]
     fn encode_decode_round_trip() {

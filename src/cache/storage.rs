@@ -80,14 +80,12 @@ impl HybridStorage {
     }
 
     /// Removes the entry stored under `hash` (a key's `combined_bin`), from both tiers; the
-    /// removal is logged so it survives a restart. Returns whether the entry was there.
+    /// removal is written to disk, so it survives a restart. Returns whether an entry was there.
     pub fn remove(&self, hash: [u8; 16]) -> Result<bool> {
         let cache = self.cache("purge")?;
         let k = key_of(hash);
-        let existed = cache.contains(&k);
-        cache.remove(&k);
         self.variants.forget(k);
-        Ok(existed)
+        Ok(remove_entry(&cache, k))
     }
 
     /// The entry stored under `hash` if the memory tier holds it; never reads the disk tier.
@@ -111,6 +109,19 @@ impl HybridStorage {
 
 fn key_of(hash: [u8; 16]) -> u128 {
     u128::from_be_bytes(hash)
+}
+
+/// Replaces the entry under `k` with a tombstone (see `CachedObject::tombstone`: a plain
+/// `remove` lets a copy not yet on disk be read back). Returns whether a response was there.
+fn remove_entry(cache: &FoyerCache, k: u128) -> bool {
+    let existed = match cache.memory().get(&k) {
+        Some(entry) => !entry.value().is_tombstone(),
+        None => cache.contains(&k),
+    };
+    if existed {
+        cache.insert(k, CachedObject::tombstone());
+    }
+    existed
 }
 
 /// A strong validator over the exact stored bytes: any change of body (or of its encoding)
@@ -292,6 +303,9 @@ impl Storage for HybridStorage {
             }
         };
         let object = entry.value();
+        if object.is_tombstone() {
+            return Ok(None);
+        }
         let meta = match object.parsed.as_ref().and_then(|p| p.rebuild()) {
             Some(meta) => meta,
             None => CacheMeta::deserialize(&object.meta_internal, &object.meta_header)
@@ -328,7 +342,7 @@ impl Storage for HybridStorage {
             if !evicted.is_empty() {
                 let cache = self.cache("evict-variant")?;
                 for old in evicted {
-                    cache.remove(&old);
+                    remove_entry(&cache, old);
                 }
             }
         }
@@ -354,9 +368,7 @@ impl Storage for HybridStorage {
         }
         let k = key_of(target.key().combined_bin());
         let cache = self.cache("purge")?;
-        let existed = cache.contains(&k);
-        // Removal is recorded in foyer's tombstone log, so the entry stays gone after a restart.
-        cache.remove(&k);
+        let existed = remove_entry(&cache, k);
         Ok(if existed {
             PurgeOutcome::Purged(None)
         } else {
@@ -373,8 +385,9 @@ impl Storage for HybridStorage {
         let k = key_of(key.combined_bin());
         let cache = self.cache("update_meta")?;
         let body = match cache.get(&k).await {
-            Ok(Some(entry)) => entry.value().body.clone(),
-            Ok(None) => return Ok(false),
+            // A removed response is not brought back by a revalidation that began before.
+            Ok(Some(entry)) if !entry.value().is_tombstone() => entry.value().body.clone(),
+            Ok(_) => return Ok(false),
             Err(e) => return self.fail("update_meta", "cache lookup for meta update", e),
         };
         let (internal, header) = meta.serialize()?;

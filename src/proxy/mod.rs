@@ -620,7 +620,8 @@ impl ProxyHttp for Proxy {
         Ok(None)
     }
 
-    /// Say what the cache did (`Cache-Status`); pingora has already set `Age` on hits.
+    /// Say what the cache did (`Cache-Status`; pingora has already set `Age` on hits), and
+    /// invalidate what a successful write changed.
     async fn response_filter(
         &self,
         session: &mut Session,
@@ -635,6 +636,11 @@ impl ProxyHttp for Proxy {
         }
         // knitcache's own targeted field is for knitcache alone (RFC 9213 §2).
         resp.remove_header(freshness::KNITCACHE_CACHE_CONTROL);
+        if let Some(invalidator) = &self.invalidator {
+            // On receipt, before the client sees the answer (RFC 9111 §4.4): a client that
+            // reads right after its write must not get the copy the write replaced.
+            invalidator.after_unsafe(&ctx.config, session.req_header(), resp);
+        }
         let fresh_until = session.cache.maybe_cache_meta().map(CacheMeta::fresh_until);
         let collapsed = session.cache.lock_duration().is_some();
         let value = match ctx.bypass {
@@ -707,7 +713,6 @@ impl ProxyHttp for Proxy {
         self.observe(session, error, ctx);
         if let (Some(invalidator), Some(resp)) = (&self.invalidator, session.response_written()) {
             let req = session.req_header();
-            invalidator.after_unsafe(&ctx.config, req, resp);
             invalidator.after_response(
                 &ctx.config,
                 &req.method,
