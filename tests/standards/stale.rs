@@ -318,3 +318,48 @@ async fn no_stale_window_means_no_stale_response() {
     sleep_ms(2100).await;
     assert!(rig.get("/sl/none").await.status >= 500);
 }
+
+// Route mode, `ttl_secs: 0`: stored but never fresh, so it serves only as a stale-if-error
+// fallback; while the origin answers, every request reaches it.
+#[tokio::test(flavor = "multi_thread")]
+async fn route_ttl_zero_is_a_stale_if_error_fallback() {
+    let rig = Rig::route_mode(&["ttl_secs: 0", "stale_if_error_secs: 60"]).await;
+    rig.origin.on("/sl/ttl0", |_, n| match n {
+        0 | 1 => Reply::ok(format!("v{}", n + 1)),
+        _ => Reply::status(503),
+    });
+    assert_eq!(rig.get("/sl/ttl0").await.text(), "v1");
+    let second = rig.get("/sl/ttl0").await;
+    assert_eq!(second.text(), "v2", "never fresh: the origin is asked");
+    let fallback = rig.get("/sl/ttl0").await;
+    assert_eq!(
+        (fallback.status, fallback.text().as_str()),
+        (200, "v2"),
+        "the origin failed: the stored copy is served"
+    );
+    assert_eq!(rig.count("/sl/ttl0"), 3);
+}
+
+// Route mode, `ttl_secs: 0` with a validator: every use is revalidated, and a 304 serves the
+// stored body.
+#[tokio::test(flavor = "multi_thread")]
+async fn route_ttl_zero_revalidates_every_use() {
+    let rig = Rig::route_mode(&["ttl_secs: 0"]).await;
+    rig.origin.on("/sl/ttl0-etag", |req, _| {
+        if req.header("if-none-match") == Some("\"e1\"") {
+            Reply::status(304).header("etag", "\"e1\"")
+        } else {
+            Reply::ok("body").header("etag", "\"e1\"")
+        }
+    });
+    rig.get("/sl/ttl0-etag").await;
+    let again = rig.get("/sl/ttl0-etag").await;
+    assert_eq!((again.status, again.text().as_str()), (200, "body"));
+    let seen = rig.origin.requests("/sl/ttl0-etag");
+    assert_eq!(seen.len(), 2);
+    assert_eq!(
+        seen[1].header("if-none-match"),
+        Some("\"e1\""),
+        "a conditional request"
+    );
+}
