@@ -448,3 +448,97 @@ async fn vary_star_in_route_mode_is_never_served() {
     rig.get("/va/route-star").await;
     assert_eq!(rig.count("/va/route-star"), 2);
 }
+
+// The memory fast path (hits answered before pingora's cache runs) selects variants by the
+// stored `Vary` exactly as pingora's lookup does: each request gets its own variant, and a
+// request matching none gets nothing (it falls through to pingora, and the origin).
+#[test]
+fn the_fast_path_selects_variants_by_vary() {
+    use knitcache::cache::encoding::Coding;
+    use knitcache::cache::vary::{self, Vary};
+    use knitcache::cache::{Cache, key};
+    use knitcache::config::{CacheSettings, CompressionSettings, QueryKey};
+    use knitcache::proxy::fast_hit::{self, Selector};
+    use pingora_cache::storage::Storage;
+
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let settings = CacheSettings {
+        dir: tmp.path().join("cache"),
+        memory_bytes: 8 << 20,
+        disk_bytes: 64 << 20,
+        max_object_bytes: 1 << 20,
+        lock_timeout: Duration::from_secs(5),
+        compression: CompressionSettings {
+            enabled: true,
+            level: 6,
+        },
+        tag_header: None,
+    };
+    let cache = Cache::open(&settings, &prometheus::Registry::new()).expect("open");
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let span = pingora_cache::trace::Span::inactive().handle();
+    let request = |origin: Option<&str>| {
+        let mut h = http::HeaderMap::new();
+        if let Some(o) = origin {
+            h.insert("origin", o.parse().expect("value"));
+        }
+        h
+    };
+    let base = key::cache_key("/va/fast", None, &QueryKey::All);
+    rt.block_on(async {
+        // As the proxy stores them: the first variant in the URL's primary slot, the next in
+        // a slot of its own.
+        for (i, origin) in ["http://a.example", "http://b.example"].iter().enumerate() {
+            let mut header = pingora_http::ResponseHeader::build(200, None).expect("header");
+            header.append_header("vary", "Origin").expect("vary");
+            header
+                .append_header("access-control-allow-origin", *origin)
+                .expect("acao");
+            let variance = vary::variance(
+                Coding::Identity,
+                true,
+                Vary::of(&header.headers).fields(),
+                &request(Some(origin)),
+            )
+            .expect("a vary'd variance");
+            let now = std::time::SystemTime::now();
+            let mut meta =
+                pingora_cache::CacheMeta::new(now + Duration::from_secs(60), now, 0, 0, header);
+            meta.set_variance(variance);
+            let mut slot = base.clone();
+            if i > 0 {
+                slot.set_variance_key(variance);
+            }
+            let mut miss = cache
+                .storage
+                .get_miss_handler(&slot, &meta, &span)
+                .await
+                .expect("miss handler");
+            miss.write_body(bytes::Bytes::from(origin.to_string()), true)
+                .await
+                .expect("write");
+            miss.finish().await.expect("finish");
+        }
+    });
+    let find = |origin: Option<&str>| {
+        let req = request(origin);
+        let selector = Selector {
+            coding: Coding::Identity,
+            compression: true,
+            req: &req,
+        };
+        let mut k = base.clone();
+        fast_hit::find(cache.storage, &mut k, &selector).map(|e| e.value().body.clone())
+    };
+    assert_eq!(
+        find(Some("http://a.example")).as_deref(),
+        Some(&b"http://a.example"[..])
+    );
+    assert_eq!(
+        find(Some("http://b.example")).as_deref(),
+        Some(&b"http://b.example"[..])
+    );
+    assert_eq!(find(Some("http://c.example")), None, "no variant for c");
+    assert_eq!(find(None), None, "no variant without the field");
+    cache.close();
+}
