@@ -263,19 +263,3 @@ async fn origin_drop_closes_without_an_answer() {
     assert!(r.is_err(), "no response: {r:?}");
     assert_eq!(origin.count("/o/drop"), 1);
 }
-
-#[test]
-fn http_dates_are_imf_fixdates() {
-    assert_eq!(
-        common::origin::format_http_date(784_111_777),
-        "Sun, 06 Nov 1994 08:49:37 GMT"
-    );
-    assert_eq!(
-        common::origin::format_http_date(0),
-        "Thu, 01 Jan 1970 00:00:00 GMT"
-    );
-    assert_eq!(
-        common::origin::format_http_date(951_782_400),
-        "Tue, 29 Feb 2000 00:00:00 GMT"
-    );
-}
