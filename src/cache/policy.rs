@@ -584,6 +584,40 @@ mod tests {
     }
 
     #[test]
+    fn partial_not_modified_and_interim_responses_are_never_stored() {
+        let h = [("cache-control", "max-age=60")];
+        let mut listed = route();
+        listed.statuses = StoredStatuses::Only(vec![103, 200, 206, 304]);
+        for p in [origin(), listed] {
+            for status in [103, 206, 304] {
+                assert_eq!(reason(&p, &req(&[]), status, &h), REASON_STATUS, "{status}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_storage_learns_the_routes_validator_and_variant_rules() {
+        let hints = |p: &CachePolicy| {
+            *stored(p, &[("cache-control", "max-age=60")])
+                .extensions()
+                .get::<StoreHints>()
+                .expect("hints")
+        };
+        let mut p = route();
+        p.max_variants = 3;
+        let h = hints(&p);
+        assert!(
+            h.computed_etag,
+            "the ERP sends no validator: one is computed"
+        );
+        assert_eq!(h.max_variants, 3);
+        assert!(
+            !hints(&origin()).computed_etag,
+            "never a validator the miss lacked"
+        );
+    }
+
+    #[test]
     fn knitcaches_own_field_is_not_stored() {
         let meta = stored(&origin(), &[("knitcache-cache-control", "max-age=60")]);
         assert_eq!(fresh_secs(&meta), 60);

@@ -241,6 +241,34 @@ mod tests {
     }
 
     #[test]
+    fn normalised_values_are_exactly_the_members_without_spaces() {
+        let n = |name: &str, lines: &[&str]| {
+            let pairs: Vec<(&str, &str)> = lines.iter().map(|l| (name, *l)).collect();
+            let name = HeaderName::from_bytes(name.as_bytes()).expect("name");
+            normalised(&headers(&pairs), &name)
+        };
+        assert_eq!(
+            n("accept-language", &["EN-us , fr ; q=0.5", "de"]).as_deref(),
+            Some("en-us,fr;q=0.5,de")
+        );
+        assert_eq!(
+            n("accept-charset", &["UTF-8, ISO-8859-1;q=0.5"]).as_deref(),
+            Some("utf-8,iso-8859-1;q=0.5")
+        );
+        assert_eq!(n("accept-encoding", &["GZIP"]).as_deref(), Some("gzip"));
+        assert_eq!(
+            n("x-tenant", &[" Acme ; Region=EU ,, Other"]).as_deref(),
+            Some("Acme;Region=EU,Other")
+        );
+        assert_eq!(
+            n("x-tenant", &[""]).as_deref(),
+            Some(""),
+            "present but empty"
+        );
+        assert_eq!(n("x-absent", &[]), None);
+    }
+
+    #[test]
     fn a_field_named_like_the_coding_entry_does_not_collide() {
         let vary = [("vary", "coding")];
         assert_ne!(v(&vary, &[("coding", "gzip")]), Coding::Gzip.variance());
