@@ -423,12 +423,16 @@ impl ProxyHttp for Proxy {
         resp: &ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<RespCacheable> {
-        // A 304 freshens every field of the stored response (RFC 9111 §4.3.4); pingora merged
-        // only a few into `resp`.
-        let freshened = ctx
-            .not_modified
-            .take()
-            .map(|nm| validators::freshen(resp, &nm, ctx.coding.token()));
+        // A 304 freshens every field of the stored response (RFC 9111 §4.3.4). pingora merged
+        // only a few into `resp`, the origin's entity tag among them even over one derived for
+        // a compressed body: start again from the stored header.
+        let freshened = ctx.not_modified.take().map(|nm| {
+            let stored = session
+                .cache
+                .maybe_cache_meta()
+                .map_or(resp, CacheMeta::response_header);
+            validators::freshen(stored, &nm, ctx.coding.token())
+        });
         let Some(p) = ctx.policy() else {
             return Ok(RespCacheable::Uncacheable(
                 pingora_cache::NoCacheReason::NeverEnabled,

@@ -250,3 +250,53 @@ async fn a_304_from_the_cache_carries_the_validators() {
     assert_eq!(r.header("cache-control"), "max-age=60");
     assert_eq!(r.header("last-modified"), lm);
 }
+
+// RFC 9111 §4.3.1 and §4.3.4 for a body knitcache compressed: the revalidation asks with the
+// origin's own tag (the origin never saw the derived one), and the 304's tag is derived again
+// for the stored compressed bytes, on that response and on later hits.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_compressed_variant_is_revalidated_with_the_origins_tag() {
+    let rig = Rig::std(&[]).await;
+    let body = json_body();
+    rig.origin.on("/vl/gzip-reval", move |req, _| {
+        if req.header("if-none-match") == Some("\"r1\"") {
+            Reply::status(304)
+                .header("etag", "\"r1\"")
+                .header("cache-control", "max-age=60")
+        } else {
+            Reply::ok(body.clone())
+                .header("content-type", "application/json")
+                .header("cache-control", "max-age=1")
+                .header("etag", "\"r1\"")
+        }
+    });
+    let gz = [("accept-encoding", "gzip")];
+    let miss = rig.get_with("/vl/gzip-reval", &gz).await;
+    let tag = miss.header("etag");
+    assert_eq!(tag, "\"r1-gzip\"");
+    sleep_ms(2100).await;
+    let revalidated = rig.get_with("/vl/gzip-reval", &gz).await;
+    let seen = rig.origin.requests("/vl/gzip-reval");
+    assert_eq!(seen.len(), 2, "one revalidation");
+    assert_eq!(
+        seen[1].header("if-none-match"),
+        Some("\"r1\""),
+        "the origin's tag"
+    );
+    assert_eq!(revalidated.status, 200);
+    assert_eq!(revalidated.header("content-encoding"), "gzip");
+    assert_eq!(
+        revalidated.header("etag"),
+        tag,
+        "still the compressed bytes' tag"
+    );
+    let hit = rig.get_with("/vl/gzip-reval", &gz).await;
+    assert_hit(&hit, "freshened by the 304");
+    assert_eq!(hit.header("etag"), tag);
+    let mut decoded = String::new();
+    flate2::read::GzDecoder::new(&hit.body[..])
+        .read_to_string(&mut decoded)
+        .expect("gzip");
+    assert_eq!(decoded, json_body());
+    assert_eq!(rig.count("/vl/gzip-reval"), 2);
+}
