@@ -1,8 +1,9 @@
 //! The admin listener, separate from proxied traffic (loopback by default).
 //!
 //! * `GET  /healthz`    200 `ok` while the process serves (liveness).
-//! * `GET  /readyz`     200 when the config is loaded, both cache tiers are open and the ERP
-//!   answered its last health probe; else 503. JSON with the reasons either way.
+//! * `GET  /readyz`     200 while the process can serve (listeners bound, config loaded, cache
+//!   storage open; memory-only is `degraded` but ready); 503 once the storage is closed. The
+//!   ERP's health is reported in the JSON but never makes it 503. See [`ready`].
 //! * `GET  /metrics`    Prometheus text format: the proxy's families and foyer's.
 //! * `GET  /stats`      JSON: per-route requests, hit ratio, p50/p95/p99 (hit, miss, ERP),
 //!   tiers, evictions, coalescing, slowest routes, hot keys, RSS, uptime, config version.

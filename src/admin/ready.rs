@@ -1,31 +1,47 @@
-//! Readiness: ready when the configuration is loaded (it is, or the listener would not exist),
-//! both cache tiers are open, and the ERP answered its last health probe. Each unmet condition
-//! becomes one plain reason in the JSON answer.
+//! Readiness: "this process can serve". The answer is 200 when
+//!
+//! * the listeners are bound and the configuration is loaded: both listeners are bound together
+//!   before the server starts, from a configuration that parsed, so an admin listener that
+//!   answers at all has both;
+//! * a cache is usable: the cache storage is open. A disk tier that could not be opened leaves a
+//!   memory-only cache, which serves: that is *degraded* (`degraded: true`, the reason in
+//!   `note`), still ready. Closed storage (the process is shutting down) is not ready: 503.
+//!
+//! The ERP's health never decides readiness. A replica whose ERP is down still answers hits and,
+//! within a route's stale-if-error window, stale copies; taking every replica out of the Service
+//! when the ERP misses a probe would throw that away. The probe's state is reported
+//! (`erp_healthy`, and `erp` with the reason when it is not healthy), as on `/stats` and in
+//! `knitcache_upstream_up`.
 
 use serde::Serialize;
 
 use crate::cache::DiskTier;
 use crate::health::ErpHealth;
 
-/// The `/readyz` document.
+/// The `/readyz` document. `ready` decides the status: 200 when true, 503 when false.
 #[derive(Debug, Serialize)]
 pub struct Readiness {
-    /// True when every condition holds.
+    /// True when the process can serve (the cache storage is open).
     pub ready: bool,
     /// Why not, one reason per unmet condition (empty when ready).
     pub reasons: Vec<String>,
+    /// True when ready but with less than the configured cache (memory only); `note` says why.
+    pub degraded: bool,
     /// `memory+disk` or `memory-only`.
     pub cache: &'static str,
     /// What happened to the disk tier at startup, if anything notable.
     pub note: Option<String>,
-    /// Whether the ERP answered its last probe (`null` before the first).
+    /// Whether the ERP answered its last probe (`null` before the first). Informational.
     pub erp_healthy: Option<bool>,
+    /// The ERP's state in words when it is not known to be healthy (`null` when it is).
+    /// Informational: it never makes the answer 503.
+    pub erp: Option<String>,
     /// The hash of the loaded configuration.
     pub config_version: String,
 }
 
-/// Decides readiness from the disk tier's state, whether the storage is still open, and the
-/// ERP's health.
+/// Decides readiness from the disk tier's state and whether the storage is still open; reports
+/// the ERP's health alongside without letting it decide.
 pub fn readiness(
     disk: &DiskTier,
     storage_open: bool,
@@ -33,38 +49,42 @@ pub fn readiness(
     config_version: String,
 ) -> Readiness {
     let mut reasons = Vec::new();
-    let (cache, note) = match disk {
-        DiskTier::Open => ("memory+disk", None),
+    let (cache, degraded, note) = match disk {
+        DiskTier::Open => ("memory+disk", false, None),
         DiskTier::Recreated { moved_to, reason } => (
             "memory+disk",
+            false,
             Some(format!(
                 "disk tier recreated empty at startup; the old directory is at {} ({reason})",
                 moved_to.display()
             )),
         ),
-        DiskTier::MemoryOnly { reason } => {
-            reasons.push(format!("disk tier unavailable, memory only: {reason}"));
-            ("memory-only", None)
-        }
+        DiskTier::MemoryOnly { reason } => (
+            "memory-only",
+            true,
+            Some(format!("disk tier unavailable, memory only: {reason}")),
+        ),
     };
     if !storage_open {
         reasons.push("cache storage is closed (shutting down)".to_owned());
     }
-    match erp.healthy {
-        None => reasons.push("waiting for first ERP health probe".to_owned()),
-        Some(false) => reasons.push(format!(
+    let erp_note = match erp.healthy {
+        None => Some("waiting for first ERP health probe".to_owned()),
+        Some(false) => Some(format!(
             "ERP did not answer its last health probe ({} in a row): {}",
             erp.consecutive_failures,
             erp.last_error.as_deref().unwrap_or("no answer")
         )),
-        Some(true) => {}
-    }
+        Some(true) => None,
+    };
     Readiness {
         ready: reasons.is_empty(),
         reasons,
+        degraded,
         cache,
         note,
         erp_healthy: erp.healthy,
+        erp: erp_note,
         config_version,
     }
 }
@@ -80,27 +100,126 @@ mod tests {
         }
     }
 
-    #[test]
-    fn ready_only_when_everything_holds() {
-        assert!(readiness(&DiskTier::Open, true, &healthy(), "v".into()).ready);
-        let r = readiness(&DiskTier::Open, true, &ErpHealth::default(), "v".into());
-        assert_eq!(r.reasons, ["waiting for first ERP health probe"]);
-        let down = ErpHealth {
+    fn down() -> ErpHealth {
+        ErpHealth {
             healthy: Some(false),
             consecutive_failures: 3,
             last_error: Some("cannot connect".into()),
             ..ErpHealth::default()
-        };
-        let r = readiness(
-            &DiskTier::MemoryOnly {
-                reason: "EACCES".into(),
-            },
-            true,
-            &down,
-            "v".into(),
+        }
+    }
+
+    fn memory_only() -> DiskTier {
+        DiskTier::MemoryOnly {
+            reason: "EACCES".into(),
+        }
+    }
+
+    #[test]
+    fn ready_with_everything_healthy() {
+        let r = readiness(&DiskTier::Open, true, &healthy(), "v".into());
+        assert!(r.ready);
+        assert!(!r.degraded);
+        assert!(r.reasons.is_empty(), "{:?}", r.reasons);
+        assert_eq!((r.cache, r.note.as_deref()), ("memory+disk", None));
+        assert_eq!((r.erp_healthy, r.erp.as_deref()), (Some(true), None));
+        assert_eq!(r.config_version, "v");
+    }
+
+    #[test]
+    fn erp_down_is_still_ready_and_says_so() {
+        let r = readiness(&DiskTier::Open, true, &down(), "v".into());
+        assert!(r.ready, "{r:?}");
+        assert!(!r.degraded);
+        assert!(r.reasons.is_empty(), "{:?}", r.reasons);
+        assert_eq!(r.erp_healthy, Some(false));
+        let erp = r.erp.as_deref().unwrap_or("");
+        assert!(
+            erp.starts_with("ERP did not answer its last health probe (3 in a row)")
+                && erp.ends_with("cannot connect"),
+            "{erp}"
         );
-        assert!(!r.ready);
-        assert_eq!(r.reasons.len(), 2, "{:?}", r.reasons);
-        assert!(r.reasons[1].contains("3 in a row"), "{:?}", r.reasons);
+        let without_error = ErpHealth {
+            last_error: None,
+            ..down()
+        };
+        let r = readiness(&DiskTier::Open, true, &without_error, "v".into());
+        assert!(r.ready);
+        assert!(
+            r.erp.as_deref().unwrap_or("").ends_with("no answer"),
+            "{r:?}"
+        );
+    }
+
+    #[test]
+    fn never_probed_is_ready() {
+        let r = readiness(&DiskTier::Open, true, &ErpHealth::default(), "v".into());
+        assert!(r.ready, "{r:?}");
+        assert!(r.reasons.is_empty(), "{:?}", r.reasons);
+        assert_eq!(r.erp_healthy, None);
+        assert_eq!(r.erp.as_deref(), Some("waiting for first ERP health probe"));
+    }
+
+    #[test]
+    fn memory_only_is_ready_and_degraded() {
+        for erp in [healthy(), down(), ErpHealth::default()] {
+            let r = readiness(&memory_only(), true, &erp, "v".into());
+            assert!(r.ready, "{r:?}");
+            assert!(r.degraded, "{r:?}");
+            assert!(r.reasons.is_empty(), "{:?}", r.reasons);
+            assert_eq!(r.cache, "memory-only");
+            assert_eq!(
+                r.note.as_deref(),
+                Some("disk tier unavailable, memory only: EACCES")
+            );
+        }
+    }
+
+    #[test]
+    fn a_recreated_disk_tier_is_ready_and_not_degraded() {
+        let disk = DiskTier::Recreated {
+            moved_to: "/var/cache/knitcache.corrupt".into(),
+            reason: "not a directory".into(),
+        };
+        let r = readiness(&disk, true, &healthy(), "v".into());
+        assert!(r.ready && !r.degraded, "{r:?}");
+        assert_eq!(r.cache, "memory+disk");
+        let note = r.note.unwrap_or_default();
+        assert!(
+            note.contains("recreated") && note.contains("/var/cache/knitcache.corrupt"),
+            "{note}"
+        );
+    }
+
+    #[test]
+    fn closed_storage_is_not_ready() {
+        for disk in [DiskTier::Open, memory_only()] {
+            for erp in [healthy(), down(), ErpHealth::default()] {
+                let r = readiness(&disk, false, &erp, "v".into());
+                assert!(!r.ready, "{r:?}");
+                assert_eq!(r.reasons, ["cache storage is closed (shutting down)"]);
+            }
+        }
+    }
+
+    #[test]
+    fn the_json_keeps_its_fields() {
+        let r = readiness(&memory_only(), true, &down(), "abc".into());
+        let doc = serde_json::to_value(&r).expect("serializes");
+        for field in [
+            "ready",
+            "reasons",
+            "degraded",
+            "cache",
+            "note",
+            "erp_healthy",
+            "erp",
+            "config_version",
+        ] {
+            assert!(doc.get(field).is_some(), "{field} missing: {doc}");
+        }
+        assert_eq!(doc["ready"], true);
+        assert_eq!(doc["erp_healthy"], false);
+        assert_eq!(doc["config_version"], "abc");
     }
 }
