@@ -175,6 +175,18 @@ impl Proxy {
             .is_banned(path, ctx.route_name(), created, &has_tag)
     }
 
+    /// Spends one of this request's retries, if the policy (`retries.max_per_request`) and the
+    /// shared retry budget allow it.
+    fn take_retry(&self, ctx: &mut RequestCtx) -> bool {
+        let retry = ctx.retries < ctx.config.protection.retries.max_per_request
+            && self.limits.retry_budget.withdraw();
+        if retry {
+            ctx.retries += 1;
+            self.limits.count_retry();
+        }
+        retry
+    }
+
     /// Records per-route percentiles and hot keys into `stats` (when
     /// `observability.stats` is on).
     pub fn with_stats(mut self, stats: Arc<Stats>) -> Self {
@@ -531,7 +543,7 @@ impl ProxyHttp for Proxy {
     }
 
     /// Retry only idempotent requests, only after a failed connect (nothing reached the ERP),
-    /// and only within the retry budget.
+    /// and only within the retry policy.
     fn fail_to_connect(
         &self,
         session: &mut Session,
@@ -539,14 +551,34 @@ impl ProxyHttp for Proxy {
         ctx: &mut RequestCtx,
         mut e: Box<Error>,
     ) -> Box<Error> {
-        let retry = session.req_header().method.is_idempotent()
-            && ctx.retries < ctx.config.protection.retries.max_per_request
-            && self.limits.retry_budget.withdraw();
-        if retry {
-            ctx.retries += 1;
-            self.limits.count_retry();
-        }
+        let retry = session.req_header().method.is_idempotent() && self.take_retry(ctx);
         e.set_retry(retry);
+        e
+    }
+
+    /// pingora retries an idempotent request whose reused ERP connection failed (the ERP may
+    /// have closed it), up to its own limit of 16: one client request once made 13 ERP
+    /// requests. Such retries now count against the same policy as failed connects, so a client
+    /// request makes at most `1 + retries.max_per_request` ERP requests.
+    fn error_while_proxy(
+        &self,
+        peer: &HttpPeer,
+        session: &mut Session,
+        e: Box<Error>,
+        ctx: &mut RequestCtx,
+        client_reused: bool,
+    ) -> Box<Error> {
+        let mut e = e.more_context(format!("Peer: {peer}"));
+        if !session.req_header().method.is_idempotent() || session.as_ref().retry_buffer_truncated()
+        {
+            e.set_retry(false);
+        } else {
+            // pingora's own rule first: some errors are retried only on a reused connection.
+            e.retry.decide_reuse(client_reused);
+            if e.retry() && !self.take_retry(ctx) {
+                e.set_retry(false);
+            }
+        }
         e
     }
 
