@@ -1,5 +1,5 @@
 //! The admin listener through real HTTP against a real proxy and the simulator: status codes,
-//! JSON shapes, readiness following the ERP's health, and `/stats` counting what happened.
+//! JSON shapes, and `/stats` counting what happened.
 
 mod common;
 
@@ -138,68 +138,4 @@ async fn endpoints_answer_with_status_and_shape() {
         !doc.to_string().contains("s3cret"),
         "no query value of an unmatched path leaks"
     );
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn readiness_follows_the_erp() {
-    let sim = start_sim(0.01).await;
-    let (_tmp, dir) = cache_dir();
-    let yaml = with_health_interval(&config_yaml(sim.addr(), &dir, ROUTES), 100);
-    let proxy = TestProxy::start_yaml(&yaml, &dir);
-    let c = client();
-    wait_ready(&c, &proxy).await;
-    assert!(sim.hits("/hello") >= 1, "the probe asked the ERP's /hello");
-
-    sim.set_down(true).await.expect("down");
-    let deadline = tokio::time::Instant::now() + TIMEOUT;
-    let not_ready = loop {
-        let r = get(&c, &proxy.admin_url("/readyz")).await;
-        if r.status == 503 {
-            break r;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "still ready with the ERP down"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
-    let body: serde_json::Value = serde_json::from_slice(&not_ready.body).expect("JSON");
-    assert_eq!(body["ready"], false);
-    let reason = body["reasons"][0].as_str().unwrap_or("");
-    assert!(
-        reason.starts_with("ERP did not answer its last health probe"),
-        "{body}"
-    );
-    let doc = stats(&c, &proxy).await;
-    assert_eq!(doc["erp"]["healthy"], false, "{}", doc["erp"]);
-    assert!(
-        doc["erp"]["consecutive_failures"]
-            .as_u64()
-            .is_some_and(|n| n >= 1)
-    );
-
-    sim.set_down(false).await.expect("up");
-    wait_ready(&c, &proxy).await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn readiness_waits_for_the_first_probe() {
-    // An "ERP" that accepts and never answers: the first probe is still running.
-    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let (_tmp, dir) = cache_dir();
-    let yaml = with_health_interval(
-        &config_yaml(silent.local_addr().expect("addr"), &dir, ROUTES),
-        30_000,
-    );
-    let proxy = TestProxy::start_yaml(&yaml, &dir);
-    let c = client();
-    let r = get(&c, &proxy.admin_url("/readyz")).await;
-    assert_eq!(r.status, 503, "{}", r.text());
-    let body: serde_json::Value = serde_json::from_slice(&r.body).expect("JSON");
-    assert_eq!(
-        body["reasons"][0], "waiting for first ERP health probe",
-        "{body}"
-    );
-    assert_eq!(body["erp_healthy"], serde_json::Value::Null);
-    drop(silent);
 }

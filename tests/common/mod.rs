@@ -401,12 +401,16 @@ pub async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
     }
 }
 
-/// Waits until `/readyz` answers 200 (the first ERP health probe has succeeded) and returns it.
+/// Waits until `/readyz` answers 200 with `erp_healthy: true` (the proxy can serve and the
+/// latest ERP health probe succeeded) and returns that answer. Readiness itself does not wait
+/// for the ERP; the tests that call this want both.
 pub async fn wait_ready(c: &reqwest::Client, proxy: &TestProxy) -> Resp {
     let deadline = tokio::time::Instant::now() + TIMEOUT;
     loop {
         let r = get(c, &proxy.admin_url("/readyz")).await;
-        if r.status == 200 {
+        let erp_healthy = serde_json::from_slice::<serde_json::Value>(&r.body)
+            .is_ok_and(|doc| doc["erp_healthy"] == true);
+        if r.status == 200 && erp_healthy {
             return r;
         }
         assert!(
