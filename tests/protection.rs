@@ -295,6 +295,15 @@ async fn the_breaker_opens_serves_stale_and_closes_when_the_erp_is_back() {
         before + 1.0,
         "the breaker, not a failed connect, refused it"
     );
+    assert_eq!(
+        metric(
+            &proxy,
+            r#"knitcache_upstream_errors_total{kind="other",route="writes"}"#
+        )
+        .await,
+        0.0,
+        "a refusal never reached the ERP: it is no ERP error"
+    );
 
     // ... and an expired cached key is served stale, still without asking the ERP.
     tokio::time::sleep(Duration::from_millis(1100)).await;

@@ -313,7 +313,8 @@ impl LimitMetrics {
             )?,
             retries: IntCounter::new(
                 "knitcache_upstream_retries_total",
-                "Retries after a failed connect to the ERP",
+                "Retries of requests whose ERP connection failed (a refused connect, or a reused \
+                 connection the ERP closed), within retries.max_per_request and the budget",
             )?,
             in_flight: IntGauge::new(
                 "knitcache_upstream_in_flight",

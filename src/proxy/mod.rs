@@ -214,12 +214,12 @@ impl Proxy {
         };
         let took = ctx.started.elapsed();
         let route = ctx.route_name();
-        let upstream_error = ctx.upstream_error.or_else(|| {
-            match error.filter(|e| e.esource() == &ErrorSource::Upstream) {
-                Some(e) => Some(upstream_error_kind(e)),
-                None => ctx.upstream_status.filter(|s| *s >= 500).map(|_| "5xx"),
-            }
-        });
+        let upstream_error =
+            ctx.upstream_error
+                .or_else(|| match error.filter(|e| is_erp_failure(e)) {
+                    Some(e) => Some(upstream_error_kind(e)),
+                    None => ctx.upstream_status.filter(|s| *s >= 500).map(|_| "5xx"),
+                });
         let coalesced = ctx.cacheable && session.cache.lock_duration().is_some();
         let m = &self.metrics;
         m.observe_request(route, &req.method, status, cache, took);
@@ -272,6 +272,14 @@ impl Proxy {
             });
         }
     }
+}
+
+/// An error of the ERP leg that the ERP itself caused. The proxy's own refusals (breaker open,
+/// queue full) are upstream-sourced so that a stale copy can be served for them, but the ERP
+/// never saw those requests: they are counted in `knitcache_upstream_refused_total`, never as
+/// ERP errors.
+fn is_erp_failure(e: &Error) -> bool {
+    e.esource() == &ErrorSource::Upstream && !limits::is_refusal(e)
 }
 
 /// The `kind` label of an ERP failure.
@@ -481,7 +489,7 @@ impl ProxyHttp for Proxy {
         ctx: &mut RequestCtx,
         error: Option<&Error>,
     ) -> bool {
-        if let Some(e) = error.filter(|e| e.esource() == &ErrorSource::Upstream) {
+        if let Some(e) = error.filter(|e| is_erp_failure(e)) {
             // Served stale or not, the ERP failed: count it (logging sees no error then).
             ctx.upstream_error = Some(upstream_error_kind(e));
         }
