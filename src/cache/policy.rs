@@ -7,6 +7,11 @@
 //! unless the route says its content is the same for everyone. Freshness comes from the route
 //! (`Freshness::Route`: the ERP sends no caching headers) or from the origin, as RFC 9111 §4.2
 //! computes it (`freshness`).
+//!
+//! Negative caching: under `Freshness::Route`, a status in the route's `error_statuses` is
+//! stored with the route's `error_ttl` (the origin's lifetime under `honour`) and never with a
+//! stale window, whether or not `statuses` lists it; `no-store` and `private` always keep such
+//! a response out, `ignore_no_store` or not.
 
 use std::time::{Duration, SystemTime};
 
@@ -80,10 +85,20 @@ pub fn response_cacheability(policy: &CachePolicy, ex: &Exchange<'_>) -> RespCac
     if sets_cookie && policy.set_cookie == SetCookie::Refuse {
         return uncacheable(REASON_SET_COOKIE);
     }
-    if !policy.ignore_no_store && d.forbids_storing() {
+    let error = policy.is_error_status(resp.status.as_u16());
+    // `ignore_no_store` vouches for a route's content, not for its errors: an error the origin
+    // marks `no-store` or `private` is never stored.
+    if (!policy.ignore_no_store || error) && d.forbids_storing() {
         return uncacheable(REASON_NO_STORE);
     }
     let lifetime = match lifetime(policy, &d, ex) {
+        Ok(l) if error => Lifetime {
+            // Never a stale error: once its TTL is over, the origin is asked again, and an
+            // origin failure is not answered with an old error.
+            stale_while_revalidate: Duration::ZERO,
+            stale_if_error: Duration::ZERO,
+            ..l.capped()
+        },
         Ok(l) => l.capped(),
         Err(reason) => return uncacheable(reason),
     };
@@ -121,7 +136,9 @@ pub fn response_cacheability(policy: &CachePolicy, ex: &Exchange<'_>) -> RespCac
         meta.set_epoch_override(lifetime.epoch);
     }
     meta.extensions_mut().insert(StoreHints {
-        computed_etag: policy.freshness == Freshness::Route,
+        // Not on a stored error: preconditions apply to 2xx responses only (RFC 9110 §13.2.1),
+        // so a validator would invite 304s that say nothing.
+        computed_etag: policy.freshness == Freshness::Route && !error,
         max_variants: policy.max_variants,
     });
     RespCacheable::Cacheable(meta)
@@ -139,13 +156,20 @@ fn lifetime(
         // stored responses, RFC 9111 §3.3); a 304 or an interim response has no body to store.
         return Err(REASON_STATUS);
     }
+    // The error rule wins over `statuses` for the statuses it lists (404 is in the default
+    // `statuses`, with the route's TTL): its own TTL, no stale windows (set by the caller).
+    let error = policy.is_error_status(status);
+    if error && policy.error_ttl.is_zero() {
+        return Err(REASON_STATUS);
+    }
     let listed = match &policy.statuses {
-        StoredStatuses::Only(list) => Some(list.contains(&status)),
+        StoredStatuses::Only(list) => Some(error || list.contains(&status)),
         StoredStatuses::Standard => None,
     };
     if listed == Some(false) {
         return Err(REASON_STATUS);
     }
+    let route_ttl = if error { policy.error_ttl } else { policy.ttl };
     let route_windows = (policy.stale_while_revalidate, policy.stale_if_error);
     let explicit = || {
         if d.no_cache() {
@@ -161,14 +185,14 @@ fn lifetime(
     match (policy.freshness, policy.origin_cache_control) {
         (Freshness::Route, OriginCacheControl::Override) => Ok(Lifetime {
             epoch: ex.received,
-            fresh: policy.ttl,
+            fresh: route_ttl,
             stale_while_revalidate: route_windows.0,
             stale_if_error: route_windows.1,
         }),
         (Freshness::Route, OriginCacheControl::Honour) => {
             let (epoch, fresh) = match explicit() {
                 Some(fresh) => (aged(), fresh),
-                None => (ex.received, policy.ttl),
+                None => (ex.received, route_ttl),
             };
             Ok(with_windows(d, epoch, fresh, route_windows))
         }
@@ -232,6 +256,8 @@ mod tests {
                 Freshness::Route => StoredStatuses::Only(vec![200, 301, 308]),
                 Freshness::Origin => StoredStatuses::Standard,
             },
+            error_statuses: Vec::new(),
+            error_ttl: Duration::from_secs(30),
             freshness,
             origin_cache_control: occ,
             ignore_no_store: false,
@@ -640,6 +666,115 @@ mod tests {
             stored(&p, &[]).stale_if_error_sec(),
             60,
             "ttl 0: a stale-if-error fallback"
+        );
+    }
+
+    fn negative() -> CachePolicy {
+        let mut p = route();
+        p.statuses = StoredStatuses::Only(vec![200, 404]);
+        p.error_statuses = vec![400, 404];
+        p
+    }
+
+    #[test]
+    fn error_statuses_are_stored_with_their_own_ttl_and_no_stale_windows() {
+        let p = negative();
+        for status in [400, 404] {
+            let meta = stored_with(&p, &req(&[]), status, &[]);
+            assert_eq!(
+                fresh_secs(&meta),
+                30,
+                "{status}: the error TTL, not the route's"
+            );
+            assert_eq!(meta.stale_while_revalidate_sec(), 0, "{status}");
+            assert_eq!(
+                meta.stale_if_error_sec(),
+                0,
+                "{status}: never a stale error"
+            );
+            let hints = *meta.extensions().get::<StoreHints>().expect("hints");
+            assert!(!hints.computed_etag, "{status}: no validator on an error");
+        }
+        assert_eq!(reason(&p, &req(&[]), 403, &[]), REASON_STATUS, "unlisted");
+        let ok = stored(&p, &[]);
+        assert_eq!(
+            fresh_secs(&ok),
+            180,
+            "other statuses keep the route's rules"
+        );
+        assert_eq!(ok.stale_if_error_sec(), 600);
+        let windows = [("cache-control", "max-age=5, stale-if-error=60")];
+        let mut honour = negative();
+        honour.origin_cache_control = OriginCacheControl::Honour;
+        let meta = stored_with(&honour, &req(&[]), 400, &windows);
+        assert_eq!(fresh_secs(&meta), 5, "honour: the origin's lifetime");
+        assert_eq!(meta.stale_if_error_sec(), 0, "but never its stale window");
+        assert_eq!(fresh_secs(&stored_with(&honour, &req(&[]), 400, &[])), 30);
+        let meta = stored_with(&p, &req(&[]), 400, &windows);
+        assert_eq!(fresh_secs(&meta), 30, "override: the error TTL");
+        assert_eq!(meta.stale_if_error_sec(), 0);
+    }
+
+    #[test]
+    fn error_ttl_zero_stores_no_listed_error() {
+        let mut p = negative();
+        p.error_ttl = Duration::ZERO;
+        assert_eq!(reason(&p, &req(&[]), 400, &[]), REASON_STATUS);
+        assert_eq!(
+            reason(&p, &req(&[]), 404, &[]),
+            REASON_STATUS,
+            "the error rule wins over statuses"
+        );
+        assert_eq!(fresh_secs(&stored(&p, &[])), 180);
+    }
+
+    #[test]
+    fn no_store_and_private_keep_errors_out_even_with_ignore_no_store() {
+        let mut p = negative();
+        for ignore in [false, true] {
+            p.ignore_no_store = ignore;
+            for cc in ["no-store", "private"] {
+                let h = [("cache-control", cc)];
+                assert_eq!(
+                    reason(&p, &req(&[]), 400, &h),
+                    REASON_NO_STORE,
+                    "{cc}, ignore_no_store {ignore}"
+                );
+            }
+        }
+        let h = [("cache-control", "no-store")];
+        assert_eq!(
+            fresh_secs(&stored(&p, &h)),
+            180,
+            "ignore_no_store still stores the route's content"
+        );
+    }
+
+    #[test]
+    fn error_statuses_do_not_apply_under_origin_freshness() {
+        let mut p = origin();
+        p.error_statuses = vec![400];
+        assert_eq!(
+            reason(&p, &req(&[]), 400, &[]),
+            REASON_STATUS,
+            "no explicit freshness, not heuristically cacheable"
+        );
+        let meta = stored_with(&p, &req(&[]), 400, &[("cache-control", "max-age=60")]);
+        assert_eq!(fresh_secs(&meta), 60, "the origin's lifetime");
+        assert_eq!(meta.stale_if_error_sec(), 600, "and the usual windows");
+    }
+
+    #[test]
+    fn longest_retention_covers_a_longer_error_ttl() {
+        let mut p = negative();
+        assert_eq!(p.longest_retention(), Duration::from_secs(780));
+        p.error_ttl = Duration::from_secs(3600);
+        assert_eq!(p.longest_retention(), Duration::from_secs(3600));
+        p.error_statuses.clear();
+        assert_eq!(
+            p.longest_retention(),
+            Duration::from_secs(780),
+            "no error stored"
         );
     }
 }

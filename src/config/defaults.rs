@@ -89,6 +89,16 @@ pub const DEFAULT_STALE_IF_ERROR_SECS: u64 = 600;
 /// 500s depend on data state, and stale-if-error covers outages.
 pub const DEFAULT_STATUSES: [u16; 8] = [200, 203, 204, 300, 301, 308, 404, 410];
 
+/// `defaults.error_statuses`: no error status is stored with its own TTL unless the operator
+/// lists it (negative caching changes what clients see when the origin misbehaves, so it is a
+/// decision per deployment).
+pub const DEFAULT_ERROR_STATUSES: [u16; 0] = [];
+
+/// `defaults.error_ttl_secs`, in seconds: how long a listed error status is fresh. Long enough
+/// that a burst of dashboard polls costs the ERP one request, short enough that a fixed error
+/// is gone before anyone reloads twice.
+pub const DEFAULT_ERROR_TTL_SECS: u64 = 30;
+
 /// `defaults.query_key`: every query parameter is part of the cache key (ERP responses vary by
 /// path and query only).
 pub const DEFAULT_QUERY_KEY: QueryKey = QueryKey::All;

@@ -393,6 +393,12 @@ pub struct FileDefaults {
     /// (200, 203, 204, 300, 301, 308, 404, 410) on `freshness: route` routes, RFC 9111's rules on
     /// `freshness: origin` routes.
     pub statuses: Option<Vec<u16>>,
+    /// 4xx statuses stored with `error_ttl_secs` and no stale windows (`freshness: route` only),
+    /// whether or not `statuses` lists them. Default: `DEFAULT_ERROR_STATUSES` (none).
+    pub error_statuses: Vec<u16>,
+    /// Freshness lifetime of the `error_statuses`, in seconds; `0`: they are not stored.
+    /// Default: `DEFAULT_ERROR_TTL_SECS` (30).
+    pub error_ttl_secs: u64,
     /// Whether the ERP's `Cache-Control`/`Expires` freshness wins over `ttl_secs` (in
     /// `freshness: route`). Default: `override`.
     pub origin_cache_control: FileOriginCacheControl,
@@ -448,6 +454,12 @@ pub struct FileRoute {
     pub query_key: Option<FileQueryKey>,
     /// Response statuses that may be stored. Default: `defaults.statuses`.
     pub statuses: Option<Vec<u16>>,
+    /// 4xx statuses stored with `error_ttl_secs` and no stale windows (`freshness: route`
+    /// only); `[]`: none. Default: `defaults.error_statuses`.
+    pub error_statuses: Option<Vec<u16>>,
+    /// Freshness lifetime of the `error_statuses`, in seconds (`freshness: route` only); `0`:
+    /// they are not stored. Default: `defaults.error_ttl_secs`.
+    pub error_ttl_secs: Option<u64>,
     /// `honour` or `override` the ERP's freshness headers (`freshness: route` only).
     /// Default: `defaults.origin_cache_control`.
     pub origin_cache_control: Option<FileOriginCacheControl>,
@@ -636,6 +648,8 @@ impl Default for FileDefaults {
             stale_while_revalidate_secs: DEFAULT_STALE_WHILE_REVALIDATE_SECS,
             stale_if_error_secs: DEFAULT_STALE_IF_ERROR_SECS,
             statuses: None,
+            error_statuses: DEFAULT_ERROR_STATUSES.to_vec(),
+            error_ttl_secs: DEFAULT_ERROR_TTL_SECS,
             origin_cache_control: FileOriginCacheControl::default(),
             query_key: FileQueryKey::default(),
             freshness: FileFreshness::default(),

@@ -184,6 +184,15 @@ fn cache_notes(p: &CachePolicy) -> Vec<String> {
         StoredStatuses::Standard if origin => {}
         StoredStatuses::Standard => notes.push("statuses=standard".to_owned()),
     }
+    if !p.error_statuses.is_empty() {
+        let list: Vec<String> = p.error_statuses.iter().map(u16::to_string).collect();
+        let list = list.join(",");
+        notes.push(if p.error_ttl.is_zero() {
+            format!("errors={list} not stored")
+        } else {
+            format!("errors={list} for {}", human_duration(p.error_ttl))
+        });
+    }
     if origin {
         match p.heuristic {
             None => notes.push("no heuristic freshness".to_owned()),

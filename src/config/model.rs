@@ -336,6 +336,12 @@ pub struct CachePolicy {
     pub query: QueryKey,
     /// Response statuses that may be stored.
     pub statuses: StoredStatuses,
+    /// In `Freshness::Route`: 4xx statuses stored with `error_ttl` as their lifetime and no
+    /// stale windows, whether or not `statuses` lists them (sorted, deduplicated; empty on
+    /// `Freshness::Origin` routes, where the origin's headers decide).
+    pub error_statuses: Vec<u16>,
+    /// Freshness lifetime of the `error_statuses`; zero: they are not stored.
+    pub error_ttl: Duration,
     /// Who decides how long a stored response is fresh: the route (`ttl`) or the origin's
     /// headers, as RFC 9111 says.
     pub freshness: Freshness,
@@ -441,14 +447,26 @@ impl PathMatch {
 
 impl CachePolicy {
     /// The longest a response stored under this policy may be served: its TTL and the longer
-    /// stale window; where the origin's headers set the lifetime and windows, their cap.
+    /// stale window, or the error TTL of a stored error if that is longer; where the origin's
+    /// headers set the lifetime and windows, their cap.
     pub fn longest_retention(&self) -> Duration {
         let origin_decides = self.freshness == Freshness::Origin
             || self.origin_cache_control == OriginCacheControl::Honour;
         if origin_decides {
             return 2 * Duration::from_secs(super::defaults::MAX_ORIGIN_LIFETIME_SECS);
         }
-        self.ttl + self.stale_while_revalidate.max(self.stale_if_error)
+        let stored = self.ttl + self.stale_while_revalidate.max(self.stale_if_error);
+        if self.error_statuses.is_empty() {
+            return stored;
+        }
+        // A stored error has no stale windows.
+        stored.max(self.error_ttl)
+    }
+
+    /// True if a response with `status` is stored under the error rule (`error_statuses`,
+    /// `Freshness::Route` only) rather than the route's `statuses` and TTL.
+    pub fn is_error_status(&self, status: u16) -> bool {
+        self.freshness == Freshness::Route && self.error_statuses.binary_search(&status).is_ok()
     }
 }
 

@@ -1640,3 +1640,132 @@ fn config_reference_lists_every_key() {
         "docs/CONFIG.md's restart rows must be exactly reload.rs's restart_only keys"
     );
 }
+
+// ---- negative caching: error_statuses and error_ttl_secs ----
+
+#[test]
+fn error_statuses_default_to_none_and_are_inherited_and_overridden() {
+    let p = policy_of("", ROUTE_A);
+    assert!(p.error_statuses.is_empty(), "unchanged unless configured");
+    assert_eq!(
+        p.error_ttl,
+        Duration::from_secs(defaults::DEFAULT_ERROR_TTL_SECS)
+    );
+    let inherited = "  error_statuses: [404, 400, 400]\n  error_ttl_secs: 45\n";
+    let p = policy_of(inherited, ROUTE_A);
+    assert_eq!(p.error_statuses, vec![400, 404], "sorted, deduplicated");
+    assert_eq!(p.error_ttl, Duration::from_secs(45));
+    let p = policy_of(
+        inherited,
+        &format!("{ROUTE_A}    error_statuses: [410]\n    error_ttl_secs: 5\n"),
+    );
+    assert_eq!(p.error_statuses, vec![410], "the route wins");
+    assert_eq!(p.error_ttl, Duration::from_secs(5));
+    let p = policy_of(inherited, &format!("{ROUTE_A}    error_statuses: []\n"));
+    assert!(p.error_statuses.is_empty(), "[] turns it off on one route");
+    let p = policy_of(inherited, &format!("{ROUTE_A}    error_ttl_secs: 0\n"));
+    assert_eq!(
+        p.error_ttl,
+        Duration::ZERO,
+        "0: listed errors are not stored"
+    );
+    // In `defaults:`, harmless for origin routes: their origin decides.
+    let p = policy_of(inherited, &format!("{ROUTE_A}    freshness: origin\n"));
+    assert!(p.error_statuses.is_empty());
+    assert_eq!(p.error_ttl, Duration::ZERO);
+}
+
+#[test]
+fn error_statuses_take_4xx_only_and_say_why_not_5xx() {
+    let all = errors(&with_routes(
+        "  - name: a\n    exact: /a\n    error_statuses: [400, 503, 200]\n    error_ttl_secs: 40000000\n",
+    ));
+    assert_has(
+        &all,
+        "t.yaml:5: routes[0].error_statuses[1] (route \"a\"): 503 is a server error, and error_statuses takes client errors (400..=499) only: when the ERP fails, stale_if_error_secs serves the last good copy instead of an error; remove 503",
+    );
+    assert_has(
+        &all,
+        "routes[0].error_statuses[2] (route \"a\"): 200 is not a client error status; error_statuses takes 400..=499 only, e.g. error_statuses: [400, 404]",
+    );
+    assert_has(
+        &all,
+        "t.yaml:6: routes[0].error_ttl_secs (route \"a\"): error_ttl_secs = 40000000 is more than a year (31536000 s); durations here are in seconds; if you meant milliseconds, write error_ttl_secs: 40000",
+    );
+    let all = errors(&format!("{MINIMAL}defaults:\n  error_statuses: [500]\n"));
+    assert_has(
+        &all,
+        "t.yaml:3: defaults.error_statuses[0]: 500 is a server error, and error_statuses takes client errors",
+    );
+    let all = errors(&format!("{MINIMAL}defaults:\n  error_ttl_secs: 30s\n"));
+    assert_has(&all, "e.g. error_ttl_secs: 30 for 30s");
+    let all = errors(&with_routes(
+        "  - name: a\n    exact: /a\n    error_statuses: 404\n",
+    ));
+    assert_has(&all, "write a list, e.g. error_statuses: [400, 404]");
+}
+
+#[test]
+fn error_keys_contradict_origin_freshness_on_the_route() {
+    let all = errors(&with_routes(
+        "  - name: std\n    prefix: /\n    freshness: origin\n    error_statuses: [404]\n    error_ttl_secs: 10\n",
+    ));
+    assert_has(
+        &all,
+        "t.yaml:6: routes[0].error_statuses (route \"std\"): error_statuses has no effect with freshness: origin: the origin's Cache-Control/Expires decide whether an error is stored and for how long; remove error_statuses, or set freshness: route",
+    );
+    assert_has(
+        &all,
+        "t.yaml:7: routes[0].error_ttl_secs (route \"std\"): error_ttl_secs has no effect with freshness: origin",
+    );
+    let all = errors(&format!(
+        "{MINIMAL}defaults:\n  freshness: origin\nroutes:\n  - name: std\n    prefix: /\n    error_statuses: [404]\n"
+    ));
+    assert_has(
+        &all,
+        "error_statuses has no effect with freshness: origin (from defaults)",
+    );
+    let all = errors(&with_routes(
+        "  - name: w\n    exact: /w\n    cache: false\n    error_statuses: [400]\n    error_ttl_secs: 5\n",
+    ));
+    for key in ["error_statuses", "error_ttl_secs"] {
+        assert_has(
+            &all,
+            &format!("routes[0].{key} (route \"w\"): {key} is set but the route has cache: false"),
+        );
+    }
+}
+
+#[test]
+fn error_rule_shows_in_the_route_table_and_in_retention() {
+    let c = ok(&format!(
+        "{MINIMAL}defaults:\n  error_statuses: [400, 404]\n  error_ttl_secs: 30\nroutes:\n  - name: errs\n    prefix: /e/\n  - name: off\n    prefix: /o/\n    error_ttl_secs: 0\n  - name: none\n    prefix: /n/\n    error_statuses: []\n  - name: long\n    prefix: /l/\n    ttl_secs: 10\n    stale_while_revalidate_secs: 0\n    stale_if_error_secs: 0\n    error_ttl_secs: 7200\n"
+    ));
+    let table = route_table(&c);
+    let row = |name: &str| {
+        table
+            .lines()
+            .find(|l| l.split_whitespace().nth(1) == Some(name))
+            .unwrap_or_else(|| panic!("no {name} row in\n{table}"))
+            .to_owned()
+    };
+    assert!(row("errs").contains("errors=400,404 for 30s"), "{table}");
+    assert!(row("off").contains("errors=400,404 not stored"), "{table}");
+    assert!(!row("none").contains("errors="), "{table}");
+    assert_eq!(
+        c.longest_retention(),
+        Duration::from_secs(7200),
+        "purge bans outlive a stored error"
+    );
+}
+
+#[test]
+fn shipped_config_caches_the_erps_deterministic_errors_briefly() {
+    let c = load(&shipped("knitcache.yaml")).unwrap_or_else(|e| panic!("{e}"));
+    let (_, kpis) = c
+        .route_for(&Method::GET, "/api/comprehensive-kpis")
+        .expect("kpis route");
+    let p = kpis.cache_policy().expect("caches");
+    assert_eq!(p.error_statuses, vec![400, 404]);
+    assert_eq!(p.error_ttl, Duration::from_secs(30));
+}

@@ -1,6 +1,6 @@
 //! What a caching route stores and for how long: the `defaults:` section, a route's own caching
-//! keys (freshness mode, TTL and stale windows, statuses, query key, origin cache control,
-//! `ignore_no_store`, cookie handling, heuristics, variants), how a route's keys win over
+//! keys (freshness mode, TTL and stale windows, statuses, error statuses and their TTL, query
+//! key, origin cache control, `ignore_no_store`, cookie handling, heuristics, variants), how a route's keys win over
 //! `defaults:`, which keys contradict the route's freshness mode, and the cache keys a
 //! `cache: false` route must not carry.
 
@@ -27,6 +27,8 @@ pub(super) struct Inherited {
     sie: u64,
     /// `Some(None)`: not written, so it depends on the route's freshness mode.
     statuses: Option<Option<Vec<u16>>>,
+    error_statuses: Option<Vec<u16>>,
+    error_ttl: u64,
     origin: OriginCacheControl,
     query: Option<QueryKey>,
     freshness: Freshness,
@@ -43,6 +45,7 @@ pub(super) fn inherited(d: &FileDefaults, p: &mut Problems) -> Inherited {
         ("ttl_secs", d.ttl_secs),
         ("stale_while_revalidate_secs", d.stale_while_revalidate_secs),
         ("stale_if_error_secs", d.stale_if_error_secs),
+        ("error_ttl_secs", d.error_ttl_secs),
     ];
     for (key, value) in windows {
         window(value, &format!("defaults.{key}"), None, p);
@@ -62,6 +65,8 @@ pub(super) fn inherited(d: &FileDefaults, p: &mut Problems) -> Inherited {
             None => Some(None),
             Some(list) => statuses(list, "defaults.statuses", None, p).map(Some),
         },
+        error_statuses: error_statuses(&d.error_statuses, "defaults.error_statuses", None, p),
+        error_ttl: d.error_ttl_secs,
         origin: origin(d.origin_cache_control),
         query: query_key(&d.query_key, "defaults.query_key", None, p),
         freshness: freshness(d.freshness),
@@ -204,6 +209,39 @@ fn statuses(list: &[u16], path: &str, route: Option<&str>, p: &mut Problems) -> 
     ok.then_some(list)
 }
 
+/// The 4xx statuses stored under the error rule. 5xx are refused: an ERP failure is what
+/// `stale_if_error_secs` is for (the last good copy), and a stored 5xx would outlive the outage.
+fn error_statuses(
+    list: &[u16],
+    path: &str,
+    route: Option<&str>,
+    p: &mut Problems,
+) -> Option<Vec<u16>> {
+    let mut ok = true;
+    for (j, s) in list.iter().enumerate() {
+        let msg = if (500..=599).contains(s) {
+            format!(
+                "{s} is a server error, and error_statuses takes client errors (400..=499) only: \
+                 when the ERP fails, stale_if_error_secs serves the last good copy instead of \
+                 an error; remove {s}"
+            )
+        } else if !(400..=499).contains(s) {
+            format!(
+                "{s} is not a client error status; error_statuses takes 400..=499 only, e.g. \
+                 error_statuses: [400, 404] (statuses decides which other responses are stored)"
+            )
+        } else {
+            continue;
+        };
+        p.at(&format!("{path}[{j}]"), route, msg);
+        ok = false;
+    }
+    let mut list = list.to_vec();
+    list.sort_unstable();
+    list.dedup();
+    ok.then_some(list)
+}
+
 fn query_key(
     q: &FileQueryKey,
     path: &str,
@@ -247,6 +285,8 @@ pub(super) fn pass_only(r: &FileRoute, base: &str, name: Option<&str>, p: &mut P
         ("stale_if_error_secs", r.stale_if_error_secs.is_some()),
         ("query_key", r.query_key.is_some()),
         ("statuses", r.statuses.is_some()),
+        ("error_statuses", r.error_statuses.is_some()),
+        ("error_ttl_secs", r.error_ttl_secs.is_some()),
         ("origin_cache_control", r.origin_cache_control.is_some()),
         ("ignore_no_store", r.ignore_no_store.is_some()),
         ("freshness", r.freshness.is_some()),
@@ -296,6 +336,7 @@ pub(super) fn cache_policy(
         ("ttl_secs", r.ttl_secs),
         ("stale_while_revalidate_secs", r.stale_while_revalidate_secs),
         ("stale_if_error_secs", r.stale_if_error_secs),
+        ("error_ttl_secs", r.error_ttl_secs),
     ] {
         if let Some(v) = value {
             ok &= window(v, &format!("{base}.{key}"), name, p);
@@ -326,6 +367,20 @@ pub(super) fn cache_policy(
                 );
                 p.at(&format!("{base}.origin_cache_control"), name, msg);
                 ok = false;
+            }
+            for (key, set) in [
+                ("error_statuses", r.error_statuses.is_some()),
+                ("error_ttl_secs", r.error_ttl_secs.is_some()),
+            ] {
+                if set {
+                    let msg = format!(
+                        "{key} has no effect with freshness: origin{from}: the origin's \
+                         Cache-Control/Expires decide whether an error is stored and for how \
+                         long; remove {key}, or set freshness: route"
+                    );
+                    p.at(&format!("{base}.{key}"), name, msg);
+                    ok = false;
+                }
             }
         }
         Freshness::Route => {
@@ -368,6 +423,18 @@ pub(super) fn cache_policy(
         }),
         (None, None) => None,
     };
+    let errors = match (mode, &r.error_statuses) {
+        // The origin's headers decide; `defaults:` serves routes of both modes.
+        (Freshness::Origin, _) => Some(Vec::new()),
+        (Freshness::Route, Some(list)) => {
+            error_statuses(list, &format!("{base}.error_statuses"), name, p)
+        }
+        (Freshness::Route, None) => d.error_statuses.clone(),
+    };
+    let error_ttl = match mode {
+        Freshness::Origin => 0,
+        Freshness::Route => r.error_ttl_secs.unwrap_or(d.error_ttl),
+    };
     let query = match &r.query_key {
         Some(q) => query_key(q, &format!("{base}.query_key"), name, p),
         None => d.query.clone(),
@@ -390,6 +457,8 @@ pub(super) fn cache_policy(
         stale_if_error: Duration::from_secs(r.stale_if_error_secs.unwrap_or(d.sie)),
         query: query?,
         statuses: statuses?,
+        error_statuses: errors?,
+        error_ttl: Duration::from_secs(error_ttl),
         freshness: mode,
         origin_cache_control: r.origin_cache_control.map_or(d.origin, origin),
         ignore_no_store: r.ignore_no_store.unwrap_or(DEFAULT_IGNORE_NO_STORE),

@@ -49,6 +49,7 @@ pub(super) fn serde_problem(err: &serde_yaml::Error) -> Problem {
     let list_example = match last_key(&path) {
         "methods" => "; write a list, e.g. methods: [GET, HEAD]",
         "statuses" => "; write a list, e.g. statuses: [200, 404]",
+        "error_statuses" => "; write a list, e.g. error_statuses: [400, 404]",
         "routes" => "; write one `- name: ...` item per route",
         _ => "; write a list, e.g. [a, b]",
     };
@@ -381,6 +382,7 @@ pub(super) fn example_value(key: &str) -> u64 {
         "ttl_secs" => 180,
         "stale_while_revalidate_secs" => DEFAULT_STALE_WHILE_REVALIDATE_SECS,
         "stale_if_error_secs" => DEFAULT_STALE_IF_ERROR_SECS,
+        "error_ttl_secs" => DEFAULT_ERROR_TTL_SECS,
         "connect_timeout_ms" => DEFAULT_CONNECT_TIMEOUT_MS,
         "read_timeout_ms" => DEFAULT_READ_TIMEOUT_MS,
         "write_timeout_ms" => DEFAULT_WRITE_TIMEOUT_MS,
