@@ -448,3 +448,68 @@ async fn health_checks_open_the_breaker_without_traffic_and_end_its_cool_down() 
         "the cool-down ended through the health check"
     );
 }
+
+/// One endpoint that always fails opens its own route's breaker, never the ERP's: every other
+/// route keeps reaching the ERP, and the broken one gets fast 503s (or its stale copy).
+#[tokio::test(flavor = "multi_thread")]
+async fn one_broken_endpoint_never_takes_the_others_down() {
+    let sim = start_sim(0.01).await;
+    let (_tmp, dir) = cache_dir();
+    let protection = "  breaker:\n    consecutive_failures: 3\n    open_secs: 30\n  retries:\n    max_per_request: 0\n";
+    let routes = format!("{ROUTES}  - name: broken\n    prefix: /t/broken\n    cache: false\n");
+    let yaml = config_yaml_with(sim.addr(), &dir, protection, &routes);
+    let proxy = TestProxy::start_yaml(&yaml, &dir);
+    let c = client();
+    sim.add_route(
+        "/t/broken",
+        ScriptedResponse {
+            status: 500,
+            headers: Vec::new(),
+            body: bytes::Bytes::from_static(b"{\"error\":\"import failed\"}"),
+            latency: Duration::ZERO,
+        },
+    );
+    for i in 0..3 {
+        let r = get(&c, &proxy.url("/t/broken")).await;
+        assert_eq!(r.status, 500, "the ERP's own answer {i}");
+    }
+    let refused = get(&c, &proxy.url("/t/broken")).await;
+    assert_eq!(refused.status, 503, "its route's breaker is open");
+    assert!(
+        refused.text().contains("route circuit open"),
+        "{}",
+        refused.text()
+    );
+    assert_eq!(
+        sim.hits("/t/broken"),
+        3,
+        "the open breaker kept it from the ERP"
+    );
+    assert_eq!(
+        metric(&proxy, r#"knitcache_route_breaker_state{route="broken"}"#).await,
+        1.0
+    );
+    for i in 0..10 {
+        let r = get(&c, &proxy.url(&format!("/t/write?healthy={i}"))).await;
+        assert_ne!(
+            r.status,
+            503,
+            "another route is not refused ({i}): {}",
+            r.text()
+        );
+    }
+    assert_eq!(sim.hits("/t/write"), 10, "every one reached the ERP");
+    assert_eq!(
+        metric(&proxy, "knitcache_breaker_state").await,
+        0.0,
+        "the ERP is up"
+    );
+    assert_eq!(
+        metric(
+            &proxy,
+            r#"knitcache_upstream_refused_total{reason="breaker_open"}"#
+        )
+        .await,
+        0.0
+    );
+}

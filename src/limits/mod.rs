@@ -4,7 +4,11 @@
 //! * `client`      who a request is charged to (peer IP, or a trusted proxy's `X-Forwarded-For`)
 //! * `rate`        per-client token buckets per rate class -> `429` with `Retry-After`
 //! * `concurrency` the cap on requests in flight to the ERP, with a bounded, timed queue
-//! * `breaker`     the circuit breaker: while open no request reaches the ERP
+//! * `breaker`     circuit breakers: the global one opens only when the ERP itself is down
+//!                 (refused or timed-out connects, failed health probes) and then no request
+//!                 reaches it; one per route opens on that route's own errors (5xx, timeouts)
+//!                 and keeps only that route's requests away, so one broken endpoint never
+//!                 takes the others down
 //! * `retry`       the retry budget for idempotent requests whose connection failed
 //!
 //! When the ERP cannot be asked (breaker open, queue full or timed out) the request fails with
@@ -37,6 +41,8 @@ use retry::RetryBudget;
 
 /// The error kind of a request the breaker kept from the ERP.
 pub const BREAKER_OPEN: &str = "upstream circuit open";
+/// The error kind of a request its route's breaker kept from the ERP (that endpoint fails).
+pub const ROUTE_BREAKER_OPEN: &str = "route circuit open";
 /// The error kind of a request refused because the queue for the ERP was full.
 pub const QUEUE_FULL: &str = "upstream queue full";
 /// The error kind of a request that waited too long for a slot at the ERP.
@@ -49,7 +55,8 @@ pub fn refusal(kind: &'static str) -> Box<Error> {
 
 /// Whether `e` is one of ours (answered `503` with `Retry-After`).
 pub fn is_refusal(e: &Error) -> bool {
-    matches!(e.etype(), ErrorType::Custom(k) if [BREAKER_OPEN, QUEUE_FULL, QUEUE_TIMEOUT].contains(k))
+    matches!(e.etype(), ErrorType::Custom(k)
+        if [BREAKER_OPEN, ROUTE_BREAKER_OPEN, QUEUE_FULL, QUEUE_TIMEOUT].contains(k))
 }
 
 /// The protection state of one proxy. The parts a configuration sets live in one `Tuned`
@@ -75,6 +82,8 @@ pub struct Tuned {
     route_gates: HashMap<String, (usize, Arc<Gate>)>,
     breaker: Option<Arc<Breaker>>,
     breaker_settings: Option<BreakerSettings>,
+    /// One breaker per route, by route name (same settings as the global one).
+    route_breakers: HashMap<String, Arc<Breaker>>,
 }
 
 impl Tuned {
@@ -105,9 +114,25 @@ impl Tuned {
                 Some((r.name.clone(), (max, gate)))
             })
             .collect();
-        let breaker = match old {
-            Some(o) if o.breaker_settings == p.breaker => o.breaker.clone(),
-            _ => p.breaker.map(|b| Arc::new(Breaker::new(b, Instant::now()))),
+        let same_breaker = old.filter(|o| o.breaker_settings == p.breaker);
+        let breaker = match same_breaker {
+            Some(o) => o.breaker.clone(),
+            None => p.breaker.map(|b| Arc::new(Breaker::new(b, Instant::now()))),
+        };
+        let route_breakers = match p.breaker {
+            None => HashMap::new(),
+            Some(settings) => config
+                .routes
+                .iter()
+                .map(|r| {
+                    let kept = same_breaker
+                        .and_then(|o| o.route_breakers.get(&r.name))
+                        .cloned();
+                    let b =
+                        kept.unwrap_or_else(|| Arc::new(Breaker::new(settings, Instant::now())));
+                    (r.name.clone(), b)
+                })
+                .collect(),
         };
         Tuned {
             rate,
@@ -122,6 +147,49 @@ impl Tuned {
             route_gates,
             breaker,
             breaker_settings: p.breaker,
+            route_breakers,
+        }
+    }
+}
+
+/// Which breakers let a request through as a half-open probe: its outcome decides their state.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Probes {
+    /// The global breaker's probe.
+    pub global: bool,
+    /// The route breaker's probe.
+    pub route: bool,
+}
+
+/// How a request that was admitted to the ERP ended, as the breakers judge it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// The ERP answered (a 5xx too, unless `trip_on_5xx`).
+    Answered,
+    /// The ERP could not be reached: a refused or timed-out connect. The ERP is down.
+    Unreachable,
+    /// The route failed: a counted 5xx, or a timeout after the request reached the ERP.
+    RouteFailed,
+    /// Neither: the client went away first, or the request never left.
+    Abandoned,
+}
+
+impl Verdict {
+    /// What the global breaker learns: only whether the ERP is reachable.
+    fn global(self) -> Outcome {
+        match self {
+            Verdict::Answered | Verdict::RouteFailed => Outcome::Success,
+            Verdict::Unreachable => Outcome::Failure,
+            Verdict::Abandoned => Outcome::Abandoned,
+        }
+    }
+
+    /// What the route's breaker learns: only how the route's requests went once sent.
+    fn route(self) -> Outcome {
+        match self {
+            Verdict::Answered => Outcome::Success,
+            Verdict::RouteFailed => Outcome::Failure,
+            Verdict::Unreachable | Verdict::Abandoned => Outcome::Abandoned,
         }
     }
 }
@@ -151,11 +219,13 @@ impl Limits {
     pub fn new(config: &Config, registry: &Registry) -> prometheus::Result<Limits> {
         let metrics = LimitMetrics::register(registry)?;
         metrics.breaker_state.set(0);
-        Ok(Limits {
+        let limits = Limits {
             tuned: ArcSwap::from_pointee(Tuned::build(config, None)),
             retry_budget: RetryBudget::new(config.protection.retries.budget_ratio),
             metrics,
-        })
+        };
+        limits.sample();
+        Ok(limits)
     }
 
     /// Applies a reloaded configuration. Requests in flight keep the slots they hold; parts
@@ -176,23 +246,55 @@ impl Limits {
         self.metrics.rate_limited.with_label_values(&[class]).inc();
     }
 
-    /// May the request go to the ERP? `Ok(probe)` if so.
-    pub fn admit(&self) -> Result<bool, Duration> {
+    /// May a request of `route` go to the ERP? The global breaker first (is the ERP up?),
+    /// then the route's own. `Ok(probes)` if so; `Err((kind, retry_after))` names the breaker
+    /// that refused.
+    pub fn admit(&self, route: Option<&str>) -> Result<Probes, (&'static str, Duration)> {
         let tuned = self.tuned.load();
         let Some(breaker) = &tuned.breaker else {
-            return Ok(false);
+            return Ok(Probes::default());
         };
-        let (admission, transition) = breaker.admit(Instant::now());
+        let now = Instant::now();
+        let (admission, transition) = breaker.admit(now);
         self.note(transition);
-        match admission {
-            Admission::Allowed => Ok(false),
-            Admission::Probe => Ok(true),
+        let global = match admission {
+            Admission::Allowed => false,
+            Admission::Probe => true,
             Admission::Refused { retry_after } => {
                 self.metrics
                     .refused
                     .with_label_values(&["breaker_open"])
                     .inc();
-                Err(retry_after)
+                return Err((BREAKER_OPEN, retry_after));
+            }
+        };
+        let Some((name, route_breaker)) =
+            route.and_then(|name| Some((name, tuned.route_breakers.get(name)?)))
+        else {
+            return Ok(Probes {
+                global,
+                route: false,
+            });
+        };
+        let (admission, transition) = route_breaker.admit(now);
+        self.note_route(name, transition);
+        match admission {
+            Admission::Allowed => Ok(Probes {
+                global,
+                route: false,
+            }),
+            Admission::Probe => Ok(Probes {
+                global,
+                route: true,
+            }),
+            Admission::Refused { retry_after } => {
+                // Not sent after all: a global probe slot is given back undecided.
+                breaker.record(Outcome::Abandoned, global, now);
+                self.metrics
+                    .refused
+                    .with_label_values(&["route_breaker_open"])
+                    .inc();
+                Err((ROUTE_BREAKER_OPEN, retry_after))
             }
         }
     }
@@ -222,12 +324,28 @@ impl Limits {
         result
     }
 
-    /// Records how a request admitted to the ERP ended.
-    pub fn record(&self, outcome: Outcome, probe: bool) {
-        if let Some(breaker) = &self.tuned.load().breaker {
-            let transition = breaker.record(outcome, probe, Instant::now());
+    /// Records how a request of `route` admitted to the ERP ended: the global breaker learns
+    /// whether the ERP was reachable, the route's breaker how the route fared.
+    pub fn record(&self, route: Option<&str>, verdict: Verdict, probes: Probes) {
+        let tuned = self.tuned.load();
+        let now = Instant::now();
+        if let Some(breaker) = &tuned.breaker {
+            let transition = breaker.record(verdict.global(), probes.global, now);
             self.note(transition);
         }
+        if let Some((name, b)) = route.and_then(|n| Some((n, tuned.route_breakers.get(n)?))) {
+            let transition = b.record(verdict.route(), probes.route, now);
+            self.note_route(name, transition);
+        }
+    }
+
+    /// The state of `route`'s breaker (`closed` when there is none).
+    pub fn route_breaker_state(&self, route: &str) -> breaker::State {
+        self.tuned
+            .load()
+            .route_breakers
+            .get(route)
+            .map_or(breaker::State::Closed, |b| b.state())
     }
 
     /// Feeds an active health check's result to the breaker.
@@ -257,6 +375,25 @@ impl Limits {
             .map_or(breaker::State::Closed, |b| b.state())
     }
 
+    fn note_route(&self, route: &str, transition: Option<Transition>) {
+        let Some(t) = transition else { return };
+        self.metrics
+            .route_breaker_state
+            .with_label_values(&[route])
+            .set(t.to.code());
+        self.metrics
+            .route_transitions
+            .with_label_values(&[route, t.to.as_str(), t.reason.as_str()])
+            .inc();
+        tracing::warn!(
+            route,
+            from = t.from.as_str(),
+            to = t.to.as_str(),
+            reason = t.reason.as_str(),
+            "route circuit breaker changed state: only this route's requests are kept from the ERP"
+        );
+    }
+
     fn note(&self, transition: Option<Transition>) {
         let Some(t) = transition else { return };
         self.metrics.breaker_state.set(t.to.code());
@@ -280,6 +417,12 @@ impl Limits {
             self.metrics.clients.set(rate.tracked() as i64);
         }
         self.metrics.breaker_state.set(self.breaker_state().code());
+        for (route, b) in &tuned.route_breakers {
+            self.metrics
+                .route_breaker_state
+                .with_label_values(&[route])
+                .set(b.state().code());
+        }
     }
 }
 
@@ -292,6 +435,8 @@ struct LimitMetrics {
     clients: IntGauge,
     breaker_state: IntGauge,
     transitions: IntCounterVec,
+    route_breaker_state: prometheus::IntGaugeVec,
+    route_transitions: IntCounterVec,
 }
 
 impl LimitMetrics {
@@ -339,6 +484,21 @@ impl LimitMetrics {
                 ),
                 &["to", "reason"],
             )?,
+            route_breaker_state: prometheus::IntGaugeVec::new(
+                Opts::new(
+                    "knitcache_route_breaker_state",
+                    "A route's circuit breaker (0 closed, 1 open, 2 half-open): opens on that \
+                     route's own errors and keeps only its requests from the ERP",
+                ),
+                &["route"],
+            )?,
+            route_transitions: IntCounterVec::new(
+                Opts::new(
+                    "knitcache_route_breaker_transitions_total",
+                    "Route circuit breaker state changes, by route, new state and reason",
+                ),
+                &["route", "to", "reason"],
+            )?,
         };
         reg.register(Box::new(m.rate_limited.clone()))?;
         reg.register(Box::new(m.refused.clone()))?;
@@ -348,7 +508,14 @@ impl LimitMetrics {
         reg.register(Box::new(m.clients.clone()))?;
         reg.register(Box::new(m.breaker_state.clone()))?;
         reg.register(Box::new(m.transitions.clone()))?;
-        for reason in ["breaker_open", "queue_full", "queue_timeout"] {
+        reg.register(Box::new(m.route_breaker_state.clone()))?;
+        reg.register(Box::new(m.route_transitions.clone()))?;
+        for reason in [
+            "breaker_open",
+            "route_breaker_open",
+            "queue_full",
+            "queue_timeout",
+        ] {
             m.refused.with_label_values(&[reason]);
         }
         Ok(m)
@@ -422,15 +589,31 @@ impl BackgroundService for Upkeep {
     }
 }
 
-/// How a request that reached the ERP ended, from what the proxy saw.
-pub fn outcome(status: Option<u16>, error: Option<&Error>, trip_on_5xx: bool) -> Outcome {
+/// How a request admitted to the ERP ended, from what the proxy saw: `status` is the ERP's
+/// answer, if one came.
+pub fn verdict(status: Option<u16>, error: Option<&Error>, trip_on_5xx: bool) -> Verdict {
     match (status, error) {
-        (Some(s), _) if s >= 500 && trip_on_5xx => Outcome::Failure,
-        (Some(_), Some(e)) if is_timeout(e) => Outcome::Failure,
-        (Some(_), _) => Outcome::Success,
-        (None, Some(e)) if *e.esource() == ErrorSource::Upstream => Outcome::Failure,
-        (None, _) => Outcome::Abandoned,
+        (Some(s), _) if s >= 500 && trip_on_5xx => Verdict::RouteFailed,
+        (Some(_), Some(e)) if is_timeout(e) => Verdict::RouteFailed,
+        (Some(_), _) => Verdict::Answered,
+        (None, Some(e)) if is_refusal(e) => Verdict::Abandoned,
+        (None, Some(e)) if is_unreachable(e) => Verdict::Unreachable,
+        // Sent, but no answer in time, or the connection broke: this route's request failed.
+        (None, Some(e)) if *e.esource() == ErrorSource::Upstream => Verdict::RouteFailed,
+        (None, _) => Verdict::Abandoned,
     }
+}
+
+/// A connect that failed: nothing reached the ERP, which is down or not listening.
+fn is_unreachable(e: &Error) -> bool {
+    matches!(
+        e.etype(),
+        ErrorType::ConnectTimedout
+            | ErrorType::ConnectRefused
+            | ErrorType::ConnectNoRoute
+            | ErrorType::ConnectError
+            | ErrorType::ConnectProxyFailure
+    )
 }
 
 fn is_timeout(e: &Error) -> bool {
@@ -448,22 +631,89 @@ mod tests {
     use super::*;
 
     #[test]
-    fn outcomes_from_what_the_proxy_saw() {
-        let refused = Error::create(ErrorType::ConnectRefused, ErrorSource::Upstream, None, None);
+    fn verdicts_from_what_the_proxy_saw() {
+        let err = |t| Error::create(t, ErrorSource::Upstream, None, None);
+        let refused = err(ErrorType::ConnectRefused);
+        let connect_timeout = err(ErrorType::ConnectTimedout);
+        let read_timeout = err(ErrorType::ReadTimedout);
+        let closed = err(ErrorType::ConnectionClosed);
+        let total = err(ErrorType::Custom(TOTAL_TIMEOUT));
+        let breaker = refusal(ROUTE_BREAKER_OPEN);
         let client_gone = Error::create(ErrorType::WriteError, ErrorSource::Downstream, None, None);
-        assert_eq!(outcome(Some(200), None, true), Outcome::Success);
-        assert_eq!(outcome(Some(503), None, true), Outcome::Failure);
-        assert_eq!(outcome(Some(503), None, false), Outcome::Success);
-        assert_eq!(outcome(None, Some(&refused), true), Outcome::Failure);
-        assert_eq!(outcome(None, Some(&client_gone), true), Outcome::Abandoned);
-        assert_eq!(outcome(None, None, true), Outcome::Abandoned);
-        let total = Error::create(
-            ErrorType::Custom(TOTAL_TIMEOUT),
-            ErrorSource::Upstream,
-            None,
-            None,
+        assert_eq!(verdict(Some(200), None, true), Verdict::Answered);
+        assert_eq!(verdict(Some(503), None, true), Verdict::RouteFailed);
+        assert_eq!(verdict(Some(503), None, false), Verdict::Answered);
+        assert_eq!(verdict(None, Some(&refused), true), Verdict::Unreachable);
+        assert_eq!(
+            verdict(None, Some(&connect_timeout), true),
+            Verdict::Unreachable
         );
-        assert_eq!(outcome(Some(200), Some(&total), true), Outcome::Failure);
+        assert_eq!(
+            verdict(None, Some(&read_timeout), true),
+            Verdict::RouteFailed
+        );
+        assert_eq!(verdict(None, Some(&closed), true), Verdict::RouteFailed);
+        assert_eq!(verdict(Some(200), Some(&total), true), Verdict::RouteFailed);
+        assert_eq!(verdict(None, Some(&breaker), true), Verdict::Abandoned);
+        assert_eq!(verdict(None, Some(&client_gone), true), Verdict::Abandoned);
+        assert_eq!(verdict(None, None, true), Verdict::Abandoned);
+    }
+
+    #[test]
+    fn the_global_breaker_hears_only_reachability_and_a_route_only_its_own_errors() {
+        assert_eq!(Verdict::Unreachable.global(), Outcome::Failure);
+        assert_eq!(
+            Verdict::RouteFailed.global(),
+            Outcome::Success,
+            "the ERP answered"
+        );
+        assert_eq!(Verdict::Answered.global(), Outcome::Success);
+        assert_eq!(Verdict::Abandoned.global(), Outcome::Abandoned);
+        assert_eq!(Verdict::RouteFailed.route(), Outcome::Failure);
+        assert_eq!(
+            Verdict::Unreachable.route(),
+            Outcome::Abandoned,
+            "not the route's fault"
+        );
+        assert_eq!(Verdict::Answered.route(), Outcome::Success);
+        assert_eq!(Verdict::Abandoned.route(), Outcome::Abandoned);
+    }
+
+    #[test]
+    fn a_failing_route_opens_its_own_breaker_only() {
+        let limits = Limits::new(
+            &config(concat!(
+                "protection: { breaker: { consecutive_failures: 3, open_secs: 60 } }\n",
+                "routes: [{ name: broken, prefix: /b }, { name: fine, prefix: /f }]\n",
+            )),
+            &Registry::new(),
+        )
+        .expect("limits");
+        for _ in 0..3 {
+            let probes = limits.admit(Some("broken")).expect("admitted while closed");
+            limits.record(Some("broken"), Verdict::RouteFailed, probes);
+        }
+        assert_eq!(
+            limits.admit(Some("broken")).map_err(|(kind, _)| kind),
+            Err(ROUTE_BREAKER_OPEN)
+        );
+        assert!(matches!(
+            limits.route_breaker_state("broken"),
+            breaker::State::Open { .. }
+        ));
+        assert!(limits.admit(Some("fine")).is_ok(), "other routes still go");
+        assert!(limits.admit(None).is_ok(), "unmatched paths still go");
+        assert_eq!(limits.breaker_state(), breaker::State::Closed);
+        for _ in 0..3 {
+            let probes = limits.admit(Some("fine")).expect("admitted");
+            limits.record(Some("fine"), Verdict::Unreachable, probes);
+        }
+        assert_eq!(
+            limits.admit(Some("fine")).map_err(|(kind, _)| kind),
+            Err(BREAKER_OPEN),
+            "an unreachable ERP opens the global breaker"
+        );
+        assert_eq!(limits.route_breaker_state("fine"), breaker::State::Closed);
     }
 
     fn config(yaml: &str) -> Config {

@@ -10,7 +10,7 @@ use prometheus::IntGauge;
 use super::fast_hit::Served;
 use crate::cache::encoding::Coding;
 use crate::config::{CachePolicy, Config, Route};
-use crate::limits::Slots;
+use crate::limits::{Probes, Slots};
 use crate::warming::WarmMode;
 
 /// The metric and log name of requests no route matches (they are proxied untouched).
@@ -38,10 +38,10 @@ pub struct RequestCtx {
     pub client: Option<IpAddr>,
     /// The rate limit is charged only if the request misses the cache.
     pub rate_deferred: bool,
-    /// The breaker let the request go to the ERP (`probe`: as a half-open probe).
+    /// The breakers let the request go to the ERP (`probes`: as a half-open probe of which).
     pub admitted: bool,
-    /// Admitted as a half-open probe.
-    pub probe: bool,
+    /// The breakers it was admitted by as a half-open probe.
+    pub probes: Probes,
     /// Slots held at the ERP; freed when the ERP's answer is complete.
     pub slots: Slots,
     /// Retries spent on this request.
@@ -100,7 +100,7 @@ impl RequestCtx {
             client: None,
             rate_deferred: false,
             admitted: false,
-            probe: false,
+            probes: Probes::default(),
             slots: Slots::default(),
             retries: 0,
             retry_after: None,

@@ -504,28 +504,28 @@ impl ProxyHttp for Proxy {
         _session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> Result<Box<HttpPeer>> {
-        if !ctx.admitted {
-            match self.limits.admit() {
-                Ok(probe) => {
-                    ctx.admitted = true;
-                    ctx.probe = probe;
-                    self.limits.retry_budget.deposit();
-                }
-                Err(retry_after) => {
-                    ctx.retry_after = Some(retry_after);
-                    return Err(limits::refusal(limits::BREAKER_OPEN));
-                }
-            }
-        }
         let config = ctx.config.clone();
         let route = ctx
             .route
             .and_then(|i| config.routes.get(i))
             .map(|r| r.name.as_str());
+        if !ctx.admitted {
+            match self.limits.admit(route) {
+                Ok(probes) => {
+                    ctx.admitted = true;
+                    ctx.probes = probes;
+                    self.limits.retry_budget.deposit();
+                }
+                Err((kind, retry_after)) => {
+                    ctx.retry_after = Some(retry_after);
+                    return Err(limits::refusal(kind));
+                }
+            }
+        }
         if let Err(refused) = self.limits.enter(route, &mut ctx.slots).await {
-            // Never reached the ERP: give back a probe slot without judging the ERP.
+            // Never reached the ERP: give back probe slots without judging anyone.
             self.limits
-                .record(limits::breaker::Outcome::Abandoned, ctx.probe);
+                .record(route, limits::Verdict::Abandoned, ctx.probes);
             ctx.admitted = false;
             return Err(limits::refusal(match refused {
                 limits::concurrency::Refused::QueueFull => limits::QUEUE_FULL,
@@ -734,10 +734,9 @@ impl ProxyHttp for Proxy {
         ctx.slots.release();
         if ctx.admitted {
             let trips = self.limits.trips_on_5xx(&ctx.config);
-            self.limits.record(
-                limits::outcome(ctx.upstream_status, error, trips),
-                ctx.probe,
-            );
+            let verdict = limits::verdict(ctx.upstream_status, error, trips);
+            let route = ctx.route().map(|r| r.name.as_str());
+            self.limits.record(route, verdict, ctx.probes);
         }
         let served = ctx.served.map(|s| (s.created, s.fresh_until)).or_else(|| {
             let meta = session.cache.maybe_cache_meta()?;
