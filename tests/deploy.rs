@@ -127,7 +127,7 @@ async fn the_compose_containers_commands_serve_on_loopback() {
     let c = client();
     // The image's HEALTHCHECK: GET /healthz on the admin port.
     until_ok(&c, &format!("http://127.0.0.1:{admin}/healthz")).await;
-    // Ready once the first ERP health probe has answered (the readiness probe's condition).
+    // Ready: the listeners are bound and the cache is open (the readiness probe's condition).
     until_ok(&c, &format!("http://127.0.0.1:{admin}/readyz")).await;
     let ready = get(&c, &format!("http://127.0.0.1:{admin}/readyz")).await;
     assert_eq!(ready.status, 200, "{}", ready.text());
