@@ -3,7 +3,6 @@
 
 mod common;
 
-
 use common::*;
 
 const ROUTES: &str = r#"  - name: reload-data
