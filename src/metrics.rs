@@ -31,6 +31,7 @@ pub struct Metrics {
     request_seconds: HistogramVec,
     upstream_seconds: HistogramVec,
     upstream_errors: IntCounterVec,
+    client_aborts: IntCounterVec,
     lookups: IntCounterVec,
     coalesced: IntCounterVec,
     /// Downstream requests being served right now.
@@ -110,6 +111,12 @@ impl Metrics {
             "knitcache_upstream_errors_total",
             "Failed ERP requests by route and kind (connect, timeout, 5xx, other)",
             &["route", "kind"],
+        )?;
+        let client_aborts = counter(
+            "knitcache_client_aborts_total",
+            "Requests whose client went away (or broke the connection) before the response was \
+             complete, by route: not failures of knitcache or the ERP",
+            &["route"],
         )?;
         let lookups = counter(
             "knitcache_cache_lookups_total",
@@ -194,6 +201,7 @@ impl Metrics {
             }
             upstream_seconds.with_label_values(&[route, "miss"]);
             coalesced.with_label_values(&[route]);
+            client_aborts.with_label_values(&[route]);
             for kind in UPSTREAM_ERROR_KINDS {
                 upstream_errors.with_label_values(&[route, kind]);
             }
@@ -214,6 +222,7 @@ impl Metrics {
             request_seconds,
             upstream_seconds,
             upstream_errors,
+            client_aborts,
             lookups,
             coalesced,
             in_flight,
@@ -257,6 +266,11 @@ impl Metrics {
     /// Records one failed ERP request; `kind` is one of [`UPSTREAM_ERROR_KINDS`].
     pub fn observe_upstream_error(&self, route: &str, kind: &str) {
         self.upstream_errors.with_label_values(&[route, kind]).inc();
+    }
+
+    /// Records a request whose client went away before its response was complete.
+    pub fn observe_client_abort(&self, route: &str) {
+        self.client_aborts.with_label_values(&[route]).inc();
     }
 
     /// Records what the cache did for one cacheable request, and whether it waited for another
