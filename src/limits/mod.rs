@@ -5,10 +5,9 @@
 //! * `rate`        per-client token buckets per rate class -> `429` with `Retry-After`
 //! * `concurrency` the cap on requests in flight to the ERP, with a bounded, timed queue
 //! * `breaker`     circuit breakers: the global one opens only when the ERP itself is down
-//!                 (refused or timed-out connects, failed health probes) and then no request
-//!                 reaches it; one per route opens on that route's own errors (5xx, timeouts)
-//!                 and keeps only that route's requests away, so one broken endpoint never
-//!                 takes the others down
+//!   (refused or timed-out connects, failed health probes) and then no request reaches it; one
+//!   per route opens on that route's own errors (5xx, timeouts) and keeps only that route's
+//!   requests away, so one broken endpoint never takes the others down
 //! * `retry`       the retry budget for idempotent requests whose connection failed
 //!
 //! When the ERP cannot be asked (breaker open, queue full or timed out) the request fails with
