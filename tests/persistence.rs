@@ -9,7 +9,6 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 use common::*;
 use knitcache::cache::{Cache, DiskTier};
-use knitcache::config::{CacheSettings, CompressionSettings};
 use pingora_cache::storage::Storage;
 use pingora_cache::trace::Span;
 use pingora_cache::{CacheKey, CacheMeta};
@@ -190,18 +189,7 @@ async fn a_file_where_the_cache_directory_should_be_is_moved_aside() {
 #[test]
 fn purged_entries_stay_purged_after_a_restart() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let settings = CacheSettings {
-        dir: tmp.path().join("cache"),
-        memory_bytes: 8 << 20,
-        disk_bytes: 64 << 20,
-        max_object_bytes: 1 << 20,
-        lock_timeout: Duration::from_secs(5),
-        compression: CompressionSettings {
-            enabled: false,
-            level: 6,
-        },
-        tag_header: None,
-    };
+    let settings = small_cache(tmp.path(), false);
     let key = CacheKey::new("GET /purged", "");
     let kept = CacheKey::new("GET /kept", "");
     let rt = tokio::runtime::Runtime::new().expect("runtime");
@@ -291,18 +279,7 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 #[test]
 fn a_removal_right_after_a_fill_is_not_undone_by_the_write_queue() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let settings = CacheSettings {
-        dir: tmp.path().join("cache"),
-        memory_bytes: 8 << 20,
-        disk_bytes: 64 << 20,
-        max_object_bytes: 1 << 20,
-        lock_timeout: Duration::from_secs(5),
-        compression: CompressionSettings {
-            enabled: false,
-            level: 6,
-        },
-        tag_header: None,
-    };
+    let settings = small_cache(tmp.path(), false);
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let span = Span::inactive().handle();
     let cache = Cache::open(&settings, &prometheus::Registry::new()).expect("open");

@@ -368,6 +368,22 @@ pub async fn get(c: &reqwest::Client, url: &str) -> Resp {
     send(c.get(url)).await
 }
 
+/// Cache settings for tests that open the storage directly: small tiers in `parent/cache`.
+pub fn small_cache(parent: &Path, compression: bool) -> knitcache::config::CacheSettings {
+    knitcache::config::CacheSettings {
+        dir: parent.join("cache"),
+        memory_bytes: 8 << 20,
+        disk_bytes: 64 << 20,
+        max_object_bytes: 1 << 20,
+        lock_timeout: Duration::from_secs(5),
+        compression: knitcache::config::CompressionSettings {
+            enabled: compression,
+            level: 6,
+        },
+        tag_header: None,
+    }
+}
+
 /// A temp directory whose `cache` subdirectory is the proxy's disk tier.
 pub fn cache_dir() -> (tempfile::TempDir, PathBuf) {
     let tmp = tempfile::tempdir().expect("tempdir");

@@ -457,23 +457,12 @@ fn the_fast_path_selects_variants_by_vary() {
     use knitcache::cache::encoding::Coding;
     use knitcache::cache::vary::{self, Vary};
     use knitcache::cache::{Cache, key};
-    use knitcache::config::{CacheSettings, CompressionSettings, QueryKey};
+    use knitcache::config::QueryKey;
     use knitcache::proxy::fast_hit::{self, Selector};
     use pingora_cache::storage::Storage;
 
     let tmp = tempfile::tempdir().expect("tempdir");
-    let settings = CacheSettings {
-        dir: tmp.path().join("cache"),
-        memory_bytes: 8 << 20,
-        disk_bytes: 64 << 20,
-        max_object_bytes: 1 << 20,
-        lock_timeout: Duration::from_secs(5),
-        compression: CompressionSettings {
-            enabled: true,
-            level: 6,
-        },
-        tag_header: None,
-    };
+    let settings = small_cache(tmp.path(), true);
     let cache = Cache::open(&settings, &prometheus::Registry::new()).expect("open");
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let span = pingora_cache::trace::Span::inactive().handle();

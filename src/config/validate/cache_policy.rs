@@ -203,10 +203,15 @@ fn statuses(list: &[u16], path: &str, route: Option<&str>, p: &mut Problems) -> 
             ok = false;
         }
     }
+    ok.then(|| sorted_unique(list))
+}
+
+/// `list` sorted, without repeats.
+fn sorted_unique(list: &[u16]) -> Vec<u16> {
     let mut list = list.to_vec();
     list.sort_unstable();
     list.dedup();
-    ok.then_some(list)
+    list
 }
 
 /// The 4xx statuses stored under the error rule. 5xx are refused: an ERP failure is what
@@ -236,10 +241,7 @@ fn error_statuses(
         p.at(&format!("{path}[{j}]"), route, msg);
         ok = false;
     }
-    let mut list = list.to_vec();
-    list.sort_unstable();
-    list.dedup();
-    ok.then_some(list)
+    ok.then(|| sorted_unique(list))
 }
 
 fn query_key(
