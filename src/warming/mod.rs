@@ -10,12 +10,15 @@
 //! again (the old copy keeps serving clients until the new one is stored); `fill:<token>` is an
 //! ordinary lookup that fills a missing entry. Warm requests are never rate limited and never
 //! count as client interest. The warmer is gentle: a few requests at a time, one per key,
-//! nothing while the breaker is open.
+//! nothing while the breaker is open. Hot keys due for a refresh (or purged by a re-warming
+//! rule) that do not fit the warm slots wait in a queue, bounded by the top-K's size, and are
+//! fetched as slots free up, so none is dropped.
 
 pub mod client;
 pub mod hot_keys;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, VecDeque};
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -26,7 +29,7 @@ use parking_lot::Mutex;
 use pingora_core::server::ShutdownWatch;
 use pingora_core::services::background::BackgroundService;
 use prometheus::{IntCounterVec, Opts, Registry};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::admin::purge::constant_time_eq;
 use crate::config::{Config, PurgeSet};
@@ -70,7 +73,7 @@ pub struct Warming {
     /// Keys clients ask for.
     pub hot: HotKeys,
     token: String,
-    in_flight: Mutex<HashSet<(String, Option<&'static str>)>>,
+    queue: Arc<RefreshQueue>,
     /// Purges whose keys in use are refreshed at the next tick.
     rewarm: Mutex<Vec<PurgeSet>>,
     last_cycle: Mutex<Summary>,
@@ -102,7 +105,7 @@ impl Warming {
         Ok(Warming {
             hot: HotKeys::new(hot_keys),
             token,
-            in_flight: Mutex::new(HashSet::new()),
+            queue: Arc::new(RefreshQueue::new(hot_keys)),
             rewarm: Mutex::new(Vec::new()),
             last_cycle: Mutex::new(Summary::default()),
             requests,
@@ -182,19 +185,15 @@ impl Warmer {
         }
     }
 
-    fn breaker_open(&self) -> bool {
-        !matches!(
-            self.limits.breaker_state(),
-            crate::limits::breaker::State::Closed
-        )
-    }
-
-    /// Starts refreshes of hot keys that are in use and about to expire.
+    /// Queues the hot keys that are in use and about to expire, and those a re-warming purge
+    /// covered, then starts refreshes on the free warm slots. Keys that do not fit wait for a
+    /// slot; each key is queued or refreshed at most once at a time.
     fn refresh_hot(&self, slots: &Arc<Semaphore>) {
         let config = self.config.load();
         let w = &config.warming;
         let now = SystemTime::now();
         let purged = std::mem::take(&mut *self.warming.rewarm.lock());
+        let open = breaker_open(&self.limits);
         for key in self.warming.hot.snapshot() {
             let in_use = key.last_seen.elapsed() <= w.active;
             let rewarm = in_use
@@ -204,24 +203,39 @@ impl Warmer {
             if !rewarm && !HotKeys::due(&key, now, w.lead, w.active) {
                 continue;
             }
-            if self.breaker_open() {
+            if open {
                 self.warming
                     .requests
                     .with_label_values(&["hot", "skipped"])
                     .inc();
                 continue;
             }
-            let Ok(slot) = slots.clone().try_acquire_owned() else {
-                return; // all warm slots busy: the rest waits for the next tick
-            };
-            let id = (key.path_and_query.clone(), key.coding);
-            if !self.warming.in_flight.lock().insert(id.clone()) {
-                continue;
+            let id = (key.path_and_query, key.coding);
+            if self.warming.queue.push(id, rewarm) == Push::Full {
+                self.warming
+                    .requests
+                    .with_label_values(&["hot", "skipped"])
+                    .inc();
             }
-            let warming = self.warming.clone();
-            let (proxy, timeout) = (self.proxy, warm_timeout(&config));
-            tokio::spawn(async move {
+        }
+        let (warming, limits, config) = (
+            self.warming.clone(),
+            self.limits.clone(),
+            self.config.clone(),
+        );
+        let proxy = self.proxy;
+        start_workers(&self.warming.queue, slots, move |id: KeyId| {
+            let (warming, limits, config) = (warming.clone(), limits.clone(), config.clone());
+            async move {
+                if breaker_open(&limits) {
+                    warming
+                        .requests
+                        .with_label_values(&["hot", "skipped"])
+                        .inc();
+                    return;
+                }
                 let header = warming.header(WarmMode::Refresh);
+                let timeout = warm_timeout(&config.load());
                 let result = client::get(proxy, &id.0, id.1, &header, timeout).await;
                 let label = if matches!(result, Ok(s) if s < 500) {
                     "warmed"
@@ -229,10 +243,8 @@ impl Warmer {
                     "failed"
                 };
                 warming.requests.with_label_values(&["hot", label]).inc();
-                warming.in_flight.lock().remove(&id);
-                drop(slot);
-            });
-        }
+            }
+        });
     }
 
     /// Fetches every warm-list entry (filling what is missing or expired), a few at a time.
@@ -245,7 +257,7 @@ impl Warmer {
         let mut summary = Summary::default();
         let mut tasks = Vec::new();
         for path in &config.warming.list {
-            if self.breaker_open() {
+            if breaker_open(&self.limits) {
                 summary.skipped += 1;
                 continue;
             }
@@ -294,6 +306,136 @@ impl Warmer {
             "warm list fetched"
         );
         *self.warming.last_cycle.lock() = summary;
+    }
+}
+
+/// True while the ERP breaker is not closed: the warmer sends nothing then.
+fn breaker_open(limits: &Limits) -> bool {
+    !matches!(
+        limits.breaker_state(),
+        crate::limits::breaker::State::Closed
+    )
+}
+
+/// A hot key as the warmer requests it: path and query, and the stored coding.
+type KeyId = (String, Option<&'static str>);
+
+/// Hot keys waiting for a warm slot, and those being refreshed. A key is in it at most once,
+/// so it is never refreshed twice at the same time; the waiting line is bounded by the top-K's
+/// size (keys come from the top-K, so it only fills if the top-K churns faster than refreshes).
+struct RefreshQueue {
+    bound: usize,
+    inner: Mutex<QueueInner>,
+}
+
+#[derive(Default)]
+struct QueueInner {
+    waiting: VecDeque<KeyId>,
+    state: HashMap<KeyId, KeyState>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum KeyState {
+    Waiting,
+    /// Being refreshed; `again` when a purge covered it meanwhile, so the copy being fetched
+    /// may predate the purge and the key is fetched once more when this refresh ends.
+    Running {
+        again: bool,
+    },
+}
+
+/// What queueing a key did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Push {
+    Queued,
+    /// Already waiting or being refreshed.
+    Already,
+    /// The waiting line is full.
+    Full,
+}
+
+impl RefreshQueue {
+    fn new(bound: usize) -> Self {
+        RefreshQueue {
+            bound: bound.max(1),
+            inner: Mutex::new(QueueInner::default()),
+        }
+    }
+
+    /// Queues `id` unless it is already queued or running. `purged`: a purge covered it, so a
+    /// refresh already running (which may have fetched the old data) is followed by another.
+    fn push(&self, id: KeyId, purged: bool) -> Push {
+        let mut q = self.inner.lock();
+        match q.state.get_mut(&id) {
+            Some(KeyState::Running { again }) => {
+                *again |= purged;
+                return Push::Already;
+            }
+            Some(KeyState::Waiting) => return Push::Already,
+            None => {}
+        }
+        if q.waiting.len() >= self.bound {
+            return Push::Full;
+        }
+        q.waiting.push_back(id.clone());
+        q.state.insert(id, KeyState::Waiting);
+        Push::Queued
+    }
+
+    /// Keys waiting for a slot.
+    fn waiting(&self) -> usize {
+        self.inner.lock().waiting.len()
+    }
+
+    /// The next key for a worker holding `permit`. With nothing waiting the permit is released
+    /// under the lock, so a key queued right after finds the slot free for a new worker.
+    fn next(&self, permit: &mut Option<OwnedSemaphorePermit>) -> Option<KeyId> {
+        let mut q = self.inner.lock();
+        match q.waiting.pop_front() {
+            Some(id) => {
+                q.state
+                    .insert(id.clone(), KeyState::Running { again: false });
+                Some(id)
+            }
+            None => {
+                drop(permit.take());
+                None
+            }
+        }
+    }
+
+    /// A refresh of `id` ended: it leaves the queue, or waits again if a purge covered it
+    /// while it ran.
+    fn done(&self, id: &KeyId) {
+        let mut q = self.inner.lock();
+        if q.state.get(id) == Some(&KeyState::Running { again: true }) {
+            q.state.insert(id.clone(), KeyState::Waiting);
+            q.waiting.push_back(id.clone());
+        } else {
+            q.state.remove(id);
+        }
+    }
+}
+
+/// Starts a worker per free slot (up to one per waiting key); each worker refreshes waiting
+/// keys one after the other with `fetch` and gives its slot back when none is left.
+fn start_workers<F, Fut>(queue: &Arc<RefreshQueue>, slots: &Arc<Semaphore>, fetch: F)
+where
+    F: Fn(KeyId) -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    for _ in 0..queue.waiting() {
+        let Ok(permit) = slots.clone().try_acquire_owned() else {
+            return; // every slot busy: their workers take the waiting keys in turn
+        };
+        let (queue, fetch) = (queue.clone(), fetch.clone());
+        tokio::spawn(async move {
+            let mut permit = Some(permit);
+            while let Some(id) = queue.next(&mut permit) {
+                fetch(id.clone()).await;
+                queue.done(&id);
+            }
+        });
     }
 }
 
@@ -346,6 +488,111 @@ impl BackgroundService for Warmer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    fn key(i: usize) -> KeyId {
+        (format!("/api/k?n={i}"), None)
+    }
+
+    type BoxedFetch = std::pin::Pin<Box<dyn Future<Output = ()> + Send>>;
+
+    /// A fetch that takes `ms`, counting calls per key and the most running at once.
+    #[derive(Clone, Default)]
+    struct Probe {
+        running: Arc<AtomicUsize>,
+        most: Arc<AtomicUsize>,
+        calls: Arc<Mutex<HashMap<KeyId, usize>>>,
+    }
+
+    impl Probe {
+        fn fetch(&self, ms: u64) -> impl Fn(KeyId) -> BoxedFetch + Clone + Send + 'static {
+            let probe = self.clone();
+            move |id: KeyId| {
+                let probe = probe.clone();
+                Box::pin(async move {
+                    let now = probe.running.fetch_add(1, Ordering::SeqCst) + 1;
+                    probe.most.fetch_max(now, Ordering::SeqCst);
+                    *probe.calls.lock().entry(id).or_default() += 1;
+                    tokio::time::sleep(Duration::from_millis(ms)).await;
+                    probe.running.fetch_sub(1, Ordering::SeqCst);
+                }) as BoxedFetch
+            }
+        }
+    }
+
+    async fn until_idle(queue: &RefreshQueue, slots: &Semaphore, concurrency: usize) {
+        tokio::time::timeout(Duration::from_secs(5), async {
+            while !queue.inner.lock().state.is_empty() || slots.available_permits() < concurrency {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await
+        .expect("the queue drains");
+    }
+
+    #[tokio::test]
+    async fn every_due_key_is_refreshed_once_never_more_than_the_slots() {
+        let queue = Arc::new(RefreshQueue::new(256));
+        let slots = Arc::new(Semaphore::new(2));
+        let probe = Probe::default();
+        for i in 0..18 {
+            assert_eq!(queue.push(key(i), false), Push::Queued);
+        }
+        start_workers(&queue, &slots, probe.fetch(30));
+        // the next tick finds the same keys still waiting or running: nothing is added
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        for i in 0..18 {
+            assert_eq!(queue.push(key(i), false), Push::Already, "key {i}");
+        }
+        start_workers(&queue, &slots, probe.fetch(30));
+        until_idle(&queue, &slots, 2).await;
+        let calls = probe.calls.lock().clone();
+        assert_eq!(calls.len(), 18, "every key was refreshed: {calls:?}");
+        assert!(calls.values().all(|&n| n == 1), "each once: {calls:?}");
+        assert_eq!(
+            probe.most.load(Ordering::SeqCst),
+            2,
+            "never more than 2 at a time"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_key_purged_while_its_refresh_runs_is_fetched_again_after_it() {
+        let queue = Arc::new(RefreshQueue::new(256));
+        let slots = Arc::new(Semaphore::new(2));
+        let probe = Probe::default();
+        queue.push(key(1), false);
+        start_workers(&queue, &slots, probe.fetch(40));
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert_eq!(queue.push(key(1), true), Push::Already);
+        assert_eq!(
+            queue.push(key(1), true),
+            Push::Already,
+            "once more, not twice"
+        );
+        start_workers(&queue, &slots, probe.fetch(40));
+        until_idle(&queue, &slots, 2).await;
+        assert_eq!(probe.calls.lock().get(&key(1)), Some(&2));
+        assert_eq!(
+            probe.most.load(Ordering::SeqCst),
+            1,
+            "one refresh per key at a time"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_waiting_line_is_bounded_and_slots_come_back() {
+        let queue = Arc::new(RefreshQueue::new(2));
+        assert_eq!(queue.push(key(1), false), Push::Queued);
+        assert_eq!(queue.push(key(2), true), Push::Queued);
+        assert_eq!(queue.push(key(3), true), Push::Full);
+        let slots = Arc::new(Semaphore::new(1));
+        let probe = Probe::default();
+        start_workers(&queue, &slots, probe.fetch(1));
+        until_idle(&queue, &slots, 1).await;
+        assert_eq!(probe.calls.lock().len(), 2);
+        assert_eq!(queue.push(key(3), false), Push::Queued, "room again");
+    }
 
     #[test]
     fn the_marker_needs_the_token() {
