@@ -2,7 +2,9 @@
 //! (a small blocking HTTP/1.1 GET over a std `TcpStream`; no HTTP client crate needed for one
 //! request) and prints, per route, requests, hit ratio, p50/p95/p99 and the ERP's p95, slowest
 //! first, marking the routes that miss the ERP plan's targets: p95 under 200 ms for every
-//! request, under 50 ms for cached ones. `--format json` prints the same rows for machines.
+//! request, under 50 ms for cached ones. Fast is not enough, so it also marks the routes that
+//! need attention: more than 1 % of responses 5xx (the ERP's or the proxy's own), or any request
+//! the proxy refused. `--format json` prints the same rows for machines.
 
 use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
@@ -16,6 +18,8 @@ use crate::stats::doc::{RouteDoc, StatsDoc};
 pub const TARGET_P95_MS: f64 = 200.0;
 /// The ERP plan's target for p95 of cached requests, in milliseconds.
 pub const TARGET_CACHED_P95_MS: f64 = 50.0;
+/// A route with more than this percentage of 5xx responses needs attention.
+pub const MAX_5XX_PERCENT: u64 = 1;
 /// Longest wait for the admin listener.
 const TIMEOUT: Duration = Duration::from_secs(10);
 /// Largest `/stats` answer read.
@@ -44,6 +48,36 @@ pub struct Row {
     pub upstream_p95_ms: Option<f64>,
     /// Targets missed, as words (`p95`, `cached p95`); empty when all are met.
     pub missed: Vec<&'static str>,
+    /// Responses with a 5xx status, the ERP's and the proxy's (`null` if /stats lacks them).
+    pub responses_5xx: Option<u64>,
+    /// `responses_5xx / requests` (`null` if /stats lacks them).
+    pub share_5xx: Option<f64>,
+    /// Requests the proxy refused with `503` (`null` if /stats does not count them per route).
+    pub refused: Option<u64>,
+    /// Why the route needs attention, as words (`5xx`: over 1 % of responses, `refusals`: any);
+    /// empty when neither.
+    pub attention: Vec<&'static str>,
+}
+
+/// Why a route with `requests` needs attention: `5xx` when more than [`MAX_5XX_PERCENT`] % of its
+/// responses were 5xx, `refusals` when the proxy refused any of its requests. Unknown counts
+/// mark nothing.
+pub fn attention(
+    requests: u64,
+    responses_5xx: Option<u64>,
+    refused: Option<u64>,
+) -> Vec<&'static str> {
+    let mut why = Vec::new();
+    // More than 1 %, in integers so that exactly 1 % is never rounded over.
+    if responses_5xx
+        .is_some_and(|n| n.saturating_mul(100) > requests.saturating_mul(MAX_5XX_PERCENT))
+    {
+        why.push("5xx");
+    }
+    if refused.is_some_and(|n| n > 0) {
+        why.push("refusals");
+    }
+    why
 }
 
 /// The rows of `doc`: routes with traffic, slowest p95 first.
@@ -79,6 +113,10 @@ fn row(r: &RouteDoc) -> Row {
         hit_p95_ms: hit_p95,
         upstream_p95_ms: (l.upstream.count > 0).then_some(l.upstream.p95_ms),
         missed,
+        responses_5xx: r.responses_5xx,
+        share_5xx: r.responses_5xx.map(|n| n as f64 / r.requests.max(1) as f64),
+        refused: r.refused,
+        attention: attention(r.requests, r.responses_5xx, r.refused),
     }
 }
 
@@ -101,8 +139,10 @@ pub fn render_text(doc: &StatsDoc) -> String {
         doc.totals.latency.all.p95_ms,
     );
     let header = [
-        "route", "requests", "hit", "p50 ms", "p95 ms", "p99 ms", "hit p95", "ERP p95", "targets",
+        "route", "requests", "hit", "p50 ms", "p95 ms", "p99 ms", "hit p95", "ERP p95", "5xx",
+        "targets", "errors",
     ];
+    let left = |c: usize| c == 0 || c + 2 >= header.len();
     let mut table: Vec<Vec<String>> = vec![header.iter().map(|h| (*h).to_owned()).collect()];
     for r in &rows {
         table.push(vec![
@@ -114,11 +154,13 @@ pub fn render_text(doc: &StatsDoc) -> String {
             format!("{:.1}", r.p99_ms),
             r.hit_p95_ms.map_or("-".into(), |v| format!("{v:.2}")),
             r.upstream_p95_ms.map_or("-".into(), |v| format!("{v:.1}")),
+            ratio(r.share_5xx),
             if r.missed.is_empty() {
                 "ok".to_owned()
             } else {
                 format!("MISSED {}", r.missed.join(", "))
             },
+            errors(r),
         ]);
     }
     let widths: Vec<usize> = (0..header.len())
@@ -128,7 +170,7 @@ pub fn render_text(doc: &StatsDoc) -> String {
         let mut line = String::new();
         for (c, cell) in row.iter().enumerate() {
             let w = widths[c];
-            if c == 0 || c == header.len() - 1 {
+            if left(c) {
                 line.push_str(&format!("{cell:<w$}  "));
             } else {
                 line.push_str(&format!("{cell:>w$}  "));
@@ -145,6 +187,64 @@ pub fn render_text(doc: &StatsDoc) -> String {
         "\n{missed} of {} routes with traffic miss a target\n",
         rows.len()
     ));
+    out.push_str(&summary(doc, &rows));
+    out
+}
+
+/// The `errors` cell: what needs attention, with the counts.
+fn errors(r: &Row) -> String {
+    let mut parts = Vec::new();
+    if let (Some(n), Some(share)) = (r.responses_5xx, r.share_5xx)
+        && r.attention.contains(&"5xx")
+    {
+        parts.push(format!("{n} of {} 5xx ({:.1}%)", r.requests, share * 100.0));
+    }
+    if let Some(n) = r.refused.filter(|_| r.attention.contains(&"refusals")) {
+        parts.push(format!("{n} refused"));
+    }
+    if parts.is_empty() {
+        "ok".to_owned()
+    } else {
+        format!("ATTENTION {}", parts.join(", "))
+    }
+}
+
+/// The attention lines: how many routes need it and why, and what /stats could not say.
+fn summary(doc: &StatsDoc, rows: &[Row]) -> String {
+    let marked = |why: &str| rows.iter().filter(|r| r.attention.contains(&why)).count();
+    let need = rows.iter().filter(|r| !r.attention.is_empty()).count();
+    let refusals_per_route = rows.iter().any(|r| r.refused.is_some());
+    let mut reasons = vec![format!("{} with 5xx over 1 %", marked("5xx"))];
+    if refusals_per_route {
+        reasons.push(format!("{} with refusals", marked("refusals")));
+    }
+    let mut out = format!(
+        "{need} of {} routes need attention: {}\n",
+        rows.len(),
+        reasons.join(", ")
+    );
+    if rows.iter().any(|r| r.responses_5xx.is_none()) {
+        out.push_str("5xx: this proxy's /stats does not count them per route\n");
+    }
+    if !refusals_per_route {
+        match &doc.kept_from_erp {
+            Some(kept) if kept.values().any(|n| *n > 0) => {
+                let by: Vec<String> = kept
+                    .iter()
+                    .filter(|(_, n)| **n > 0)
+                    .map(|(reason, n)| format!("{reason} {n}"))
+                    .collect();
+                out.push_str(&format!(
+                    "refusals: the proxy kept {} requests from the ERP ({}), served stale or \
+                     refused with 503; /stats does not say which routes\n",
+                    kept.values().sum::<u64>(),
+                    by.join(", ")
+                ));
+            }
+            Some(_) => out.push_str("refusals: none\n"),
+            None => out.push_str("refusals: this proxy's /stats does not count them\n"),
+        }
+    }
     out
 }
 
@@ -292,6 +392,90 @@ mod tests {
             text.contains("2 of 3 routes with traffic miss a target"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn more_than_one_percent_5xx_or_any_refusal_needs_attention() {
+        assert!(attention(1000, Some(10), Some(0)).is_empty(), "exactly 1 %");
+        assert_eq!(attention(1000, Some(11), Some(0)), ["5xx"], "just over 1 %");
+        assert!(attention(100, Some(1), None).is_empty(), "exactly 1 %");
+        assert_eq!(attention(99, Some(1), None), ["5xx"], "just over 1 %");
+        assert!(attention(1000, Some(0), Some(0)).is_empty());
+        assert_eq!(attention(1000, Some(0), Some(1)), ["refusals"]);
+        assert_eq!(attention(1000, Some(200), Some(3)), ["5xx", "refusals"]);
+        assert!(
+            attention(1000, None, None).is_empty(),
+            "unknown marks nothing"
+        );
+    }
+
+    fn with_errors(mut r: RouteDoc, responses_5xx: u64, refused: Option<u64>) -> RouteDoc {
+        r.responses_5xx = Some(responses_5xx);
+        r.refused = refused;
+        r
+    }
+
+    #[test]
+    fn routes_needing_attention_are_marked_and_counted() {
+        let doc = StatsDoc {
+            routes: vec![
+                with_errors(route("kpis", 1000, 3.0, 0.4), 10, Some(0)),
+                with_errors(route("forecast", 200, 150.0, 0.5), 40, Some(0)),
+                with_errors(route("orders", 100, 120.0, 1.0), 0, Some(7)),
+            ],
+            ..StatsDoc::default()
+        };
+        let rows = rows(&doc);
+        assert_eq!(rows[0].route, "forecast");
+        assert_eq!(rows[0].attention, ["5xx"]);
+        assert_eq!(rows[0].share_5xx, Some(0.2));
+        assert_eq!(rows[1].attention, ["refusals"]);
+        assert!(rows[2].attention.is_empty(), "exactly 1 % is fine");
+        let text = render_text(&doc);
+        assert!(text.contains("ATTENTION 40 of 200 5xx (20.0%)"), "{text}");
+        assert!(text.contains("ATTENTION 7 refused"), "{text}");
+        assert!(
+            text.contains("2 of 3 routes need attention: 1 with 5xx over 1 %, 1 with refusals"),
+            "{text}"
+        );
+        assert!(
+            text.contains("0 of 3 routes with traffic miss a target"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn proxy_wide_refusals_are_reported_when_routes_do_not_say() {
+        let mut kept = std::collections::BTreeMap::new();
+        kept.insert("breaker_open".to_owned(), 30);
+        kept.insert("queue_full".to_owned(), 5);
+        kept.insert("queue_timeout".to_owned(), 0);
+        let doc = StatsDoc {
+            routes: vec![with_errors(route("kpis", 100, 3.0, 0.4), 35, None)],
+            kept_from_erp: Some(kept),
+            ..StatsDoc::default()
+        };
+        let text = render_text(&doc);
+        assert!(
+            text.contains("1 of 1 routes need attention: 1 with 5xx over 1 %\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("kept 35 requests from the ERP (breaker_open 30, queue_full 5)"),
+            "{text}"
+        );
+        let none = StatsDoc {
+            kept_from_erp: Some(Default::default()),
+            ..doc.clone()
+        };
+        assert!(render_text(&none).contains("refusals: none"));
+        let old = StatsDoc {
+            routes: vec![route("kpis", 100, 3.0, 0.4)],
+            ..StatsDoc::default()
+        };
+        let text = render_text(&old);
+        assert!(text.contains("0 of 1 routes need attention"), "{text}");
+        assert!(text.contains("does not count them per route"), "{text}");
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The `/stats` document: the statistics (`stats`), the ERP's health, the cache tiers and the
 //! process, sampled when asked. The same sample refreshes the Prometheus gauges before a scrape.
 
+use std::collections::BTreeMap;
 use std::time::SystemTime;
 
 use crate::cache::DiskTier;
@@ -66,7 +67,20 @@ impl Admin {
         let sample = self.sample();
         self.metrics.refresh(&sample);
         let stats: &Stats = &self.stats;
-        let (routes, totals) = stats.routes();
+        let (mut routes, mut totals) = stats.routes();
+        let by_route = counts(&self.metrics, "knitcache_requests_total", "route", |m| {
+            label(m, "status") == Some("5xx")
+        });
+        for r in &mut routes {
+            r.responses_5xx = Some(by_route.get(&r.name).copied().unwrap_or(0));
+        }
+        totals.responses_5xx = Some(by_route.values().sum());
+        let kept_from_erp = counts(
+            &self.metrics,
+            "knitcache_upstream_refused_total",
+            "reason",
+            |_| true,
+        );
         let slowest = stats::slowest(&routes);
         let erp = self.health.snapshot();
         let disk_state = match &self.disk {
@@ -112,8 +126,39 @@ impl Admin {
             routes,
             slowest,
             hot_keys: stats.hot_keys(),
+            kept_from_erp: Some(kept_from_erp),
         }
     }
+}
+
+/// The counters of `family` whose series pass `keep`, summed by the value of label `by`.
+fn counts(
+    metrics: &Metrics,
+    family: &str,
+    by: &str,
+    keep: impl Fn(&prometheus::proto::Metric) -> bool,
+) -> BTreeMap<String, u64> {
+    let mut out = BTreeMap::new();
+    for f in metrics
+        .registry
+        .gather()
+        .iter()
+        .filter(|f| f.name() == family)
+    {
+        for m in f.get_metric().iter().filter(|m| keep(m)) {
+            if let Some(key) = label(m, by) {
+                *out.entry(key.to_owned()).or_insert(0) += m.get_counter().value() as u64;
+            }
+        }
+    }
+    out
+}
+
+fn label<'m>(m: &'m prometheus::proto::Metric, name: &str) -> Option<&'m str> {
+    m.get_label()
+        .iter()
+        .find(|l| l.name() == name)
+        .map(|l| l.value())
 }
 
 fn erp_doc(config: &Config, h: &ErpHealth) -> ErpDoc {
@@ -137,6 +182,21 @@ fn erp_doc(config: &Config, h: &ErpHealth) -> ErpDoc {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn counts_sum_5xx_by_route_over_methods_and_cache_results() {
+        let m = Metrics::new(["kpis", "orders"]).expect("metrics");
+        let ms = std::time::Duration::from_millis(1);
+        m.observe_request("kpis", &http::Method::GET, 503, "miss", ms);
+        m.observe_request("kpis", &http::Method::HEAD, 502, "bypass", ms);
+        m.observe_request("kpis", &http::Method::GET, 200, "hit", ms);
+        m.observe_request("orders", &http::Method::GET, 404, "miss", ms);
+        let by_route = counts(&m, "knitcache_requests_total", "route", |s| {
+            label(s, "status") == Some("5xx")
+        });
+        assert_eq!(by_route.get("kpis"), Some(&2), "{by_route:?}");
+        assert_eq!(by_route.get("orders").copied().unwrap_or(0), 0);
+    }
 
     #[test]
     fn rss_is_read_from_proc() {

@@ -2,6 +2,8 @@
 //! both sides share these types. Times are milliseconds, sizes bytes, ratios 0..=1; a value that
 //! does not exist (no disk tier, no traffic yet) is `null`, never a made-up 0.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 pub use super::latency::{Breakdown, Percentiles};
@@ -33,6 +35,11 @@ pub struct StatsDoc {
     pub slowest: Vec<SlowRoute>,
     /// The most requested cache keys, hottest first.
     pub hot_keys: Vec<HotKey>,
+    /// Requests the proxy kept from the ERP since start (served stale, or refused with `503`),
+    /// by reason (`breaker_open`, `route_breaker_open`, `queue_full`, `queue_timeout`), all
+    /// routes together. `null` where not known (an older proxy).
+    #[serde(default)]
+    pub kept_from_erp: Option<BTreeMap<String, u64>>,
 }
 
 /// The process.
@@ -114,6 +121,15 @@ pub struct RouteDoc {
     pub coalesced: u64,
     /// ERP failures (refused, timed out, 5xx, ...).
     pub upstream_errors: u64,
+    /// Responses with a 5xx status, whoever wrote them: the ERP's own, the proxy's 502/504 for
+    /// an ERP failure and its 503 refusals. `null` where not known (an older proxy).
+    #[serde(default)]
+    pub responses_5xx: Option<u64>,
+    /// Requests the proxy refused itself with `503` and `Retry-After` (breaker open, ERP queue
+    /// full or timed out). `null` while the proxy does not count refusals per route: then
+    /// [`StatsDoc::kept_from_erp`] has the proxy-wide counts.
+    #[serde(default)]
+    pub refused: Option<u64>,
     /// Response body bytes sent.
     pub bytes_sent: u64,
     /// hits / (hits + misses); `null` without cacheable requests.

@@ -199,6 +199,9 @@ impl Stats {
                     misses: r.misses.load(Ordering::Relaxed),
                     coalesced: r.coalesced.load(Ordering::Relaxed),
                     upstream_errors: r.upstream_errors.load(Ordering::Relaxed),
+                    // Not in an `Observation`: `/stats` fills them from the request counters.
+                    responses_5xx: None,
+                    refused: None,
                     bytes_sent: r.bytes.load(Ordering::Relaxed),
                     hit_ratio: None,
                     latency: lat.since_start(),
