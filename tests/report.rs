@@ -1,5 +1,5 @@
 //! `knitcache report` against a running proxy: it reads `/stats` over HTTP and prints per-route
-//! rows, slowest first, with the ERP plan's targets checked.
+//! rows, slowest first, with the ERP plan's targets checked and 5xx and refusals counted.
 
 mod common;
 
@@ -33,6 +33,9 @@ async fn report_lists_routes_slowest_first_and_marks_missed_targets() {
     for _ in 0..4 {
         get(&c, &proxy.url("/api/comprehensive-kpis")).await;
     }
+    // A GET-only endpoint answers POST with the ERP's 500: one of the route's five requests.
+    let failed = send(c.post(proxy.url("/api/comprehensive-kpis"))).await;
+    assert_eq!(failed.status, 500);
     let admin = format!("http://{}", proxy.addrs.admin);
 
     let a = admin.clone();
@@ -52,9 +55,14 @@ async fn report_lists_routes_slowest_first_and_marks_missed_targets() {
     assert_eq!(rows[0]["route"], "fabric-forecast", "slowest first");
     assert_eq!(rows[0]["missed"], serde_json::json!(["p95"]));
     assert_eq!(rows[1]["route"], "kpis");
-    assert_eq!(rows[1]["requests"], 4);
+    assert_eq!(rows[1]["requests"], 5);
     assert_eq!(rows[1]["hit_ratio"], 0.75);
     assert_eq!(rows[1]["missed"], serde_json::json!([]));
+    assert_eq!(rows[0]["responses_5xx"], 0);
+    assert_eq!(rows[0]["attention"], serde_json::json!([]));
+    assert_eq!(rows[1]["responses_5xx"], 1);
+    assert_eq!(rows[1]["share_5xx"], 0.2);
+    assert_eq!(rows[1]["attention"], serde_json::json!(["5xx"]));
 
     let text = tokio::task::spawn_blocking(move || report(vec!["--admin".into(), admin]))
         .await
@@ -63,6 +71,12 @@ async fn report_lists_routes_slowest_first_and_marks_missed_targets() {
     assert!(text.status.success(), "{out}");
     assert!(
         out.contains("MISSED p95") && out.contains("1 of 2 routes with traffic miss a target"),
+        "{out}"
+    );
+    assert!(
+        out.contains("ATTENTION 1 of 5 5xx (20.0%)")
+            && out.contains("1 of 2 routes need attention: 1 with 5xx over 1 %")
+            && out.contains("refusals: none"),
         "{out}"
     );
 }
