@@ -1,6 +1,7 @@
 //! Warming through the real proxy: a hot key is refreshed before it expires, so a client polling
 //! it never sees a miss; the warm list is fetched before the first client asks; a client cannot
-//! forge the warmer's marker.
+//! forge the warmer's marker; a re-warming purge refetches every purged hot key, however many
+//! more there are than warm slots.
 
 mod common;
 
@@ -110,4 +111,54 @@ async fn a_client_cannot_forge_the_warm_marker() {
         );
     }
     assert_eq!(sim.hits("/api/planning-phases"), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rewarming_purge_refetches_every_hot_key_once_not_only_what_fits_the_slots() {
+    let sim = start_sim(0.01).await;
+    let (_tmp, dir) = cache_dir();
+    let sections = "warming:\n  enabled: true\n  concurrency: 2\ninvalidation:\n  - name: reload\n    exact: /api/reload-data\n    methods: [GET]\n    purge: { everything: true }\n    rewarm: true\n";
+    let proxy = TestProxy::start_yaml(
+        &config_yaml_sections(sim.addr(), &dir, sections, ROUTES),
+        &dir,
+    );
+    let c = client();
+    let keys: Vec<String> = (0..10)
+        .map(|i| format!("/api/planning-phases?plan={i}"))
+        .collect();
+    for k in &keys {
+        get(&c, &proxy.url(k)).await;
+        let again = get(&c, &proxy.url(k)).await;
+        assert!(again.is_hit(), "{k} is cached: {}", again.cache_status());
+        assert_eq!(sim.hits_with_query(k), 1, "{k}");
+    }
+
+    assert_eq!(get(&c, &proxy.url("/api/reload-data")).await.status, 200);
+    eventually("the warmer refetched every purged key", || {
+        keys.iter().all(|k| sim.hits_with_query(k) >= 2)
+    })
+    .await;
+    // A few more warmer ticks: nothing is fetched twice.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let counts: Vec<u64> = keys.iter().map(|k| sim.hits_with_query(k)).collect();
+    assert_eq!(
+        counts,
+        vec![2; keys.len()],
+        "each key refetched exactly once"
+    );
+    let warmed = metric(
+        &proxy,
+        r#"knitcache_warm_requests_total{kind="hot",result="warmed"}"#,
+    )
+    .await;
+    assert_eq!(
+        warmed as usize,
+        keys.len(),
+        "every refetch was the warmer's"
+    );
+    for k in &keys {
+        let r = get(&c, &proxy.url(k)).await;
+        assert!(r.is_hit(), "{k} is warm again: {}", r.cache_status());
+    }
+    assert_eq!(sim.hits("/api/planning-phases"), 2 * keys.len() as u64);
 }
