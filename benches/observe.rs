@@ -49,6 +49,7 @@ fn recording(c: &mut Criterion) {
         total: Duration::from_micros(80),
         upstream: None,
         upstream_error: false,
+        refused: false,
         coalesced: false,
         bytes: 342,
     };

@@ -499,6 +499,14 @@ async fn one_broken_endpoint_never_takes_the_others_down() {
         );
     }
     assert_eq!(sim.hits("/t/write"), 10, "every one reached the ERP");
+    let doc = stats(&c, &proxy).await;
+    assert_eq!(route_stats(&doc, "broken")["refused"], 1, "{doc}");
+    assert_eq!(route_stats(&doc, "writes")["refused"], 0);
+    assert_eq!(
+        route_stats(&doc, "broken")["upstream_errors"],
+        3,
+        "the ERP's three 500s, not the refusal"
+    );
     assert_eq!(
         metric(&proxy, "knitcache_breaker_state").await,
         0.0,

@@ -63,6 +63,7 @@ async fn report_lists_routes_slowest_first_and_marks_missed_targets() {
     assert_eq!(rows[1]["responses_5xx"], 1);
     assert_eq!(rows[1]["share_5xx"], 0.2);
     assert_eq!(rows[1]["attention"], serde_json::json!(["5xx"]));
+    assert_eq!(rows[1]["refused"], 0, "refusals are counted per route");
 
     let text = tokio::task::spawn_blocking(move || report(vec!["--admin".into(), admin]))
         .await
@@ -75,8 +76,7 @@ async fn report_lists_routes_slowest_first_and_marks_missed_targets() {
     );
     assert!(
         out.contains("ATTENTION 1 of 5 5xx (20.0%)")
-            && out.contains("1 of 2 routes need attention: 1 with 5xx over 1 %")
-            && out.contains("refusals: none"),
+            && out.contains("1 of 2 routes need attention: 1 with 5xx over 1 %, 0 with refusals"),
         "{out}"
     );
 }

@@ -246,6 +246,7 @@ impl Proxy {
                 total: took,
                 upstream: ctx.upstream_took,
                 upstream_error: upstream_error.is_some(),
+                refused: status == 503 && error.is_some_and(limits::is_refusal),
                 coalesced,
                 bytes,
             });

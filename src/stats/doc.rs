@@ -125,9 +125,9 @@ pub struct RouteDoc {
     /// an ERP failure and its 503 refusals. `null` where not known (an older proxy).
     #[serde(default)]
     pub responses_5xx: Option<u64>,
-    /// Requests the proxy refused itself with `503` and `Retry-After` (breaker open, ERP queue
-    /// full or timed out). `null` while the proxy does not count refusals per route: then
-    /// [`StatsDoc::kept_from_erp`] has the proxy-wide counts.
+    /// Requests the proxy refused itself with `503` and `Retry-After` (a breaker open, the ERP's
+    /// queue full or timed out) with no stale copy to serve. `null` from an older proxy, which
+    /// did not count them per route: then [`StatsDoc::kept_from_erp`] has the proxy-wide counts.
     #[serde(default)]
     pub refused: Option<u64>,
     /// Response body bytes sent.

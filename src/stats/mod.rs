@@ -50,8 +50,11 @@ pub struct Observation<'a> {
     pub total: Duration,
     /// The ERP's time, if the ERP was asked.
     pub upstream: Option<Duration>,
-    /// Whether the ERP failed (refused, timed out, 5xx, ...).
+    /// Whether the ERP failed (refused connect, timed out, 5xx, ...).
     pub upstream_error: bool,
+    /// Whether the proxy refused the request itself (`503` with `Retry-After`: a breaker open,
+    /// the ERP's queue full or timed out) and had no stale copy to serve.
+    pub refused: bool,
     /// Whether the request waited for another request's fill.
     pub coalesced: bool,
     /// Response body bytes sent to the client.
@@ -68,6 +71,7 @@ struct RouteStats {
     misses: AtomicU64,
     coalesced: AtomicU64,
     upstream_errors: AtomicU64,
+    refused: AtomicU64,
     bytes: AtomicU64,
     latencies: Mutex<Latencies>,
 }
@@ -83,6 +87,7 @@ impl RouteStats {
             misses: AtomicU64::new(0),
             coalesced: AtomicU64::new(0),
             upstream_errors: AtomicU64::new(0),
+            refused: AtomicU64::new(0),
             bytes: AtomicU64::new(0),
             latencies: Mutex::new(Latencies::new(RECENT_WINDOW)),
         }
@@ -166,6 +171,9 @@ impl Stats {
         if o.upstream_error {
             r.upstream_errors.fetch_add(1, Ordering::Relaxed);
         }
+        if o.refused {
+            r.refused.fetch_add(1, Ordering::Relaxed);
+        }
         let at = self.started.elapsed();
         r.latencies.lock().record(at, served, o.total, o.upstream);
     }
@@ -199,9 +207,9 @@ impl Stats {
                     misses: r.misses.load(Ordering::Relaxed),
                     coalesced: r.coalesced.load(Ordering::Relaxed),
                     upstream_errors: r.upstream_errors.load(Ordering::Relaxed),
-                    // Not in an `Observation`: `/stats` fills them from the request counters.
+                    // Not in an `Observation`: `/stats` fills it from the request counters.
                     responses_5xx: None,
-                    refused: None,
+                    refused: Some(r.refused.load(Ordering::Relaxed)),
                     bytes_sent: r.bytes.load(Ordering::Relaxed),
                     hit_ratio: None,
                     latency: lat.since_start(),
@@ -215,6 +223,7 @@ impl Stats {
                 total.misses += doc.misses;
                 total.coalesced += doc.coalesced;
                 total.upstream_errors += doc.upstream_errors;
+                total.refused = Some(total.refused.unwrap_or(0) + doc.refused.unwrap_or(0));
                 total.bytes_sent += doc.bytes_sent;
                 doc
             })
@@ -295,6 +304,7 @@ mod tests {
             total: Duration::from_millis(ms),
             upstream: (cache != "hit").then(|| Duration::from_millis(ms)),
             upstream_error: false,
+            refused: false,
             coalesced: false,
             bytes: 100,
         }
