@@ -17,7 +17,7 @@ const ROUTES: &str = r#"  - name: errors
     stale_while_revalidate_secs: 30
     stale_if_error_secs: 600
     error_statuses: [400, 404]
-    error_ttl_secs: 1
+    error_ttl_secs: 2
   - name: plain
     prefix: /t/plain/
     ttl_secs: 60
@@ -67,9 +67,10 @@ async fn a_listed_error_is_a_hit_until_its_own_ttl_ends() {
         );
     }
 
-    // error_ttl_secs: 1, whatever the route's ttl_secs (60) and windows say; 404 is in the
-    // default statuses too, and the error rule wins.
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    // error_ttl_secs: 2, whatever the route's ttl_secs (60) and windows say; 404 is in the
+    // default statuses too, and the error rule wins. (Stored lifetimes keep whole seconds, so a
+    // 1 s TTL could end a few milliseconds after the fill.)
+    tokio::time::sleep(Duration::from_millis(2200)).await;
     for path in [bad, missing] {
         let after = get(&c, &proxy.url(path)).await;
         assert!(
@@ -100,7 +101,7 @@ async fn an_expired_error_is_not_served_when_the_erp_fails() {
 
     get(&c, &proxy.url(path)).await;
     assert!(get(&c, &proxy.url(path)).await.is_hit());
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    tokio::time::sleep(Duration::from_millis(2200)).await;
     sim.add_route(path, scripted(500, r#"{"error":"boom"}"#));
     let failed = get(&c, &proxy.url(path)).await;
     assert_eq!(
