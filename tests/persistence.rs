@@ -199,15 +199,7 @@ fn purged_entries_stay_purged_after_a_restart() {
     assert_eq!(cache.disk, DiskTier::Open);
     rt.block_on(async {
         for k in [&key, &kept] {
-            let mut miss = cache
-                .storage
-                .get_miss_handler(k, &meta(), &span)
-                .await
-                .expect("miss handler");
-            miss.write_body(Bytes::from_static(b"body"), true)
-                .await
-                .expect("write");
-            miss.finish().await.expect("finish");
+            fill(cache.storage, k, &meta(), Bytes::from_static(b"body")).await;
         }
         let outcome = cache
             .storage
@@ -286,15 +278,13 @@ fn a_removal_right_after_a_fill_is_not_undone_by_the_write_queue() {
     rt.block_on(async {
         for i in 0..50 {
             let key = CacheKey::new(format!("GET /fresh/{i}"), "");
-            let mut miss = cache
-                .storage
-                .get_miss_handler(&key, &meta(), &span)
-                .await
-                .expect("miss handler");
-            miss.write_body(Bytes::from(vec![b'x'; 64 * 1024]), true)
-                .await
-                .expect("write");
-            miss.finish().await.expect("finish");
+            fill(
+                cache.storage,
+                &key,
+                &meta(),
+                Bytes::from(vec![b'x'; 64 * 1024]),
+            )
+            .await;
             let removed = cache
                 .storage
                 .remove(pingora_cache::key::CacheHashKey::combined_bin(&key))

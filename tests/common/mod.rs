@@ -384,6 +384,23 @@ pub fn small_cache(parent: &Path, compression: bool) -> knitcache::config::Cache
     }
 }
 
+/// Stores `body` under `key` with `meta` straight through the storage, as a miss's fill does.
+pub async fn fill(
+    storage: &'static knitcache::cache::HybridStorage,
+    key: &pingora_cache::CacheKey,
+    meta: &pingora_cache::CacheMeta,
+    body: bytes::Bytes,
+) {
+    use pingora_cache::storage::Storage;
+    let span = pingora_cache::trace::Span::inactive().handle();
+    let mut miss = storage
+        .get_miss_handler(key, meta, &span)
+        .await
+        .expect("miss handler");
+    miss.write_body(body, true).await.expect("write");
+    miss.finish().await.expect("finish");
+}
+
 /// A temp directory whose `cache` subdirectory is the proxy's disk tier.
 pub fn cache_dir() -> (tempfile::TempDir, PathBuf) {
     let tmp = tempfile::tempdir().expect("tempdir");

@@ -459,13 +459,11 @@ fn the_fast_path_selects_variants_by_vary() {
     use knitcache::cache::{Cache, key};
     use knitcache::config::QueryKey;
     use knitcache::proxy::fast_hit::{self, Selector};
-    use pingora_cache::storage::Storage;
 
     let tmp = tempfile::tempdir().expect("tempdir");
     let settings = small_cache(tmp.path(), true);
     let cache = Cache::open(&settings, &prometheus::Registry::new()).expect("open");
     let rt = tokio::runtime::Runtime::new().expect("runtime");
-    let span = pingora_cache::trace::Span::inactive().handle();
     let request = |origin: Option<&str>| {
         let mut h = http::HeaderMap::new();
         if let Some(o) = origin {
@@ -498,15 +496,13 @@ fn the_fast_path_selects_variants_by_vary() {
             if i > 0 {
                 slot.set_variance_key(variance);
             }
-            let mut miss = cache
-                .storage
-                .get_miss_handler(&slot, &meta, &span)
-                .await
-                .expect("miss handler");
-            miss.write_body(bytes::Bytes::from(origin.to_string()), true)
-                .await
-                .expect("write");
-            miss.finish().await.expect("finish");
+            fill(
+                cache.storage,
+                &slot,
+                &meta,
+                bytes::Bytes::from(origin.to_string()),
+            )
+            .await;
         }
     });
     let find = |origin: Option<&str>| {
