@@ -45,12 +45,12 @@ $(DEPLOY_TOOLS)/.installed: deploy/tools-requirements.txt
 	touch $@
 
 demo: setup-build
-	$(CARGO) run -- demo
+	$(CARGO) run --example demo
 
 test: setup
 	$(CARGO) fmt --all -- --check
-	$(CARGO) clippy --all-targets -- -D warnings
-	$(CARGO) test --all-targets
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) test --workspace --all-targets
 	$(MAKE) check-configs
 	$(MAKE) check-prometheus
 	$(MAKE) check-deploy

@@ -8,11 +8,12 @@
 //! cargo bench --bench load -- --help
 //! ```
 //!
-//! It starts the ERP simulator and the release `knitcache` binary as processes of their own (so
-//! their RSS and CPU are theirs alone), drives them with `wrk` (Debian's package; the Lua
-//! scripts are in `benches/load/`), reads the simulator's counters, and writes a JSON result
-//! file plus a table. Everything is on loopback; every run is bounded by `--duration` and every
-//! process it started is stopped by its pid when it ends (or panics).
+//! It starts the ERP simulator (the `erp-sim` binary, built for the same profile) and the
+//! release `knitcache` binary as processes of their own (so their RSS and CPU are theirs
+//! alone), drives them with `wrk` (Debian's package; the Lua scripts are in `benches/load/`),
+//! reads the simulator's counters, and writes a JSON result file plus a table. Everything is on
+//! loopback; every run is bounded by `--duration` and every process it started is stopped by
+//! its pid when it ends (or panics).
 //!
 //! Under `cargo test` (no `--bench` flag) it only checks its own parsing and reporting.
 //!
@@ -458,8 +459,10 @@ impl World {
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         let sim_port = free_port()?;
-        let mut cmd = pinned(opts.pin, "0", &opts.knitcache[0].1);
-        cmd.args(["--log", "warn", "erp-sim", "--listen"])
+        let sim_bin =
+            erp_sim::binary::built().map_err(|e| format!("the ERP simulator's binary: {e}"))?;
+        let mut cmd = pinned(opts.pin, "0", &sim_bin);
+        cmd.arg("--listen")
             .arg(format!("127.0.0.1:{sim_port}"))
             .arg("--time-scale")
             .arg(opts.time_scale.to_string());

@@ -5,13 +5,14 @@
 # Prints hits/s and the proxy's CPU per hit (utime+stime from /proc over the run, divided by the
 # requests wrk completed), which is steadier than hits/s on a shared machine.
 #
-#   cargo build --release && benches/observability_cost.sh [rounds] [seconds] [connections]
+#   cargo build --release --workspace && benches/observability_cost.sh [rounds] [seconds] [connections]
 #
 # Needs wrk and curl. Prometheus metrics are always on; their cost is in `cargo bench --bench
 # observe`.
 set -euo pipefail
 ROUNDS=${1:-5} SECS=${2:-8} CONNS=${3:-4}
 BIN=$(cd "$(dirname "$0")/.." && pwd)/target/release/knitcache
+SIM_BIN=$(dirname "$BIN")/erp-sim
 WORK=$(mktemp -d)
 TCK=$(getconf CLK_TCK)
 trap 'kill $SIM 2>/dev/null; rm -rf "$WORK"' EXIT
@@ -39,7 +40,7 @@ routes:
     ttl_secs: 3600
 YAML
 done
-"$BIN" erp-sim --listen 127.0.0.1:16007 --time-scale 0.01 >"$WORK/sim.log" 2>&1 &
+"$SIM_BIN" --listen 127.0.0.1:16007 --time-scale 0.01 >"$WORK/sim.log" 2>&1 &
 SIM=$!
 sleep 1
 cpu() { awk '{print $14+$15}' "/proc/$1/stat"; }

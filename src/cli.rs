@@ -1,4 +1,4 @@
-//! The command line: `run`, `check`, `demo` and `erp-sim`. Flags override the file, so one
+//! The command line: `run`, `check` and `report`. Flags override the file, so one
 //! shipped config serves every machine.
 
 use std::net::SocketAddr;
@@ -35,21 +35,6 @@ pub enum Command {
         #[arg(short, long)]
         config: PathBuf,
     },
-    /// Start the ERP simulator and knitcache in front of it on loopback, ready to browse.
-    Demo {
-        /// The config file (routes and TTLs); addresses and cache directory are the demo's own.
-        #[arg(short, long, default_value = "config/knitcache.yaml")]
-        config: PathBuf,
-        /// Where the proxy listens.
-        #[arg(long, default_value = "127.0.0.1:5006")]
-        listen: SocketAddr,
-        /// Where the simulated ERP listens.
-        #[arg(long, default_value = "127.0.0.1:5007")]
-        erp_listen: SocketAddr,
-        /// Where the admin endpoints listen.
-        #[arg(long, default_value = "127.0.0.1:5009")]
-        admin_listen: SocketAddr,
-    },
     /// Print the performance report of a running proxy, read from its admin listener.
     Report {
         /// The admin listener, e.g. http://127.0.0.1:5009.
@@ -58,21 +43,6 @@ pub enum Command {
         /// `text` for people, `json` for machines.
         #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
         format: ReportFormat,
-    },
-    /// Run the ERP simulator alone.
-    ErpSim {
-        /// Where the simulator listens.
-        #[arg(long, default_value = "127.0.0.1:5007")]
-        listen: SocketAddr,
-        /// A second listener for the simulator's fault switches (reachable while "down").
-        #[arg(long)]
-        control_listen: Option<SocketAddr>,
-        /// Which ERP to imitate: `rollback` (handlers reachable) or `shipped` (v2 redirects).
-        #[arg(long, default_value = "rollback")]
-        mode: String,
-        /// Multiply every simulated latency by this (0.01 makes a 2 s forecast take 20 ms).
-        #[arg(long, default_value_t = 1.0)]
-        time_scale: f64,
     },
 }
 
@@ -191,8 +161,8 @@ mod tests {
     fn run_logs_json_and_the_rest_text_unless_told() {
         let run = Cli::try_parse_from(["knitcache", "run", "-c", "x"]).expect("parse");
         assert_eq!(run.log_format(), LogFormat::Json);
-        let demo = Cli::try_parse_from(["knitcache", "demo"]).expect("parse");
-        assert_eq!(demo.log_format(), LogFormat::Text);
+        let check = Cli::try_parse_from(["knitcache", "check", "-c", "x"]).expect("parse");
+        assert_eq!(check.log_format(), LogFormat::Text);
         let told = Cli::try_parse_from(["knitcache", "--log-format", "text", "run", "-c", "x"])
             .expect("parse");
         assert_eq!(told.log_format(), LogFormat::Text);

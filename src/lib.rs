@@ -12,8 +12,6 @@
 //! * `cache`     foyer memory + disk tiers behind pingora-cache's `Storage`, keys, policy
 //! * `cli`       the command line
 //! * `config`    YAML schema, validation, the runtime model
-//! * `demo`      the simulator and the proxy together on loopback
-//! * `erp_sim`   a faithful simulator of the ERP, for tests, the demo and the load suite
 //! * `limits`    protecting the ERP: rate limits, the concurrency cap, the circuit breaker
 //! * `health`    the ERP health probe and its shared state
 //! * `invalidation` write-triggered purges, tags, `PURGE` on the proxy port
@@ -30,8 +28,6 @@ pub mod app;
 pub mod cache;
 pub mod cli;
 pub mod config;
-pub mod demo;
-pub mod erp_sim;
 pub mod health;
 pub mod invalidation;
 pub mod limits;

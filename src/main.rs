@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use knitcache::cli::{Cli, Command, ReportFormat};
-use knitcache::{app, config, demo, report, telemetry};
+use knitcache::{app, config, report, telemetry};
 
 // The allocator is a build feature so that the choice can be re-measured (docs/PERFORMANCE.md,
 // "Memory, step by step"); without either feature the binary uses glibc's malloc.
@@ -101,12 +101,6 @@ fn run() -> ExitCode {
             server.run_until_signal();
             ExitCode::SUCCESS
         }
-        Command::Demo {
-            config,
-            listen,
-            erp_listen,
-            admin_listen,
-        } => demo::run(&config, listen, erp_listen, admin_listen),
         Command::Report { admin, format } => match report::fetch(&admin) {
             Ok(doc) => {
                 match format {
@@ -124,18 +118,6 @@ fn run() -> ExitCode {
             Err(e) => {
                 eprintln!("knitcache report: {e}");
                 ExitCode::from(EXIT_UNAVAILABLE)
-            }
-        },
-        Command::ErpSim {
-            listen,
-            control_listen,
-            mode,
-            time_scale,
-        } => match demo::run_erp_sim(listen, &mode, time_scale, control_listen) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("knitcache erp-sim: {e}");
-                ExitCode::from(EXIT_STARTUP)
             }
         },
     }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use common::*;
-use knitcache::erp_sim::ScriptedResponse;
+use erp_sim::ScriptedResponse;
 
 const ROUTES: &str = r#"  - name: kpis
     exact: /api/comprehensive-kpis

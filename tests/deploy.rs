@@ -102,8 +102,16 @@ async fn the_compose_containers_commands_serve_on_loopback() {
             .map(|a| map.get(a).cloned().unwrap_or_else(|| a.clone()))
             .collect()
     };
+    // The erp container runs the image's simulator binary, which the image installs.
+    let erp_entrypoint = strings(&services["erp"]["entrypoint"]);
+    assert_eq!(erp_entrypoint, ["/usr/local/bin/erp-sim"]);
+    assert!(
+        dockerfile.contains("COPY --from=build /usr/local/bin/erp-sim /usr/local/bin/erp-sim"),
+        "the image carries the simulator"
+    );
+    let sim = erp_sim::binary::built().expect("the erp-sim binary");
+    let _erp = spawn(&sim, &local(&erp_cmd), &tmp.path().join("erp.log"));
     let bin = Path::new(env!("CARGO_BIN_EXE_knitcache"));
-    let _erp = spawn(bin, &local(&erp_cmd), &tmp.path().join("erp.log"));
     // The container listens on the config's 0.0.0.0:5006 in its own network namespace; here,
     // on a free loopback port, with the pid file and upgrade socket out of the shared /tmp.
     let mut args = local(&proxy_cmd);

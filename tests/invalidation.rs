@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use common::*;
-use knitcache::erp_sim::ScriptedResponse;
+use erp_sim::ScriptedResponse;
 
 const ROUTES: &str = r#"  - name: knit-orders
     exact: /api/knit-orders

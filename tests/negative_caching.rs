@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use common::*;
-use knitcache::erp_sim::ScriptedResponse;
+use erp_sim::ScriptedResponse;
 
 /// Long route windows, so that an error served stale would show.
 const ROUTES: &str = r#"  - name: errors

@@ -5,7 +5,7 @@
 mod common;
 
 use common::*;
-use knitcache::erp_sim::Mode;
+use erp_sim::Mode;
 
 const ROUTES: &str = r#"  - name: reload
     exact: /api/reload-data

@@ -9,7 +9,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use knitcache::erp_sim::ScriptedResponse;
+use erp_sim::ScriptedResponse;
 
 const ROUTES: &str = r#"  - name: writes
     prefix: /t/write

@@ -11,7 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROUNDS=${1:-5}; SECS=${2:-5}; CONNS=${3:-50}
 command -v wrk >/dev/null || { echo "wrk not found: apt-get install wrk" >&2; exit 1; }
-cargo build --release -q
+cargo build --release -q --workspace
 BIN=target/release/knitcache
 WORK=$(mktemp -d)
 pids=()
@@ -20,7 +20,7 @@ trap cleanup EXIT
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 ERP=$(free_port)
-"$BIN" erp-sim --listen "127.0.0.1:$ERP" --time-scale 0.01 >/dev/null 2>&1 & pids+=($!)
+target/release/erp-sim --listen "127.0.0.1:$ERP" --time-scale 0.01 >/dev/null 2>&1 & pids+=($!)
 
 start_proxy() { # name rate_limit_enabled
   local port admin

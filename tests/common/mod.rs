@@ -15,10 +15,10 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use erp_sim::{ErpSim, Mode, SimOptions};
 use knitcache::app::{self, Addrs, Listeners};
 use knitcache::config::reload::Reloads;
 use knitcache::config::{self, Config};
-use knitcache::erp_sim::{ErpSim, Mode, SimOptions};
 use knitcache::metrics::Metrics;
 use pingora_core::server::{ShutdownSignal, ShutdownSignalWatch};
 

@@ -1,54 +1,53 @@
-//! `knitcache demo` and `knitcache erp-sim`: the ERP simulator on loopback, alone or with the
-//! proxy in front of it, using the shipped route table.
+//! `make demo` (`cargo run --example demo`): the ERP simulator on loopback with knitcache in
+//! front of it, using the shipped route table. An example rather than a subcommand, so that the
+//! product binary does not carry the simulator (a dev-dependency).
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use crate::app;
-use crate::config;
-use crate::erp_sim::{self, ErpSim, Mode, SimOptions};
+use clap::Parser;
+use erp_sim::{ErpSim, Mode, SimOptions};
+use knitcache::telemetry::{self, LogFormat};
+use knitcache::{app, config};
 
-/// Runs the simulator alone until interrupted.
-pub fn run_erp_sim(
+/// Start the ERP simulator and knitcache in front of it on loopback, ready to browse.
+#[derive(Debug, Parser)]
+#[command(name = "demo")]
+struct Args {
+    /// The config file (routes and TTLs); addresses and cache directory are the demo's own.
+    #[arg(short, long, default_value = "config/knitcache.yaml")]
+    config: PathBuf,
+    /// Where the proxy listens.
+    #[arg(long, default_value = "127.0.0.1:5006")]
     listen: SocketAddr,
-    mode: &str,
-    time_scale: f64,
-    control_listen: Option<SocketAddr>,
-) -> Result<(), String> {
-    let mode = parse_mode(mode)?;
-    if !(time_scale.is_finite() && time_scale >= 0.0) {
-        return Err(format!("--time-scale {time_scale} must be a number >= 0"));
-    }
-    let runtime =
-        tokio::runtime::Runtime::new().map_err(|e| format!("cannot start runtime: {e}"))?;
-    let served = runtime.block_on(erp_sim::run_cli(
-        listen,
-        SimOptions {
-            mode,
-            time_scale,
-            control_listen,
-        },
-    ));
-    // Dropping a runtime waits for its blocking handlers (the slow endpoints sleep on the
-    // blocking pool); the process is on its way out, so only briefly.
-    runtime.shutdown_timeout(erp_sim::SHUTDOWN_WAIT);
-    served.map_err(|e| format!("cannot serve on {listen}: {e}"))
+    /// Where the simulated ERP listens.
+    #[arg(long, default_value = "127.0.0.1:5007")]
+    erp_listen: SocketAddr,
+    /// Where the admin endpoints listen.
+    #[arg(long, default_value = "127.0.0.1:5009")]
+    admin_listen: SocketAddr,
+    /// Log filter (tracing EnvFilter syntax); overrides RUST_LOG.
+    #[arg(long)]
+    log: Option<String>,
 }
 
-fn parse_mode(mode: &str) -> Result<Mode, String> {
-    match mode {
-        "rollback" => Ok(Mode::Rollback),
-        "shipped" => Ok(Mode::Shipped),
-        other => Err(format!(
-            "--mode {other:?} is not a mode; use rollback or shipped"
-        )),
-    }
+fn main() -> ExitCode {
+    let args = Args::parse();
+    telemetry::init(args.log.as_deref(), LogFormat::Text);
+    let code = run(
+        &args.config,
+        args.listen,
+        args.erp_listen,
+        args.admin_listen,
+    );
+    telemetry::flush();
+    code
 }
 
 /// Starts the simulator and the proxy in front of it, prints what to try, and serves until
 /// interrupted.
-pub fn run(config_path: &Path, listen: SocketAddr, erp: SocketAddr, admin: SocketAddr) -> ExitCode {
+fn run(config_path: &Path, listen: SocketAddr, erp: SocketAddr, admin: SocketAddr) -> ExitCode {
     let mut config = match config::load(config_path) {
         Ok(c) => c,
         Err(errors) => {
@@ -94,11 +93,11 @@ pub fn run(config_path: &Path, listen: SocketAddr, erp: SocketAddr, admin: Socke
     let erp_addr = match ready_rx.recv() {
         Ok(Ok(addr)) => addr,
         Ok(Err(e)) => {
-            eprintln!("knitcache demo: cannot start the ERP simulator on {erp}: {e}");
+            eprintln!("demo: cannot start the ERP simulator on {erp}: {e}");
             return ExitCode::from(70);
         }
         Err(_) => {
-            eprintln!("knitcache demo: the ERP simulator thread stopped");
+            eprintln!("demo: the ERP simulator thread stopped");
             return ExitCode::from(70);
         }
     };
@@ -107,7 +106,7 @@ pub fn run(config_path: &Path, listen: SocketAddr, erp: SocketAddr, admin: Socke
     let server = match app::Listeners::bind(&config).and_then(|l| app::build(config, l)) {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("knitcache demo: {e}");
+            eprintln!("demo: {e}");
             return ExitCode::from(70);
         }
     };

@@ -1,5 +1,6 @@
-//! A simulator of the Beverly Knits ERP (one Flask process; see `ERP_FACTS.md`), for the
-//! tests, `knitcache demo`, `knitcache erp-sim` and the load suite.
+//! A simulator of the Beverly Knits ERP (one Flask process; see `ERP_FACTS.md`), for
+//! knitcache's tests, its demo example and its load suite; the `erp-sim` binary runs it alone.
+//! It knows nothing of knitcache.
 //!
 //! It serves the ERP's 173 paths with their methods, measured body sizes and latencies, in
 //! either mode ([`Mode`]), runs CPU-bound handlers one at a time as the GIL does, closes every
@@ -7,6 +8,7 @@
 //! fault switches (fail, slow, hang, down) reachable in-process and over HTTP under `/__sim/`.
 //!
 //! * `app`       what the ERP answers: routing, redirect hooks, handlers, error handlers, CORS
+//! * `binary`    the `erp-sim` binary for tests and benches that run it as a process
 //! * `body`      JSON bodies padded to the measured sizes, the HTML pages, timestamps, FNV-1a
 //! * `catalogue` the endpoint table from ERP_FACTS §1.4/§1.5
 //! * `control`   the `/__sim/*` endpoints
@@ -16,6 +18,7 @@
 //! * `url`       percent-decoding and query parsing
 
 mod app;
+pub mod binary;
 mod body;
 mod catalogue;
 mod control;
@@ -325,32 +328,3 @@ impl ErpSim {
         self.server().shutdown().await;
     }
 }
-
-/// Runs a simulator until ctrl-c; used by `knitcache erp-sim`. Prints the bound address and,
-/// if any, the control address.
-pub async fn run_cli(listen: SocketAddr, opts: SimOptions) -> io::Result<()> {
-    let (mode, scale) = (opts.mode, opts.time_scale);
-    let sim = ErpSim::start(listen, opts).await?;
-    println!(
-        "erp-sim listening on http://{} (mode {mode}, time scale {scale})",
-        sim.addr()
-    );
-    match sim.control_addr() {
-        Some(c) => println!("erp-sim control on http://{c}/__sim/counters"),
-        None => println!("erp-sim control on http://{}/__sim/counters", sim.addr()),
-    }
-    tokio::signal::ctrl_c().await?;
-    // Whoever sends the interrupt (a terminal, the load suite, a parent's death signal) expects
-    // the process gone, and after the first interrupt a second one no longer reaches the default
-    // handler: nothing the shutdown waits for may keep the process alive.
-    if tokio::time::timeout(SHUTDOWN_WAIT, sim.shutdown())
-        .await
-        .is_err()
-    {
-        eprintln!("erp-sim: still closing after {SHUTDOWN_WAIT:?}; exiting anyway");
-    }
-    Ok(())
-}
-
-/// How long an interrupted `knitcache erp-sim` waits for its connections to close.
-pub const SHUTDOWN_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
