@@ -11,25 +11,6 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 use common::*;
-use knitcache::config;
-
-/// The shipped config, on loopback ephemeral ports, in front of `sim`, caching in `dir`.
-fn shipped(sim: std::net::SocketAddr, dir: &Path) -> config::Config {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/knitcache.yaml");
-    let mut c = config::load(&path).unwrap_or_else(|e| panic!("{e}"));
-    c.listen = "127.0.0.1:0".parse().expect("addr");
-    c.admin_listen = "127.0.0.1:0".parse().expect("addr");
-    c.upstream.address = sim;
-    c.cache.dir = dir.to_path_buf();
-    c.cache.memory_bytes = 16 << 20;
-    c.cache.disk_bytes = 64 << 20;
-    c.server.pid_file = dir.with_extension("pid");
-    c.server.upgrade_sock = dir.with_extension("sock");
-    c.server.grace_period = std::time::Duration::ZERO;
-    // The warm list would fill entries before the requests whose counts are asserted.
-    c.warming.enabled = false;
-    c
-}
 
 /// Series lines (`name{labels} value`) of a text exposition.
 fn series(text: &str) -> Vec<&str> {
@@ -76,7 +57,7 @@ async fn scrape(c: &reqwest::Client, proxy: &TestProxy) -> String {
 async fn every_configured_route_is_exported_and_traffic_is_counted() {
     let sim = start_sim(0.01).await;
     let (_tmp, dir) = cache_dir();
-    let config = shipped(sim.addr(), &dir);
+    let config = shipped_config(sim.addr(), &dir);
     let routes: Vec<String> = config.routes.iter().map(|r| r.name.clone()).collect();
     assert!(routes.len() > 30, "the shipped table: {}", routes.len());
     let proxy = TestProxy::start(config, &dir);
@@ -212,7 +193,7 @@ fn promtool(args: &[&str], stdin: &str) -> (bool, String) {
 async fn a_real_scrape_passes_promtool_and_the_deploy_files_use_real_names() {
     let sim = start_sim(0.01).await;
     let (_tmp, dir) = cache_dir();
-    let proxy = TestProxy::start(shipped(sim.addr(), &dir), &dir);
+    let proxy = TestProxy::start(shipped_config(sim.addr(), &dir), &dir);
     let c = client();
     get(&c, &proxy.url("/api/comprehensive-kpis")).await;
     get(&c, &proxy.url("/api/comprehensive-kpis")).await;

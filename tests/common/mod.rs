@@ -166,6 +166,25 @@ server:
     )
 }
 
+/// The shipped config (config/knitcache.yaml), on loopback ephemeral ports, in front of
+/// `upstream`, caching in `dir`, with small tiers and the warmer off (the warm list would fill
+/// entries before the requests whose counts the tests assert).
+pub fn shipped_config(upstream: SocketAddr, dir: &Path) -> Config {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/knitcache.yaml");
+    let mut c = config::load(&path).unwrap_or_else(|e| panic!("{e}"));
+    c.listen = "127.0.0.1:0".parse().expect("addr");
+    c.admin_listen = "127.0.0.1:0".parse().expect("addr");
+    c.upstream.address = upstream;
+    c.cache.dir = dir.to_path_buf();
+    c.cache.memory_bytes = 16 << 20;
+    c.cache.disk_bytes = 64 << 20;
+    c.server.pid_file = dir.with_extension("pid");
+    c.server.upgrade_sock = dir.with_extension("sock");
+    c.server.grace_period = Duration::ZERO;
+    c.warming.enabled = false;
+    c
+}
+
 /// A running proxy. Dropping it stops the server and closes its cache.
 pub struct TestProxy {
     pub addrs: Addrs,

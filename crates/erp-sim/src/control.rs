@@ -7,9 +7,20 @@
 //! * `GET  /__sim/last-body?path=P`         the last request body sent to `P`, raw; 404 if none
 //! * `POST /__sim/reset`                    zero the counters, forget bodies
 //! * `POST /__sim/fail?status=500`          every ERP request answers that status
+//! * `POST /__sim/fail?path=P&status=500`   only path `P` (exact, without query) answers that
+//!   status, persistently, while every other path is served normally (one broken endpoint)
 //! * `POST /__sim/slow?ms=N`                add N ms to every ERP request
 //! * `POST /__sim/hang`                     accept requests and never answer
-//! * `POST /__sim/normal`                   clear fail, slow and hang
+//! * `POST /__sim/drop?after=N`             a worker that crashes: N requests are answered,
+//!   the next one is read and its connection closed without a byte of response, and again.
+//!   The ERP closes every connection after one response, so this is what a proxy sees when
+//!   the worker dies mid-request on the connection it sent the request on
+//! * `POST /__sim/health?says=healthy`      the health path (`path=P`, default `/hello`, the
+//!   one knitcache's shipped config probes) answers normally whatever the other switches do
+//!   to every other request; `says=unhealthy`: it answers 503 while the rest is served;
+//!   `says=truth`: it stops lying
+//! * `POST /__sim/normal`                   clear every switch above (fail, path fails, slow,
+//!   hang, drop, health); `?path=P`: clear only that path's fail
 //! * `POST /__sim/down`, `POST /__sim/up`   close / rebind the main listener
 //! * `POST /__sim/mode?mode=shipped`        switch mode (`shipped` or `rollback`)
 
@@ -21,10 +32,15 @@ use http::header::{self, HeaderValue};
 use http::{Method, StatusCode};
 use hyper::body::Incoming;
 
-use super::Mode;
 use super::body::{JsonObject, push_json_str};
 use super::server::{CONTROL_PREFIX, Server};
+use super::state::HealthLie;
 use super::url::{first_value, parse_query};
+use super::{HealthSays, Mode};
+
+/// The health path a lie applies to when the switch names none: the path knitcache's shipped
+/// config probes (`upstream.health_path`), which exists in both of the ERP's modes.
+const DEFAULT_HEALTH_PATH: &str = "/hello";
 
 /// Answers one control request.
 pub(crate) async fn handle(
@@ -78,10 +94,44 @@ pub(crate) async fn handle(
             let status = first_value(&args, "status").unwrap_or("500");
             match status.parse::<u16>() {
                 Ok(s) if (100..=599).contains(&s) => {
-                    shared.set_fail(Some(s));
+                    match first_value(&args, "path") {
+                        Some(p) if p.starts_with('/') => shared.set_path_fail(p, Some(s)),
+                        Some(_) => return bad_request("path must start with /"),
+                        None => shared.set_fail(Some(s)),
+                    }
                     ok()
                 }
                 _ => bad_request("status must be a number from 100 to 599"),
+            }
+        }
+        ("drop", true) => match first_value(&args, "after").map(str::parse::<u64>) {
+            Some(Ok(n)) => {
+                shared.set_drop_after(Some(n));
+                ok()
+            }
+            _ => bad_request("after must be a whole number of requests"),
+        },
+        ("health", true) => {
+            let path = first_value(&args, "path").unwrap_or(DEFAULT_HEALTH_PATH);
+            if !path.starts_with('/') {
+                return bad_request("path must start with /");
+            }
+            match first_value(&args, "says") {
+                Some("truth") => {
+                    shared.set_health_lie(None);
+                    ok()
+                }
+                Some(says) => match says.parse::<HealthSays>() {
+                    Ok(says) => {
+                        shared.set_health_lie(Some(HealthLie {
+                            path: path.to_owned(),
+                            says,
+                        }));
+                        ok()
+                    }
+                    Err(_) => bad_request("says must be healthy, unhealthy or truth"),
+                },
+                None => bad_request("missing ?says= (healthy, unhealthy or truth)"),
             }
         }
         ("slow", true) => match first_value(&args, "ms").map(str::parse::<u64>) {
@@ -96,9 +146,16 @@ pub(crate) async fn handle(
             ok()
         }
         ("normal", true) => {
+            if let Some(p) = first_value(&args, "path") {
+                shared.set_path_fail(p, None);
+                return ok();
+            }
             shared.set_fail(None);
+            shared.clear_path_fails();
             shared.set_extra_latency(Duration::ZERO);
             shared.set_hang(false);
+            shared.set_drop_after(None);
+            shared.set_health_lie(None);
             ok()
         }
         ("down", true) => match server.set_down(true).await {
@@ -117,8 +174,8 @@ pub(crate) async fn handle(
             _ => bad_request("mode must be shipped or rollback"),
         },
         (
-            "counters" | "hits" | "last-body" | "reset" | "fail" | "slow" | "hang" | "normal"
-            | "down" | "up" | "mode",
+            "counters" | "hits" | "last-body" | "reset" | "fail" | "slow" | "hang" | "drop"
+            | "health" | "normal" | "down" | "up" | "mode",
             _,
         ) => status_only(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -134,6 +191,11 @@ pub(crate) async fn handle(
 fn counters_json(server: &Server) -> String {
     let shared = &server.shared;
     let (paths, queries) = shared.snapshot();
+    let path_fails: Vec<(String, u64)> = shared
+        .path_fails()
+        .into_iter()
+        .map(|(p, s)| (p, u64::from(s)))
+        .collect();
     let faults = shared.faults();
     let map = |pairs: &[(String, u64)]| {
         let mut s = String::from("{");
@@ -171,6 +233,25 @@ fn counters_json(server: &Server) -> String {
         )
         .num("extra_latency_ms", faults.extra_latency.as_millis() as u64)
         .raw("hang", if shared.hanging() { "true" } else { "false" })
+        .raw("path_fail", &map(&path_fails))
+        .raw(
+            "drop_after",
+            &shared
+                .drop_after()
+                .map_or_else(|| "null".to_owned(), |n| n.to_string()),
+        )
+        .raw(
+            "health_lie",
+            &shared.health_lie().map_or_else(
+                || "null".to_owned(),
+                |l| {
+                    JsonObject::new()
+                        .str("path", &l.path)
+                        .str("says", &l.says.to_string())
+                        .finish()
+                },
+            ),
+        )
         .num("data_version", shared.data_version())
         .raw("paths", &map(&paths))
         .raw("path_queries", &map(&queries))

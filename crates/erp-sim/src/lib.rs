@@ -5,7 +5,8 @@
 //! It serves the ERP's 173 paths with their methods, measured body sizes and latencies, in
 //! either mode ([`Mode`]), runs CPU-bound handlers one at a time as the GIL does, closes every
 //! connection after one response, counts requests per path, records request bodies, and has
-//! fault switches (fail, slow, hang, down) reachable in-process and over HTTP under `/__sim/`.
+//! fault switches (fail, fail one path, slow, hang, drop connections, a lying health path,
+//! down) reachable in-process and over HTTP under `/__sim/` (listed in `control`).
 //!
 //! * `app`       what the ERP answers: routing, redirect hooks, handlers, error handlers, CORS
 //! * `binary`    the `erp-sim` binary for tests and benches that run it as a process
@@ -75,6 +76,40 @@ impl FromStr for Mode {
             "shipped" | "as-shipped" => Ok(Mode::Shipped),
             other => Err(format!(
                 "unknown ERP mode {other:?}; use rollback or shipped"
+            )),
+        }
+    }
+}
+
+/// What a lying health path says ([`ErpSim::set_health_lie`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HealthSays {
+    /// Answers as if all were well (its normal answer), even while every other request fails,
+    /// hangs or is dropped.
+    Healthy,
+    /// Answers 503 while every other request is served normally.
+    Unhealthy,
+}
+
+impl fmt::Display for HealthSays {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            HealthSays::Healthy => "healthy",
+            HealthSays::Unhealthy => "unhealthy",
+        })
+    }
+}
+
+impl FromStr for HealthSays {
+    type Err = String;
+
+    /// Parses `healthy` or `unhealthy`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "healthy" => Ok(HealthSays::Healthy),
+            "unhealthy" => Ok(HealthSays::Unhealthy),
+            other => Err(format!(
+                "unknown health answer {other:?}; use healthy or unhealthy"
             )),
         }
     }
@@ -264,6 +299,33 @@ impl ErpSim {
     /// extra latency). `None`: back to normal.
     pub fn set_fail(&self, status: Option<u16>) {
         self.shared().set_fail(status);
+    }
+
+    /// `Some(status)`: every ERP request to `path` (matched exactly, without query; raw or
+    /// percent-decoded) answers `status` with a JSON error body, persistently, while the other
+    /// paths are served normally. `None`: `path` back to normal. [`ErpSim::set_fail`] wins
+    /// over it.
+    pub fn set_path_fail(&self, path: &str, status: Option<u16>) {
+        self.shared().set_path_fail(path, status);
+    }
+
+    /// `Some(n)`: a worker that crashes every `n + 1` requests: `n` ERP requests are answered,
+    /// then the next one is read (and counted) and its connection closed without a byte of
+    /// response, and so on. `Some(0)` drops every request. `None`: off.
+    pub fn set_drop_after(&self, after: Option<u64>) {
+        self.shared().set_drop_after(after);
+    }
+
+    /// `Some(says)`: `path` (matched exactly, without query) lies: [`HealthSays::Healthy`]
+    /// answers normally whatever the other switches (fail, path fail, hang, slow, drop) do to
+    /// every other request; [`HealthSays::Unhealthy`] answers 503 while the rest is served.
+    /// `None`: the health path tells the truth again.
+    pub fn set_health_lie(&self, path: &str, says: Option<HealthSays>) {
+        self.shared()
+            .set_health_lie(says.map(|says| state::HealthLie {
+                path: path.to_owned(),
+                says,
+            }));
     }
 
     /// Adds `d` to every ERP request (before the handler's own latency). `ZERO` turns it off.

@@ -1,6 +1,7 @@
 //! The network side of the simulator: listeners, one hyper HTTP/1 connection per accepted
 //! socket (closed after one response, like Werkzeug's dev server), the request pipeline
-//! (count → read body → hang → slow → fail → app), and the up/down/shutdown lifecycle.
+//! (count → read body → [a lying health path answers here] → hang → slow → drop → fail →
+//! path fail → app), and the up/down/shutdown lifecycle.
 //!
 //! "Down" is real: the accept loop ends and the listening socket is dropped, so connects are
 //! refused, and open connections are cut like a dying process would cut them. "Up" binds the
@@ -22,6 +23,7 @@ use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use super::HealthSays;
 use super::app::{self, Request};
 use super::control;
 use super::state::Shared;
@@ -210,20 +212,32 @@ impl Server {
             shared.record_body(&request.raw_path, request.body.clone());
         }
 
-        if shared.hanging() {
-            shared.hang_released().await;
-            return Err(Closed);
-        }
-        let faults = shared.faults();
-        if !faults.extra_latency.is_zero() {
-            tokio::time::sleep(faults.extra_latency).await;
-        }
-        let reply = if too_large {
-            app::too_large(shared, &request)
-        } else if let Some(status) = faults.fail {
-            app::forced_failure(shared, &request, status)
-        } else {
-            app::respond(shared, &request).await
+        let paths = [request.raw_path.as_str(), request.path.as_str()];
+        let reply = match shared.health_says(&paths) {
+            // A lying health path skips every other switch: it is what they do not reach.
+            Some(HealthSays::Healthy) => app::respond(shared, &request).await,
+            Some(HealthSays::Unhealthy) => app::forced_failure(shared, &request, 503),
+            None => {
+                if shared.hanging() {
+                    shared.hang_released().await;
+                    return Err(Closed);
+                }
+                let faults = shared.faults();
+                if !faults.extra_latency.is_zero() {
+                    tokio::time::sleep(faults.extra_latency).await;
+                }
+                if shared.take_drop() {
+                    // A crashing worker: the request was read, no byte of answer follows.
+                    return Err(Closed);
+                }
+                if too_large {
+                    app::too_large(shared, &request)
+                } else if let Some(status) = faults.fail.or_else(|| shared.path_fail(&paths)) {
+                    app::forced_failure(shared, &request, status)
+                } else {
+                    app::respond(shared, &request).await
+                }
+            }
         };
         let echo_origin = shared.cors_echo_origin();
         let res = app::finish(reply, &request.method, &request.headers, echo_origin);

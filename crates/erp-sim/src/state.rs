@@ -15,7 +15,7 @@ use tokio::sync::watch;
 
 use super::body::{RecordCache, splitmix64};
 use super::catalogue::{CATALOGUE, Timing};
-use super::{Mode, ScriptedResponse};
+use super::{HealthSays, Mode, ScriptedResponse};
 
 /// Request counts, keyed by the raw path and by the raw path plus query.
 #[derive(Debug, Default)]
@@ -37,6 +37,25 @@ pub(crate) struct Faults {
     pub extra_latency: Duration,
 }
 
+/// The worker-crash switch: `after` requests are answered, the next one's connection is closed
+/// without a response, and the count starts again.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct DropSwitch {
+    /// Requests answered between two drops; `None`: off.
+    pub after: Option<u64>,
+    /// Requests answered since the last drop (or since the switch was set).
+    answered: u64,
+}
+
+/// What a lying health path answers, whatever the other switches say.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct HealthLie {
+    /// The path that lies (matched exactly, without query).
+    pub path: String,
+    /// What it says.
+    pub says: HealthSays,
+}
+
 /// Everything the connections of one simulator share.
 #[derive(Debug)]
 pub(crate) struct Shared {
@@ -53,6 +72,10 @@ pub(crate) struct Shared {
     pub gil: tokio::sync::Mutex<()>,
     faults: Mutex<Faults>,
     hang: watch::Sender<bool>,
+    /// Paths that answer a fixed status persistently (matched exactly, without query).
+    path_fail: RwLock<HashMap<String, u16>>,
+    drop: Mutex<DropSwitch>,
+    health_lie: RwLock<Option<HealthLie>>,
     /// Whether the main listener is down.
     pub down: AtomicBool,
     cors_echo_origin: AtomicBool,
@@ -86,6 +109,9 @@ impl Shared {
             gil: tokio::sync::Mutex::new(()),
             faults: Mutex::default(),
             hang: watch::Sender::new(false),
+            path_fail: RwLock::default(),
+            drop: Mutex::default(),
+            health_lie: RwLock::default(),
             down: AtomicBool::new(false),
             cors_echo_origin: AtomicBool::new(false),
             warmed: (0..CATALOGUE.len() * 2)
@@ -222,6 +248,88 @@ impl Shared {
     /// Sets the extra latency.
     pub(crate) fn set_extra_latency(&self, d: Duration) {
         self.faults.lock().extra_latency = d;
+    }
+
+    /// Makes `path` answer `status` on every request (`None`: back to normal).
+    pub(crate) fn set_path_fail(&self, path: &str, status: Option<u16>) {
+        let mut map = self.path_fail.write();
+        match status {
+            Some(s) => {
+                map.insert(path.to_owned(), s);
+            }
+            None => {
+                map.remove(path);
+            }
+        }
+    }
+
+    /// Clears every path's forced status.
+    pub(crate) fn clear_path_fails(&self) {
+        self.path_fail.write().clear();
+    }
+
+    /// The forced status of the first of `paths` that has one.
+    pub(crate) fn path_fail(&self, paths: &[&str]) -> Option<u16> {
+        let map = self.path_fail.read();
+        if map.is_empty() {
+            return None;
+        }
+        paths.iter().find_map(|p| map.get(*p).copied())
+    }
+
+    /// Every path's forced status, sorted, for the control endpoint.
+    pub(crate) fn path_fails(&self) -> Vec<(String, u16)> {
+        let mut list: Vec<_> = self
+            .path_fail
+            .read()
+            .iter()
+            .map(|(k, v)| (k.clone(), *v))
+            .collect();
+        list.sort();
+        list
+    }
+
+    /// Sets the worker-crash switch (`None`: off); the count starts from zero.
+    pub(crate) fn set_drop_after(&self, after: Option<u64>) {
+        *self.drop.lock() = DropSwitch { after, answered: 0 };
+    }
+
+    /// The worker-crash switch's setting.
+    pub(crate) fn drop_after(&self) -> Option<u64> {
+        self.drop.lock().after
+    }
+
+    /// Whether this request's connection is to be closed without a response: true for the
+    /// request after every `after` answered ones.
+    pub(crate) fn take_drop(&self) -> bool {
+        let mut d = self.drop.lock();
+        let Some(after) = d.after else {
+            return false;
+        };
+        if d.answered >= after {
+            d.answered = 0;
+            true
+        } else {
+            d.answered += 1;
+            false
+        }
+    }
+
+    /// Makes a health path lie (`None`: it tells the truth again).
+    pub(crate) fn set_health_lie(&self, lie: Option<HealthLie>) {
+        *self.health_lie.write() = lie;
+    }
+
+    /// The lying health path, if any.
+    pub(crate) fn health_lie(&self) -> Option<HealthLie> {
+        self.health_lie.read().clone()
+    }
+
+    /// What the health path among `paths` says, if one of them lies.
+    pub(crate) fn health_says(&self, paths: &[&str]) -> Option<HealthSays> {
+        let lie = self.health_lie.read();
+        let lie = lie.as_ref()?;
+        paths.contains(&lie.path.as_str()).then_some(lie.says)
     }
 
     /// Turns hanging on or off; turning it off closes the hung connections.

@@ -635,3 +635,119 @@ async fn bad_options_are_rejected() {
     assert_eq!("Shipped".parse::<Mode>(), Ok(Mode::Shipped));
     assert!("nope".parse::<Mode>().is_err());
 }
+
+async fn post(addr: SocketAddr, target: &str) -> Resp {
+    request(addr, "POST", target, &[], b"").await
+}
+
+#[tokio::test]
+async fn one_path_fails_persistently_while_the_others_serve() {
+    let sim = sim(Mode::Rollback, 0.0).await;
+    let addr = sim.addr();
+    let set = post(addr, "/__sim/fail?path=/api/knit-orders&status=500").await;
+    assert_eq!(set.status, 200, "{}", set.text());
+    for _ in 0..3 {
+        assert_eq!(get(addr, "/api/knit-orders").await.status, 500);
+        assert_eq!(get(addr, "/api/knit-orders?page=2").await.status, 500);
+        assert_eq!(get(addr, "/api/comprehensive-kpis").await.status, 200);
+        assert_eq!(get(addr, "/hello").await.status, 200);
+    }
+    assert_eq!(
+        sim.hits("/api/knit-orders"),
+        6,
+        "failed requests are counted"
+    );
+    let c = get(addr, "/__sim/counters").await.text();
+    assert!(
+        c.contains("\"path_fail\":{\"/api/knit-orders\":500}"),
+        "{c}"
+    );
+    assert_eq!(
+        post(addr, "/__sim/fail?path=api&status=500").await.status,
+        400
+    );
+    // Only that path is mended; the in-process switch does the same.
+    assert_eq!(
+        post(addr, "/__sim/normal?path=/api/knit-orders")
+            .await
+            .status,
+        200
+    );
+    assert_eq!(get(addr, "/api/knit-orders").await.status, 200);
+    sim.set_path_fail("/hello", Some(503));
+    assert_eq!(get(addr, "/hello").await.status, 503);
+    assert_eq!(get(addr, "/api/knit-orders").await.status, 200);
+    sim.set_path_fail("/hello", None);
+    assert_eq!(get(addr, "/hello").await.status, 200);
+}
+
+#[tokio::test]
+async fn drop_closes_the_connection_of_every_request_after_n_without_a_response() {
+    let sim = sim(Mode::Rollback, 0.0).await;
+    let addr = sim.addr();
+    assert_eq!(post(addr, "/__sim/drop?after=2").await.status, 200);
+    let get_hello = b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n";
+    let mut answered = Vec::new();
+    for _ in 0..6 {
+        // An empty read: the connection was closed without a byte of response.
+        answered.push(!send_raw(addr, get_hello).await.is_empty());
+    }
+    assert_eq!(answered, [true, true, false, true, true, false]);
+    assert_eq!(
+        sim.hits("/hello"),
+        6,
+        "dropped requests were read and counted"
+    );
+    let c = get(addr, "/__sim/counters").await.text();
+    assert!(c.contains("\"drop_after\":2"), "{c}");
+    assert_eq!(post(addr, "/__sim/drop?after=x").await.status, 400);
+    assert_eq!(post(addr, "/__sim/normal").await.status, 200);
+    for _ in 0..4 {
+        assert_eq!(get(addr, "/hello").await.status, 200);
+    }
+    sim.set_drop_after(Some(0));
+    assert!(
+        send_raw(addr, get_hello).await.is_empty(),
+        "after=0 drops all"
+    );
+}
+
+#[tokio::test]
+async fn the_health_path_lies_both_ways() {
+    let sim = sim(Mode::Rollback, 0.0).await;
+    let addr = sim.addr();
+    // Healthy while everything 500s (and even while requests hang).
+    assert_eq!(post(addr, "/__sim/fail?status=500").await.status, 200);
+    assert_eq!(post(addr, "/__sim/health?says=healthy").await.status, 200);
+    let hello = get(addr, "/hello").await;
+    assert_eq!((hello.status, hello.text().as_str()), (200, "Hello World"));
+    assert_eq!(get(addr, "/api/comprehensive-kpis").await.status, 500);
+    sim.set_hang(true);
+    assert_eq!(get(addr, "/hello").await.status, 200);
+    sim.set_hang(false);
+    let c = get(addr, "/__sim/counters").await.text();
+    assert!(
+        c.contains("\"health_lie\":{\"path\":\"/hello\",\"says\":\"healthy\"}"),
+        "{c}"
+    );
+
+    // Unhealthy while everything works, on a path of the switch's choosing.
+    assert_eq!(post(addr, "/__sim/normal").await.status, 200);
+    assert_eq!(
+        get(addr, "/api/v2/health").await.status,
+        404,
+        "rollback mode"
+    );
+    let set = post(addr, "/__sim/health?says=unhealthy&path=/api/v2/health").await;
+    assert_eq!(set.status, 200, "{}", set.text());
+    assert_eq!(get(addr, "/api/v2/health").await.status, 503);
+    assert_eq!(get(addr, "/hello").await.status, 200);
+    assert_eq!(get(addr, "/api/comprehensive-kpis").await.status, 200);
+    assert_eq!(post(addr, "/__sim/health?says=maybe").await.status, 400);
+    assert_eq!(post(addr, "/__sim/health?says=truth").await.status, 200);
+    assert_eq!(get(addr, "/api/v2/health").await.status, 404);
+    sim.set_health_lie("/hello", Some(HealthSays::Unhealthy));
+    assert_eq!(get(addr, "/hello").await.status, 503);
+    sim.set_health_lie("/hello", None);
+    assert_eq!(get(addr, "/hello").await.status, 200);
+}
