@@ -9,6 +9,7 @@
 //! * `app`       builds the server (proxy + admin services + cache) from a `Config`, for
 //!   `main` and the tests
 //! * `admin`     the admin listener: health, readiness, metrics, stats, purge, dashboard
+//! * `canonical` the one spelling of a request target that routing, keys, purges and the ERP see
 //! * `cache`     foyer memory + disk tiers behind pingora-cache's `Storage`, keys, policy
 //! * `cli`       the command line
 //! * `config`    YAML schema, validation, the runtime model
@@ -26,6 +27,7 @@ pub mod access_log;
 pub mod admin;
 pub mod app;
 pub mod cache;
+pub mod canonical;
 pub mod cli;
 pub mod config;
 pub mod health;

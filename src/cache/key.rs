@@ -1,31 +1,32 @@
 //! Cache keys: which parts of a request select a stored response.
 //!
 //! The key is the method class (GET and HEAD share entries, so a HEAD is served from a cached
-//! GET), the path, and the query parameters the route names, sorted so that parameter order
-//! never splits an entry. The request sent to the ERP is never rewritten; only the key is
-//! normalised. Content negotiation (the stored encodings) is handled as a variance on top of
-//! this key, see `encoding`.
+//! GET), the path, and the query parameters the route names, built from the canonical target
+//! (`canonical`: the form the ERP is sent, one spelling per URL). Parameters are ordered by
+//! name so that the order of distinct names never splits an entry; repeated names keep the
+//! client's order (the ERP reads the first, so `?x=1&x=2` and `?x=2&x=1` differ). `only` and
+//! `ignore` compare decoded names, as the ERP reads them. Content negotiation (the stored
+//! encodings) is handled as a variance on top of this key, see `encoding`.
 
 use pingora_cache::CacheKey;
 
+use crate::canonical;
 use crate::config::QueryKey;
 
-/// The primary key for `path` + `query` under a route's query rule.
+/// The primary key for the canonical `path` + `query` (`canonical::Target`) under a route's
+/// query rule.
 pub fn primary_key(path: &str, query: Option<&str>, rule: &QueryKey) -> String {
     let mut key = String::with_capacity(4 + path.len() + query.map_or(0, str::len) + 1);
     key.push_str("GET ");
     key.push_str(path);
-    let mut params: Vec<&str> = query
-        .unwrap_or("")
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .filter(|p| keeps(rule, param_name(p)))
+    let mut params: Vec<(&str, &str)> = canonical::params(query.unwrap_or(""))
+        .filter(|(name, _)| keeps(rule, name))
         .collect();
     if !params.is_empty() {
-        // Sort by name first, then by the whole pair, so repeated names keep a stable order.
-        params.sort_by(|a, b| param_name(a).cmp(param_name(b)).then(a.cmp(b)));
+        // A stable sort: repeated names stay in the client's order.
+        params.sort_by_key(|(name, _)| *name);
         key.push('?');
-        for (i, p) in params.iter().enumerate() {
+        for (i, (_, p)) in params.iter().enumerate() {
             if i > 0 {
                 key.push('&');
             }
@@ -45,11 +46,9 @@ pub fn cache_key(path: &str, query: Option<&str>, rule: &QueryKey) -> CacheKey {
     key
 }
 
-fn param_name(pair: &str) -> &str {
-    pair.split_once('=').map_or(pair, |(name, _)| name)
-}
-
+/// Whether the parameter named `name` (canonical, still encoded) is part of the key.
 fn keeps(rule: &QueryKey, name: &str) -> bool {
+    let name = &*canonical::decode(name);
     match rule {
         QueryKey::All => true,
         QueryKey::Only(names) => names.iter().any(|n| n == name),
@@ -96,10 +95,30 @@ mod tests {
     }
 
     #[test]
-    fn repeated_names_keep_a_stable_order() {
+    fn repeated_names_keep_their_order() {
+        // The ERP reads the first `x`: these are two different answers.
         let a = primary_key("/p", Some("x=2&x=1"), &QueryKey::All);
         let b = primary_key("/p", Some("x=1&x=2"), &QueryKey::All);
-        assert_eq!(a, b);
+        assert_ne!(a, b);
+        assert_eq!(
+            primary_key("/p", Some("x=2&b=0&x=1&a=9"), &QueryKey::All),
+            "GET /p?a=9&b=0&x=2&x=1"
+        );
+    }
+
+    #[test]
+    fn only_and_ignore_compare_decoded_names() {
+        // `filter[status]` is `filter%5Bstatus%5D` in a canonical query.
+        let only = QueryKey::Only(vec!["filter[status]".into()]);
+        assert_eq!(
+            primary_key("/p", Some("filter%5Bstatus%5D=open&_=1"), &only),
+            "GET /p?filter%5Bstatus%5D=open"
+        );
+        let ignore = QueryKey::Ignore(vec!["a b".into()]);
+        assert_eq!(
+            primary_key("/p", Some("a%20b=1&c=2"), &ignore),
+            "GET /p?c=2"
+        );
     }
 
     #[test]

@@ -7,6 +7,9 @@
 //! the lowest index is the first in file order, so the order semantics are unchanged. Other
 //! methods (writes, which the ERP takes milliseconds to answer) try the routes in order: a set
 //! each cost about a MiB of compiled automata.
+//!
+//! Matching is on the decoded canonical path (`canonical`), the path Werkzeug routes on, so a
+//! route applies however the client spelled the URL.
 
 use std::sync::Arc;
 
@@ -14,6 +17,7 @@ use http::Method;
 use regex::RegexSet;
 
 use super::model::{PathMatch, Route};
+use crate::canonical;
 
 /// Methods with a set; any other method tries the routes in order.
 const INDEXED: [Method; 2] = [Method::GET, Method::HEAD];
@@ -55,8 +59,10 @@ impl RouteIndex {
     }
 
     /// The index in `routes` (the table this index was built from) of the first route that
-    /// matches `method` and `path`.
+    /// matches `method` and `path`. `path` is canonical (`canonical::target`); routes match
+    /// the path the ERP's router sees, with its escapes decoded.
     pub fn find(&self, routes: &[Route], method: &Method, path: &str) -> Option<usize> {
+        let path = &*canonical::decode(path);
         let indexed = INDEXED
             .iter()
             .position(|m| m == method)

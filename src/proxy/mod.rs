@@ -34,6 +34,7 @@ use crate::cache::bans::Bans;
 use crate::cache::encoding;
 use crate::cache::vary::{self, Vary};
 use crate::cache::{Cache, freshness, key, policy, validators};
+use crate::canonical;
 use crate::config::{Config, RequestCookies};
 use crate::invalidation::{self, Invalidator};
 use crate::limits::{self, Limits};
@@ -316,6 +317,11 @@ impl ProxyHttp for Proxy {
     /// Match the route; for cacheable requests pick the stored variant and ask the ERP for
     /// exactly that coding, so the body compressed on the way in is the one stored.
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        // From here on the target is canonical: routes, keys, purges and the ERP see one form.
+        if let Err(rejected) = canonical::apply(session.req_header_mut()) {
+            refuse::bad_target(session, rejected).await?;
+            return Ok(true);
+        }
         if invalidation::is_purge(&session.req_header().method) {
             invalidation::purge_request(session, &ctx.config, self.storage, &self.bans).await?;
             return Ok(true);

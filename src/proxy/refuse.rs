@@ -1,5 +1,6 @@
-//! Responses the proxy writes itself instead of the ERP's: `429` over a rate limit, `503` when
-//! the ERP cannot be asked, and the status for an ERP failure.
+//! Responses the proxy writes itself instead of the ERP's: `400` for a target with no canonical
+//! form, `429` over a rate limit, `503` when the ERP cannot be asked, and the status for an ERP
+//! failure.
 
 use std::time::Duration;
 
@@ -36,6 +37,12 @@ pub async fn unavailable(session: &mut Session, retry_after: Duration, why: &Err
     let mut h = ResponseHeader::build(503, Some(4))?;
     h.insert_header(http::header::RETRY_AFTER, secs.to_string())?;
     write(session, h, body).await
+}
+
+/// `400 Bad Request` for a request target with no canonical form (`canonical`), saying why.
+pub async fn bad_target(session: &mut Session, why: crate::canonical::Rejection) -> Result<()> {
+    let body = format!("{{\"error\":\"{why}\"}}\n");
+    write(session, ResponseHeader::build(400, Some(3))?, body).await
 }
 
 async fn write(session: &mut Session, mut h: ResponseHeader, body: String) -> Result<()> {
