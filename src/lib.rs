@@ -21,6 +21,7 @@
 //! * `report`    `knitcache report`: the performance report read from `/stats`
 //! * `stats`     per-route percentiles and hot keys for `/stats` and the dashboard
 //! * `telemetry` logging setup (tracing, with pingora's `log` records bridged in)
+//! * `topk`      the bounded top-K (Space-Saving) behind `/stats`'s hot keys and the warmer
 //! * `warming`   refreshing hot keys before they expire; the warm list
 
 pub mod access_log;
@@ -38,4 +39,5 @@ pub mod proxy;
 pub mod report;
 pub mod stats;
 pub mod telemetry;
+pub mod topk;
 pub mod warming;

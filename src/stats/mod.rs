@@ -4,16 +4,14 @@
 //!
 //! Recording is cheap and lock-light: per-route state is created once at startup (the configured
 //! routes plus the catch-all), counters are atomics, each route's histograms sit behind the
-//! route's own short mutex, and hot keys go to a sharded bounded summary (`topk`). No lock is
+//! route's own short mutex, and hot keys go to a sharded bounded summary (`crate::topk`). No lock is
 //! shared by all requests, and nothing grows with traffic.
 //!
 //! * `latency` hit / miss / ERP percentiles since start and over a recent window
-//! * `topk`    the hottest keys (Space-Saving)
 //! * `doc`     the `/stats` JSON document, shared with `knitcache report`
 
 pub mod doc;
 pub mod latency;
-pub mod topk;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -22,14 +20,17 @@ use parking_lot::Mutex;
 
 use crate::config::Config;
 use crate::proxy::CATCH_ALL_ROUTE;
+use crate::topk::TopK;
 use doc::{HotKey, RouteDoc, SlowRoute};
 use latency::{Aggregate, Latencies, Served};
-use topk::TopK;
 
 /// Length of the recent window the dashboard shows.
 pub const RECENT_WINDOW: Duration = Duration::from_secs(60);
-/// Counters kept per hot-key shard.
-const HOT_KEY_CAPACITY: usize = 32;
+/// Hot keys tracked: 32 per shard.
+const HOT_KEY_CAPACITY: usize = 32 * HOT_KEY_SHARDS;
+/// Independently locked parts of the hot-key summary: a power of two, a little above the
+/// proxy's worker count, so concurrent requests rarely meet on one lock.
+const HOT_KEY_SHARDS: usize = 8;
 /// Hot keys listed in `/stats`.
 pub const HOT_KEYS_SHOWN: usize = 20;
 /// Slowest routes listed in `/stats`.
@@ -99,7 +100,8 @@ pub struct Stats {
     started: Instant,
     /// Configured routes in config order, then the catch-all.
     routes: Vec<RouteStats>,
-    hot: TopK,
+    /// Keyed by the cache key's hash; the value is the key's label and route.
+    hot: TopK<u128, (String, String)>,
 }
 
 impl Stats {
@@ -121,7 +123,7 @@ impl Stats {
         Stats {
             started: Instant::now(),
             routes,
-            hot: TopK::new(HOT_KEY_CAPACITY),
+            hot: TopK::new(HOT_KEY_CAPACITY, HOT_KEY_SHARDS),
         }
     }
 
@@ -181,7 +183,7 @@ impl Stats {
     /// Counts one request for the cache key hashed `hash`; `describe` names it (called only when
     /// the key starts being tracked).
     pub fn record_key(&self, hash: u128, describe: impl FnOnce() -> (String, String)) {
-        self.hot.record(hash, describe);
+        self.hot.record(hash, describe, |_| true);
     }
 
     /// Every route (configured order, catch-all last) and all routes together.
@@ -236,12 +238,14 @@ impl Stats {
 
     /// The hottest keys, hottest first.
     pub fn hot_keys(&self) -> Vec<HotKey> {
-        self.hot
-            .top(HOT_KEYS_SHOWN)
-            .into_iter()
+        let mut top = self.hot.top(usize::MAX);
+        // Ties in a stable order, so that two reads of an idle proxy list the same keys.
+        top.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.value.cmp(&b.value)));
+        top.truncate(HOT_KEYS_SHOWN);
+        top.into_iter()
             .map(|c| HotKey {
-                key: c.label,
-                route: c.route,
+                key: c.value.0,
+                route: c.value.1,
                 count: c.count,
                 error: c.error,
             })

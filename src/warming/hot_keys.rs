@@ -1,14 +1,12 @@
-//! Which keys are hot: a bounded top-K of the requests the cache serves (the space-saving
-//! algorithm of Metwally et al.), so memory never grows with traffic. Each tracked key keeps
-//! what the warmer needs to refresh it: the request as the client sent it, the stored coding,
-//! and when the stored copy stops being fresh.
+//! Which keys are hot: the requests the cache serves, counted in the program's bounded top-K
+//! (`crate::topk`), so memory never grows with traffic. Each tracked key keeps what the warmer
+//! needs to refresh it: the request as the client sent it, the stored coding, and when the
+//! stored copy stops being fresh.
 
-use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
 use std::time::{Duration, Instant, SystemTime};
 
-use parking_lot::Mutex;
-
+use crate::topk::{Counted, TopK};
 /// One tracked key.
 #[derive(Debug, Clone, PartialEq)]
 pub struct HotKey {
@@ -33,31 +31,34 @@ pub struct HotKey {
 /// path itself is kept in the entry and compared, so a hash collision is never merged.
 type Id = (u64, Option<&'static str>);
 
-fn id_of(hasher: &RandomState, path_and_query: &str, coding: Option<&'static str>) -> Id {
-    (hasher.hash_one(path_and_query), coding)
+/// What the warmer keeps per tracked key (the counts are the top-K's).
+#[derive(Debug, Clone)]
+struct Entry {
+    path_and_query: String,
+    coding: Option<&'static str>,
+    fresh_until: SystemTime,
+    stored: SystemTime,
+    last_seen: Instant,
 }
 
 /// The bounded set of hot keys.
 pub struct HotKeys {
-    capacity: usize,
-    inner: Mutex<Inner>,
+    top: TopK<Id, Entry>,
     hasher: RandomState,
 }
 
-#[derive(Default)]
-struct Inner {
-    entries: Vec<HotKey>,
-    index: HashMap<Id, usize>,
-}
-
 impl HotKeys {
-    /// Tracks at most `capacity` keys.
+    /// Tracks at most `capacity` keys (one lock: the warmer wants exactly the hottest
+    /// `capacity`, and `/stats`'s sharded summary already takes the per-request contention).
     pub fn new(capacity: usize) -> Self {
         HotKeys {
-            capacity: capacity.max(1),
-            inner: Mutex::new(Inner::default()),
+            top: TopK::new(capacity, 1),
             hasher: RandomState::new(),
         }
+    }
+
+    fn id(&self, path_and_query: &str, coding: Option<&'static str>) -> Id {
+        (self.hasher.hash_one(path_and_query), coding)
     }
 
     /// Counts one request for a key and remembers its freshness.
@@ -69,54 +70,25 @@ impl HotKeys {
         fresh_until: SystemTime,
     ) {
         let now = Instant::now();
-        let id = id_of(&self.hasher, path_and_query, coding);
-        let mut inner = self.inner.lock();
-        if let Some(&i) = inner.index.get(&id) {
-            let e = &mut inner.entries[i];
-            if e.path_and_query != path_and_query {
-                return; // a 64-bit collision: leave the tracked key alone
-            }
-            e.count += 1;
-            e.fresh_until = fresh_until;
-            e.stored = stored;
-            e.last_seen = now;
-            return;
-        }
-        let entry = HotKey {
-            path_and_query: path_and_query.to_owned(),
-            coding,
-            count: 1,
-            error: 0,
-            fresh_until,
-            stored,
-            last_seen: now,
-        };
-        if inner.entries.len() < self.capacity {
-            let i = inner.entries.len();
-            inner.entries.push(entry);
-            inner.index.insert(id, i);
-            return;
-        }
-        // Full: the new key takes the place of the least counted one, inheriting its count as
-        // the error bound (space-saving), so a key that keeps coming back climbs in.
-        let Some((min_i, min_count)) = inner
-            .entries
-            .iter()
-            .enumerate()
-            .map(|(i, e)| (i, e.count))
-            .min_by_key(|(_, c)| *c)
-        else {
-            return;
-        };
-        let old = &inner.entries[min_i];
-        let old_id = id_of(&self.hasher, &old.path_and_query, old.coding);
-        inner.index.remove(&old_id);
-        inner.entries[min_i] = HotKey {
-            count: min_count + 1,
-            error: min_count,
-            ..entry
-        };
-        inner.index.insert(id, min_i);
+        self.top.record(
+            self.id(path_and_query, coding),
+            || Entry {
+                path_and_query: path_and_query.to_owned(),
+                coding,
+                fresh_until,
+                stored,
+                last_seen: now,
+            },
+            |e| {
+                if e.path_and_query != path_and_query {
+                    return false; // a 64-bit collision: leave the tracked key alone
+                }
+                e.fresh_until = fresh_until;
+                e.stored = stored;
+                e.last_seen = now;
+                true
+            },
+        );
     }
 
     /// Records that a warm request stored a new copy, without counting it as client interest.
@@ -127,14 +99,12 @@ impl HotKeys {
         stored: SystemTime,
         fresh_until: SystemTime,
     ) {
-        let id = id_of(&self.hasher, path_and_query, coding);
-        let mut inner = self.inner.lock();
-        if let Some(&i) = inner.index.get(&id)
-            && inner.entries[i].path_and_query == path_and_query
-        {
-            inner.entries[i].fresh_until = fresh_until;
-            inner.entries[i].stored = stored;
-        }
+        self.top.update(self.id(path_and_query, coding), |e| {
+            if e.path_and_query == path_and_query {
+                e.fresh_until = fresh_until;
+                e.stored = stored;
+            }
+        });
     }
 
     /// True if `key` should be refreshed now: a client asked within `active`, and its copy
@@ -153,36 +123,40 @@ impl HotKeys {
 
     /// The tracked keys, hottest first.
     pub fn snapshot(&self) -> Vec<HotKey> {
-        let mut all = self.inner.lock().entries.clone();
-        all.sort_by_key(|k| std::cmp::Reverse(k.count));
-        all
+        self.top
+            .top(usize::MAX)
+            .into_iter()
+            .map(
+                |Counted {
+                     value,
+                     count,
+                     error,
+                 }| HotKey {
+                    path_and_query: value.path_and_query,
+                    coding: value.coding,
+                    count,
+                    error,
+                    fresh_until: value.fresh_until,
+                    stored: value.stored,
+                    last_seen: value.last_seen,
+                },
+            )
+            .collect()
     }
 
     /// Halves every count, so hotness follows recent traffic; drops keys that reached zero.
     pub fn decay(&self) {
-        let mut inner = self.inner.lock();
-        for e in &mut inner.entries {
-            e.count /= 2;
-            e.error /= 2;
-        }
-        inner.entries.retain(|e| e.count > 0);
-        let index = inner
-            .entries
-            .iter()
-            .enumerate()
-            .map(|(i, e)| (id_of(&self.hasher, &e.path_and_query, e.coding), i))
-            .collect();
-        inner.index = index;
+        self.top.decay();
     }
 
     /// Keys tracked now.
     pub fn len(&self) -> usize {
-        self.inner.lock().entries.len()
+        self.top.len()
     }
 
     /// True when nothing is tracked.
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        self.top.is_empty()
     }
 }
 
