@@ -5,6 +5,7 @@
 //! cargo bench --bench load                          # dashboard, zipf, hits, memory (~2 min)
 //! cargo bench --bench load -- --scenario compare    # + nginx and Varnish, alternating rounds
 //! cargo bench --bench load -- --scenario soak --soak-mins 60
+//! cargo bench --bench load -- --scenario broken     # dashboard mix, one endpoint broken
 //! cargo bench --bench load -- --help
 //! ```
 //!
@@ -22,6 +23,8 @@
 //! = 0.94x nginx, 2.34x Varnish; 100 KB hits 6.9k req/s = 0.70x nginx, 3.56x Varnish.
 //! `--scenario callgrind`: 51,180 instructions per 2 KB hit (94,666 at 6d18bcb).
 
+#[path = "load/per_route.rs"]
+mod per_route;
 #[path = "load/report.rs"]
 mod report;
 
@@ -38,8 +41,12 @@ use serde_json::{Value, json};
 
 const USAGE: &str = "\
 cargo bench --bench load -- [options]
-  --scenario LIST     comma list of dashboard,zipf,hits,memory,soak,compare,callgrind,all
-                      (default: dashboard,zipf,hits,memory)
+  --scenario LIST     comma list of dashboard,zipf,hits,memory,soak,compare,callgrind,broken,
+                      all (default: dashboard,zipf,hits,memory)
+                      broken: the dashboard mix with one endpoint answering 500 persistently
+                      (the simulator's per-path fail switch); per route: refusals, ERP
+                      requests per 1,000 client requests
+  --broken PATH       the endpoint the broken scenario breaks (default /api/production-planning)
   --duration SECS     length of each measured run (default 10)
   --tabs N            simulated browser tabs for the dashboard mix (default 200)
   --compress K        the dashboard's 30 s refresh divided by K (default 100: every 300 ms)
@@ -74,6 +81,7 @@ struct Opts {
     rounds: usize,
     soak_mins: f64,
     knitcache: Vec<(String, PathBuf)>,
+    broken: String,
     targets: Vec<String>,
     workloads: Vec<String>,
     pin: bool,
@@ -104,6 +112,7 @@ fn parse_opts(args: &[String]) -> Result<Opts, String> {
         rounds: 3,
         soak_mins: 5.0,
         knitcache: Vec::new(),
+        broken: "/api/production-planning".into(),
         targets: vec!["nginx".into(), "varnish".into()],
         workloads: COMPARE_WORKLOADS.map(String::from).to_vec(),
         pin: true,
@@ -143,6 +152,12 @@ fn parse_opts(args: &[String]) -> Result<Opts, String> {
                     .ok_or("--knitcache wants NAME=PATH".to_string())?;
                 o.knitcache.push((name.into(), PathBuf::from(path)));
             }
+            "--broken" => {
+                o.broken = val()?;
+                if !o.broken.starts_with('/') || o.broken.contains('?') {
+                    return Err("--broken wants a path without query, e.g. /api/knit-orders".into());
+                }
+            }
             "--targets" => o.targets = list(&val()?),
             "--workloads" => {
                 o.workloads = list(&val()?);
@@ -176,7 +191,7 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if !args.iter().any(|a| a == "--bench") {
         // `cargo test --all-targets` runs bench binaries without `--bench`: check, do not load.
-        match report::self_check() {
+        match report::self_check().and_then(|()| per_route::self_check()) {
             Ok(()) => {
                 println!("load suite: self-check passed (run it with cargo bench --bench load)")
             }
@@ -319,29 +334,39 @@ fn wait_listening(port: u16, what: &str) -> Result<(), String> {
 
 /// One HTTP/1.1 GET on loopback (setup and counters only; the load itself is wrk's).
 fn http_get(port: u16, path: &str) -> Result<(u16, String, Vec<u8>), String> {
+    http_request(port, "GET", path)
+}
+
+/// One bodiless HTTP/1.1 request on loopback (setup, counters, the simulator's switches).
+fn http_request(port: u16, method: &str, path: &str) -> Result<(u16, String, Vec<u8>), String> {
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let mut s =
         TcpStream::connect_timeout(&addr, Duration::from_secs(5)).map_err(|e| e.to_string())?;
     s.set_read_timeout(Some(Duration::from_secs(30)))
         .map_err(|e| e.to_string())?;
+    let length = if method == "GET" {
+        ""
+    } else {
+        "Content-Length: 0\r\n"
+    };
     write!(
         s,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{length}Connection: close\r\n\r\n"
     )
     .map_err(|e| e.to_string())?;
     let mut buf = Vec::new();
     s.read_to_end(&mut buf)
-        .map_err(|e| format!("GET {path}: {e}"))?;
+        .map_err(|e| format!("{method} {path}: {e}"))?;
     let split = buf
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
-        .ok_or(format!("GET {path}: no header end"))?;
+        .ok_or(format!("{method} {path}: no header end"))?;
     let head = String::from_utf8_lossy(&buf[..split]).into_owned();
     let status = head
         .split_whitespace()
         .nth(1)
         .and_then(|s| s.parse().ok())
-        .ok_or(format!("GET {path}: no status"))?;
+        .ok_or(format!("{method} {path}: no status"))?;
     Ok((status, head, buf[split + 4..].to_vec()))
 }
 
@@ -855,7 +880,7 @@ fn scenario_mixed(w: &World, opts: &Opts, which: &str) -> Result<Value, String> 
     let (name, bin) = &opts.knitcache[0];
     let t = start_knitcache(w, opts, name, bin)?;
     let (plan, threads) = match which {
-        "dashboard" => (dashboard_plan(opts.compress), opts.tabs),
+        "dashboard" | "broken" => (dashboard_plan(opts.compress), opts.tabs),
         _ => (zipf_plan(opts.keys, opts.zipf), opts.concurrency),
     };
     let plan_path = write_plan(w, which, &plan)?;
@@ -867,6 +892,11 @@ fn scenario_mixed(w: &World, opts: &Opts, which: &str) -> Result<Value, String> 
         duration,
         plan: Some(&plan_path),
     };
+    let broken = if which == "broken" {
+        Some(Broken::start(w, opts, name)?)
+    } else {
+        None
+    };
     // Cold start first (every key misses once, slow ones queue in the ERP), measured apart:
     // the figures below are the steady state a dashboard sees all day.
     let before = sim_total(w.sim_port)?;
@@ -877,7 +907,15 @@ fn scenario_mixed(w: &World, opts: &Opts, which: &str) -> Result<Value, String> 
     let before = sim_total(w.sim_port)?;
     let admin = t.admin.ok_or("knitcache has an admin listener")?;
     let own_before = own_hit_times(admin)?;
+    let routes_before = broken
+        .as_ref()
+        .map(|_| route_snapshot(w, admin))
+        .transpose()?;
     let run = run_wrk(w, opts, &spec(opts.duration))?;
+    let routes_after = broken
+        .as_ref()
+        .map(|_| route_snapshot(w, admin))
+        .transpose()?;
     let own = own_hit_times(admin)?.since(&own_before);
     let erp = sim_total(w.sim_port)? - before;
     let mut v = mixed_report(&run, erp, rss_kib(t.proc.pid()));
@@ -888,7 +926,10 @@ fn scenario_mixed(w: &World, opts: &Opts, which: &str) -> Result<Value, String> 
     });
     v["knitcache"] = json!(name);
     v["duration_s"] = json!(opts.duration);
-    if which == "dashboard" {
+    if let (Some(b), Some(before), Some(after)) = (&broken, routes_before, routes_after) {
+        v["broken"] = b.finish(w, &before, &after)?;
+    }
+    if which == "dashboard" || which == "broken" {
         v["tabs"] = json!(opts.tabs);
         v["refresh_ms"] = json!((30_000.0 / opts.compress).round());
     } else {
@@ -898,6 +939,92 @@ fn scenario_mixed(w: &World, opts: &Opts, which: &str) -> Result<Value, String> 
     }
     print_mixed(which, &v);
     Ok(v)
+}
+
+/// The proxy's per-route counts (`/stats`) and the ERP's per-path counts at one moment.
+type RouteSnapshot = (BTreeMap<String, (u64, u64)>, BTreeMap<String, u64>);
+
+fn route_snapshot(w: &World, admin: u16) -> Result<RouteSnapshot, String> {
+    let json = |port: u16, path: &str| -> Result<Value, String> {
+        let (status, _, body) = http_get(port, path)?;
+        if status != 200 {
+            return Err(format!("GET {path}: {status}"));
+        }
+        serde_json::from_slice(&body).map_err(|e| format!("{path}: {e}"))
+    };
+    Ok((
+        per_route::stats_counts(&json(admin, "/stats")?)?,
+        per_route::sim_paths(&json(w.sim_port, "/__sim/counters")?)?,
+    ))
+}
+
+/// The broken scenario's endpoint: broken through the simulator's control API for the run,
+/// mended after it, and the per-route accounting of the measured run.
+struct Broken {
+    path: String,
+    /// The proxy's route table, to name the route of each ERP path.
+    config: knitcache::config::Config,
+}
+
+impl Broken {
+    fn start(w: &World, opts: &Opts, proxy: &str) -> Result<Broken, String> {
+        let conf = w.dir.join(format!("{proxy}.yaml"));
+        let config =
+            knitcache::config::load(&conf).map_err(|e| format!("{}: {e}", conf.display()))?;
+        let path = opts.broken.clone();
+        let (status, _, body) = http_request(
+            w.sim_port,
+            "POST",
+            &format!("/__sim/fail?path={path}&status=500"),
+        )?;
+        if status != 200 {
+            return Err(format!(
+                "the simulator refused to break {path}: {status} {}",
+                String::from_utf8_lossy(&body)
+            ));
+        }
+        Ok(Broken { path, config })
+    }
+
+    fn route_of(&self, path: &str) -> String {
+        self.config
+            .route_for(&http::Method::GET, path)
+            .map_or(knitcache::proxy::CATCH_ALL_ROUTE, |(_, r)| r.name.as_str())
+            .to_owned()
+    }
+
+    /// Mends the endpoint, prints the per-route table and returns it as JSON.
+    fn finish(
+        &self,
+        w: &World,
+        before: &RouteSnapshot,
+        after: &RouteSnapshot,
+    ) -> Result<Value, String> {
+        http_request(
+            w.sim_port,
+            "POST",
+            &format!("/__sim/normal?path={}", self.path),
+        )?;
+        let rows = per_route::rows(&before.0, &after.0, &before.1, &after.1, |p| {
+            self.route_of(p)
+        });
+        let route = self.route_of(&self.path);
+        let healthy_refused: u64 = rows
+            .iter()
+            .filter(|r| r.route != route)
+            .map(|r| r.refused)
+            .sum();
+        println!(
+            "
+broken endpoint {} (route {route}, 500 on every ERP request): refusals on the other routes: {healthy_refused}",
+            self.path
+        );
+        print!("{}", per_route::table(&rows, &route));
+        Ok(json!({
+            "path": self.path, "route": route, "healthy_refused": healthy_refused,
+            "per_route": per_route::rows_json(&rows),
+        }))
+    }
 }
 
 /// knitcache's own time for hits, from its `knitcache_request_duration_seconds` histogram
@@ -1559,7 +1686,7 @@ fn run(opts: &Opts) -> Result<(), String> {
     );
     for s in &opts.scenarios {
         let v = match s.as_str() {
-            "dashboard" | "zipf" => scenario_mixed(&w, opts, s)?,
+            "dashboard" | "zipf" | "broken" => scenario_mixed(&w, opts, s)?,
             "hits" => scenario_hits(&w, opts)?,
             "memory" => scenario_memory(&w, opts)?,
             "soak" => scenario_soak(&w, opts)?,
