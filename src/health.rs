@@ -11,12 +11,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use async_trait::async_trait;
+use http::header::{ACCEPT, USER_AGENT};
 use pingora_core::server::ShutdownWatch;
 use pingora_core::services::background::BackgroundService;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::sync::watch;
 
+use crate::http_client;
 use crate::metrics::Metrics;
 
 /// What the probes have found so far. `healthy` is `None` until the first probe completes.
@@ -26,7 +26,7 @@ pub struct ErpHealth {
     pub healthy: Option<bool>,
     /// When the last probe completed.
     pub last_checked: Option<SystemTime>,
-    /// How long the last probe took (until the status line arrived, or until it failed).
+    /// How long the last probe took (connect until the response head arrived, or until it failed).
     pub last_latency: Option<Duration>,
     /// The HTTP status of the last answer, if there was one.
     pub last_status: Option<u16>,
@@ -161,82 +161,26 @@ impl BackgroundService for HealthProbe {
     }
 }
 
-/// Longest status line read from the ERP.
-const MAX_STATUS_LINE_BYTES: usize = 1024;
-
-/// One probe: connect, send a GET, read the status line. The whole exchange is bounded by
-/// `timeout`. Returns the status, or why there was none.
+/// One probe: connect, send a GET, wait for the response head (the body is not read). The whole
+/// exchange is bounded by `timeout`. Every probe is a new connection (see [`http_client`]), so
+/// its latency includes a real connect, as a client's first request to the ERP would. Returns
+/// the status, or why there was none.
 pub async fn probe(addr: SocketAddr, path: &str, timeout: Duration) -> Result<u16, String> {
-    match tokio::time::timeout(timeout, exchange(addr, path)).await {
-        Ok(result) => result,
-        Err(_) => Err(format!(
-            "no answer from {addr} within {} ms",
-            timeout.as_millis()
-        )),
-    }
-}
-
-async fn exchange(addr: SocketAddr, path: &str) -> Result<u16, String> {
-    let mut stream = TcpStream::connect(addr)
+    http_client::Get::new(addr, path)
+        .header(USER_AGENT, "knitcache-health")
+        .header(ACCEPT, "*/*")
+        .connect_timeout(timeout)
+        .timeout(timeout)
+        .body(http_client::Body::Skip)
+        .send()
         .await
-        .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
-    let request = format!(
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: knitcache-health\r\n\
-         Accept: */*\r\nConnection: close\r\n\r\n"
-    );
-    stream
-        .write_all(request.as_bytes())
-        .await
-        .map_err(|e| format!("cannot send the probe to {addr}: {e}"))?;
-    let mut buf = Vec::with_capacity(256);
-    let mut chunk = [0u8; 256];
-    loop {
-        if let Some(end) = buf.windows(2).position(|w| w == b"\r\n") {
-            return parse_status_line(&buf[..end]);
-        }
-        if buf.len() >= MAX_STATUS_LINE_BYTES {
-            return Err("the ERP's status line is too long".to_owned());
-        }
-        let n = stream
-            .read(&mut chunk)
-            .await
-            .map_err(|e| format!("cannot read the answer from {addr}: {e}"))?;
-        if n == 0 {
-            return Err(format!("{addr} closed the connection without answering"));
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    }
-}
-
-/// `HTTP/1.1 200 OK` -> 200.
-fn parse_status_line(line: &[u8]) -> Result<u16, String> {
-    let text = std::str::from_utf8(line).unwrap_or("");
-    let mut parts = text.split(' ');
-    match (
-        parts.next(),
-        parts.next().and_then(|s| s.parse::<u16>().ok()),
-    ) {
-        (Some(v), Some(status)) if v.starts_with("HTTP/") && (100..=599).contains(&status) => {
-            Ok(status)
-        }
-        _ => Err(format!(
-            "the answer is not HTTP: {:?}",
-            text.chars().take(60).collect::<String>()
-        )),
-    }
+        .map(|answer| answer.status)
+        .map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn status_lines() {
-        assert_eq!(parse_status_line(b"HTTP/1.1 204 NO CONTENT"), Ok(204));
-        assert_eq!(parse_status_line(b"HTTP/1.0 500"), Ok(500));
-        assert!(parse_status_line(b"SSH-2.0-OpenSSH").is_err());
-        assert!(parse_status_line(b"HTTP/1.1 abc").is_err());
-    }
 
     #[test]
     fn state_counts_failures_and_resets_on_success() {
@@ -258,6 +202,39 @@ mod tests {
             "any answer below 500 means the ERP answered"
         );
         assert_eq!((h.consecutive_failures, h.last_error), (0, None));
+    }
+
+    /// A peer that answers one connection with `answer`, whatever the request.
+    async fn answering(answer: &'static [u8]) -> SocketAddr {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move {
+            if let Ok((mut conn, _)) = listener.accept().await {
+                let mut buf = [0u8; 1024];
+                let _ = conn.read(&mut buf).await;
+                let _ = conn.write_all(answer).await;
+            }
+        });
+        addr
+    }
+
+    #[tokio::test]
+    async fn probe_reads_the_status_and_refuses_what_is_not_http() {
+        let t = Duration::from_secs(2);
+        let ok = answering(b"HTTP/1.1 204 NO CONTENT\r\n\r\n").await;
+        assert_eq!(probe(ok, "/hello", t).await, Ok(204));
+        // HTTP/1.0 and a status without a reason phrase.
+        let old = answering(b"HTTP/1.0 500\r\nContent-Length: 3\r\n\r\nbad").await;
+        assert_eq!(probe(old, "/hello", t).await, Ok(500));
+        let ssh = answering(b"SSH-2.0-OpenSSH\r\n").await;
+        let e = probe(ssh, "/hello", t).await.expect_err("not HTTP");
+        assert!(e.contains("not valid HTTP"), "{e}");
+        let garbled = answering(b"HTTP/1.1 abc\r\n\r\n").await;
+        let e = probe(garbled, "/hello", t).await.expect_err("no status");
+        assert!(e.contains("not valid HTTP"), "{e}");
     }
 
     #[tokio::test]

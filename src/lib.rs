@@ -15,6 +15,7 @@
 //! * `config`    YAML schema, validation, the runtime model
 //! * `limits`    protecting the ERP: rate limits, the concurrency cap, the circuit breaker
 //! * `health`    the ERP health probe and its shared state
+//! * `http_client` the one outgoing HTTP/1.1 client: health probe, warmer, `knitcache report`
 //! * `invalidation` write-triggered purges, tags, `PURGE` on the proxy port
 //! * `metrics`   the one Prometheus registry and the proxy's metric families
 //! * `proxy`     the pingora `ProxyHttp` implementation, phase by phase
@@ -32,6 +33,7 @@ pub mod canonical;
 pub mod cli;
 pub mod config;
 pub mod health;
+pub mod http_client;
 pub mod invalidation;
 pub mod limits;
 pub mod metrics;
