@@ -1,17 +1,17 @@
 //! `knitcache report --admin URL`: the performance report. Reads `/stats` from a running proxy
-//! (a small blocking HTTP/1.1 GET over a std `TcpStream`; no HTTP client crate needed for one
-//! request) and prints, per route, requests, hit ratio, p50/p95/p99 and the ERP's p95, slowest
+//! (one GET by the one client, [`crate::http_client`], on a small runtime of its own, as the
+//! command runs outside the server's) and prints, per route, requests, hit ratio, p50/p95/p99 and the ERP's p95, slowest
 //! first, marking the routes that miss the ERP plan's targets: p95 under 200 ms for every
 //! request, under 50 ms for cached ones. Fast is not enough, so it also marks the routes that
 //! need attention: more than 1 % of responses 5xx (the ERP's or the proxy's own), or any request
 //! the proxy refused. `--format json` prints the same rows for machines.
 
-use std::io::{Read, Write};
-use std::net::{TcpStream, ToSocketAddrs};
 use std::time::Duration;
 
+use http::header::ACCEPT;
 use serde::Serialize;
 
+use crate::http_client::{self, Body, Get};
 use crate::stats::doc::{RouteDoc, StatsDoc};
 
 /// The ERP plan's target for p95 of every request, in milliseconds.
@@ -20,10 +20,14 @@ pub const TARGET_P95_MS: f64 = 200.0;
 pub const TARGET_CACHED_P95_MS: f64 = 50.0;
 /// A route with more than this percentage of 5xx responses needs attention.
 pub const MAX_5XX_PERCENT: u64 = 1;
-/// Longest wait for the admin listener.
-const TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest wait for the admin listener to accept (and for its name to resolve).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest wait for the whole `/stats` answer.
+const TIMEOUT: Duration = Duration::from_secs(30);
 /// Largest `/stats` answer read.
 const MAX_ANSWER_BYTES: usize = 16 * 1024 * 1024;
+/// Most of a refusal's body quoted in the error.
+const MAX_QUOTED_CHARS: usize = 200;
 
 /// One route of the report.
 #[derive(Debug, Clone, Serialize)]
@@ -254,87 +258,44 @@ fn ratio(r: Option<f64>) -> String {
 
 /// Fetches and decodes `/stats` from the admin listener at `admin` (`http://host:port`).
 pub fn fetch(admin: &str) -> Result<StatsDoc, String> {
-    let body = http_get(admin, "/stats")?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime for the request: {e}"))?;
+    let body = runtime.block_on(get_ok(admin, "/stats"))?;
     serde_json::from_slice(&body).map_err(|e| format!("{admin}/stats is not a stats document: {e}"))
 }
 
-/// A blocking HTTP/1.1 GET of `path` on `base` (`http://host:port`); the body of a 200 answer.
-pub fn http_get(base: &str, path: &str) -> Result<Vec<u8>, String> {
+/// A GET of `path` on `base` (`http://host:port`); the body of a 200 answer.
+async fn get_ok(base: &str, path: &str) -> Result<bytes::Bytes, String> {
     let authority = base
         .strip_prefix("http://")
         .ok_or_else(|| format!("{base:?}: give the admin listener as http://host:port"))?
         .trim_end_matches('/');
-    let addr = authority
-        .to_socket_addrs()
-        .map_err(|e| format!("cannot resolve {authority}: {e}"))?
-        .next()
-        .ok_or_else(|| format!("{authority} resolves to no address"))?;
-    let mut stream = TcpStream::connect_timeout(&addr, TIMEOUT)
-        .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
-    let io = |e: std::io::Error| format!("talking to {addr}: {e}");
-    stream.set_read_timeout(Some(TIMEOUT)).map_err(io)?;
-    stream.set_write_timeout(Some(TIMEOUT)).map_err(io)?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {authority}\r\nAccept: application/json\r\n\
-         Connection: close\r\n\r\n"
-    )
-    .map_err(io)?;
-    let mut answer = Vec::new();
-    stream
-        .take(MAX_ANSWER_BYTES as u64)
-        .read_to_end(&mut answer)
-        .map_err(io)?;
-    parse_answer(&answer).map_err(|e| format!("{base}{path}: {e}"))
-}
-
-/// Splits an HTTP/1.1 answer into status and body (plain or chunked); only 200 is accepted.
-fn parse_answer(answer: &[u8]) -> Result<Vec<u8>, String> {
-    let split = answer
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .ok_or("incomplete HTTP answer")?;
-    let head = String::from_utf8_lossy(&answer[..split]);
-    let body = &answer[split + 4..];
-    let status = head
-        .lines()
-        .next()
-        .and_then(|l| l.split(' ').nth(1))
-        .and_then(|s| s.parse::<u16>().ok())
-        .ok_or("no HTTP status line")?;
-    if status != 200 {
-        return Err(format!(
-            "answered {status}: {}",
-            String::from_utf8_lossy(body).trim()
-        ));
+    let failed = |e: http_client::Error| format!("{base}{path}: {e}");
+    let addr = http_client::resolve(authority, CONNECT_TIMEOUT)
+        .await
+        .map_err(failed)?;
+    let answer = Get::new(addr, path)
+        .host(authority)
+        .header(ACCEPT, "application/json")
+        .connect_timeout(CONNECT_TIMEOUT)
+        .timeout(TIMEOUT)
+        .body(Body::Keep {
+            max_bytes: MAX_ANSWER_BYTES,
+        })
+        .send()
+        .await
+        .map_err(failed)?;
+    if answer.status != 200 {
+        let said: String = String::from_utf8_lossy(&answer.body)
+            .trim()
+            .chars()
+            .take(MAX_QUOTED_CHARS)
+            .collect();
+        return Err(format!("{base}{path}: answered {}: {said}", answer.status));
     }
-    let chunked = head.lines().any(|l| {
-        let l = l.to_ascii_lowercase();
-        l.starts_with("transfer-encoding:") && l.contains("chunked")
-    });
-    if !chunked {
-        return Ok(body.to_vec());
-    }
-    let mut out = Vec::new();
-    let mut rest = body;
-    loop {
-        let end = rest
-            .windows(2)
-            .position(|w| w == b"\r\n")
-            .ok_or("truncated chunk")?;
-        let size_text = String::from_utf8_lossy(&rest[..end]);
-        let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16)
-            .map_err(|_| "bad chunk size")?;
-        rest = &rest[end + 2..];
-        if size == 0 {
-            return Ok(out);
-        }
-        if rest.len() < size {
-            return Err("truncated chunk".to_owned());
-        }
-        out.extend_from_slice(&rest[..size]);
-        rest = rest.get(size + 2..).ok_or("truncated chunk")?;
-    }
+    Ok(answer.body)
 }
 
 #[cfg(test)]
@@ -476,16 +437,5 @@ mod tests {
         let text = render_text(&old);
         assert!(text.contains("0 of 1 routes need attention"), "{text}");
         assert!(text.contains("does not count them per route"), "{text}");
-    }
-
-    #[test]
-    fn answers_plain_and_chunked() {
-        let plain = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}";
-        assert_eq!(parse_answer(plain).expect("plain"), b"{}");
-        let chunked =
-            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\n{\"a\r\n4\r\n\":1}\r\n0\r\n\r\n";
-        assert_eq!(parse_answer(chunked).expect("chunked"), b"{\"a\":1}");
-        let e = parse_answer(b"HTTP/1.1 404 Not Found\r\n\r\nnot found\n").expect_err("404");
-        assert!(e.contains("404") && e.contains("not found"), "{e}");
     }
 }

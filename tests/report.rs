@@ -1,8 +1,11 @@
 //! `knitcache report` against a running proxy: it reads `/stats` over HTTP and prints per-route
-//! rows, slowest first, with the ERP plan's targets checked and 5xx and refusals counted.
+//! rows, slowest first, with the ERP plan's targets checked and 5xx and refusals counted. An
+//! admin listener that answers chunked is read; one that refuses, or closes in the middle of its
+//! answer, is a clear error.
 
 mod common;
 
+use std::io::{Read, Write};
 use std::process::Command;
 
 use common::*;
@@ -91,4 +94,110 @@ fn an_unreachable_admin_listener_is_a_clear_error() {
     assert_eq!(out.status.code(), Some(69), "EX_UNAVAILABLE");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("cannot connect"), "{err}");
+}
+
+/// A stand-in admin listener on loopback: answers one connection with `parts`, written one at a
+/// time (so a chunked answer really arrives in pieces), then closes. Returns its base URL.
+fn admin_answering(parts: Vec<Vec<u8>>) -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    std::thread::spawn(move || {
+        let Ok((mut conn, _)) = listener.accept() else {
+            return;
+        };
+        let mut head = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+            match conn.read(&mut buf) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => head.extend_from_slice(&buf[..n]),
+            }
+        }
+        for part in parts {
+            if conn.write_all(&part).and_then(|()| conn.flush()).is_err() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    });
+    base
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_chunked_stats_answer_is_read_whole() {
+    // A real /stats document, served chunked in three pieces with a chunk extension.
+    let sim = start_sim(0.01).await;
+    let proxy = TestProxy::in_front_of(&sim, ROUTES);
+    let c = client();
+    for _ in 0..3 {
+        get(&c, &proxy.url("/api/comprehensive-kpis")).await;
+    }
+    let doc = stats(&c, &proxy).await.to_string().into_bytes();
+    let third = doc.len() / 3;
+    let mut parts = vec![
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+            .to_vec(),
+    ];
+    for (i, piece) in [&doc[..third], &doc[third..2 * third], &doc[2 * third..]]
+        .into_iter()
+        .enumerate()
+    {
+        let mut chunk = format!("{:x};part={i}\r\n", piece.len()).into_bytes();
+        chunk.extend_from_slice(piece);
+        chunk.extend_from_slice(b"\r\n");
+        parts.push(chunk);
+    }
+    parts.push(b"0\r\n\r\n".to_vec());
+    let admin = admin_answering(parts);
+
+    let out = tokio::task::spawn_blocking(move || {
+        report(vec![
+            "--admin".into(),
+            admin,
+            "--format".into(),
+            "json".into(),
+        ])
+    })
+    .await
+    .expect("task");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON rows");
+    assert_eq!(rows[0]["route"], "kpis", "{rows}");
+    assert_eq!(rows[0]["requests"], 3, "{rows}");
+}
+
+#[test]
+fn a_refusing_admin_listener_is_a_clear_error_quoting_its_answer() {
+    let admin = admin_answering(vec![
+        b"HTTP/1.1 404 Not Found\r\nContent-Length: 10\r\n\r\nnot found\n".to_vec(),
+    ]);
+    let out = report(vec!["--admin".into(), admin]);
+    assert_eq!(out.status.code(), Some(69), "EX_UNAVAILABLE");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("/stats: answered 404: not found"), "{err}");
+}
+
+#[test]
+fn an_admin_listener_that_closes_mid_answer_is_a_clear_error() {
+    // A whole stats document, but fewer bytes than declared: the peer closed early, and what
+    // arrived must not be reported as if it were the answer.
+    let doc = serde_json::to_vec(&knitcache::stats::doc::StatsDoc::default()).expect("JSON");
+    let mut answer = format!(
+        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n",
+        doc.len() + 100
+    )
+    .into_bytes();
+    answer.extend_from_slice(&doc);
+    let admin = admin_answering(vec![answer]);
+    let out = report(vec!["--admin".into(), admin]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(69), "EX_UNAVAILABLE: {err}");
+    assert!(
+        err.contains("closed the connection before the whole answer"),
+        "{err}"
+    );
 }
