@@ -1,9 +1,12 @@
 //! The hybrid cache: opening foyer's memory + disk tiers, and the per-proxy objects pingora
 //! needs as `&'static` (storage and cache lock).
 //!
-//! Opening never stops the proxy: a disk tier that cannot be opened (unreadable directory,
-//! corrupt block files foyer refuses) is logged, moved aside for inspection, and replaced by
-//! an empty one; if even that fails the cache runs memory-only. The ERP is still served.
+//! Opening stops the proxy for one reason only: the directory is not knitcache's (`dir_mark`), so
+//! a mistyped `--cache-dir` never has someone else's files moved or deleted. Otherwise a disk
+//! tier that cannot be opened (lock file unusable, corrupt block files foyer refuses, another
+//! layout) is logged, moved aside for inspection, and replaced by an empty one; if even that
+//! fails, or the directory cannot be inspected, the cache runs memory-only. The ERP is still
+//! served.
 //!
 //! * `object`  the stored unit and its on-disk encoding
 //! * `parsed`  the parsed metadata kept beside it in memory (hits skip deserialising)
@@ -11,11 +14,13 @@
 //! * `key`     cache keys from a route's policy
 //! * `policy`  which responses are stored, and for how long
 //! * `encoding` the compressed variants stored per key
+//! * `dir_mark` which directories are knitcache's to move aside or delete
 //! * `dir_lock` one process per cache directory (graceful upgrades hand it over)
 //! * `bans`    purges by prefix or route, checked on every hit
 
 pub mod bans;
 pub mod dir_lock;
+pub mod dir_mark;
 pub mod encoding;
 pub mod freshness;
 pub mod key;
@@ -32,6 +37,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use dir_lock::{DirLock, LockError};
+use dir_mark::{ClaimError, LAYOUT};
 use foyer::{
     BlockEngineConfig, DeviceBuilder, FsDeviceBuilder, HybridCacheBuilder, HybridCachePolicy,
     LfuConfig, RecoverMode,
@@ -73,6 +79,9 @@ pub enum CacheError {
     /// The metrics of the cache could not be registered.
     #[error("cannot register cache metrics: {0}")]
     Metrics(prometheus::Error),
+    /// The configured directory is not knitcache's: starting would risk someone else's files.
+    #[error(transparent)]
+    NotOurs(ClaimError),
 }
 
 /// What became of the disk tier at startup.
@@ -254,25 +263,52 @@ fn open_tiers(
     let metrics = mixtrics::registry::prometheus::PrometheusMetricsRegistry::new(registry.clone());
     let mut metrics = Some(metrics);
     let held = |lock: DirLock| Arc::new(Mutex::new(Some(lock)));
+    let none = || Arc::new(Mutex::new(None));
+    // Whose directory it is comes first: nothing below may move or delete someone else's files.
+    let claim = match dir_mark::claim(&settings.dir) {
+        Ok(claim) => claim,
+        Err(e @ ClaimError::NotOurs { .. }) => return Err(CacheError::NotOurs(e)),
+        // Whose it is cannot be told: touch nothing, serve from memory.
+        Err(e @ ClaimError::Io { .. }) => {
+            let (cache, disk) = memory_only(settings, runtime, metrics, e.to_string())?;
+            return Ok((cache, disk, none()));
+        }
+    };
+    if matches!(
+        claim,
+        dir_mark::Claim::AdoptedEmpty | dir_mark::Claim::AdoptedUnmarked
+    ) {
+        tracing::info!(dir = %settings.dir.display(), claim = ?claim, "cache directory adopted and marked");
+    }
     let first = match DirLock::acquire(&settings.dir, LOCK_WAIT) {
         // Another process owns the directory past the wait: never share it.
         Err(busy @ LockError::Busy { .. }) => {
             let (cache, disk) = memory_only(settings, runtime, metrics, busy.to_string())?;
-            return Ok((cache, disk, Arc::new(Mutex::new(None))));
+            return Ok((cache, disk, none()));
         }
         Err(e @ LockError::Io(_)) => e.to_string(),
+        Ok(_lock) if claim.layout() != LAYOUT => format!(
+            "its files are of layout {} and this release reads layout {LAYOUT}",
+            claim.layout()
+        ),
         Ok(lock) => match try_open(settings, runtime, &mut metrics, &settings.dir) {
             Ok(cache) => return Ok((cache, DiskTier::Open, held(lock))),
             Err(reason) => reason,
         },
     };
-    // The directory is unusable as it is. Keep it for inspection (one generation) rather than
-    // deleting it, and start again on an empty directory.
-    let moved_to = quarantine_path(&settings.dir);
-    let _ = std::fs::remove_dir_all(&moved_to);
-    let _ = std::fs::remove_file(&moved_to);
-    if std::fs::rename(&settings.dir, &moved_to).is_ok() {
-        let second = match DirLock::acquire(&settings.dir, LOCK_WAIT) {
+    // The directory is ours (marked) and unusable as it is. Keep it for inspection (one
+    // generation) rather than deleting it, and start again on an empty directory.
+    let moved_to = match quarantine(&settings.dir) {
+        Ok(moved_to) => moved_to,
+        Err(why) => {
+            let reason = format!("{first}; {why}");
+            let (cache, disk) = memory_only(settings, runtime, metrics, reason)?;
+            return Ok((cache, disk, none()));
+        }
+    };
+    let second = match dir_mark::claim(&settings.dir) {
+        Err(e) => e.to_string(),
+        Ok(_) => match DirLock::acquire(&settings.dir, LOCK_WAIT) {
             Err(e) => e.to_string(),
             Ok(lock) => match try_open(settings, runtime, &mut metrics, &settings.dir) {
                 Ok(cache) => {
@@ -284,17 +320,40 @@ fn open_tiers(
                 }
                 Err(second) => second,
             },
-        };
-        let (cache, disk) = memory_only(
-            settings,
-            runtime,
-            metrics,
-            format!("{first}; then {second}"),
-        )?;
-        return Ok((cache, disk, Arc::new(Mutex::new(None))));
+        },
+    };
+    let (cache, disk) = memory_only(
+        settings,
+        runtime,
+        metrics,
+        format!("{first}; then {second}"),
+    )?;
+    Ok((cache, disk, none()))
+}
+
+/// Moves the cache directory `dir` (ours: `open_tiers` claimed it) to `<dir>.corrupt`. An older
+/// quarantine there is deleted only if it carries knitcache's mark; anything else in the way is
+/// left alone and the directory is not moved.
+fn quarantine(dir: &Path) -> Result<PathBuf, String> {
+    let moved_to = quarantine_path(dir);
+    match std::fs::symlink_metadata(&moved_to) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(format!("cannot inspect {}: {e}", moved_to.display())),
+        Ok(m) if m.is_dir() && dir_mark::is_marked(&moved_to) => {
+            std::fs::remove_dir_all(&moved_to)
+                .map_err(|e| format!("cannot delete the older {}: {e}", moved_to.display()))?;
+        }
+        Ok(_) => {
+            return Err(format!(
+                "{} is in the way and is not a knitcache directory, so the cache directory was \
+                 not moved aside (remove or rename it yourself)",
+                moved_to.display()
+            ));
+        }
     }
-    let (cache, disk) = memory_only(settings, runtime, metrics, first)?;
-    Ok((cache, disk, Arc::new(Mutex::new(None))))
+    std::fs::rename(dir, &moved_to)
+        .map_err(|e| format!("cannot move it to {}: {e}", moved_to.display()))?;
+    Ok(moved_to)
 }
 
 fn quarantine_path(dir: &Path) -> PathBuf {
