@@ -33,6 +33,7 @@ use crate::invalidation::Invalidator;
 use crate::limits::{Limits, Upkeep};
 use crate::metrics::Metrics;
 use crate::proxy::Proxy;
+use crate::proxy::client_limits::gate::Gate;
 use crate::stats::Stats;
 use crate::warming::{Warmer, Warming, WarmingError};
 
@@ -242,11 +243,13 @@ fn assemble(
     .with_stats(stats.clone())
     .with_invalidator(invalidator);
     let reloads = Arc::new(Reloads::new(&metrics.registry)?);
-    let mut proxy_service = pingora_proxy::http_proxy_service_with_name(
-        &server.configuration,
-        proxy,
-        "knitcache proxy",
+    // The client limits read each request's head before pingora's proxy sees it.
+    let gated = Gate::new(
+        pingora_proxy::http_proxy(&server.configuration, proxy),
+        live.clone(),
+        metrics.clone(),
     );
+    let mut proxy_service = Service::new("knitcache proxy".to_string(), gated);
     proxy_service.add_listener(ListenerConfig::tcp(addrs.proxy.to_string()).l4_buffer(
         L4BufferSettings::new(CLIENT_READ_BUFFER_BYTES, CLIENT_WRITE_BUFFER_BYTES),
     ));

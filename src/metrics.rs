@@ -32,6 +32,9 @@ pub struct Metrics {
     upstream_seconds: HistogramVec,
     upstream_errors: IntCounterVec,
     client_aborts: IntCounterVec,
+    client_refusals: IntCounterVec,
+    /// Client connections open right now.
+    pub client_connections: IntGauge,
     lookups: IntCounterVec,
     coalesced: IntCounterVec,
     /// Downstream requests being served right now.
@@ -117,6 +120,17 @@ impl Metrics {
             "Requests whose client went away (or broke the connection) before the response was \
              complete, by route: not failures of knitcache or the ERP",
             &["route"],
+        )?;
+        let client_refusals = counter(
+            "knitcache_client_refusals_total",
+            "Requests and connections refused over a client limit (clients.*), by reason: \
+             header_timeout, body_timeout, uri_too_long, header_too_large, too_many_headers, \
+             body_too_large, bad_framing, too_many_connections",
+            &["reason"],
+        )?;
+        let client_connections = gauge(
+            "knitcache_client_connections",
+            "Client connections open on the proxy port right now",
         )?;
         let lookups = counter(
             "knitcache_cache_lookups_total",
@@ -206,6 +220,9 @@ impl Metrics {
                 upstream_errors.with_label_values(&[route, kind]);
             }
         }
+        for reason in crate::proxy::client_limits::REFUSAL_REASONS {
+            client_refusals.with_label_values(&[reason]);
+        }
         for result in ["ok", "failed"] {
             probes.with_label_values(&[result]);
         }
@@ -223,6 +240,8 @@ impl Metrics {
             upstream_seconds,
             upstream_errors,
             client_aborts,
+            client_refusals,
+            client_connections,
             lookups,
             coalesced,
             in_flight,
@@ -266,6 +285,12 @@ impl Metrics {
     /// Records one failed ERP request; `kind` is one of [`UPSTREAM_ERROR_KINDS`].
     pub fn observe_upstream_error(&self, route: &str, kind: &str) {
         self.upstream_errors.with_label_values(&[route, kind]).inc();
+    }
+
+    /// Counts a request or connection refused over a client limit (`reason`: one of
+    /// `client_limits::REFUSAL_REASONS`).
+    pub fn observe_client_refusal(&self, reason: &str) {
+        self.client_refusals.with_label_values(&[reason]).inc();
     }
 
     /// Records a request whose client went away before its response was complete.

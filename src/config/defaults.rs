@@ -242,3 +242,34 @@ pub const DEFAULT_TAG_HEADER: &str = "surrogate-key";
 /// origin's headers (a year, as the longest `ttl_secs`): purge bans must outlive every stored
 /// response they cover, so the lifetimes an origin may ask for are bounded.
 pub const MAX_ORIGIN_LIFETIME_SECS: u64 = 365 * 24 * 3600;
+
+/// `clients.header_timeout_ms`, in milliseconds: a request's whole header, from the connection's
+/// start (or a later request's first byte). A real client sends its header in one packet.
+pub const DEFAULT_HEADER_TIMEOUT_MS: u64 = 10_000;
+
+/// `clients.idle_timeout_ms`, in milliseconds a kept-alive connection may wait for its next
+/// request (pingora's own figure for a new connection).
+pub const DEFAULT_IDLE_TIMEOUT_MS: u64 = 60_000;
+
+/// `clients.body_timeout_ms`, in milliseconds for a whole request body after its header.
+pub const DEFAULT_BODY_TIMEOUT_MS: u64 = 60_000;
+
+/// `clients.send_timeout_ms`, in milliseconds a response write may make no progress.
+pub const DEFAULT_SEND_TIMEOUT_MS: u64 = 30_000;
+
+/// `clients.max_uri_bytes`: the request target, as most servers allow (8 KiB).
+pub const DEFAULT_MAX_URI_BYTES: u64 = 8_192;
+
+/// `clients.max_header_bytes`: request line and header fields (32 KiB).
+pub const DEFAULT_MAX_HEADER_BYTES: u64 = 32_768;
+
+/// `clients.max_headers`: header fields of one request.
+pub const DEFAULT_MAX_HEADERS: u64 = 100;
+
+/// `clients.max_read_body_bytes`: a GET or HEAD on a caching route carries no body (its answer is
+/// cached without regard to one).
+pub const DEFAULT_MAX_READ_BODY_BYTES: u64 = 0;
+
+/// `clients.max_connections_per_address`: 0, no cap (behind a load balancer every client shares
+/// its address).
+pub const DEFAULT_MAX_CONNECTIONS_PER_ADDRESS: u64 = 0;

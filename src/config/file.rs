@@ -45,6 +45,51 @@ pub struct FileConfig {
     pub observability: FileObservability,
     /// Purges triggered by successful writes. Default: none.
     pub invalidation: Vec<FileInvalidation>,
+    /// What a client may send and how long it may take. Default: every `clients.*` default.
+    pub clients: FileClients,
+}
+
+/// `clients:`, limits on what one client connection may send and how long it may take.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FileClients {
+    /// Milliseconds for a request's whole header. Default: `DEFAULT_HEADER_TIMEOUT_MS` (10000).
+    pub header_timeout_ms: u64,
+    /// Milliseconds a kept-alive connection may wait for its next request. Default:
+    /// `DEFAULT_IDLE_TIMEOUT_MS` (60000).
+    pub idle_timeout_ms: u64,
+    /// Milliseconds for a whole request body. Default: `DEFAULT_BODY_TIMEOUT_MS` (60000).
+    pub body_timeout_ms: u64,
+    /// Milliseconds a response write may make no progress. Default: `DEFAULT_SEND_TIMEOUT_MS`
+    /// (30000).
+    pub send_timeout_ms: u64,
+    /// Longest request target. Default: `DEFAULT_MAX_URI_BYTES` (8192).
+    pub max_uri_bytes: u64,
+    /// Largest request head. Default: `DEFAULT_MAX_HEADER_BYTES` (32768).
+    pub max_header_bytes: u64,
+    /// Most header fields. Default: `DEFAULT_MAX_HEADERS` (100).
+    pub max_headers: u64,
+    /// Largest body of a GET/HEAD on a caching route. Default: `DEFAULT_MAX_READ_BODY_BYTES` (0).
+    pub max_read_body_bytes: u64,
+    /// Most connections from one address; 0: no cap. Default:
+    /// `DEFAULT_MAX_CONNECTIONS_PER_ADDRESS` (0).
+    pub max_connections_per_address: u64,
+}
+
+impl Default for FileClients {
+    fn default() -> Self {
+        Self {
+            header_timeout_ms: DEFAULT_HEADER_TIMEOUT_MS,
+            idle_timeout_ms: DEFAULT_IDLE_TIMEOUT_MS,
+            body_timeout_ms: DEFAULT_BODY_TIMEOUT_MS,
+            send_timeout_ms: DEFAULT_SEND_TIMEOUT_MS,
+            max_uri_bytes: DEFAULT_MAX_URI_BYTES,
+            max_header_bytes: DEFAULT_MAX_HEADER_BYTES,
+            max_headers: DEFAULT_MAX_HEADERS,
+            max_read_body_bytes: DEFAULT_MAX_READ_BODY_BYTES,
+            max_connections_per_address: DEFAULT_MAX_CONNECTIONS_PER_ADDRESS,
+        }
+    }
 }
 
 /// `warming:`.
@@ -569,6 +614,7 @@ impl Default for FileConfig {
             invalidation: Vec::new(),
             admin: FileAdmin::default(),
             observability: FileObservability::default(),
+            clients: FileClients::default(),
         }
     }
 }

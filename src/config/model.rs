@@ -39,6 +39,34 @@ pub struct Config {
     pub admin: AdminSettings,
     /// Access log and statistics switches.
     pub observability: ObservabilitySettings,
+    /// What a client may send and how long it may take.
+    pub clients: ClientSettings,
+}
+
+/// Limits on what one client connection may send and how long it may take (`clients:`).
+/// Checked by `proxy::client_limits` before a request is proxied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientSettings {
+    /// A request's header must arrive whole within this (from the connection's start, or from
+    /// the first byte of a later request on a kept-alive connection); else `408`.
+    pub header_timeout: Duration,
+    /// A kept-alive connection with no request started for this long is closed.
+    pub idle_timeout: Duration,
+    /// A request's body must arrive whole within this after its header; else `408`.
+    pub body_timeout: Duration,
+    /// A response write that makes no progress for this long (the client stopped reading)
+    /// closes the connection.
+    pub send_timeout: Duration,
+    /// Longest request target (path and query); longer ones get `414`.
+    pub max_uri_bytes: usize,
+    /// Largest request head (request line and header fields); larger ones get `431`.
+    pub max_header_bytes: usize,
+    /// Most header fields (lines) in a request; more get `431`.
+    pub max_headers: usize,
+    /// Largest body of a GET or HEAD on a caching route; larger ones get `413`.
+    pub max_read_body_bytes: u64,
+    /// Most connections open at once from one client address; `None`: no cap.
+    pub max_connections_per_address: Option<u32>,
 }
 
 /// The warmer: hot keys are refreshed shortly before they expire; the warm list is fetched at

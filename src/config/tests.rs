@@ -1004,7 +1004,8 @@ fn unknown_key_lists_come_from_the_serde_structs() {
             "warming",
             "admin",
             "observability",
-            "invalidation"
+            "invalidation",
+            "clients"
         ]
     );
     assert!(keys_of::<FileRoute>().contains(&"ignore_no_store"));
@@ -1543,7 +1544,7 @@ fn route_table_notes_origin_freshness_and_cookie_rules() {
 /// `protection.rate_limit.classes.<name>.burst`), read from the serde structs themselves.
 fn every_key() -> Vec<String> {
     use super::file::*;
-    let sections: [(&str, &[&str]); 18] = [
+    let sections: [(&str, &[&str]); 19] = [
         ("", keys_of::<FileConfig>()),
         ("upstream.", keys_of::<FileUpstream>()),
         ("cache.", keys_of::<FileCache>()),
@@ -1565,6 +1566,7 @@ fn every_key() -> Vec<String> {
         ("observability.", keys_of::<FileObservability>()),
         ("invalidation[].", keys_of::<FileInvalidation>()),
         ("invalidation[].purge.", keys_of::<FilePurgeSet>()),
+        ("clients.", keys_of::<FileClients>()),
     ];
     let keys: Vec<String> = sections
         .iter()

@@ -7,6 +7,7 @@
 //! the cache lock (coalescing, stale-while-revalidate) and the route's stale-if-error window.
 
 pub mod cache_status;
+pub mod client_limits;
 pub mod ctx;
 pub mod fast_hit;
 pub mod headers;
@@ -314,6 +315,15 @@ impl ProxyHttp for Proxy {
         ctx
     }
 
+    /// Refuse what a client must not send (`client_limits`) before anything else looks at it.
+    async fn early_request_filter(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        client_limits::check_request(session, ctx)
+    }
+
     /// Match the route; for cacheable requests pick the stored variant and ask the ERP for
     /// exactly that coding, so the body compressed on the way in is the one stored.
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
@@ -597,6 +607,17 @@ impl ProxyHttp for Proxy {
         e
     }
 
+    /// The request body's deadline and, on caching routes, its size (`client_limits`).
+    async fn request_body_filter(
+        &self,
+        session: &mut Session,
+        _body: &mut Option<Bytes>,
+        end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        client_limits::check_body_chunk(session, end_of_stream, ctx)
+    }
+
     /// A revalidation asks the origin with the origin's own entity tags, not the ones derived
     /// for compressed variants.
     async fn upstream_request_filter(
@@ -706,6 +727,13 @@ impl ProxyHttp for Proxy {
     /// ERROR (40-47 lines a minute against the real ERP, none of them a fault). It is counted
     /// in `knitcache_client_aborts_total` and logged at debug instead.
     fn suppress_error_log(&self, session: &Session, ctx: &RequestCtx, error: &Error) -> bool {
+        if let Some(refusal) = client_limits::Refusal::of_error(error) {
+            // Over a client limit: counted, logged at debug (a hostile client must not flood
+            // the log).
+            self.metrics.observe_client_refusal(refusal.reason());
+            tracing::debug!(error = %error, "request refused over a client limit");
+            return true;
+        }
         if error.esource() != &ErrorSource::Downstream {
             return false;
         }

@@ -56,11 +56,15 @@ async fn write(session: &mut Session, mut h: ResponseHeader, body: String) -> Re
         .await
 }
 
-/// The status for a request that failed: the ERP's own 5xx, `504` for a timeout, `502` for any
-/// other ERP failure, `400` for a bad request, `0` when the client is already gone.
+/// The status for a request that failed: the ERP's own 5xx, `504` for an ERP timeout, `502` for
+/// any other ERP failure, `408` for a client too slow to send its body, `400` for a bad request,
+/// `0` when the client is already gone (or stopped reading).
 pub fn status_for(e: &Error) -> u16 {
+    let downstream = e.esource() == &ErrorSource::Downstream;
     match e.etype() {
         ErrorType::HTTPStatus(code) => *code,
+        ErrorType::ReadTimedout if downstream => 408,
+        ErrorType::WriteTimedout if downstream => 0,
         ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout => 504,
         ErrorType::Custom(k) if *k == crate::limits::TOTAL_TIMEOUT => 504,
         _ => match e.esource() {
@@ -103,6 +107,16 @@ mod tests {
         assert_eq!(
             status_for(&err(ErrorType::WriteError, ErrorSource::Downstream)),
             0
+        );
+        assert_eq!(
+            status_for(&err(ErrorType::ReadTimedout, ErrorSource::Downstream)),
+            408,
+            "a client too slow with its body"
+        );
+        assert_eq!(
+            status_for(&err(ErrorType::WriteTimedout, ErrorSource::Downstream)),
+            0,
+            "a client that stopped reading gets nothing more"
         );
     }
 }

@@ -12,10 +12,13 @@
 //!
 //! The socket is non-blocking and registered with tokio's reactor by pingora. A write that
 //! would block waits for writability on a duplicate of the descriptor, registered only while
-//! it waits: most responses fit the socket's send buffer and never wait.
+//! it waits: most responses fit the socket's send buffer and never wait. Each wait is bounded
+//! by the session's write timeout (`clients.send_timeout_ms`, as for pingora's own writer): a
+//! client that stops reading loses its connection instead of holding the task forever.
 
 use std::io::{self, IoSlice};
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
+use std::time::Duration;
 
 use pingora_core::protocols::http::ServerSession;
 use pingora_core::protocols::l4::stream::Stream as L4Stream;
@@ -29,6 +32,8 @@ use tokio::io::unix::AsyncFd;
 pub struct ClientSocket<'a> {
     fd: BorrowedFd<'a>,
     keepalive: bool,
+    /// Longest wait for the client to take more bytes; `None`: no limit.
+    stall: Option<Duration>,
 }
 
 /// The client's socket of `session`, if its response may be written around pingora's writer:
@@ -47,6 +52,7 @@ pub fn client_socket(session: &Session) -> Option<ClientSocket<'_>> {
     Some(ClientSocket {
         fd,
         keepalive: h1.will_keepalive(),
+        stall: h1.get_write_timeout(),
     })
 }
 
@@ -65,8 +71,9 @@ impl ClientSocket<'_> {
         self.keepalive
     }
 
-    /// Writes all of `parts`, in order, waiting while the socket's send buffer is full.
-    /// Returns the bytes written; on an error some may have been.
+    /// Writes all of `parts`, in order, waiting while the socket's send buffer is full, each
+    /// wait at most the write timeout (then the error is `TimedOut`). Returns the bytes
+    /// written; on an error some may have been.
     pub async fn write_all(&self, mut left: &mut [IoSlice<'_>]) -> (usize, io::Result<()>) {
         let mut written = 0;
         let mut waiter: Option<AsyncFd<OwnedFd>> = None;
@@ -100,7 +107,14 @@ impl ClientSocket<'_> {
                 waiter.insert(afd)
             }
         };
-        let mut ready = afd.writable().await?;
+        let mut ready = match self.stall {
+            Some(stall) => tokio::time::timeout(stall, afd.writable())
+                .await
+                .map_err(|_| {
+                    io::Error::new(io::ErrorKind::TimedOut, "the client stopped reading")
+                })??,
+            None => afd.writable().await?,
+        };
         // The next write decides: if it would block again, the next wait re-arms.
         ready.clear_ready();
         Ok(())

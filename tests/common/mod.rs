@@ -7,6 +7,7 @@
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
 pub mod origin;
+pub mod raw;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

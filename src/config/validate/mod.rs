@@ -12,6 +12,7 @@
 mod admin;
 mod cache;
 mod cache_policy;
+mod clients;
 mod invalidation;
 mod listen;
 mod protection;
@@ -31,6 +32,7 @@ use super::model::*;
 use self::admin::admin;
 use self::cache::cache;
 use self::cache_policy::inherited;
+use self::clients::clients;
 use self::invalidation::invalidation;
 use self::listen::{address, clash};
 use self::protection::protection;
@@ -116,6 +118,7 @@ pub(crate) fn validate(file: &FileConfig, lines: &Lines) -> Result<Config, Vec<P
     let inherited = inherited(&file.defaults, &mut p);
     let protection = protection(&file.protection, &mut p);
     let warming = warming(&file.warming, &mut p);
+    let clients = clients(&file.clients, &mut p);
     let classes: Vec<&str> = file
         .protection
         .rate_limit
@@ -140,6 +143,7 @@ pub(crate) fn validate(file: &FileConfig, lines: &Lines) -> Result<Config, Vec<P
         protection,
         warming,
         admin,
+        clients,
     ) {
         (
             Some(listen),
@@ -150,6 +154,7 @@ pub(crate) fn validate(file: &FileConfig, lines: &Lines) -> Result<Config, Vec<P
             Some(protection),
             Some(warming),
             Some(admin),
+            Some(clients),
         ) if p.list.is_empty() => Ok(Config {
             listen,
             admin_listen,
@@ -163,6 +168,7 @@ pub(crate) fn validate(file: &FileConfig, lines: &Lines) -> Result<Config, Vec<P
             admin,
             observability,
             invalidation,
+            clients,
         }),
         _ => {
             debug_assert!(!p.list.is_empty(), "a part failed without saying why");

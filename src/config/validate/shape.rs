@@ -41,6 +41,7 @@ pub(super) fn serde_problem(err: &serde_yaml::Error) -> Problem {
         "FileRoute",
         "FileAdmin",
         "FileObservability",
+        "FileClients",
     ]
     .iter()
     .fold(message, |m, name| {
@@ -106,6 +107,7 @@ enum Section {
     PurgeSet,
     Admin,
     Observability,
+    Clients,
 }
 
 impl Section {
@@ -131,6 +133,7 @@ impl Section {
             Section::PurgeSet => keys_of::<FilePurgeSet>(),
             Section::Admin => keys_of::<FileAdmin>(),
             Section::Observability => keys_of::<FileObservability>(),
+            Section::Clients => keys_of::<FileClients>(),
         }
     }
 
@@ -152,6 +155,7 @@ impl Section {
             (Section::RateClasses, _) => Some(Section::RateClass),
             (Section::Root, "admin") => Some(Section::Admin),
             (Section::Root, "observability") => Some(Section::Observability),
+            (Section::Root, "clients") => Some(Section::Clients),
             _ => None,
         }
     }
@@ -356,7 +360,10 @@ impl Unit {
             Some(Unit::Bytes)
         } else if key.ends_with("_percent") {
             Some(Unit::Percent)
-        } else if matches!(key, "threads" | "level" | "max_variants") {
+        } else if matches!(
+            key,
+            "threads" | "level" | "max_variants" | "max_headers" | "max_connections_per_address"
+        ) {
             Some(Unit::Count)
         } else {
             None
@@ -389,6 +396,10 @@ pub(super) fn example_value(key: &str) -> u64 {
         "health_interval_ms" => DEFAULT_HEALTH_INTERVAL_MS,
         "health_timeout_ms" => DEFAULT_HEALTH_TIMEOUT_MS,
         "lock_timeout_ms" => DEFAULT_LOCK_TIMEOUT_MS,
+        "header_timeout_ms" => DEFAULT_HEADER_TIMEOUT_MS,
+        "idle_timeout_ms" => DEFAULT_IDLE_TIMEOUT_MS,
+        "body_timeout_ms" => DEFAULT_BODY_TIMEOUT_MS,
+        "send_timeout_ms" => DEFAULT_SEND_TIMEOUT_MS,
         "memory_mib" => DEFAULT_MEMORY_MIB,
         "disk_mib" => DEFAULT_DISK_MIB,
         "max_object_bytes" => DEFAULT_MAX_OBJECT_BYTES,

@@ -1,0 +1,180 @@
+//! The proxy port's connection loop: pingora's HTTP/1 loop, with each request's head read here
+//! (`head::read_head`) under the `clients:` limits, and connections counted per address.
+//!
+//! pingora's own loop (`ServerApp` for an `HttpServerApp`) reads each head in its parser, with
+//! no deadline once a connection has been kept alive. This loop reads the head itself, then
+//! hands pingora a session whose first bytes are that head (`set_pipelined_prefix`): pingora
+//! parses them without reading, and its proxy runs as before. Refusals are answered here, with
+//! a bare status and `Connection: close`; they never reach the proxy's phases, and are counted
+//! in `knitcache_client_refusals_total`.
+//!
+//! The proxy port is plain HTTP/1 (no TLS, no h2c), so this loop only needs pingora's HTTP/1
+//! path; pipelining stays off (pingora's default), so a reused connection never carries bytes
+//! of its own into the next request.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use async_trait::async_trait;
+use pingora_core::apps::{HttpPersistentSettings, HttpServerApp, ServerApp};
+use pingora_core::protocols::Stream;
+use pingora_core::protocols::http::ServerSession;
+use pingora_core::server::ShutdownWatch;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::time::{Instant, timeout, timeout_at};
+
+use super::Refusal;
+use super::head::{self, Read, Wait};
+use super::per_address::PerAddress;
+use crate::config::{ClientSettings, Config};
+use crate::metrics::Metrics;
+use crate::proxy::ctx::InFlight;
+
+/// After a refusal, how long the connection is read and discarded before it is closed, so the
+/// client reads the answer instead of a reset (closing a socket with unread input resets it).
+const LINGER: Duration = Duration::from_secs(2);
+
+/// The most bytes read and discarded while lingering.
+const LINGER_BYTES: usize = 64 * 1024;
+
+/// The proxy port's application: the client limits in front of pingora's HTTP proxy `A`.
+pub struct Gate<A> {
+    inner: Arc<A>,
+    config: Arc<ArcSwap<Config>>,
+    metrics: Arc<Metrics>,
+    per_address: Arc<PerAddress>,
+}
+
+impl<A> Gate<A> {
+    /// `inner` behind the live `config`'s `clients:` limits.
+    pub fn new(inner: A, config: Arc<ArcSwap<Config>>, metrics: Arc<Metrics>) -> Self {
+        Gate {
+            inner: Arc::new(inner),
+            config,
+            metrics,
+            per_address: Arc::new(PerAddress::default()),
+        }
+    }
+}
+
+/// The client's IP address, if the connection has one (not a unix socket).
+fn peer_ip(stream: &Stream) -> Option<IpAddr> {
+    let digest = stream.get_socket_digest()?;
+    Some(digest.peer_addr()?.as_inet()?.ip())
+}
+
+/// pingora's keep-alive setting that bounds a read of the head, should its parser ever need
+/// more than was handed to it: whole seconds, at least one (0 would mean no limit at all).
+fn bounded_keepalive(clients: &ClientSettings) -> u64 {
+    clients.header_timeout.as_secs_f64().ceil().max(1.0) as u64
+}
+
+impl<A> Gate<A>
+where
+    A: HttpServerApp + Send + Sync + 'static,
+{
+    /// Serves one connection until it closes.
+    async fn serve(&self, mut stream: Stream, shutdown: &ShutdownWatch) {
+        let clients = self.config.load().clients;
+        let mut wait = Wait::Fresh(Instant::now() + clients.header_timeout);
+        let mut persistent: Option<HttpPersistentSettings> = None;
+        loop {
+            let clients = self.config.load().clients;
+            let head = match head::read_head(&mut stream, wait, &clients, shutdown).await {
+                Read::Head(head) => head,
+                Read::Gone => return,
+                Read::Refused(refusal) => {
+                    self.metrics.observe_client_refusal(refusal.reason());
+                    refuse(stream, refusal, clients.send_timeout).await;
+                    return;
+                }
+            };
+            let mut session = ServerSession::new_http1(stream);
+            if let Some(persistent) = persistent.take() {
+                persistent.apply_to_session(&mut session);
+            }
+            session.set_pipelined_prefix(head);
+            session.set_keepalive(if *shutdown.borrow() {
+                None
+            } else {
+                Some(bounded_keepalive(&clients))
+            });
+            // pingora applies its read timeout to each read of a body, the drain timeout to
+            // the body left unread after a response, the write timeout to each write it makes.
+            session.set_read_timeout(Some(clients.body_timeout));
+            session.set_total_drain_timeout(Some(clients.body_timeout));
+            session.set_write_timeout(Some(clients.send_timeout));
+            let Some(reused) = self.inner.process_new_http(session, shutdown).await else {
+                return;
+            };
+            let (next, settings) = reused.consume();
+            stream = next;
+            persistent = settings;
+            wait = Wait::Idle(clients.idle_timeout);
+        }
+    }
+}
+
+#[async_trait]
+impl<A> ServerApp for Gate<A>
+where
+    A: HttpServerApp + Send + Sync + 'static,
+{
+    async fn process_new(
+        self: &Arc<Self>,
+        stream: Stream,
+        shutdown: &ShutdownWatch,
+    ) -> Option<Stream> {
+        let _open = InFlight::new(&self.metrics.client_connections);
+        let clients = self.config.load().clients;
+        let _slot = match (clients.max_connections_per_address, peer_ip(&stream)) {
+            (Some(max), Some(ip)) => match self.per_address.open(ip, max) {
+                Some(slot) => Some(slot),
+                None => {
+                    let refusal = Refusal::TooManyConnections;
+                    self.metrics.observe_client_refusal(refusal.reason());
+                    tracing::debug!(client = %ip, max, "connection over the per-address cap");
+                    refuse(stream, refusal, clients.send_timeout).await;
+                    return None;
+                }
+            },
+            _ => None,
+        };
+        self.serve(stream, shutdown).await;
+        None
+    }
+
+    async fn cleanup(&self) {
+        self.inner.http_cleanup().await;
+    }
+}
+
+/// Answers `refusal` with its bare status and closes the connection.
+async fn refuse(mut stream: Stream, refusal: Refusal, send_timeout: Duration) {
+    let (status, phrase) = refusal.status();
+    let answer = format!(
+        "HTTP/1.1 {status} {phrase}\r\nContent-Length: 0\r\nCache-Control: no-store\r\n\
+         Connection: close\r\n\r\n"
+    );
+    let sent = timeout(send_timeout, async {
+        stream.write_all(answer.as_bytes()).await?;
+        stream.flush().await?;
+        AsyncWriteExt::shutdown(&mut stream).await
+    })
+    .await;
+    if !matches!(sent, Ok(Ok(()))) {
+        return;
+    }
+    // Lingering close: the client may still be sending (a head too large, a dribble).
+    let until = Instant::now() + LINGER;
+    let mut sink = [0u8; 4096];
+    let mut discarded = 0;
+    while discarded < LINGER_BYTES {
+        match timeout_at(until, stream.read(&mut sink)).await {
+            Ok(Ok(n)) if n > 0 => discarded += n,
+            _ => break,
+        }
+    }
+}
