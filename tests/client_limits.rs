@@ -179,6 +179,11 @@ async fn a_body_on_a_caching_routes_get_gets_413_and_writes_pass_whole() {
     c.send(b"GET /c/page HTTP/1.1\r\nHost: erp\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n")
         .await;
     assert_eq!(c.response(false).await.expect("answer").status, 413);
+    // Nor through a target that only becomes the caching route's once canonical.
+    let mut c = Raw::connect(proxy.addrs.proxy).await;
+    c.send(b"GET /%63/page HTTP/1.1\r\nHost: erp\r\nContent-Length: 5\r\n\r\nhello")
+        .await;
+    assert_eq!(c.response(false).await.expect("answer").status, 413);
     // Content-Length: 0 is no body.
     let mut c = Raw::connect(proxy.addrs.proxy).await;
     c.send(b"GET /c/page HTTP/1.1\r\nHost: erp\r\nContent-Length: 0\r\n\r\n")
@@ -189,7 +194,7 @@ async fn a_body_on_a_caching_routes_get_gets_413_and_writes_pass_whole() {
         1,
         "only the request without a body"
     );
-    assert_eq!(refusals(&proxy, "body_too_large", 2.0).await, 2.0);
+    assert_eq!(refusals(&proxy, "body_too_large", 3.0).await, 3.0);
 
     // A write of 3 MiB is no read: it reaches the origin byte for byte.
     let body: Vec<u8> = (0..3 << 20).map(|i| (i % 251) as u8).collect();

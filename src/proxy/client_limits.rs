@@ -25,6 +25,7 @@ use pingora_error::{Error, ErrorSource, ErrorType, Result};
 use pingora_proxy::Session;
 
 use super::RequestCtx;
+use crate::canonical;
 
 /// Why a request or connection was refused: the values of the `reason` label of
 /// `knitcache_client_refusals_total`.
@@ -134,14 +135,27 @@ fn is_read(method: &Method) -> bool {
     method == Method::GET || method == Method::HEAD
 }
 
-/// Whether the request is a read on a caching route, where a body is suspect.
+/// Whether the request is a read on a caching route, where a body is suspect. Routing has not
+/// run yet: the route is that of the canonical target, as routing will find it (a target
+/// canonicalisation rejects is refused by routing, whatever its body).
 fn is_cached_read(session: &Session, ctx: &RequestCtx) -> bool {
     let req = session.req_header();
-    is_read(&req.method)
-        && ctx
-            .config
-            .route_for(&req.method, req.uri.path())
-            .is_some_and(|(_, route)| route.cache_policy().is_some())
+    if !is_read(&req.method) {
+        return false;
+    }
+    let raw = match req.raw_path() {
+        raw @ [b'/', ..] => raw,
+        _ => req
+            .uri
+            .path_and_query()
+            .map_or(&b""[..], |pq| pq.as_str().as_bytes()),
+    };
+    let Ok(target) = canonical::target(raw) else {
+        return false;
+    };
+    ctx.config
+        .route_for(&req.method, target.path())
+        .is_some_and(|(_, route)| route.cache_policy().is_some())
 }
 
 /// Checks a request pingora has parsed, before anything else looks at it (the
