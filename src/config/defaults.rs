@@ -155,7 +155,7 @@ pub const DEFAULT_RATE_PER_SEC: u64 = 20;
 /// `protection.rate_limit.burst`, requests. A dashboard page load sends about a dozen at once.
 pub const DEFAULT_RATE_BURST: u64 = 60;
 
-/// `protection.rate_limit.max_clients`: clients tracked at once (a few dozen bytes each).
+/// `protection.rate_limit.max_clients`: clients tracked at once per class (~120 bytes each).
 pub const DEFAULT_RATE_MAX_CLIENTS: u64 = 10_000;
 
 /// `protection.rate_limit.idle_secs`, in seconds, before an idle client is forgotten.

@@ -159,7 +159,7 @@ pub struct FileRateLimit {
     pub classes: std::collections::BTreeMap<String, FileRateClass>,
     /// Peers (`IP` or `IP/prefix`) whose `X-Forwarded-For` names the client. Default: none.
     pub trusted_proxies: Vec<String>,
-    /// Most clients tracked at once. Default: `DEFAULT_RATE_MAX_CLIENTS` (10000).
+    /// Most clients tracked at once per rate class. Default: `DEFAULT_RATE_MAX_CLIENTS` (10000).
     pub max_clients: u64,
     /// Seconds after which an idle client is forgotten. Default: `DEFAULT_RATE_IDLE_SECS` (300).
     pub idle_secs: u64,

@@ -123,7 +123,7 @@ pub struct RateLimitSettings {
     pub classes: Vec<(String, RateClass)>,
     /// Peers whose `X-Forwarded-For` is believed (a load balancer in front of the proxy).
     pub trusted_proxies: Vec<ipnet::IpNet>,
-    /// Most clients tracked at once; beyond it new clients share one bucket.
+    /// Most clients tracked at once per class; beyond it a newcomer evicts a client seen once.
     pub max_clients: usize,
     /// A client idle this long is forgotten.
     pub idle: Duration,

@@ -2,14 +2,23 @@
 //! (a load balancer in front of knitcache), the first untrusted address in `X-Forwarded-For`
 //! read from the right. An untrusted client's own `X-Forwarded-For` is never believed, so it
 //! cannot pick the bucket it is charged to.
+//!
+//! An IPv6 client is charged per /64 ([`bucket_key`]): a /64 is the smallest network handed to a
+//! site or a host (RFC 6177; SLAAC needs a whole /64), and any host on it may use every one of
+//! its 2^64 addresses, which privacy extensions (RFC 8981) rotate on their own. Per-address
+//! buckets would give one IPv6 host as many buckets as it cares to make, and fill the table
+//! with them. Wider prefixes (/56, /48) are often whole customers of one provider, each with
+//! its own hosts, so they are not grouped.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
 
 use http::HeaderMap;
 use ipnet::IpNet;
 
-/// The client address requests are charged to.
+/// The client address requests are charged to. IPv4 addresses that arrive mapped into IPv6
+/// (`::ffff:a.b.c.d`, from a dual-stack listener or a proxy) are taken as the IPv4 address.
 pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
+    let peer = peer.to_canonical();
     if !is_trusted(peer, trusted) {
         return peer;
     }
@@ -39,13 +48,22 @@ fn is_trusted(ip: IpAddr, trusted: &[IpNet]) -> bool {
 /// One `X-Forwarded-For` entry: an IP, possibly bracketed IPv6 or with a port.
 fn parse_hop(hop: &str) -> Option<IpAddr> {
     let hop = hop.trim();
-    if let Ok(ip) = hop.parse() {
-        return Some(ip);
+    let ip: IpAddr = if let Ok(ip) = hop.parse() {
+        ip
+    } else if let Ok(sock) = hop.parse::<std::net::SocketAddr>() {
+        sock.ip()
+    } else {
+        hop.strip_prefix('[')?.split(']').next()?.parse().ok()?
+    };
+    Some(ip.to_canonical())
+}
+
+/// The key of the bucket `client` is charged to: an IPv4 address itself, an IPv6 address's /64.
+pub fn bucket_key(client: IpAddr) -> IpAddr {
+    match client.to_canonical() {
+        IpAddr::V6(v6) => IpAddr::V6(Ipv6Addr::from_bits(v6.to_bits() & !u128::from(u64::MAX))),
+        v4 => v4,
     }
-    if let Ok(sock) = hop.parse::<std::net::SocketAddr>() {
-        return Some(sock.ip());
-    }
-    hop.strip_prefix('[')?.split(']').next()?.parse().ok()
 }
 
 #[cfg(test)]
@@ -117,6 +135,41 @@ mod tests {
         assert_eq!(
             client_ip(ip("10.0.0.5"), &HeaderMap::new(), &nets(&["10.0.0.0/8"])),
             ip("10.0.0.5")
+        );
+    }
+
+    #[test]
+    fn ipv6_clients_are_charged_per_64() {
+        let key = |s: &str| bucket_key(ip(s));
+        assert_eq!(key("2001:db8:1:2:aaaa::1"), ip("2001:db8:1:2::"));
+        assert_eq!(
+            key("2001:db8:1:2:aaaa::1"),
+            key("2001:db8:1:2:ffff:ffff:ffff:ffff"),
+            "one /64, one bucket"
+        );
+        assert_ne!(
+            key("2001:db8:1:2::1"),
+            key("2001:db8:1:3::1"),
+            "another /64"
+        );
+        assert_eq!(
+            key("198.51.100.7"),
+            ip("198.51.100.7"),
+            "IPv4 is per address"
+        );
+        assert_eq!(
+            key("::ffff:198.51.100.7"),
+            ip("198.51.100.7"),
+            "a mapped IPv4 client is not lumped into ::ffff:0:0/64 with every other"
+        );
+    }
+
+    #[test]
+    fn mapped_ipv4_peers_and_hops_are_ipv4() {
+        let h = headers(&["::ffff:198.51.100.7"]);
+        assert_eq!(
+            client_ip(ip("::ffff:10.0.0.5"), &h, &nets(&["10.0.0.0/8"])),
+            ip("198.51.100.7")
         );
     }
 

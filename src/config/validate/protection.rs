@@ -103,8 +103,8 @@ fn rate_limit(f: &FileRateLimit, p: &mut Problems) -> Option<Option<RateLimitSet
         }
     }
     if f.max_clients == 0 {
-        let msg = "max_clients = 0 would put every client in one shared bucket; write e.g. \
-                   max_clients: 10000";
+        let msg = "max_clients = 0 would track no client, so no bucket could be kept; write \
+                   e.g. max_clients: 10000";
         p.at(&format!("{base}.max_clients"), None, msg.to_owned());
         ok = false;
     }
