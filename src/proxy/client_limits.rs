@@ -115,17 +115,17 @@ impl Refusal {
         }
         match e.etype() {
             ErrorType::ReadTimedout => Some(Refusal::BodyTimeout),
-            ErrorType::HTTPStatus(_) => {
-                let reason = e.context.as_ref()?.as_str().split(':').next()?;
-                [
-                    Refusal::BodyTimeout,
-                    Refusal::BodyTooLarge,
-                    Refusal::BadFraming,
-                    Refusal::UnsupportedCoding,
-                ]
-                .into_iter()
-                .find(|r| r.reason() == reason)
-            }
+            // Only the checks here end a proxy phase with a client-sourced status (pingora
+            // answers its own parse errors before the phases run). The status says which: the
+            // error's context may have been extended on its way (`error_while_proxy`).
+            ErrorType::HTTPStatus(status) => [
+                Refusal::BodyTimeout,
+                Refusal::BodyTooLarge,
+                Refusal::BadFraming,
+                Refusal::UnsupportedCoding,
+            ]
+            .into_iter()
+            .find(|r| r.status().0 == *status),
             _ => None,
         }
     }
@@ -301,6 +301,8 @@ mod tests {
     fn refusals_made_in_proxy_phases_are_recognised() {
         let e = Refusal::BodyTooLarge.error("x");
         assert_eq!(Refusal::of_error(&e), Some(Refusal::BodyTooLarge));
+        let e = Refusal::BodyTimeout.error("x").more_context("Peer: 127.0.0.1:5007");
+        assert_eq!(Refusal::of_error(&e), Some(Refusal::BodyTimeout), "context grown");
         let e = Error::create(
             ErrorType::HTTPStatus(413),
             ErrorSource::Upstream,
