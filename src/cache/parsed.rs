@@ -63,7 +63,9 @@ fn copy_with_room(stored: &ResponseHeader, extra: usize) -> Option<ResponseHeade
         ResponseHeader::build_no_case(stored.status, size).ok()?
     };
     copy.set_version(stored.version);
-    copy.set_reason_phrase(stored.get_reason_phrase()).ok()?;
+    // No reason phrase of the origin's own (the ERP's "NOT FOUND"): the stored form keeps only
+    // the status's standard one, so a copy captured before storing and one read back from the
+    // disk tier send the same status line.
     if stored.has_case() {
         for (name, value) in stored.case_header_iter() {
             copy.append_header(name.clone(), value.clone()).ok()?;
@@ -84,7 +86,8 @@ fn wire_head(stored: &ResponseHeader, ranges: bool) -> Box<[u8]> {
     buf.put_slice(b"HTTP/1.1 ");
     buf.put_slice(stored.status.as_str().as_bytes());
     buf.put_u8(b' ');
-    if let Some(reason) = stored.get_reason_phrase() {
+    // The standard reason, as in `copy_with_room`.
+    if let Some(reason) = stored.status.canonical_reason() {
         buf.put_slice(reason.as_bytes());
     }
     buf.put_slice(b"\r\n");
@@ -333,6 +336,31 @@ mod tests {
             String::from_utf8_lossy(gone.wire_head()),
             "HTTP/1.1 410 Gone\r\ncontent-length: 0\r\n",
             "ranges only on a 200"
+        );
+    }
+
+    #[test]
+    fn the_origin_reason_phrase_is_dropped_as_the_stored_form_drops_it() {
+        let stored = meta_with(404, &[("content-length", "0")]);
+        let mut header = stored.response_header().clone();
+        header.set_reason_phrase(Some("NOT FOUND")).expect("reason");
+        let original = CacheMeta::new(stored.fresh_until(), stored.created(), 30, 600, header);
+        let (internal, header) = original.serialize().expect("serialize");
+        let read_back = CacheMeta::deserialize(&internal, &header).expect("deserialize");
+        let before = ParsedMeta::capture(&original).expect("captured");
+        let after = ParsedMeta::capture(&read_back).expect("captured");
+        assert_eq!(
+            String::from_utf8_lossy(before.wire_head()),
+            "HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n"
+        );
+        assert_eq!(
+            before.wire_head(),
+            after.wire_head(),
+            "memory and disk agree"
+        );
+        assert_eq!(
+            before.hit_header().get_reason_phrase(),
+            after.hit_header().get_reason_phrase()
         );
     }
 
