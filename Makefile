@@ -3,6 +3,7 @@
 #   make demo    build, then start the ERP simulator with knitcache in front of it
 #   make test    formatting, lints, every test, a check of every shipped config, and of the
 #                Prometheus rules (promtool)
+#   make fuzz    every fuzz target for FUZZ_SECS seconds each (docs/FUZZING.md); not in `make test`
 #
 # Both install what they need first: pingora needs cmake and a C toolchain (zlib-ng is built
 # from source), installed with apt-get when missing (`setup-build`); `make test` also checks the
@@ -14,7 +15,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_PACKAGES := cmake build-essential pkg-config chromium prometheus
 DEPLOY_TOOLS := target/deploy-tools
 
-.PHONY: setup setup-build setup-deploy-tools demo test check-configs check-prometheus check-deploy bench load-setup load compare soak clean
+.PHONY: setup setup-build setup-deploy-tools demo test check-configs check-prometheus check-deploy bench load-setup load compare soak fuzz clean
 
 setup: setup-build setup-deploy-tools
 
@@ -92,6 +93,28 @@ soak: load-setup
 check-deploy: setup-deploy-tools
 	$(DEPLOY_TOOLS)/bin/python deploy/validate.py
 
+# The fuzz targets (fuzz/, docs/FUZZING.md), each for FUZZ_SECS seconds, from its committed seeds
+# (the config loader's also from the shipped config/*.yaml); new inputs are kept in fuzz/corpus/,
+# a crash is written to fuzz/artifacts/ and fails the run. Never part of `make test`.
+# `-s none`: cargo-fuzz's default AddressSanitizer needs `-Zsanitizer`, a nightly-only flag, and
+# this project builds on stable. Without it the coverage instrumentation (`-Cpasses=sancov-module`
+# and its `-Cllvm-args`) is all stable; the Rust code's own bounds and overflow checks (cargo-fuzz
+# builds with debug assertions) catch what the sanitizer would in safe code. libFuzzer is built
+# from the C++ sources that libfuzzer-sys ships (a C++ compiler; pingora needs cmake, as above).
+FUZZ_SECS ?= 60
+FUZZ_TARGETS ?= config route_match cache_key cache_control vary parsed_meta object
+fuzz:
+	@command -v cmake >/dev/null && command -v c++ >/dev/null || { \
+		echo "installing: cmake build-essential"; \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq cmake build-essential; }
+	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
+	@for t in $(FUZZ_TARGETS); do \
+		seeds=fuzz/seeds/$$t; [ $$t = config ] && seeds="$$seeds config"; \
+		mkdir -p fuzz/corpus/$$t; \
+		echo "fuzz: $$t for $(FUZZ_SECS) s"; \
+		$(CARGO) fuzz run -s none $$t fuzz/corpus/$$t $$seeds -- \
+			-max_total_time=$(FUZZ_SECS) -timeout=10 -print_final_stats=1 || exit 1; \
+	done
 
 clean:
 	$(CARGO) clean
