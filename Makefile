@@ -102,7 +102,7 @@ check-deploy: setup-deploy-tools
 # builds with debug assertions) catch what the sanitizer would in safe code. libFuzzer is built
 # from the C++ sources that libfuzzer-sys ships (a C++ compiler; pingora needs cmake, as above).
 FUZZ_SECS ?= 60
-FUZZ_TARGETS ?= config route_match cache_key cache_control vary parsed_meta object
+FUZZ_TARGETS ?= config route_match canonical cache_key cache_control vary parsed_meta object
 fuzz:
 	@command -v cmake >/dev/null && command -v c++ >/dev/null || { \
 		echo "installing: cmake build-essential"; \
