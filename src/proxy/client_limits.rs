@@ -301,8 +301,14 @@ mod tests {
     fn refusals_made_in_proxy_phases_are_recognised() {
         let e = Refusal::BodyTooLarge.error("x");
         assert_eq!(Refusal::of_error(&e), Some(Refusal::BodyTooLarge));
-        let e = Refusal::BodyTimeout.error("x").more_context("Peer: 127.0.0.1:5007");
-        assert_eq!(Refusal::of_error(&e), Some(Refusal::BodyTimeout), "context grown");
+        let e = Refusal::BodyTimeout
+            .error("x")
+            .more_context("Peer: 127.0.0.1:5007");
+        assert_eq!(
+            Refusal::of_error(&e),
+            Some(Refusal::BodyTimeout),
+            "context grown"
+        );
         let e = Error::create(
             ErrorType::HTTPStatus(413),
             ErrorSource::Upstream,
