@@ -27,6 +27,8 @@
 mod per_route;
 #[path = "load/report.rs"]
 mod report;
+#[path = "load/slow_clients.rs"]
+mod slow_clients;
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -42,10 +44,13 @@ use serde_json::{Value, json};
 const USAGE: &str = "\
 cargo bench --bench load -- [options]
   --scenario LIST     comma list of dashboard,zipf,hits,memory,soak,compare,callgrind,broken,
+                      slow_clients,
                       all (default: dashboard,zipf,hits,memory)
                       broken: the dashboard mix with one endpoint answering 500 persistently
                       (the simulator's per-path fail switch); per route: refusals, ERP
                       requests per 1,000 client requests
+                      slow_clients: 50 clients polling a hit beside --connections
+                      connections dribbling request heads
   --broken PATH       the endpoint the broken scenario breaks (default /api/production-planning)
   --duration SECS     length of each measured run (default 10)
   --tabs N            simulated browser tabs for the dashboard mix (default 200)
@@ -1692,6 +1697,7 @@ fn run(opts: &Opts) -> Result<(), String> {
             "soak" => scenario_soak(&w, opts)?,
             "compare" => scenario_compare(&w, opts)?,
             "callgrind" => scenario_callgrind(&w, opts)?,
+            "slow_clients" => slow_clients::scenario(&w, opts)?,
             other => return Err(format!("unknown scenario {other}\n{USAGE}")),
         };
         results.insert(s.clone(), v);
