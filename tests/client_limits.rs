@@ -333,3 +333,34 @@ async fn a_client_that_stops_reading_a_direct_hit_loses_its_connection() {
         got.len()
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_that_stops_reading_a_proxied_response_loses_its_connection() {
+    // The same deadline on pingora's own writer: a pass-through response, never stored.
+    let (origin, proxy) = setup("  send_timeout_ms: 300\n").await;
+    let body: Vec<u8> = (0..12u32 << 20)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+        .collect();
+    origin.always("/p/big", Reply::ok(body.clone()));
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket
+        .set_recv_buffer_size(4096)
+        .expect("small receive buffer");
+    let stream = socket.connect(proxy.addrs.proxy).await.expect("connect");
+    let mut slow = Raw::over(stream);
+    slow.send(b"GET /p/big HTTP/1.1\r\nHost: erp\r\n\r\n").await;
+    let in_flight = "knitcache_downstream_requests_in_flight";
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    loop {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if origin.count("/p/big") == 1 && metric(&proxy, in_flight).await == 0.0 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the request still holds its task"
+        );
+    }
+    let got = slow.until_closed().await;
+    assert!(got.len() < body.len(), "closed early ({} bytes)", got.len());
+}
