@@ -1,5 +1,6 @@
-//! Compression: clients that accept gzip, br or zstd get the body compressed once, before it
-//! is stored; every hit serves the stored bytes. Decoded, every variant is the ERP's body.
+//! Compression: clients that accept gzip or zstd get the body compressed once, before it is
+//! stored; every hit serves the stored bytes. Decoded, every variant is the ERP's body. `br`
+//! is never chosen (pingora's brotli encoder cuts bodies short: `cache::encoding::negotiate`).
 
 mod common;
 
@@ -13,7 +14,7 @@ const ROUTES: &str = r#"  - name: knit-orders
 "#;
 
 #[tokio::test(flavor = "multi_thread")]
-async fn gzip_and_brotli_variants_are_stored_and_decode_to_the_same_json() {
+async fn gzip_and_zstd_variants_are_stored_and_decode_to_the_same_json() {
     let sim = start_sim(0.01).await;
     let proxy = TestProxy::in_front_of(&sim, ROUTES);
     let c = client();
@@ -54,15 +55,23 @@ async fn gzip_and_brotli_variants_are_stored_and_decode_to_the_same_json() {
             .contains("accept-encoding")
     );
 
-    let br = send(
+    let zs = send(
         c.get(&url)
             .header("accept-encoding", "gzip, deflate, br, zstd"),
     )
     .await;
-    assert_eq!(br.header("content-encoding"), "br", "browsers get brotli");
-    let br2 = send(c.get(&url).header("accept-encoding", "br;q=1, gzip;q=0.5")).await;
+    assert_eq!(zs.header("content-encoding"), "zstd", "browsers get zstd");
+    let unzstd = zstd::stream::decode_all(&zs.body[..]).expect("a finished zstd stream");
+    // Each fill is the ERP's answer of its moment: only its closing timestamp may differ.
+    let data = |b: &[u8]| {
+        let s = String::from_utf8_lossy(b).into_owned();
+        s[..s.rfind("\"timestamp\"").expect("timestamp")].to_owned()
+    };
+    assert!(data(&unzstd) == data(json.as_bytes()), "decoded, the same JSON");
+    let br = send(c.get(&url).header("accept-encoding", "br;q=1, gzip;q=0.5")).await;
+    assert_eq!(br.header("content-encoding"), "gzip", "never br");
     assert!(
-        br2.is_hit(),
+        br.is_hit(),
         "a different header asking for the same coding shares the entry"
     );
 
@@ -81,6 +90,6 @@ async fn gzip_and_brotli_variants_are_stored_and_decode_to_the_same_json() {
     assert_eq!(
         sim.hits("/api/knit-orders"),
         3,
-        "one ERP request per stored coding (gzip, br, identity)"
+        "one ERP request per stored coding (gzip, zstd, identity)"
     );
 }

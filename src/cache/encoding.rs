@@ -3,7 +3,7 @@
 //! A body is compressed once, before it is stored, and every hit serves the stored bytes:
 //! compressing on each hit would cost 50x the hit itself on a 100 KB body. To keep the number
 //! of variants (and so of ERP requests) small, a client's `Accept-Encoding` is reduced to one
-//! coding we store: `br`, `zstd`, `gzip` or identity. That choice is the request's variance.
+//! coding we store: `zstd`, `gzip` or identity (never `br`: see `negotiate`). That choice is the request's variance.
 
 use std::sync::OnceLock;
 
@@ -76,6 +76,13 @@ impl Coding {
 
 /// The coding to store and serve for a request with this `Accept-Encoding` (RFC 9110 §12.5.3:
 /// highest q-value wins; `q=0` means "not acceptable"; no header means identity).
+///
+/// Never `br`: pingora 0.9's brotli encoder only flushes at the end of a body, never finishes
+/// the stream, and loses part of what it was given (an 84 KB JSON decoded to 32 KB, and the
+/// decoder was still waiting for the rest), so a client asking for `br` would get a body cut
+/// short. A client that accepts `br` and `zstd` or `gzip` gets one of those; one that accepts
+/// only `br` gets identity, which every client accepts. Brotli stays a `Coding` for bodies an
+/// origin sends already compressed.
 pub fn negotiate(accept_encoding: Option<&HeaderValue>) -> Coding {
     let Some(value) = accept_encoding.and_then(|v| v.to_str().ok()) else {
         return Coding::Identity;
@@ -86,6 +93,9 @@ pub fn negotiate(accept_encoding: Option<&HeaderValue>) -> Coding {
         let Some(coding) = parts.next().map(str::trim).and_then(Coding::from_token) else {
             continue;
         };
+        if coding == Coding::Brotli {
+            continue;
+        }
         let q = parts
             .find_map(|p| p.trim().strip_prefix("q="))
             .map_or(1000, parse_qvalue);
@@ -139,8 +149,11 @@ mod tests {
     }
 
     #[test]
-    fn browsers_get_brotli() {
-        assert_eq!(n("gzip, deflate, br, zstd"), Coding::Brotli);
+    fn browsers_get_zstd_or_gzip_never_brotli() {
+        assert_eq!(n("gzip, deflate, br, zstd"), Coding::Zstd);
+        assert_eq!(n("gzip, deflate, br"), Coding::Gzip);
+        assert_eq!(n("br;q=1, gzip;q=0.5"), Coding::Gzip);
+        assert_eq!(n("br"), Coding::Identity);
     }
 
     #[test]
@@ -152,7 +165,7 @@ mod tests {
 
     #[test]
     fn q_values_are_respected() {
-        assert_eq!(n("gzip;q=1.0, br;q=0.5"), Coding::Gzip);
+        assert_eq!(n("gzip;q=1.0, zstd;q=0.5"), Coding::Gzip);
         assert_eq!(n("br;q=0, gzip"), Coding::Gzip);
         assert_eq!(n("gzip;q=0"), Coding::Identity);
         assert_eq!(n("gzip;q=nonsense"), Coding::Identity);

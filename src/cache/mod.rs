@@ -14,6 +14,7 @@
 //! * `key`     cache keys from a route's policy
 //! * `policy`  which responses are stored, and for how long
 //! * `encoding` the compressed variants stored per key
+//! * `transcode` one coding's variant made from another's stored bytes
 //! * `dir_mark` which directories are knitcache's to move aside or delete
 //! * `dir_lock` one process per cache directory (graceful upgrades hand it over)
 //! * `bans`    purges by prefix or route, checked on every hit
@@ -28,6 +29,7 @@ pub mod object;
 pub mod parsed;
 pub mod policy;
 pub mod storage;
+pub mod transcode;
 pub mod validators;
 pub mod variants;
 pub mod vary;

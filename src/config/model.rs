@@ -294,7 +294,7 @@ pub struct CacheSettings {
 pub struct CompressionSettings {
     /// Off: bodies are stored and served as the ERP sent them.
     pub enabled: bool,
-    /// Compression level for gzip, br and zstd (1..=9).
+    /// Compression level for gzip and zstd (1..=9).
     pub level: u32,
 }
 
