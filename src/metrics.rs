@@ -35,6 +35,7 @@ pub struct Metrics {
     client_refusals: IntCounterVec,
     /// Client connections open right now.
     pub client_connections: IntGauge,
+    derived: IntCounterVec,
     lookups: IntCounterVec,
     coalesced: IntCounterVec,
     /// Downstream requests being served right now.
@@ -132,6 +133,12 @@ impl Metrics {
             "knitcache_client_connections",
             "Client connections open on the proxy port right now",
         )?;
+        let derived = counter(
+            "knitcache_cache_derived_total",
+            "Requests answered in a coding the cache did not hold, made from another coding's \
+             fresh copy instead of asking the ERP, by route",
+            &["route"],
+        )?;
         let lookups = counter(
             "knitcache_cache_lookups_total",
             "Cacheable requests by route and cache result (hit, stale, miss, expired, ...)",
@@ -216,6 +223,7 @@ impl Metrics {
             upstream_seconds.with_label_values(&[route, "miss"]);
             coalesced.with_label_values(&[route]);
             client_aborts.with_label_values(&[route]);
+            derived.with_label_values(&[route]);
             for kind in UPSTREAM_ERROR_KINDS {
                 upstream_errors.with_label_values(&[route, kind]);
             }
@@ -242,6 +250,7 @@ impl Metrics {
             client_aborts,
             client_refusals,
             client_connections,
+            derived,
             lookups,
             coalesced,
             in_flight,
@@ -296,6 +305,11 @@ impl Metrics {
     /// Records a request whose client went away before its response was complete.
     pub fn observe_client_abort(&self, route: &str) {
         self.client_aborts.with_label_values(&[route]).inc();
+    }
+
+    /// Records a request answered from another coding's stored copy (`proxy::derive`).
+    pub fn observe_derived(&self, route: &str) {
+        self.derived.with_label_values(&[route]).inc();
     }
 
     /// Records what the cache did for one cacheable request, and whether it waited for another

@@ -135,13 +135,19 @@ pub fn response_cacheability(policy: &CachePolicy, ex: &Exchange<'_>) -> RespCac
         // `Age` on every use counts from when the response was new, not from when it was stored.
         meta.set_epoch_override(lifetime.epoch);
     }
-    meta.extensions_mut().insert(StoreHints {
+    meta.extensions_mut()
+        .insert(store_hints(policy, resp.status.as_u16()));
+    RespCacheable::Cacheable(meta)
+}
+
+/// What the storage must know of `policy` to store a response with `status`.
+pub fn store_hints(policy: &CachePolicy, status: u16) -> StoreHints {
+    StoreHints {
         // Not on a stored error: preconditions apply to 2xx responses only (RFC 9110 §13.2.1),
         // so a validator would invite 304s that say nothing.
-        computed_etag: policy.freshness == Freshness::Route && !error,
+        computed_etag: policy.freshness == Freshness::Route && !policy.is_error_status(status),
         max_variants: policy.max_variants,
-    });
-    RespCacheable::Cacheable(meta)
+    }
 }
 
 /// The response's lifetime under the route's freshness mode, or why it is not stored.

@@ -93,6 +93,25 @@ impl HybridStorage {
         self.cache.load().as_deref()?.memory().get(&hash)
     }
 
+    /// The response stored under `hash` (a key's `combined_bin`), from memory or from disk;
+    /// `None` when there is none, or only the record of its removal.
+    pub async fn entry(&self, hash: u128) -> Result<Option<HybridCacheEntry<u128, CachedObject>>> {
+        let cache = self.cache("lookup")?;
+        let entry = match cache.memory().get(&hash) {
+            Some(entry) => entry,
+            None => {
+                // The semaphore is never closed; were it, the read would go ahead unbounded.
+                let _permit = self.disk_reads.acquire().await.ok();
+                match cache.get(&hash).await {
+                    Ok(Some(entry)) => entry,
+                    Ok(None) => return Ok(None),
+                    Err(e) => return self.fail("lookup", "cache lookup", e),
+                }
+            }
+        };
+        Ok((!entry.value().is_tombstone()).then_some(entry))
+    }
+
     /// Bytes and entries held by the memory tier.
     pub fn memory_usage(&self) -> Option<(u64, u64)> {
         self.cache.load().as_deref().map(|c| {
@@ -288,24 +307,10 @@ impl Storage for HybridStorage {
         key: &CacheKey,
         _trace: &SpanHandle,
     ) -> Result<Option<(CacheMeta, HitHandler)>> {
-        let k = key_of(key.combined_bin());
-        let cache = self.cache("lookup")?;
-        let entry = match cache.memory().get(&k) {
-            Some(entry) => entry,
-            None => {
-                // The semaphore is never closed; were it, the read would go ahead unbounded.
-                let _permit = self.disk_reads.acquire().await.ok();
-                match cache.get(&k).await {
-                    Ok(Some(entry)) => entry,
-                    Ok(None) => return Ok(None),
-                    Err(e) => return self.fail("lookup", "cache lookup", e),
-                }
-            }
+        let Some(entry) = self.entry(key_of(key.combined_bin())).await? else {
+            return Ok(None);
         };
         let object = entry.value();
-        if object.is_tombstone() {
-            return Ok(None);
-        }
         let meta = match object.parsed.as_ref().and_then(|p| p.rebuild()) {
             Some(meta) => meta,
             None => CacheMeta::deserialize(&object.meta_internal, &object.meta_header)

@@ -78,10 +78,10 @@ fn decode(coding: Coding, body: &[u8], limit: usize) -> Result<Option<Bytes>> {
     };
     let mut plain = Vec::with_capacity(body.len().saturating_mul(4).min(limit));
     let cap = u64::try_from(limit).unwrap_or(u64::MAX).saturating_add(1);
-    reader
-        .take(cap)
-        .read_to_end(&mut plain)
-        .or_err(ErrorType::InternalError, "a stored body did not decode in its coding")?;
+    reader.take(cap).read_to_end(&mut plain).or_err(
+        ErrorType::InternalError,
+        "a stored body did not decode in its coding",
+    )?;
     Ok((plain.len() <= limit).then(|| Bytes::from(plain)))
 }
 
@@ -99,9 +99,8 @@ fn encode(resp: &mut ResponseHeader, plain: &Bytes, token: &str, level: u32) -> 
         return Ok(plain.clone());
     }
     // The whole body at once: `end` makes the encoder flush everything it holds.
-    ctx.response_body_filter(Some(plain), true).ok_or_else(|| {
-        Error::explain(ErrorType::InternalError, "compressing a stored body failed")
-    })
+    ctx.response_body_filter(Some(plain), true)
+        .ok_or_else(|| Error::explain(ErrorType::InternalError, "compressing a stored body failed"))
 }
 
 /// The response's content coding: `None` for none, `Some(None)` for one knitcache does not
@@ -138,7 +137,8 @@ mod tests {
 
     fn json_response(extra: &[(&str, &str)]) -> ResponseHeader {
         let mut resp = ResponseHeader::build(200, None).unwrap();
-        resp.insert_header("content-type", "application/json").unwrap();
+        resp.insert_header("content-type", "application/json")
+            .unwrap();
         for (n, v) in extra {
             resp.insert_header(n.to_string(), *v).unwrap();
         }
@@ -155,17 +155,24 @@ mod tests {
 
     fn gunzip(b: &[u8]) -> Vec<u8> {
         let mut out = Vec::new();
-        flate2::read::GzDecoder::new(b).read_to_end(&mut out).unwrap();
+        flate2::read::GzDecoder::new(b)
+            .read_to_end(&mut out)
+            .unwrap();
         out
     }
 
     #[test]
     fn identity_to_gzip_compresses_and_derives_the_tag() {
         let stored = json_response(&[("etag", "\"v1\"")]);
-        let (resp, out) = recode(&stored, &body(), Coding::Gzip, 5, LIMIT).unwrap().unwrap();
+        let (resp, out) = recode(&stored, &body(), Coding::Gzip, 5, LIMIT)
+            .unwrap()
+            .unwrap();
         assert_eq!(resp.headers["content-encoding"], "gzip");
         assert_eq!(resp.headers["etag"], "\"v1-gzip\"");
-        assert_eq!(resp.headers["content-length"], out.len().to_string().as_str());
+        assert_eq!(
+            resp.headers["content-length"],
+            out.len().to_string().as_str()
+        );
         assert!(resp.headers.get("transfer-encoding").is_none());
         assert_eq!(gunzip(&out), body());
     }
@@ -181,13 +188,20 @@ mod tests {
     fn brotli_to_gzip_goes_through_the_plain_bytes() {
         let br = json_response(&[("etag", "\"v1-br\""), ("content-encoding", "br")]);
         let br_body = brotli(&body());
-        let (gz, gz_body) = recode(&br, &br_body, Coding::Gzip, 5, LIMIT).unwrap().unwrap();
+        let (gz, gz_body) = recode(&br, &br_body, Coding::Gzip, 5, LIMIT)
+            .unwrap()
+            .unwrap();
         assert_eq!(gz.headers["content-encoding"], "gzip");
-        assert_eq!(gz.headers["etag"], "\"v1-gzip\"", "the origin's tag, derived again");
+        assert_eq!(
+            gz.headers["etag"], "\"v1-gzip\"",
+            "the origin's tag, derived again"
+        );
         let plain = gunzip(&gz_body);
         assert_eq!(plain.len(), body().len());
         assert!(plain == body(), "the same bytes");
-        let (plain, plain_body) = recode(&br, &br_body, Coding::Identity, 5, LIMIT).unwrap().unwrap();
+        let (plain, plain_body) = recode(&br, &br_body, Coding::Identity, 5, LIMIT)
+            .unwrap()
+            .unwrap();
         assert!(plain.headers.get("content-encoding").is_none());
         assert_eq!(plain.headers["etag"], "\"v1\"");
         assert!(plain_body == body());
@@ -196,9 +210,13 @@ mod tests {
     #[test]
     fn zstd_round_trips() {
         let stored = json_response(&[]);
-        let (zs, zs_body) = recode(&stored, &body(), Coding::Zstd, 5, LIMIT).unwrap().unwrap();
+        let (zs, zs_body) = recode(&stored, &body(), Coding::Zstd, 5, LIMIT)
+            .unwrap()
+            .unwrap();
         assert_eq!(zs.headers["content-encoding"], "zstd");
-        let (_, back) = recode(&zs, &zs_body, Coding::Identity, 5, LIMIT).unwrap().unwrap();
+        let (_, back) = recode(&zs, &zs_body, Coding::Identity, 5, LIMIT)
+            .unwrap()
+            .unwrap();
         assert!(back == body());
     }
 
@@ -206,9 +224,13 @@ mod tests {
     fn a_tag_computed_over_compressed_bytes_is_dropped() {
         // No origin tag: the storage computed one over the br bytes.
         let stored = json_response(&[]);
-        let (mut zs, zs_body) = recode(&stored, &body(), Coding::Zstd, 5, LIMIT).unwrap().unwrap();
+        let (mut zs, zs_body) = recode(&stored, &body(), Coding::Zstd, 5, LIMIT)
+            .unwrap()
+            .unwrap();
         zs.insert_header("etag", "\"0123abcd\"").unwrap();
-        let (gz, _) = recode(&zs, &zs_body, Coding::Gzip, 5, LIMIT).unwrap().unwrap();
+        let (gz, _) = recode(&zs, &zs_body, Coding::Gzip, 5, LIMIT)
+            .unwrap()
+            .unwrap();
         assert!(gz.headers.get("etag").is_none());
     }
 
@@ -216,7 +238,9 @@ mod tests {
     fn what_pingora_would_not_compress_stays_as_it_is() {
         let mut stored = ResponseHeader::build(200, None).unwrap();
         stored.insert_header("content-type", "image/png").unwrap();
-        let (resp, out) = recode(&stored, &body(), Coding::Zstd, 5, LIMIT).unwrap().unwrap();
+        let (resp, out) = recode(&stored, &body(), Coding::Zstd, 5, LIMIT)
+            .unwrap()
+            .unwrap();
         assert!(resp.headers.get("content-encoding").is_none());
         assert_eq!(out, body());
     }
@@ -224,11 +248,24 @@ mod tests {
     #[test]
     fn a_body_that_would_decode_past_the_limit_is_not_recoded() {
         let stored = json_response(&[]);
-        let (gz, gz_body) = recode(&stored, &body(), Coding::Gzip, 5, LIMIT).unwrap().unwrap();
-        assert!(gz_body.len() * 3 < body().len(), "a small body that expands");
+        let (gz, gz_body) = recode(&stored, &body(), Coding::Gzip, 5, LIMIT)
+            .unwrap()
+            .unwrap();
+        assert!(
+            gz_body.len() * 3 < body().len(),
+            "a small body that expands"
+        );
         let limit = body().len() - 1;
-        assert!(recode(&gz, &gz_body, Coding::Zstd, 5, limit).unwrap().is_none());
-        assert!(recode(&gz, &gz_body, Coding::Zstd, 5, limit + 1).unwrap().is_some());
+        assert!(
+            recode(&gz, &gz_body, Coding::Zstd, 5, limit)
+                .unwrap()
+                .is_none()
+        );
+        assert!(
+            recode(&gz, &gz_body, Coding::Zstd, 5, limit + 1)
+                .unwrap()
+                .is_some()
+        );
     }
 
     #[test]
@@ -241,6 +278,10 @@ mod tests {
     #[test]
     fn an_unknown_coding_is_left_alone() {
         let stored = json_response(&[("content-encoding", "compress")]);
-        assert!(recode(&stored, &body(), Coding::Gzip, 5, LIMIT).unwrap().is_none());
+        assert!(
+            recode(&stored, &body(), Coding::Gzip, 5, LIMIT)
+                .unwrap()
+                .is_none()
+        );
     }
 }

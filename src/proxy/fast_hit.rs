@@ -168,6 +168,18 @@ pub async fn serve(
             return Ok(Some(sent));
         }
     }
+    write_through_session(session, meta, body, now).await?;
+    Ok(None)
+}
+
+/// Writes the stored response `meta` + `body` (or `304`) with pingora's writer, which then
+/// knows a response was sent (`Session::response_written`).
+pub async fn write_through_session(
+    session: &mut Session,
+    meta: &ParsedMeta,
+    body: &Bytes,
+    now: SystemTime,
+) -> Result<()> {
     let resp = hit_header(session.req_header(), meta, now)?;
     // The same statuses and method pingora's hit path sends without a body.
     let header_only = matches!(
@@ -180,7 +192,7 @@ pub async fn serve(
             .write_response_body(Some(Bytes::clone(body)), true)
             .await?;
     }
-    Ok(None)
+    Ok(())
 }
 
 /// A hit's header on the wire: the stored head, then the fields of this response, in the

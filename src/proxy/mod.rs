@@ -9,6 +9,7 @@
 pub mod cache_status;
 pub mod client_limits;
 pub mod ctx;
+pub mod derive;
 pub mod fast_hit;
 pub mod headers;
 pub mod refuse;
@@ -155,6 +156,65 @@ impl Proxy {
         }
         let served = ctx.served.insert(fast_hit::Served::of(meta));
         served.sent = fast_hit::serve(session, meta, &entry.value().body, now).await?;
+        Ok(true)
+    }
+
+    /// Answers a miss (or an expired copy) of one coding from a fresh copy in another, stored
+    /// as this coding's variant on the way (`derive`). `true` when the response was written.
+    async fn derived(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        use pingora_cache::CachePhase;
+        let phase = session.cache.phase();
+        if !ctx.cacheable
+            || !ctx.config.cache.compression.enabled
+            || !matches!(
+                phase,
+                CachePhase::Miss | CachePhase::Expired | CachePhase::Stale
+            )
+        {
+            return Ok(false);
+        }
+        let Some(policy) = ctx.policy() else {
+            return Ok(false);
+        };
+        // An expired copy (or the one the warmer refreshes, which pingora calls stale) is
+        // replaced only by something newer than itself.
+        let stale = session.cache.maybe_cache_meta().map(CacheMeta::created);
+        let recipe = derive::Recipe {
+            want: ctx.coding,
+            level: ctx.config.cache.compression.level,
+            max_bytes: self.max_object_bytes,
+            hints: policy::store_hints(policy, 200),
+        };
+        let path = session.req_header().uri.path();
+        let banned = |m: &crate::cache::parsed::ParsedMeta| {
+            self.is_banned(path, ctx, m.created(), m.hit_header())
+        };
+        let key = session.cache.cache_key();
+        let entry = match derive::variant(
+            self.storage,
+            key,
+            session.req_header(),
+            &recipe,
+            stale,
+            banned,
+        )
+        .await
+        {
+            Ok(entry) => entry,
+            Err(e) => {
+                // The ERP can still answer: a recoding failure is never the client's.
+                tracing::warn!(error = %e, "deriving a coding from a stored variant failed");
+                None
+            }
+        };
+        let Some((entry, meta)) = entry.as_ref().and_then(|e| Some((e, fast_hit::parsed(e)?)))
+        else {
+            return Ok(false);
+        };
+        ctx.served = Some(fast_hit::Served::of(meta));
+        self.metrics.observe_derived(ctx.route_name());
+        fast_hit::write_through_session(session, meta, &entry.value().body, SystemTime::now())
+            .await?;
         Ok(true)
     }
 
@@ -401,12 +461,16 @@ impl ProxyHttp for Proxy {
         Ok(())
     }
 
-    /// A miss is about to go to the ERP: charge a deferred rate limit now.
+    /// A miss is about to go to the ERP. A fresh copy in another coding answers it instead
+    /// (`derive`); otherwise a deferred rate limit is charged now.
     async fn proxy_upstream_filter(
         &self,
         session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> Result<bool> {
+        if self.derived(session, ctx).await? {
+            return Ok(false);
+        }
         if ctx.rate_deferred {
             ctx.rate_deferred = false;
             return self.charge(session, ctx).await;

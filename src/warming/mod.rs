@@ -389,9 +389,20 @@ impl RefreshQueue {
 
     /// The next key for a worker holding `permit`. With nothing waiting the permit is released
     /// under the lock, so a key queued right after finds the slot free for a new worker.
+    ///
+    /// Two codings of one path are never refreshed at once: the one waiting is taken once the
+    /// other is stored, and is then made from it (`proxy::derive`) instead of costing the ERP
+    /// the same computation again. A worker that finds only such keys leaves them for the next
+    /// tick.
     fn next(&self, permit: &mut Option<OwnedSemaphorePermit>) -> Option<KeyId> {
         let mut q = self.inner.lock();
-        match q.waiting.pop_front() {
+        let sibling_running = |q: &QueueInner, id: &KeyId| {
+            q.state.iter().any(|(other, state)| {
+                matches!(state, KeyState::Running { .. }) && other.0 == id.0 && other != id
+            })
+        };
+        let ready = q.waiting.iter().position(|id| !sibling_running(&q, id));
+        match ready.and_then(|i| q.waiting.remove(i)) {
             Some(id) => {
                 q.state
                     .insert(id.clone(), KeyState::Running { again: false });
@@ -577,6 +588,29 @@ mod tests {
             probe.most.load(Ordering::SeqCst),
             1,
             "one refresh per key at a time"
+        );
+    }
+
+    #[tokio::test]
+    async fn two_codings_of_one_path_are_refreshed_one_after_the_other() {
+        let queue = Arc::new(RefreshQueue::new(256));
+        let slots = Arc::new(Semaphore::new(2));
+        let probe = Probe::default();
+        let path = "/api/k".to_owned();
+        queue.push((path.clone(), Some("zstd")), false);
+        queue.push((path.clone(), Some("gzip")), false);
+        start_workers(&queue, &slots, probe.fetch(30));
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        // The next tick starts what was left waiting.
+        start_workers(&queue, &slots, probe.fetch(30));
+        until_idle(&queue, &slots, 2).await;
+        let calls = probe.calls.lock().clone();
+        assert_eq!(calls.len(), 2, "both codings were refreshed: {calls:?}");
+        assert!(calls.values().all(|&n| n == 1), "each once: {calls:?}");
+        assert_eq!(
+            probe.most.load(Ordering::SeqCst),
+            1,
+            "never both at once, with a slot free"
         );
     }
 
