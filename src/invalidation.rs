@@ -7,6 +7,8 @@
 //!   (`cache.tag_header`, `Surrogate-Key` by default), read from the stored header on a hit.
 //! * `PURGE /path?query` on the proxy port, as Varnish users expect, purges that URL's stored
 //!   variants, from the clients in `admin.purge_from` only.
+//! * Every URL here is taken in its canonical form (`canonical`), as requests are stored: a
+//!   `Location: /api/orders/%37` invalidates what `/api/orders/7` stored.
 //! * Whatever the rules say, a non-error response to an unsafe method (POST, PUT, PATCH,
 //!   DELETE, ...) removes the stored responses of its target URI and of the same-origin
 //!   `Location` and `Content-Location` it names (RFC 9111 §4.4): the write changed them.
@@ -25,6 +27,7 @@ use crate::cache::HybridStorage;
 use crate::cache::bans::{BanMatch, Bans};
 use crate::cache::encoding::{self, Coding};
 use crate::cache::key;
+use crate::canonical;
 use crate::config::{CachePolicy, Config, PurgeSet};
 use crate::warming::Warming;
 
@@ -115,19 +118,22 @@ impl Invalidator {
                 urls.push(url);
             }
         }
-        urls.dedup();
-        for url in urls {
-            let (path, query) = match url.split_once('?') {
-                Some((p, q)) => (p, Some(q)),
-                None => (url.as_str(), None),
-            };
+        // The ERP may spell a URL it names in any way; the stored entry is under the canonical
+        // form. One it cannot have stored (no canonical form) needs no invalidation.
+        let mut targets: Vec<canonical::Target> = urls
+            .iter()
+            .filter_map(|url| canonical::target(url.as_bytes()).ok())
+            .collect();
+        targets.dedup();
+        for target in targets {
+            let path = target.path();
             let Some(policy) = config
                 .route_for(&Method::GET, path)
                 .and_then(|(_, r)| r.cache_policy())
             else {
                 continue;
             };
-            match remove_url(path, query, policy, config, self.storage) {
+            match remove_url(&target, policy, config, self.storage) {
                 Ok(removed) => {
                     self.by_method.inc();
                     tracing::debug!(method = %req.method, path, removed, "invalidated by method");
@@ -138,15 +144,17 @@ impl Invalidator {
     }
 
     /// Called once a response is complete: fires every rule the request matches if it
-    /// succeeded.
+    /// succeeded. `path` is canonical (the request's, after `canonical::apply`); rules match it
+    /// decoded, as routes do.
     pub fn after_response(&self, config: &Config, method: &Method, path: &str, status: u16) {
         if !(200..300).contains(&status) {
             return;
         }
+        let decoded = canonical::decode(path);
         for rule in config
             .invalidation
             .iter()
-            .filter(|r| r.methods.contains(method) && r.path.matches(path))
+            .filter(|r| r.methods.contains(method) && r.path.matches(&decoded))
         {
             let n = self.ban(&rule.purge);
             self.fired.with_label_values(&[&rule.name]).inc();
@@ -230,18 +238,17 @@ fn same_origin(reference: &str, base_path: &str, host: Option<&str>) -> Option<S
     Some(format!("{dir}/{reference}"))
 }
 
-/// Removes every stored variant of `path?query` as keyed under `policy`: its primary slot and
+/// Removes every stored variant of `target` as keyed under `policy`: its primary slot and
 /// each coding's slot. Variants selected by `Vary` live in slots of their own; removing the
 /// primary retires them too, since a variant older than its primary is never served (pingora's
 /// provenance rule, which `proxy::fast_hit` follows). Returns how many slots held an entry.
 pub fn remove_url(
-    path: &str,
-    query: Option<&str>,
+    target: &canonical::Target,
     policy: &CachePolicy,
     config: &Config,
     storage: &HybridStorage,
 ) -> Result<usize> {
-    let cache_key = key::cache_key(path, query, &policy.query);
+    let cache_key = key::cache_key(target.path(), target.query(), &policy.query);
     let compression = config.cache.compression.enabled;
     let mut hashes = vec![pingora_cache::key::CacheHashKey::combined_bin(&cache_key)];
     for coding in Coding::ALL {

@@ -286,3 +286,68 @@ async fn unanswerable_targets_are_refused_before_the_erp() {
         assert_eq!(origin.count(path), 0, "{path} never reached the ERP");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_purge_hits_the_entry_however_the_url_is_spelled() {
+    let origin = view_origin().await;
+    let routes = r#"  - name: p
+    exact: /p
+    ttl_secs: 60
+    query_key: { only: [view] }
+"#;
+    let proxy = TestProxy::in_front_of_origin(origin.addr(), routes);
+    let c = client();
+    get(&c, &proxy.url("/p?view=a")).await;
+    assert!(get(&c, &proxy.url("/p?view=a")).await.is_hit());
+
+    // The admin API, with another spelling of the same URL.
+    let r = post_json(
+        &c,
+        &proxy.admin_url("/purge"),
+        r#"{"url": "/%70?vi%65w=a&_=2"}"#,
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let outcome: serde_json::Value = serde_json::from_slice(&r.body).expect("json");
+    assert_eq!(outcome["removed"], 1, "{outcome}");
+    assert!(!get(&c, &proxy.url("/p?view=a")).await.is_hit());
+    assert_eq!(origin.count("/p"), 2, "the purged entry was refetched");
+
+    // PURGE on the proxy port, spelled another way again.
+    assert!(get(&c, &proxy.url("/p?view=a")).await.is_hit());
+    let r = send(c.request(
+        reqwest::Method::from_bytes(b"PURGE").expect("method"),
+        proxy.url("//%70?view=%61"),
+    ))
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(!get(&c, &proxy.url("/p?view=a")).await.is_hit());
+    assert_eq!(origin.count("/p"), 3);
+
+    // A URL with no canonical form was never stored: refused, saying why.
+    let r = post_json(&c, &proxy.admin_url("/purge"), r#"{"url": "/p/%zz"}"#, None).await;
+    assert_eq!(r.status, 400, "{}", r.text());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_write_invalidates_the_location_it_names_however_spelled() {
+    let origin = Origin::start().await;
+    origin.on("/api/orders/7", |_, n| Reply::ok(format!("order v{n}")));
+    origin.always(
+        "/api/orders",
+        Reply::status(201).header("location", "/api/%6Frders//%37"),
+    );
+    let routes = "  - name: orders\n    prefix: /api/orders/\n    ttl_secs: 60\n";
+    let proxy = TestProxy::in_front_of_origin(origin.addr(), routes);
+    let c = client();
+    get(&c, &proxy.url("/api/orders/7")).await;
+    assert!(get(&c, &proxy.url("/api/orders/7")).await.is_hit());
+    let created = send(c.post(proxy.url("/api/orders")).body("{}")).await;
+    assert_eq!(created.status, 201);
+    assert_eq!(
+        get(&c, &proxy.url("/api/orders/7")).await.text(),
+        "order v1",
+        "the Location the write named was invalidated"
+    );
+}

@@ -1,7 +1,8 @@
 //! `POST /purge`: by exact URL, by path prefix, or by route name.
 //!
 //! An exact URL purge removes every stored variant of the URL's cache key at once (the primary
-//! slot and one slot per stored coding, keyed as the proxy keys them). Prefix and route purges
+//! slot and one slot per stored coding, keyed as the proxy keys them: from the URL's canonical
+//! form, so any spelling of it hits). Prefix and route purges
 //! cannot enumerate keys (foyer has no iteration), so they record a ban (`cache::bans`) that the
 //! proxy checks on every hit. Who may purge: the holder of the bearer token when one is
 //! configured, else loopback clients only.
@@ -13,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::cache::bans::{BanMatch, Bans};
 use crate::cache::key;
 use crate::cache::storage::HybridStorage;
+use crate::canonical;
 use crate::config::Config;
 
 /// The purge request body: exactly one of the four keys.
@@ -161,12 +163,17 @@ pub fn execute(
             ("tag", BanMatch::Tag(tag.clone()), tag)
         }
         (Some(prefix), _, _) => {
-            if !prefix.starts_with('/') || prefix.contains('?') {
-                return Err(Refusal::BadRequest(format!(
-                    "prefix {prefix:?} must be a path starting with / and without a query"
-                )));
-            }
-            ("prefix", BanMatch::Prefix(prefix.clone()), prefix)
+            // Bans compare with the canonical paths requests are stored under.
+            let canonical = match canonical::target(prefix.as_bytes()) {
+                Ok(t) if t.query().is_none() && !prefix.contains('?') => t.path().to_owned(),
+                _ => {
+                    return Err(Refusal::BadRequest(format!(
+                        "prefix {prefix:?} must be a path starting with / and without a query, \
+                         without dot segments or malformed escapes"
+                    )));
+                }
+            };
+            ("prefix", BanMatch::Prefix(canonical.clone()), canonical)
         }
         (None, Some(route), _) => {
             match config.routes.iter().find(|r| r.name == route) {
@@ -217,10 +224,10 @@ fn purge_url(url: &str, config: &Config, storage: &HybridStorage) -> Result<Purg
             "url {url:?} must be a path (/api/x?a=1) or an absolute http URL"
         )));
     }
-    let (path, query) = match target.split_once('?') {
-        Some((p, q)) => (p, Some(q)),
-        None => (target, None),
-    };
+    // Keyed as the proxy keys requests: a purge hits the entry however the URL is spelled.
+    let target = canonical::target(target.as_bytes())
+        .map_err(|why| Refusal::BadRequest(format!("url {url:?} cannot be cached: {why}")))?;
+    let (path, query) = (target.path(), target.query());
     let Some((_, route)) = config.route_for(&http::Method::GET, path) else {
         return Err(Refusal::BadRequest(format!(
             "{path} matches no route, so it is never cached"
@@ -232,14 +239,14 @@ fn purge_url(url: &str, config: &Config, storage: &HybridStorage) -> Result<Purg
             route.name
         )));
     };
-    let removed = crate::invalidation::remove_url(path, query, policy, config, storage)
+    let removed = crate::invalidation::remove_url(&target, policy, config, storage)
         .map_err(|e| Refusal::Internal(format!("cache purge failed: {e}")))?;
     let shown =
         crate::access_log::mask_key(&key::primary_key(path, query, &policy.query)).into_owned();
     tracing::info!(route = %route.name, removed, "purge by url");
     Ok(PurgeOutcome {
         purged: "url",
-        target: crate::access_log::mask_key(target).into_owned(),
+        target: crate::access_log::mask_key(target.as_str()).into_owned(),
         route: Some(route.name.clone()),
         key: Some(shown),
         removed: Some(removed),
