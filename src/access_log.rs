@@ -6,9 +6,11 @@
 //! `Authorization`, cookies, or any other header. [`redact`] is the only way request data reaches
 //! a log line, so that rule lives in one place and is tested there.
 //!
-//! The line is formatted here, by hand, into a reused buffer and appended to the log's batch
-//! (`telemetry::write_line`), in the format of the other log lines (JSON or text). Through
-//! `tracing`'s formatter the same line cost several microseconds of a hit's CPU. The `access`
+//! The line is formatted here, by hand, into a reused buffer and appended to the log's bounded
+//! buffer (`telemetry::write_line`, `log_sink`), in the format of the other log lines (JSON or
+//! text). Through `tracing`'s formatter the same line cost several microseconds of a hit's CPU.
+//! Writing it never waits for stderr: a writer thread does that, and when it falls too far
+//! behind the line is dropped and counted (`knitcache_access_log_dropped_total`). The `access`
 //! target still obeys the log filter (`RUST_LOG=access=off` silences it).
 
 use std::borrow::Cow;

@@ -13,6 +13,7 @@
 //! * `cache`     foyer memory + disk tiers behind pingora-cache's `Storage`, keys, policy
 //! * `cli`       the command line
 //! * `config`    YAML schema, validation, the runtime model
+//! * `log_sink`  the bounded buffer and writer thread every log line leaves through
 //! * `limits`    protecting the ERP: rate limits, the concurrency cap, the circuit breaker
 //! * `health`    the ERP health probe and its shared state
 //! * `http_client` the one outgoing HTTP/1.1 client: health probe, warmer, `knitcache report`
@@ -36,6 +37,7 @@ pub mod health;
 pub mod http_client;
 pub mod invalidation;
 pub mod limits;
+pub mod log_sink;
 pub mod metrics;
 pub mod proxy;
 pub mod report;

@@ -52,6 +52,28 @@ pub struct Metrics {
     tier_capacity_bytes: IntGaugeVec,
 }
 
+/// `knitcache_access_log_dropped_total`. The count is the process's log sink's (the log is
+/// shared by every proxy in the process); each scrape brings this counter up to it.
+struct LogDropped {
+    counter: prometheus::IntCounter,
+    one_at_a_time: parking_lot::Mutex<()>,
+}
+
+impl prometheus::core::Collector for LogDropped {
+    fn desc(&self) -> Vec<&prometheus::core::Desc> {
+        self.counter.desc()
+    }
+
+    fn collect(&self) -> Vec<prometheus::proto::MetricFamily> {
+        let _scrape = self.one_at_a_time.lock();
+        let (now, seen) = (crate::telemetry::dropped_lines(), self.counter.get());
+        if now > seen {
+            self.counter.inc_by(now - seen);
+        }
+        self.counter.collect()
+    }
+}
+
 /// State sampled just before a scrape.
 #[derive(Debug, Clone, Default)]
 pub struct Sample {
@@ -208,6 +230,14 @@ impl Metrics {
                 .duration_since(SystemTime::UNIX_EPOCH)
                 .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX)),
         );
+        registry.register(Box::new(LogDropped {
+            counter: prometheus::IntCounter::new(
+                "knitcache_access_log_dropped_total",
+                "Log lines (access lines, and any other) dropped because stderr did not keep up \
+                 or failed: the proxy never waits for its log",
+            )?,
+            one_at_a_time: parking_lot::Mutex::new(()),
+        }))?;
         let build = IntGaugeVec::new(
             Opts::new("knitcache_build_info", "Always 1; the version in a label"),
             &["version"],

@@ -4,18 +4,18 @@
 //! access line per request (target `access`), and pingora's own warnings. `--log-format json`
 //! writes one JSON object per line for log shippers.
 //!
-//! Lines are collected in a buffer and written to stderr 32 KiB at a time, and at least every
-//! 100 ms by a small flusher thread. Writing each access line with its own `write` cost 5-10 µs
-//! of CPU per hit (a quarter of a hit); batched, the write is about a hundredth of that. A line
-//! reaches stderr at most 100 ms late, and the buffer is flushed when the process ends normally.
+//! Every line goes through one `log_sink::Sink`: appended to a bounded buffer in memory and
+//! written to stderr in batches by a thread of its own, so no request ever waits for stderr.
+//! A line reaches stderr at most 100 ms late, and the buffer is flushed when the process ends.
 
 use std::io::Write;
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 use std::time::Duration;
 
-use parking_lot::Mutex;
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::MakeWriter;
+
+use crate::log_sink::{PENDING_LIMIT, Sink};
 
 /// The filter used when neither `RUST_LOG` nor `--log` says otherwise. pingora-cache warns once
 /// per process that no header-compression dictionary is loaded; that only costs a few bytes per
@@ -32,45 +32,16 @@ pub enum LogFormat {
     Json,
 }
 
-/// The buffer is written out when it holds this many bytes.
-const FLUSH_BYTES: usize = 32 * 1024;
-/// ... and at least this often.
-const FLUSH_EVERY: Duration = Duration::from_millis(100);
-
-/// Log lines on their way to stderr.
-#[derive(Clone, Default)]
-pub struct Batched(Arc<Mutex<Vec<u8>>>);
-
-impl Batched {
-    /// Writes out what is buffered.
-    pub fn flush(&self) {
-        let mut buf = self.0.lock();
-        write_out(&mut buf);
-    }
-}
-
-/// Writes `buf` to stderr and empties it. Called with the lock held, so lines keep their order.
-fn write_out(buf: &mut Vec<u8>) {
-    if buf.is_empty() {
-        return;
-    }
-    let mut err = std::io::stderr().lock();
-    // Nowhere to report a failing stderr; the lines are dropped rather than kept forever.
-    let _ = err.write_all(buf);
-    let _ = err.flush();
-    buf.clear();
-}
+/// How long the last flush waits for stderr at exit: a stalled stderr must not hold up the end
+/// of the process for ever.
+const EXIT_FLUSH_WAIT: Duration = Duration::from_secs(2);
 
 /// The writer tracing gets per event; the formatter hands it one whole line.
-pub struct BatchedLine<'a>(&'a Batched);
+pub struct SinkLine<'a>(&'a Sink);
 
-impl Write for BatchedLine<'_> {
+impl Write for SinkLine<'_> {
     fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
-        let mut buf = (self.0).0.lock();
-        buf.extend_from_slice(data);
-        if buf.len() >= FLUSH_BYTES {
-            write_out(&mut buf);
-        }
+        self.0.write_line(data);
         Ok(data.len())
     }
 
@@ -79,16 +50,19 @@ impl Write for BatchedLine<'_> {
     }
 }
 
-impl<'a> MakeWriter<'a> for Batched {
-    type Writer = BatchedLine<'a>;
+/// Hands tracing the process's sink.
+struct ToSink(Sink);
 
-    fn make_writer(&'a self) -> BatchedLine<'a> {
-        BatchedLine(self)
+impl<'a> MakeWriter<'a> for ToSink {
+    type Writer = SinkLine<'a>;
+
+    fn make_writer(&'a self) -> SinkLine<'a> {
+        SinkLine(&self.0)
     }
 }
 
-/// The process's log buffer, once `init` has run.
-static BATCHED: OnceLock<Batched> = OnceLock::new();
+/// The process's log sink, once `init` has run.
+static SINK: OnceLock<Sink> = OnceLock::new();
 /// The line format chosen at `init`.
 static FORMAT: OnceLock<LogFormat> = OnceLock::new();
 
@@ -101,16 +75,22 @@ pub fn format() -> LogFormat {
 /// Used by the access log, which formats its own lines to stay cheap; before `init` (tests,
 /// benches) the line is dropped, as tracing would drop it without a subscriber.
 pub fn write_line(line: &[u8]) {
-    if let Some(b) = BATCHED.get() {
-        let _ = b.make_writer().write_all(line);
+    if let Some(sink) = SINK.get() {
+        sink.write_line(line);
     }
 }
 
-/// Writes out buffered log lines; call before the process exits.
+/// Writes out buffered log lines, waiting for stderr a bounded time; call before the process
+/// exits.
 pub fn flush() {
-    if let Some(b) = BATCHED.get() {
-        b.flush();
+    if let Some(sink) = SINK.get() {
+        sink.flush(EXIT_FLUSH_WAIT);
     }
+}
+
+/// Log lines dropped because stderr did not keep up (or failed), since the process started.
+pub fn dropped_lines() -> u64 {
+    SINK.get().map_or(0, Sink::dropped)
 }
 
 /// Installs the global subscriber. Safe to call more than once (later calls do nothing).
@@ -121,44 +101,23 @@ pub fn init(filter: Option<&str>, format: LogFormat) {
         .or_else(|| EnvFilter::try_from_default_env().ok())
         .unwrap_or_else(|| EnvFilter::new(DEFAULT_FILTER));
     let _ = FORMAT.set(format);
-    let batched = BATCHED
-        .get_or_init(|| {
-            let b = Batched::default();
-            let flusher = b.clone();
-            // Detached on purpose: it lives as long as the process and holds no resources.
-            let _ = std::thread::Builder::new()
-                .name("knitcache-log-flush".into())
-                .spawn(move || {
-                    loop {
-                        std::thread::sleep(FLUSH_EVERY);
-                        flusher.flush();
-                    }
-                });
-            b
-        })
-        .clone();
+    let sink = match SINK.get() {
+        Some(sink) => sink.clone(),
+        None => match Sink::spawn(std::io::stderr(), PENDING_LIMIT) {
+            Ok(sink) => SINK.get_or_init(|| sink).clone(),
+            Err(e) => {
+                // No thread, no log: say so the only way left, and run without one.
+                eprintln!("knitcache: cannot start the log writer thread: {e}");
+                return;
+            }
+        },
+    };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(batched);
+        .with_writer(ToSink(sink));
     // try_init also installs the `log` bridge, so pingora's records arrive here.
     let _ = match format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
     };
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn lines_are_buffered_until_the_batch_fills() {
-        let b = Batched::default();
-        let mut w = b.make_writer();
-        w.write_all(b"{\"a\":1}\n").expect("write");
-        assert_eq!(b.0.lock().len(), 8, "kept, not written");
-        let big = vec![b'x'; FLUSH_BYTES];
-        w.write_all(&big).expect("write");
-        assert!(b.0.lock().is_empty(), "a full batch is written out");
-    }
 }
