@@ -11,10 +11,13 @@
 //!   when one is configured (else loopback clients only). JSON says what was purged.
 //! * `GET  /dashboard`  a live page that polls `/stats` (no external resources).
 //!
+//! With `admin.protect_reads`, `/metrics`, `/stats` and `/dashboard` need the admin token too
+//! (`read_auth`: bearer, or Basic from a browser); `/healthz` and `/readyz` stay open.
 //! Anything else is 404; a wrong method is 405 with `Allow`.
 
 mod dashboard;
 pub mod purge;
+pub mod read_auth;
 pub mod ready;
 pub mod response;
 pub mod stats;
@@ -50,6 +53,8 @@ pub struct Admin {
     storage: &'static HybridStorage,
     bans: Arc<Bans>,
     token: Option<String>,
+    /// `admin.protect_reads` at startup (changing it takes a restart, as the token does).
+    protect_reads: bool,
 }
 
 impl Admin {
@@ -63,6 +68,7 @@ impl Admin {
         cache: &Cache,
         token: Option<String>,
     ) -> Self {
+        let protect_reads = config.load().admin.protect_reads;
         Admin {
             config,
             metrics,
@@ -72,7 +78,29 @@ impl Admin {
             storage: cache.storage,
             bans: cache.bans.clone(),
             token,
+            protect_reads,
         }
+    }
+
+    /// `None` if the request may read the protected endpoints, else the 401.
+    fn refuse_read(&self, session: &ServerSession) -> Option<Answer> {
+        if !self.protect_reads {
+            return None;
+        }
+        let auth = session
+            .req_header()
+            .headers
+            .get(http::header::AUTHORIZATION);
+        // No token in force with protect_reads on (validation refuses it): nobody reads.
+        if let Some(token) = self.token.as_deref()
+            && read_auth::allowed(token, auth.map(|v| v.as_bytes()))
+        {
+            return None;
+        }
+        Some(response::unauthorized_read(
+            "this endpoint needs the admin token (admin.protect_reads): \
+             Authorization: Bearer <token>, or Basic with the token as the password",
+        ))
     }
 
     fn readiness(&self) -> Answer {
@@ -173,6 +201,11 @@ impl ServeHttp for Admin {
             }
             "/healthz" => response::text("ok"),
             "/readyz" => self.readiness(),
+            "/metrics" | "/stats" | "/dashboard" | "/dashboard/"
+                if let Some(refusal) = self.refuse_read(session) =>
+            {
+                refusal
+            }
             "/metrics" => self.metrics(),
             "/stats" => response::json(StatusCode::OK, &self.stats_doc()),
             "/dashboard" | "/dashboard/" => response::html(dashboard::PAGE),

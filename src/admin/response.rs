@@ -68,6 +68,22 @@ pub fn unauthorized(reason: &str) -> Answer {
     resp
 }
 
+/// 401 for a protected read: asks for Basic first (a browser then prompts, see `read_auth`),
+/// and names Bearer for clients that send the token as it is.
+pub fn unauthorized_read(reason: &str) -> Answer {
+    let mut resp = plain(StatusCode::UNAUTHORIZED, reason);
+    let h = resp.headers_mut();
+    h.append(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static("Basic realm=\"knitcache admin\", charset=\"UTF-8\""),
+    );
+    h.append(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static("Bearer realm=\"knitcache admin\""),
+    );
+    resp
+}
+
 /// 403: this client may not do this at all.
 pub fn forbidden(reason: &str) -> Answer {
     plain(StatusCode::FORBIDDEN, reason)

@@ -37,7 +37,10 @@ fn disk_bytes(metrics: &Metrics) -> u64 {
     (used * size) as u64
 }
 
-/// A short hash of the loaded configuration: changes whenever any setting does.
+/// A short hash of the loaded configuration: changes whenever any setting does, secrets
+/// excepted. It is published without authentication (`/readyz`, `/stats`), so it hashes the
+/// `Debug` form, in which `AdminSettings` shows only whether a token is set: a digest of a
+/// secret would let anyone test guesses of it offline.
 pub fn config_version(config: &Config) -> String {
     use blake2::{Blake2b, Digest, digest::consts::U8};
     let digest = Blake2b::<U8>::digest(format!("{config:?}").as_bytes());

@@ -228,6 +228,10 @@ pub const DEFAULT_WARM_INTERVAL_SECS: u64 = 60;
 /// `POST /purge`) when the file sets no `admin.token`.
 pub const DEFAULT_ADMIN_TOKEN_ENV: &str = "KNITCACHE_ADMIN_TOKEN";
 
+/// `admin.protect_reads`: `/stats`, `/metrics` and `/dashboard` answer without a token, so a
+/// Prometheus scrape needs no credentials; the admin listener is on loopback by default.
+pub const DEFAULT_ADMIN_PROTECT_READS: bool = false;
+
 /// `observability.access_log`: one structured line per request to the log target `access`.
 pub const DEFAULT_ACCESS_LOG: bool = true;
 

@@ -296,6 +296,9 @@ pub struct FileAdmin {
     /// Clients (`IP` or `IP/prefix`) allowed to send `PURGE` to the proxy port.
     /// Default: loopback only.
     pub purge_from: Vec<String>,
+    /// Require the admin token for `/stats`, `/metrics` and `/dashboard` too.
+    /// Default: `DEFAULT_ADMIN_PROTECT_READS` (off).
+    pub protect_reads: bool,
 }
 
 /// One `invalidation[]` rule. Exactly one of `exact`, `prefix` and `pattern` is required.
@@ -625,6 +628,7 @@ impl Default for FileAdmin {
             token: None,
             token_env: DEFAULT_ADMIN_TOKEN_ENV.to_owned(),
             purge_from: vec!["127.0.0.0/8".to_owned(), "::1/128".to_owned()],
+            protect_reads: DEFAULT_ADMIN_PROTECT_READS,
         }
     }
 }

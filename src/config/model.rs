@@ -186,8 +186,11 @@ pub struct RouteLimits {
     pub total_timeout: Option<Duration>,
 }
 
-/// Who may use `POST /purge`.
-#[derive(Debug, Clone)]
+/// Who may use `POST /purge`, and the read endpoints when they are protected.
+///
+/// `Debug` never shows the token: the configuration's version (`admin::stats::config_version`)
+/// is a digest of its `Debug` form and is published unauthenticated, and logs print it too.
+#[derive(Clone)]
 pub struct AdminSettings {
     /// Token written in the file; wins over `token_env`.
     pub token: Option<String>,
@@ -195,6 +198,19 @@ pub struct AdminSettings {
     pub token_env: String,
     /// Clients allowed to send `PURGE` to the proxy port.
     pub purge_from: Vec<ipnet::IpNet>,
+    /// `/stats`, `/metrics` and `/dashboard` need the token too.
+    pub protect_reads: bool,
+}
+
+impl std::fmt::Debug for AdminSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminSettings")
+            .field("token", &self.token.as_ref().map(|_| "<secret>"))
+            .field("token_env", &self.token_env)
+            .field("purge_from", &self.purge_from)
+            .field("protect_reads", &self.protect_reads)
+            .finish()
+    }
 }
 
 /// A write-triggered invalidation: when a request matching `path` and `methods` succeeds (2xx),

@@ -123,7 +123,7 @@ fn restart_only(running: &Config, next: &Config) -> Vec<&'static str> {
         "warming.concurrency",
         running.warming.concurrency != next.warming.concurrency,
     );
-    // The health probe and the admin token are set up once, at startup.
+    // The health probe, the admin token and what it guards are set up once, at startup.
     let (a, b) = (&running.upstream, &next.upstream);
     check("upstream.health_path", a.health_path != b.health_path);
     check(
@@ -138,6 +138,10 @@ fn restart_only(running: &Config, next: &Config) -> Vec<&'static str> {
     check(
         "admin.token_env",
         running.admin.token_env != next.admin.token_env,
+    );
+    check(
+        "admin.protect_reads",
+        running.admin.protect_reads != next.admin.protect_reads,
     );
     changed
 }
@@ -158,6 +162,7 @@ fn keep_running(running: &Config, mut next: Config) -> Config {
     next.upstream.health_timeout = running.upstream.health_timeout;
     next.admin.token = running.admin.token.clone();
     next.admin.token_env = running.admin.token_env.clone();
+    next.admin.protect_reads = running.admin.protect_reads;
     next
 }
 

@@ -1156,6 +1156,33 @@ fn admin_token_must_be_long_and_env_name_valid() {
 }
 
 #[test]
+fn protected_reads_need_a_token() {
+    // A variable no environment sets: no token at all.
+    let all = errors(&format!(
+        "{MINIMAL}admin:\n  token_env: KNITCACHE_TEST_UNSET_TOKEN\n  protect_reads: true\n"
+    ));
+    assert_has(
+        &all,
+        "admin.protect_reads: protect_reads needs an admin token",
+    );
+    let c = ok(&format!(
+        "{MINIMAL}admin:\n  token: \"0123456789abcdef0123\"\n  protect_reads: true\n"
+    ));
+    assert!(c.admin.protect_reads);
+    assert!(!ok(MINIMAL).admin.protect_reads, "off by default");
+}
+
+#[test]
+fn the_token_never_shows_in_the_debug_form() {
+    let c = ok(&format!(
+        "{MINIMAL}admin:\n  token: \"0123456789abcdef0123\"\n"
+    ));
+    let debug = format!("{c:?}");
+    assert!(!debug.contains("0123456789abcdef0123"), "{debug}");
+    assert!(debug.contains("<secret>"), "says a token is set: {debug}");
+}
+
+#[test]
 fn unknown_observability_key_is_named() {
     let all = errors(&format!("{MINIMAL}observability:\n  acces_log: false\n"));
     assert_has(
