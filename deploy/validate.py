@@ -247,6 +247,33 @@ def check_kubernetes(config, image_cmd):
               and all(p["targetPort"] in ports for p in svc["spec"]["ports"]),
               f"Service {name}: selects the pods, targets named container ports")
 
+    # NetworkPolicy: the proxy port open to all, the admin port to the monitoring namespace's
+    # Prometheus pods only. A rule without `ports` admits every port, one without `from` every
+    # peer: neither may reach the admin port.
+    np = docs[("NetworkPolicy", "knitcache")]
+    rules = np["spec"].get("ingress", [])
+    check(np["spec"]["podSelector"].get("matchLabels") == labels
+          and "Ingress" in np["spec"].get("policyTypes", []),
+          "NetworkPolicy: governs ingress to the Deployment's pods")
+    check(all(r.get("ports") for r in rules)
+          and all(p.get("port") in ports for r in rules for p in r["ports"]),
+          "NetworkPolicy: every rule names container ports (none admits all ports)")
+    admin_rules = [r for r in rules if any(p.get("port") in ("admin", admin_port) for p in r["ports"])]
+
+    def monitoring_prometheus(peer):
+        ns = peer.get("namespaceSelector", {}).get("matchLabels", {})
+        pods = peer.get("podSelector", {}).get("matchLabels", {})
+        return (ns == {"kubernetes.io/metadata.name": "monitoring"}
+                and pods.get("app.kubernetes.io/name") == "prometheus" and "ipBlock" not in peer)
+
+    check(admin_rules and all(r.get("from") and all(monitoring_prometheus(p) for p in r["from"])
+                              for r in admin_rules),
+          "NetworkPolicy: the admin port admits Prometheus pods of the monitoring namespace only",
+          f"{admin_rules}")
+    check(any(not r.get("from") and any(p.get("port") in ("http", 5006) for p in r["ports"])
+              for r in rules),
+          "NetworkPolicy: the proxy port stays open to every client")
+
     # ServiceMonitor is a CRD (Prometheus Operator): not in kubernetes-validate's schemas, so
     # its structure and references are checked here.
     sm = docs[("ServiceMonitor", "knitcache")]
