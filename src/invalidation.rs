@@ -103,18 +103,22 @@ impl Invalidator {
         if is_safe(&req.method) || !(200..400).contains(&resp.status.as_u16()) {
             return;
         }
-        let host = req
+        let client_host = req
             .uri
             .authority()
             .map(http::uri::Authority::as_str)
             .or_else(|| req.headers.get(http::header::HOST)?.to_str().ok());
+        // The ERP is sent its own address as `Host` (`proxy::headers`), so the absolute URLs it
+        // builds name that; the client's name for this origin is as good.
+        let erp = config.upstream.address.to_string();
+        let hosts: Vec<&str> = client_host.into_iter().chain([erp.as_str()]).collect();
         let target = req.uri.path_and_query().map_or("/", |pq| pq.as_str());
         let mut urls = vec![target.to_owned()];
         for field in [http::header::LOCATION, http::header::CONTENT_LOCATION] {
             let Some(value) = resp.headers.get(&field).and_then(|v| v.to_str().ok()) else {
                 continue;
             };
-            if let Some(url) = same_origin(value.trim(), req.uri.path(), host) {
+            if let Some(url) = same_origin(value.trim(), req.uri.path(), &hosts) {
                 urls.push(url);
             }
         }
@@ -194,8 +198,8 @@ fn is_safe(method: &Method) -> bool {
 
 /// The path and query `reference` (a `Location` or `Content-Location` value) names, if it is
 /// on the request's own origin: an absolute path, a relative path (resolved against
-/// `base_path`), or an absolute `http(s)` URL whose authority is `host`.
-fn same_origin(reference: &str, base_path: &str, host: Option<&str>) -> Option<String> {
+/// `base_path`), or an absolute `http(s)` URL whose authority is one of `hosts`.
+fn same_origin(reference: &str, base_path: &str, hosts: &[&str]) -> Option<String> {
     // Fragments never reach the origin or a key.
     let reference = reference.split('#').next().unwrap_or_default();
     if reference.starts_with("//") {
@@ -212,8 +216,7 @@ fn same_origin(reference: &str, base_path: &str, host: Option<&str>) -> Option<S
         let (authority, path) = rest
             .find(['/', '?'])
             .map_or((rest, "/"), |i| rest.split_at(i));
-        let host = host?;
-        if !authority.eq_ignore_ascii_case(host) {
+        if !hosts.iter().any(|h| authority.eq_ignore_ascii_case(h)) {
             return None;
         }
         let path = if path.starts_with('?') {
@@ -330,8 +333,8 @@ mod tests {
 
     #[test]
     fn same_origin_references_resolve_and_others_do_not() {
-        let host = Some("erp:5006");
-        let so = |r: &str| same_origin(r, "/api/orders/7", host);
+        let hosts = ["erp:5006", "127.0.0.1:5007"];
+        let so = |r: &str| same_origin(r, "/api/orders/7", &hosts);
         assert_eq!(so("/api/orders").as_deref(), Some("/api/orders"));
         assert_eq!(
             so("/api/orders?page=2#top").as_deref(),
@@ -344,6 +347,11 @@ mod tests {
         );
         assert_eq!(so("HTTP://ERP:5006").as_deref(), Some("/"));
         assert_eq!(so("http://erp:5006?a=1").as_deref(), Some("/?a=1"));
+        assert_eq!(
+            so("http://127.0.0.1:5007/api/y").as_deref(),
+            Some("/api/y"),
+            "the ERP's own address, which it is sent as Host"
+        );
         assert_eq!(so("http://other:5006/api/x"), None);
         assert_eq!(
             so("http://erp:5007/api/x"),
@@ -354,7 +362,7 @@ mod tests {
         assert_eq!(so("mailto:a@b"), None);
         assert_eq!(so(""), None);
         assert_eq!(
-            same_origin("http://erp/x", "/", None),
+            same_origin("http://erp/x", "/", &[]),
             None,
             "no host to compare"
         );

@@ -1,7 +1,8 @@
 //! Hostile clients get nothing, through the real proxy: another spelling of a URL takes the
 //! route, the key, the invalidation rule and the purge the ERP's own reading of it takes, and
-//! what the ERP receives is that one form. Each test is one attack; the origin reads requests
-//! as the ERP (Werkzeug) does: it percent-decodes the path and the query (`werkzeug_*` below).
+//! what the ERP receives is that one form, with a `Host` and forwarding fields no client chose.
+//! Each test is one attack; the origin reads requests as the ERP (Werkzeug) does: it
+//! percent-decodes the path and the query (`werkzeug_*` below).
 
 mod common;
 
@@ -349,5 +350,100 @@ async fn a_write_invalidates_the_location_it_names_however_spelled() {
         get(&c, &proxy.url("/api/orders/7")).await.text(),
         "order v1",
         "the Location the write named was invalidated"
+    );
+}
+
+/// An origin that builds an absolute URL from `Host`, as Flask's `url_for(_external=True)` does.
+async fn reflecting_origin() -> Origin {
+    let origin = Origin::start().await;
+    origin.on("/p", |req, _| {
+        Reply::ok(format!(
+            "http://{}/next",
+            req.header("host").unwrap_or("none")
+        ))
+    });
+    origin
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_forged_host_cannot_poison_the_shared_entry() {
+    let origin = reflecting_origin().await;
+    let routes = "  - name: p\n    exact: /p\n    ttl_secs: 60\n";
+    let proxy = TestProxy::in_front_of_origin(origin.addr(), routes);
+    let c = client();
+    let erp = origin.addr().to_string();
+    let attack = send(c.get(proxy.url("/p")).header("host", "evil.example")).await;
+    assert_eq!(attack.status, 200);
+    assert_eq!(
+        origin.last("/p").header("host"),
+        Some(erp.as_str()),
+        "the ERP is sent its own address as Host"
+    );
+    let victim = get(&c, &proxy.url("/p")).await;
+    assert!(
+        !victim.text().contains("evil.example"),
+        "what everyone gets names no host a client chose: {}",
+        victim.text()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_untrusted_client_forges_no_forwarding_field() {
+    let origin = Origin::start().await;
+    origin.always("/w", Reply::ok("ok"));
+    let proxy = TestProxy::in_front_of_origin(
+        origin.addr(),
+        "  - name: p\n    exact: /p\n    ttl_secs: 60\n",
+    );
+    let c = client();
+    let r = send(
+        c.post(proxy.url("/w"))
+            .header("x-forwarded-for", "6.6.6.6")
+            .header("x-forwarded-proto", "https")
+            .header("x-forwarded-host", "evil.example")
+            .header("forwarded", "for=6.6.6.6;host=evil.example;proto=https")
+            .body("x"),
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    let seen = origin.last("/w");
+    assert_eq!(seen.header("x-forwarded-for"), Some("127.0.0.1"));
+    assert_eq!(seen.header("x-forwarded-proto"), Some("http"));
+    assert_eq!(seen.header("x-forwarded-host"), None);
+    assert_eq!(seen.header("forwarded"), Some("for=127.0.0.1;proto=http"));
+    assert_eq!(seen.body, "x", "the body is untouched");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_trusted_proxy_is_appended_to() {
+    let origin = Origin::start().await;
+    origin.always("/w", Reply::ok("ok"));
+    let sections = "protection:\n  rate_limit:\n    enabled: true\n    requests_per_sec: 1000\n    burst: 1000\n    trusted_proxies: [\"127.0.0.1/32\"]\n";
+    let proxy = TestProxy::in_front_of_origin_with(
+        origin.addr(),
+        sections,
+        "  - name: p\n    exact: /p\n    ttl_secs: 60\n",
+    );
+    let c = client();
+    let r = send(
+        c.post(proxy.url("/w"))
+            .header("x-forwarded-for", "198.51.100.7")
+            .header("x-forwarded-proto", "https")
+            .header("x-forwarded-host", "erp.example")
+            .header("forwarded", "for=198.51.100.7;proto=https")
+            .body("x"),
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    let seen = origin.last("/w");
+    assert_eq!(
+        seen.header("x-forwarded-for"),
+        Some("198.51.100.7, 127.0.0.1")
+    );
+    assert_eq!(seen.header("x-forwarded-proto"), Some("https, http"));
+    assert_eq!(seen.header("x-forwarded-host"), Some("erp.example"));
+    assert_eq!(
+        seen.header("forwarded"),
+        Some("for=198.51.100.7;proto=https, for=127.0.0.1;proto=http")
     );
 }

@@ -682,14 +682,22 @@ impl ProxyHttp for Proxy {
         client_limits::check_body_chunk(session, end_of_stream, ctx)
     }
 
-    /// A revalidation asks the origin with the origin's own entity tags, not the ones derived
-    /// for compressed variants.
+    /// The ERP gets a `Host` and forwarding fields no client chose (`headers::for_erp`). A
+    /// revalidation asks the origin with the origin's own entity tags, not the ones derived for
+    /// compressed variants.
     async fn upstream_request_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         upstream_request: &mut RequestHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
+        let peer = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip());
+        let trusted = ctx.config.protection.rate_limit.as_ref();
+        let trusted = trusted.map_or(&[][..], |r| r.trusted_proxies.as_slice());
+        headers::for_erp(upstream_request, ctx.config.upstream.address, peer, trusted)?;
         if let (true, Some(coding)) = (ctx.cacheable, ctx.coding.token())
             && let Some(inm) = upstream_request.headers.get(http::header::IF_NONE_MATCH)
         {
