@@ -392,22 +392,6 @@ async fn only_idempotent_requests_are_retried() {
     );
 }
 
-/// Polls an async condition every 50 ms until it holds or `TIMEOUT` passes.
-async fn eventually_async<F, Fut>(what: &str, mut cond: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + TIMEOUT;
-    while !cond().await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for: {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn health_checks_open_the_breaker_without_traffic_and_end_its_cool_down() {
     let sim = start_sim(0.01).await;

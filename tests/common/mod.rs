@@ -454,6 +454,22 @@ pub async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
     }
 }
 
+/// Polls an async condition every 50 ms until it holds or `TIMEOUT` passes.
+pub async fn eventually_async<F, Fut>(what: &str, mut cond: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    while !cond().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// Waits until `/readyz` answers 200 with `erp_healthy: true` (the proxy can serve and the
 /// latest ERP health probe succeeded) and returns that answer. Readiness itself does not wait
 /// for the ERP; the tests that call this want both.
