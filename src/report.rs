@@ -8,9 +8,10 @@
 
 use std::time::Duration;
 
-use http::header::ACCEPT;
+use http::header::{ACCEPT, AUTHORIZATION};
 use serde::Serialize;
 
+use crate::config::defaults::DEFAULT_ADMIN_TOKEN_ENV;
 use crate::http_client::{self, Body, Get};
 use crate::stats::doc::{RouteDoc, StatsDoc};
 
@@ -276,9 +277,19 @@ async fn get_ok(base: &str, path: &str) -> Result<bytes::Bytes, String> {
     let addr = http_client::resolve(authority, CONNECT_TIMEOUT)
         .await
         .map_err(failed)?;
-    let answer = Get::new(addr, path)
+    let mut get = Get::new(addr, path)
         .host(authority)
-        .header(ACCEPT, "application/json")
+        .header(ACCEPT, "application/json");
+    // With admin.protect_reads, /stats needs the admin token: sent from the variable the
+    // proxy reads it from by default.
+    if let Some(token) = std::env::var(DEFAULT_ADMIN_TOKEN_ENV)
+        .ok()
+        .map(|t| t.trim().to_owned())
+        .filter(|t| !t.is_empty())
+    {
+        get = get.header(AUTHORIZATION, &format!("Bearer {token}"));
+    }
+    let answer = get
         .connect_timeout(CONNECT_TIMEOUT)
         .timeout(TIMEOUT)
         .body(Body::Keep {

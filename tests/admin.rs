@@ -292,3 +292,34 @@ async fn reads_are_open_by_default_even_with_a_token() {
         assert_eq!(get(&c, &proxy.admin_url(path)).await.status, 200, "{path}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn report_sends_the_token_from_the_environment_to_protected_reads() {
+    let sim = start_sim(0.01).await;
+    let sections = format!("admin:\n  token: \"{TOKEN}\"\n  protect_reads: true\n");
+    let proxy = TestProxy::in_front_of_origin_with(sim.addr(), &sections, ROUTES);
+    let admin = format!("http://{}", proxy.addrs.admin);
+    let report = move |token: Option<&'static str>| {
+        let admin = admin.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_knitcache"));
+            cmd.args(["report", "--admin", &admin])
+                .env_remove("KNITCACHE_ADMIN_TOKEN");
+            if let Some(t) = token {
+                cmd.env("KNITCACHE_ADMIN_TOKEN", t);
+            }
+            cmd.output().expect("report")
+        })
+    };
+    let refused = report(None).await.expect("join");
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("answered 401"), "{stderr}");
+    let read = report(Some(TOKEN)).await.expect("join");
+    assert!(
+        read.status.success(),
+        "{}",
+        String::from_utf8_lossy(&read.stderr)
+    );
+    assert!(!read.stdout.is_empty(), "a report was printed");
+}
