@@ -23,6 +23,16 @@ const LATENCY_BUCKETS: [f64; 14] = [
 /// Kinds of upstream failure, the values of the `kind` label.
 pub const UPSTREAM_ERROR_KINDS: [&str; 4] = ["connect", "timeout", "5xx", "other"];
 
+/// The `reason` label of `knitcache_refusals_total`: the proxy's own answers in place of the
+/// ERP's (`limits::refusal_reason` names the first four).
+pub const REFUSAL_REASONS: [&str; 5] = [
+    "breaker_open",
+    "route_breaker_open",
+    "queue_full",
+    "queue_timeout",
+    "rate_limited",
+];
+
 /// The metric families of one proxy.
 pub struct Metrics {
     /// The registry `/metrics` serves.
@@ -36,6 +46,7 @@ pub struct Metrics {
     /// Client connections open right now.
     pub client_connections: IntGauge,
     derived: IntCounterVec,
+    refusals: IntCounterVec,
     lookups: IntCounterVec,
     coalesced: IntCounterVec,
     /// Downstream requests being served right now.
@@ -155,6 +166,13 @@ impl Metrics {
             "knitcache_client_connections",
             "Client connections open on the proxy port right now",
         )?;
+        let refusals = counter(
+            "knitcache_refusals_total",
+            "Requests the proxy answered itself instead of sending them to the ERP, because a \
+             limit refused them (503 for a breaker or the ERP queue, 429 for a rate limit), by \
+             route and reason; never counted as ERP errors",
+            &["route", "reason"],
+        )?;
         let derived = counter(
             "knitcache_cache_derived_total",
             "Requests answered in a coding the cache did not hold, made from another coding's \
@@ -254,6 +272,9 @@ impl Metrics {
             coalesced.with_label_values(&[route]);
             client_aborts.with_label_values(&[route]);
             derived.with_label_values(&[route]);
+            for reason in REFUSAL_REASONS {
+                refusals.with_label_values(&[route, reason]);
+            }
             for kind in UPSTREAM_ERROR_KINDS {
                 upstream_errors.with_label_values(&[route, kind]);
             }
@@ -281,6 +302,7 @@ impl Metrics {
             client_refusals,
             client_connections,
             derived,
+            refusals,
             lookups,
             coalesced,
             in_flight,
@@ -330,6 +352,11 @@ impl Metrics {
     /// `client_limits::REFUSAL_REASONS`).
     pub fn observe_client_refusal(&self, reason: &str) {
         self.client_refusals.with_label_values(&[reason]).inc();
+    }
+
+    /// Records a request the proxy refused itself; `reason` is one of [`REFUSAL_REASONS`].
+    pub fn observe_refusal(&self, route: &str, reason: &str) {
+        self.refusals.with_label_values(&[route, reason]).inc();
     }
 
     /// Records a request whose client went away before its response was complete.

@@ -80,6 +80,16 @@ async fn a_burst_over_the_limit_gets_429_and_the_erp_sees_only_the_allowed_rate(
     assert!(r.text().contains("rate limited"), "{}", r.text());
     let counted = metric(&proxy, r#"knitcache_rate_limited_total{class="default"}"#).await;
     assert_eq!(counted as usize, limited.len(), "every 429 is counted");
+    let refusals = metric(
+        &proxy,
+        r#"knitcache_refusals_total{reason="rate_limited",route="writes"}"#,
+    )
+    .await;
+    assert_eq!(
+        refusals as usize,
+        limited.len(),
+        "and counted as the route's refusals"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -298,6 +308,15 @@ async fn the_breaker_opens_serves_stale_and_closes_when_the_erp_is_back() {
     assert_eq!(
         metric(
             &proxy,
+            r#"knitcache_refusals_total{reason="breaker_open",route="writes"}"#
+        )
+        .await,
+        1.0,
+        "one refusal answered on the writes route"
+    );
+    assert_eq!(
+        metric(
+            &proxy,
             r#"knitcache_upstream_errors_total{kind="other",route="writes"}"#
         )
         .await,
@@ -318,6 +337,15 @@ async fn the_breaker_opens_serves_stale_and_closes_when_the_erp_is_back() {
     );
     assert_eq!(stale.body, fresh.body);
     assert_eq!(sim.total_hits(), 0, "while open, nothing reaches the ERP");
+    assert_eq!(
+        metric(
+            &proxy,
+            r#"knitcache_refusals_total{reason="breaker_open",route="kpis"}"#
+        )
+        .await,
+        0.0,
+        "a copy served stale is no refusal"
+    );
 
     // The cool-down is over and the ERP answers: a probe closes the breaker.
     eventually_async("the breaker closed", || async {
@@ -486,6 +514,14 @@ async fn one_broken_endpoint_never_takes_the_others_down() {
     let doc = stats(&c, &proxy).await;
     assert_eq!(route_stats(&doc, "broken")["refused"], 1, "{doc}");
     assert_eq!(route_stats(&doc, "writes")["refused"], 0);
+    for (route, reason, n) in [
+        ("broken", "route_breaker_open", 1.0),
+        ("writes", "route_breaker_open", 0.0),
+        ("writes", "breaker_open", 0.0),
+    ] {
+        let sample = format!("knitcache_refusals_total{{reason=\"{reason}\",route=\"{route}\"}}");
+        assert_eq!(metric(&proxy, &sample).await, n, "{sample}");
+    }
     assert_eq!(
         route_stats(&doc, "broken")["upstream_errors"],
         3,

@@ -54,8 +54,19 @@ pub fn refusal(kind: &'static str) -> Box<Error> {
 
 /// Whether `e` is one of ours (answered `503` with `Retry-After`).
 pub fn is_refusal(e: &Error) -> bool {
-    matches!(e.etype(), ErrorType::Custom(k)
-        if [BREAKER_OPEN, ROUTE_BREAKER_OPEN, QUEUE_FULL, QUEUE_TIMEOUT].contains(k))
+    refusal_reason(e).is_some()
+}
+
+/// The `reason` label of one of our refusals (`knitcache_refusals_total`), `None` for any
+/// other error.
+pub fn refusal_reason(e: &Error) -> Option<&'static str> {
+    match e.etype() {
+        ErrorType::Custom(BREAKER_OPEN) => Some("breaker_open"),
+        ErrorType::Custom(ROUTE_BREAKER_OPEN) => Some("route_breaker_open"),
+        ErrorType::Custom(QUEUE_FULL) => Some("queue_full"),
+        ErrorType::Custom(QUEUE_TIMEOUT) => Some("queue_timeout"),
+        _ => None,
+    }
 }
 
 /// The protection state of one proxy. The parts a configuration sets live in one `Tuned`

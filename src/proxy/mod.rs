@@ -118,6 +118,8 @@ impl Proxy {
             Ok(()) => Ok(true),
             Err(limited) => {
                 self.limits.count_limited(&limited.class);
+                self.metrics
+                    .observe_refusal(ctx.route_name(), "rate_limited");
                 tracing::debug!(client = %client, class = %limited.class, "rate limited");
                 refuse::too_many_requests(session, &limited).await?;
                 Ok(false)
@@ -290,6 +292,13 @@ impl Proxy {
         }
         if let Some(kind) = upstream_error {
             m.observe_upstream_error(route, kind);
+        }
+        // Answered 503 by the proxy; one served stale instead is not a refusal.
+        if let Some(reason) = error
+            .filter(|_| status == 503)
+            .and_then(|e| limits::refusal_reason(e))
+        {
+            m.observe_refusal(route, reason);
         }
         if ctx.cacheable {
             m.observe_lookup(route, cache, coalesced);
