@@ -42,7 +42,8 @@ pub fn allowed(token: &str, authorization: Option<&[u8]>) -> bool {
 /// `Scheme credentials` split at the first space, credentials without surrounding spaces.
 fn split_scheme(value: &[u8]) -> Option<(&[u8], &[u8])> {
     let space = value.iter().position(|&b| b == b' ')?;
-    let credentials = value[space + 1..].trim_ascii();
+    // The trim takes the separating space too.
+    let credentials = value[space..].trim_ascii();
     Some((&value[..space], credentials))
 }
 
