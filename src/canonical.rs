@@ -244,7 +244,7 @@ fn percent_decode(raw: &[u8]) -> Result<Vec<u8>, Rejection> {
             let hi = raw.get(i + 1).and_then(|&h| hex(h));
             let lo = raw.get(i + 2).and_then(|&l| hex(l));
             match (hi, lo) {
-                (Some(hi), Some(lo)) => out.push(hi << 4 | lo),
+                (Some(hi), Some(lo)) => out.push(hi * 16 + lo),
                 _ => return Err(Rejection::MalformedEscape),
             }
             i += 3;

@@ -22,6 +22,53 @@ fn unreserved_escapes_are_decoded() {
 }
 
 #[test]
+fn apply_reduces_absolute_form_and_rewrites_only_what_is_not_canonical() {
+    let mut req =
+        RequestHeader::build(Method::GET, b"http://erp.example/api/x?a=1", None).expect("request");
+    apply(&mut req).expect("canonical");
+    assert_eq!(
+        req.uri.to_string(),
+        "/api/x?a=1",
+        "the authority is not the ERP's to see"
+    );
+    let mut req = RequestHeader::build(Method::GET, b"/api/%78?a=1", None).expect("request");
+    apply(&mut req).expect("canonical");
+    assert_eq!(req.uri.to_string(), "/api/x?a=1");
+    let mut req = RequestHeader::build(Method::GET, b"/api/../x", None).expect("request");
+    assert_eq!(apply(&mut req), Err(Rejection::DotSegment));
+}
+
+#[test]
+fn targets_and_rejections_read_as_they_display() {
+    let t = target(b"/a/%62?x=1").expect("canonical");
+    assert_eq!(t.to_string(), "/a/b?x=1");
+    assert_eq!(t.to_string(), t.as_str());
+    let all = [
+        Rejection::NotOriginForm,
+        Rejection::MalformedEscape,
+        Rejection::InvalidUtf8,
+        Rejection::ControlCharacter,
+        Rejection::DotSegment,
+        Rejection::RawByte,
+    ];
+    let reasons: std::collections::HashSet<&str> = all.iter().map(|r| r.reason()).collect();
+    assert_eq!(
+        reasons.len(),
+        all.len(),
+        "each rejection says its own reason"
+    );
+    for r in all {
+        assert_eq!(r.to_string(), r.reason());
+        assert!(
+            r.reason().contains("URL")
+                || r.reason().contains("path")
+                || r.reason().contains("target"),
+            "{r:?}"
+        );
+    }
+}
+
+#[test]
 fn other_characters_get_one_spelling() {
     // Werkzeug decodes every escape, so `%21` and `!` are the same path to the ERP.
     assert_eq!(canon("/a%21b").as_deref(), Ok("/a!b"));
