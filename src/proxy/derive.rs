@@ -24,20 +24,21 @@ use super::fast_hit::Entry;
 use crate::cache::HybridStorage;
 use crate::cache::encoding::Coding;
 use crate::cache::parsed::ParsedMeta;
+use crate::cache::policy;
 use crate::cache::transcode;
-use crate::cache::variants::StoreHints;
 use crate::cache::vary;
+use crate::config::CachePolicy;
 
 /// What a derived variant is made with.
-pub struct Recipe {
+pub struct Recipe<'a> {
     /// The coding the request is served in.
     pub want: Coding,
     /// The compression level of the route's configuration.
     pub level: u32,
     /// The largest body the cache stores.
     pub max_bytes: usize,
-    /// The storage hints of the request's route.
-    pub hints: StoreHints,
+    /// The request's route's cache policy (what the storage is told, by status).
+    pub policy: &'a CachePolicy,
 }
 
 /// Stores the variant `key` selects for `req` in `recipe.want`, made from a fresh sibling, and
@@ -47,7 +48,7 @@ pub async fn variant(
     storage: &'static HybridStorage,
     key: &CacheKey,
     req: &RequestHeader,
-    recipe: &Recipe,
+    recipe: &Recipe<'_>,
     stale: Option<SystemTime>,
     banned: impl Fn(&ParsedMeta) -> bool,
 ) -> Result<Option<Entry>> {
@@ -113,9 +114,10 @@ pub async fn variant(
         let Some(want_variance) = want_variance else {
             return Ok(None);
         };
+        let hints = policy::store_hints(recipe.policy, header.status.as_u16());
         *stored.response_header_mut() = header;
         stored.set_variance(want_variance);
-        stored.extensions_mut().insert(recipe.hints);
+        stored.extensions_mut().insert(hints);
         let slot = slot_of(&mut key, Some(want_variance));
         if slot.is_some() {
             key.set_variance_key(want_variance);

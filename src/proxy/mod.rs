@@ -185,7 +185,7 @@ impl Proxy {
             want: ctx.coding,
             level: ctx.config.cache.compression.level,
             max_bytes: self.max_object_bytes,
-            hints: policy::store_hints(policy, 200),
+            policy,
         };
         let path = session.req_header().uri.path();
         let banned = |m: &crate::cache::parsed::ParsedMeta| {
