@@ -238,6 +238,19 @@ fn listing(names: &[&String]) -> String {
 mod tests {
     use super::*;
 
+    #[test]
+    fn a_claim_knows_the_layout_of_what_it_holds() {
+        assert_eq!(
+            Claim::Marked { layout: 7 }.layout(),
+            7,
+            "the mark's own word"
+        );
+        for fresh in [Claim::Created, Claim::AdoptedEmpty, Claim::AdoptedUnmarked] {
+            assert_eq!(fresh.layout(), LAYOUT, "{fresh:?}");
+        }
+        assert_ne!(LAYOUT, 0);
+    }
+
     fn tmp() -> (tempfile::TempDir, PathBuf) {
         let t = tempfile::tempdir().expect("tempdir");
         let d = t.path().join("cache");
