@@ -239,6 +239,32 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_error_lists_a_few_names_and_counts_the_rest() {
+        let names: Vec<String> = ["a", "b", "c", "d", "e"].map(String::from).to_vec();
+        let refs: Vec<&String> = names.iter().collect();
+        assert_eq!(listing(&refs[..3]), "\"a\", \"b\", \"c\"");
+        assert_eq!(listing(&refs[..4]), "\"a\", \"b\", \"c\" and 1 more");
+        assert_eq!(listing(&refs), "\"a\", \"b\", \"c\" and 2 more");
+    }
+
+    #[test]
+    fn only_an_empty_lost_and_found_counts_as_nothing() {
+        let (_t, dir) = tmp();
+        std::fs::create_dir_all(dir.join("lost+found")).expect("mkdir");
+        std::fs::create_dir_all(dir.join("other")).expect("mkdir");
+        assert!(is_empty_lost_found(&dir, "lost+found"));
+        assert!(
+            !is_empty_lost_found(&dir, "other"),
+            "another empty directory is someone's"
+        );
+        std::fs::write(dir.join("lost+found").join("x"), b"x").expect("write");
+        assert!(
+            !is_empty_lost_found(&dir, "lost+found"),
+            "one holding anything is not empty"
+        );
+    }
+
+    #[test]
     fn a_claim_knows_the_layout_of_what_it_holds() {
         assert_eq!(
             Claim::Marked { layout: 7 }.layout(),
