@@ -62,7 +62,9 @@ impl Coding {
         }
     }
 
-    fn from_token(token: &str) -> Option<Coding> {
+    /// The coding a `Content-Encoding` or `Accept-Encoding` token names, case-insensitively
+    /// (`x-gzip` is gzip); `None` for identity and for codings not stored.
+    pub fn from_token(token: &str) -> Option<Coding> {
         match token {
             t if t.eq_ignore_ascii_case("br") => Some(Coding::Brotli),
             t if t.eq_ignore_ascii_case("zstd") => Some(Coding::Zstd),

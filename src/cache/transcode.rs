@@ -108,11 +108,7 @@ fn encode(resp: &mut ResponseHeader, plain: &Bytes, token: &str, level: u32) -> 
 fn content_coding(resp: &ResponseHeader) -> Option<Option<Coding>> {
     let value = resp.headers.get(header::CONTENT_ENCODING)?;
     let token = value.to_str().ok().map(str::trim);
-    Some(token.and_then(|t| {
-        Coding::ALL
-            .into_iter()
-            .find(|c| c.token().is_some_and(|ct| ct.eq_ignore_ascii_case(t)))
-    }))
+    Some(token.and_then(Coding::from_token))
 }
 
 /// The origin's entity tag of the stored response, as far as it can be known: a tag derived

@@ -20,7 +20,7 @@ use pingora_cache::{CacheKey, CacheMeta};
 use pingora_error::Result;
 use pingora_http::RequestHeader;
 
-use super::fast_hit::Entry;
+use super::fast_hit::{self, Entry};
 use crate::cache::HybridStorage;
 use crate::cache::encoding::Coding;
 use crate::cache::parsed::ParsedMeta;
@@ -68,11 +68,7 @@ pub async fn variant(
         if first.variance() == variance {
             return None;
         }
-        let variance = variance?;
-        key.set_variance_key(variance);
-        let slot = u128::from_be_bytes(key.combined_bin());
-        key.remove_variance_key();
-        Some(slot)
+        Some(fast_hit::variant_slot(key, variance?))
     };
     // Identity first: it needs no decoding.
     for from in Coding::ALL.into_iter().filter(|c| *c != recipe.want) {

@@ -22,7 +22,7 @@ use std::time::SystemTime;
 use bytes::Bytes;
 use foyer::HybridCacheEntry;
 use http::{HeaderMap, StatusCode, header};
-use pingora_cache::key::CacheHashKey;
+use pingora_cache::key::{CacheHashKey, HashBinary};
 use pingora_cache::{CacheKey, CachePhase};
 use pingora_core::protocols::http::{conditional_filter, date};
 use pingora_error::Result;
@@ -93,11 +93,7 @@ pub fn find(storage: &HybridStorage, key: &mut CacheKey, selector: &Selector<'_>
         return Some(primary);
     }
     let variance = variance?;
-    // The variant's slot is pingora's own `combined_bin` of the key with that variance.
-    key.set_variance_key(variance);
-    let slot = key.combined_bin();
-    key.remove_variance_key();
-    let variant = storage.memory_entry(u128::from_be_bytes(slot))?;
+    let variant = storage.memory_entry(variant_slot(key, variance))?;
     let variant_meta = parsed(&variant)?;
     // Purging a key removes only its primary slot; its replacement's provenance (its creation,
     // or that of the lineage it refreshed) is the tombstone of every older variant (pingora's
@@ -105,6 +101,15 @@ pub fn find(storage: &HybridStorage, key: &mut CacheKey, selector: &Selector<'_>
     (variant_meta.variance() == Some(variance)
         && variant_meta.created() >= primary_meta.provenance())
     .then_some(variant)
+}
+
+/// The storage slot of `key`'s variant with `variance`: pingora's own `combined_bin` of the key
+/// with that variance. `key` is left as it was given (without a variance).
+pub fn variant_slot(key: &mut CacheKey, variance: HashBinary) -> u128 {
+    key.set_variance_key(variance);
+    let slot = u128::from_be_bytes(key.combined_bin());
+    key.remove_variance_key();
+    slot
 }
 
 /// The parsed metadata of a memory-tier entry.
