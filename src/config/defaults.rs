@@ -58,8 +58,13 @@ pub const DEFAULT_COMPRESSION_ENABLED: bool = true;
 /// `cache.compression.level`, 1 (fastest) ..= 9 (smallest).
 pub const DEFAULT_COMPRESSION_LEVEL: u32 = 6;
 
-/// `server.threads`: worker threads of the proxy service.
-pub const DEFAULT_THREADS: usize = 2;
+/// `server.threads` when unset: one worker per CPU this process may run on. The standard
+/// library counts the CPUs of the process's affinity mask and its cgroup CPU quota, so a proxy
+/// started under `taskset -c 1` or in a container limited to one CPU gets one worker, not one
+/// per core of the host (workers beyond the CPUs only take turns). 1 if it cannot tell.
+pub fn default_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+}
 
 /// `server.grace_period_secs`, in seconds, for in-flight requests after SIGTERM.
 pub const DEFAULT_GRACE_PERIOD_SECS: u64 = 10;

@@ -409,8 +409,9 @@ pub struct FileCompression {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct FileServer {
-    /// Worker threads of the proxy service, at least 1. Default: `DEFAULT_THREADS` (2).
-    pub threads: usize,
+    /// Worker threads of the proxy service, at least 1. Default (unset): `default_threads()`,
+    /// one per CPU the process may run on.
+    pub threads: Option<usize>,
     /// Time in-flight requests get after SIGTERM, in seconds.
     /// Default: `DEFAULT_GRACE_PERIOD_SECS` (10).
     pub grace_period_secs: u64,
@@ -682,7 +683,7 @@ impl Default for FileCompression {
 impl Default for FileServer {
     fn default() -> Self {
         Self {
-            threads: DEFAULT_THREADS,
+            threads: None,
             grace_period_secs: DEFAULT_GRACE_PERIOD_SECS,
             graceful_shutdown_timeout_secs: DEFAULT_GRACEFUL_SHUTDOWN_TIMEOUT_SECS,
             pid_file: PathBuf::from(DEFAULT_PID_FILE),

@@ -815,8 +815,40 @@ fn defaults_fill_what_the_file_leaves_out() {
         c.cache.compression.level,
         defaults::DEFAULT_COMPRESSION_LEVEL
     );
-    assert_eq!(c.server.threads, defaults::DEFAULT_THREADS);
+    assert_eq!(c.server.threads, defaults::default_threads());
     assert!(c.routes.is_empty());
+}
+
+#[test]
+fn unset_threads_are_one_per_cpu_the_process_may_use() {
+    // Affinity is per thread, and the standard library reads the calling thread's: pinned to
+    // one CPU, the default is one worker; unpinned, one per CPU of the mask.
+    let pinned = std::thread::spawn(|| {
+        // SAFETY: `set` is a plain bitmask owned by this frame; the calls only read and write it.
+        unsafe {
+            let mut set: libc::cpu_set_t = std::mem::zeroed();
+            let size = std::mem::size_of::<libc::cpu_set_t>();
+            assert_eq!(
+                libc::sched_getaffinity(0, size, &mut set),
+                0,
+                "read the mask"
+            );
+            let first = (0..libc::CPU_SETSIZE as usize)
+                .find(|&cpu| libc::CPU_ISSET(cpu, &set))
+                .expect("some CPU");
+            libc::CPU_ZERO(&mut set);
+            libc::CPU_SET(first, &mut set);
+            assert_eq!(libc::sched_setaffinity(0, size, &set), 0, "pin to one CPU");
+        }
+        ok(MINIMAL).server.threads
+    })
+    .join()
+    .expect("pinned thread");
+    assert_eq!(pinned, 1, "pinned to one CPU: one worker");
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    assert_eq!(ok(MINIMAL).server.threads, cpus);
+    let set = ok(&format!("{MINIMAL}server: {{ threads: 3 }}\n"));
+    assert_eq!(set.server.threads, 3, "a value in the file wins");
 }
 
 #[test]

@@ -12,12 +12,10 @@ const MAX_UNIX_SOCKET_PATH_BYTES: usize = 107;
 
 pub(super) fn server(s: &FileServer, p: &mut Problems) -> Option<ServerSettings> {
     let mut ok = true;
-    if s.threads == 0 {
-        let msg = format!(
-            "threads = 0 runs no workers; set at least 1, e.g. threads: {DEFAULT_THREADS} (one \
-             per core)"
-        );
-        p.at("server.threads", None, msg);
+    if s.threads == Some(0) {
+        let msg = "threads = 0 runs no workers; set at least 1, e.g. threads: 2 (one per core), \
+                   or remove the key for one per CPU this process may use";
+        p.at("server.threads", None, msg.to_owned());
         ok = false;
     }
     for (key, path) in [("pid_file", &s.pid_file), ("upgrade_sock", &s.upgrade_sock)] {
@@ -45,7 +43,7 @@ pub(super) fn server(s: &FileServer, p: &mut Problems) -> Option<ServerSettings>
         ok = false;
     }
     ok.then(|| ServerSettings {
-        threads: s.threads,
+        threads: s.threads.unwrap_or_else(default_threads),
         grace_period: Duration::from_secs(s.grace_period_secs),
         graceful_shutdown_timeout: Duration::from_secs(s.graceful_shutdown_timeout_secs),
         pid_file: s.pid_file.clone(),

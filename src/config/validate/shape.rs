@@ -405,7 +405,8 @@ pub(super) fn example_value(key: &str) -> u64 {
         "max_object_bytes" => DEFAULT_MAX_OBJECT_BYTES,
         "grace_period_secs" => DEFAULT_GRACE_PERIOD_SECS,
         "graceful_shutdown_timeout_secs" => DEFAULT_GRACEFUL_SHUTDOWN_TIMEOUT_SECS,
-        "threads" => DEFAULT_THREADS as u64,
+        // One per core on the 2-core machines knitcache is sized for.
+        "threads" => 2,
         "level" => u64::from(DEFAULT_COMPRESSION_LEVEL),
         "heuristic_percent" => DEFAULT_HEURISTIC_PERCENT,
         "heuristic_max_secs" => DEFAULT_HEURISTIC_MAX_SECS,
