@@ -28,6 +28,7 @@ use crate::cache::bans::Bans;
 use crate::cache::{Cache, CacheError, Closer, DiskTier};
 use crate::config::Config;
 use crate::config::reload::{Adjust, OnApply, Reloader, Reloads};
+use crate::drain::{Drain, Drained};
 use crate::health::{HealthProbe, HealthState};
 use crate::invalidation::Invalidator;
 use crate::limits::{Limits, Upkeep};
@@ -129,6 +130,8 @@ pub struct App {
     limits: Arc<Limits>,
     /// What the ERP health probe last found.
     pub health: HealthState,
+    /// The proxy's requests in flight and its listeners' switch (a graceful stop).
+    drain: Arc<Drain>,
 }
 
 /// The pingora settings derived from our configuration. Everything not set here keeps
@@ -243,11 +246,13 @@ fn assemble(
     .with_stats(stats.clone())
     .with_invalidator(invalidator);
     let reloads = Arc::new(Reloads::new(&metrics.registry)?);
+    let drain = Arc::new(Drain::default());
     // The client limits read each request's head before pingora's proxy sees it.
     let gated = Gate::new(
         pingora_proxy::http_proxy(&server.configuration, proxy),
         live.clone(),
         metrics.clone(),
+        drain.clone(),
     );
     let mut proxy_service = Service::new("knitcache proxy".to_string(), gated);
     proxy_service.add_listener(ListenerConfig::tcp(addrs.proxy.to_string()).l4_buffer(
@@ -257,7 +262,12 @@ fn assemble(
         Some(l) => (Some(l.proxy), Some(l.admin)),
         None => (None, None),
     };
-    server.add_service(PreBound::new(proxy_service, addrs.proxy, proxy_listener));
+    server.add_service(PreBound::new(
+        proxy_service,
+        addrs.proxy,
+        proxy_listener,
+        drain.clone(),
+    ));
 
     let mut admin_service = Service::new(
         "knitcache admin".to_string(),
@@ -272,7 +282,12 @@ fn assemble(
     );
     admin_service.threads = Some(1);
     admin_service.add_tcp(&addrs.admin.to_string());
-    server.add_service(PreBound::new(admin_service, addrs.admin, admin_listener));
+    server.add_service(PreBound::new(
+        admin_service,
+        addrs.admin,
+        admin_listener,
+        drain.clone(),
+    ));
     server.add_service(background_service("knitcache erp health", probe));
 
     Ok(App {
@@ -284,6 +299,7 @@ fn assemble(
         reloads,
         limits,
         health,
+        drain,
     })
 }
 
@@ -307,11 +323,24 @@ impl App {
     }
 
     /// Runs until `shutdown` fires, then closes the cache (flushing the disk tier). On a
-    /// graceful signal, in-flight requests get `server.grace_period_secs` to finish.
-    pub fn run(self, shutdown: Box<dyn ShutdownSignalWatch>) {
-        let App { server, cache, .. } = self;
+    /// graceful stop the listeners close at once and the process ends as soon as the requests
+    /// in flight are answered, or after `server.grace_period_secs` at the latest.
+    pub fn run(self, shutdown: Box<dyn ShutdownSignalWatch + Send + Sync>) {
+        let grace = self.config.load().server.grace_period;
+        let App {
+            server,
+            cache,
+            drain,
+            ..
+        } = self;
+        let draining = Draining {
+            inner: shutdown,
+            drain,
+            closer: cache.closer(),
+            grace,
+        };
         server.run(RunArgs {
-            shutdown_signal: shutdown,
+            shutdown_signal: Box::new(draining),
         });
         cache.close();
     }
@@ -368,21 +397,72 @@ impl ShutdownSignalWatch for Signals {
     }
 }
 
+/// A graceful stop (SIGTERM) done by knitcache rather than pingora, around the signals of
+/// `inner`: close the listeners, wait for the requests in flight (at most `grace`), flush and
+/// close the cache, then let pingora stop the runtimes at once. pingora's own graceful
+/// terminate would sleep its whole grace period even with nothing in flight. The other
+/// signals go to pingora unchanged (a graceful upgrade keeps pingora's sequence: it must hand
+/// the sockets over before the listeners close).
+struct Draining {
+    inner: Box<dyn ShutdownSignalWatch + Send + Sync>,
+    drain: Arc<Drain>,
+    closer: Closer,
+    grace: Duration,
+}
+
+#[async_trait]
+impl ShutdownSignalWatch for Draining {
+    async fn recv(&self) -> ShutdownSignal {
+        match self.inner.recv().await {
+            ShutdownSignal::GracefulTerminate => {
+                self.drain.stop_accepting();
+                let in_flight = self.drain.in_flight();
+                tracing::info!(
+                    in_flight,
+                    grace_secs = self.grace.as_secs(),
+                    "stopping: listeners closed, waiting for the requests in flight"
+                );
+                let started = std::time::Instant::now();
+                match self.drain.idle(self.grace).await {
+                    Drained::Idle => tracing::info!(
+                        took_ms = started.elapsed().as_millis() as u64,
+                        "stopping: every request answered; closing the cache"
+                    ),
+                    Drained::GaveUp(left) => tracing::warn!(
+                        left,
+                        grace_secs = self.grace.as_secs(),
+                        "stopping: grace period over with requests still in flight; they are cut"
+                    ),
+                }
+                self.closer.close().await;
+                // Nothing is left to wait for: pingora's fast path stops the runtimes without
+                // sleeping a grace period (it logs this as a fast shutdown).
+                ShutdownSignal::FastShutdown
+            }
+            other => other,
+        }
+    }
+}
+
 /// A listening service whose socket is already bound: its fd is put into pingora's listen-fd
-/// table under the service's address before the service builds its listeners.
+/// table under the service's address before the service builds its listeners. The service
+/// stops accepting when `drain` says so, or when pingora broadcasts its own shutdown (a
+/// graceful upgrade).
 struct PreBound<S> {
     inner: S,
     addr: String,
     fd: Option<RawFd>,
+    drain: Arc<Drain>,
 }
 
 impl<S> PreBound<S> {
     /// Without a listener the service binds (or inherits) the address itself.
-    fn new(inner: S, addr: SocketAddr, listener: Option<TcpListener>) -> Self {
+    fn new(inner: S, addr: SocketAddr, listener: Option<TcpListener>, drain: Arc<Drain>) -> Self {
         PreBound {
             inner,
             addr: addr.to_string(),
             fd: listener.map(IntoRawFd::into_raw_fd),
+            drain,
         }
     }
 }
@@ -399,8 +479,16 @@ impl<S: ServiceWithDependents> ServiceWithDependents for PreBound<S> {
         if let (Some(table), Some(fd)) = (&fds, self.fd.take()) {
             table.lock().add(self.addr.clone(), fd);
         }
+        // pingora's own shutdown (after a graceful upgrade's handover) closes the listeners too.
+        let drain = self.drain.clone();
+        let mut pingora = shutdown;
+        tokio::spawn(async move {
+            if pingora.wait_for(|stopping| *stopping).await.is_ok() {
+                drain.stop_accepting();
+            }
+        });
         self.inner
-            .start_service(fds, shutdown, listeners_per_fd, ready)
+            .start_service(fds, self.drain.listeners(), listeners_per_fd, ready)
             .await
     }
 

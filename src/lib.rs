@@ -13,6 +13,7 @@
 //! * `cache`     foyer memory + disk tiers behind pingora-cache's `Storage`, keys, policy
 //! * `cli`       the command line
 //! * `config`    YAML schema, validation, the runtime model
+//! * `drain`     a graceful stop: requests in flight, closing the listeners, waiting for them
 //! * `log_sink`  the bounded buffer and writer thread every log line leaves through
 //! * `limits`    protecting the ERP: rate limits, the concurrency cap, the circuit breaker
 //! * `health`    the ERP health probe and its shared state
@@ -33,6 +34,7 @@ pub mod cache;
 pub mod canonical;
 pub mod cli;
 pub mod config;
+pub mod drain;
 pub mod health;
 pub mod http_client;
 pub mod invalidation;

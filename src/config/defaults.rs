@@ -66,11 +66,11 @@ pub fn default_threads() -> usize {
     std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
 }
 
-/// `server.grace_period_secs`, in seconds, for in-flight requests after SIGTERM.
+/// `server.grace_period_secs`, in seconds: the longest in-flight requests get after SIGTERM.
 pub const DEFAULT_GRACE_PERIOD_SECS: u64 = 10;
 
-/// `server.graceful_shutdown_timeout_secs`, in seconds, for runtimes to stop after the grace
-/// period.
+/// `server.graceful_shutdown_timeout_secs`, in seconds, for runtimes to stop after a graceful
+/// upgrade's grace period.
 pub const DEFAULT_GRACEFUL_SHUTDOWN_TIMEOUT_SECS: u64 = 5;
 
 /// `server.pid_file`.

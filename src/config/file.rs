@@ -412,10 +412,10 @@ pub struct FileServer {
     /// Worker threads of the proxy service, at least 1. Default (unset): `default_threads()`,
     /// one per CPU the process may run on.
     pub threads: Option<usize>,
-    /// Time in-flight requests get after SIGTERM, in seconds.
+    /// The longest in-flight requests get after SIGTERM, in seconds.
     /// Default: `DEFAULT_GRACE_PERIOD_SECS` (10).
     pub grace_period_secs: u64,
-    /// Time runtimes get to stop after the grace period, in seconds.
+    /// Time runtimes get to stop after a graceful upgrade's grace period, in seconds.
     /// Default: `DEFAULT_GRACEFUL_SHUTDOWN_TIMEOUT_SECS` (5).
     pub graceful_shutdown_timeout_secs: u64,
     /// pid file for graceful upgrades. Default: `DEFAULT_PID_FILE` (`/tmp/knitcache.pid`).

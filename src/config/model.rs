@@ -319,9 +319,10 @@ pub struct CompressionSettings {
 pub struct ServerSettings {
     /// Worker threads of the proxy service.
     pub threads: usize,
-    /// On SIGTERM, how long in-flight requests get to finish before the process exits.
+    /// On SIGTERM, the longest in-flight requests get to finish before the process exits (it
+    /// exits as soon as they have).
     pub grace_period: Duration,
-    /// After the grace period, how long runtimes get to stop.
+    /// After a graceful upgrade's grace period, how long runtimes get to stop.
     pub graceful_shutdown_timeout: Duration,
     /// pid file (used by pingora's graceful upgrade).
     pub pid_file: PathBuf,

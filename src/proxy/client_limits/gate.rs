@@ -29,6 +29,7 @@ use super::Refusal;
 use super::head::{self, Read, Wait};
 use super::per_address::PerAddress;
 use crate::config::{ClientSettings, Config};
+use crate::drain::Drain;
 use crate::metrics::Metrics;
 use crate::proxy::ctx::InFlight;
 
@@ -45,16 +46,24 @@ pub struct Gate<A> {
     config: Arc<ArcSwap<Config>>,
     metrics: Arc<Metrics>,
     per_address: Arc<PerAddress>,
+    drain: Arc<Drain>,
 }
 
 impl<A> Gate<A> {
-    /// `inner` behind the live `config`'s `clients:` limits.
-    pub fn new(inner: A, config: Arc<ArcSwap<Config>>, metrics: Arc<Metrics>) -> Self {
+    /// `inner` behind the live `config`'s `clients:` limits; each request is counted in
+    /// `drain` from its head to its answer's end, so a graceful stop waits for it.
+    pub fn new(
+        inner: A,
+        config: Arc<ArcSwap<Config>>,
+        metrics: Arc<Metrics>,
+        drain: Arc<Drain>,
+    ) -> Self {
         Gate {
             inner: Arc::new(inner),
             config,
             metrics,
             per_address: Arc::new(PerAddress::default()),
+            drain,
         }
     }
 }
@@ -106,7 +115,10 @@ where
             session.set_read_timeout(Some(clients.body_timeout));
             session.set_total_drain_timeout(Some(clients.body_timeout));
             session.set_write_timeout(Some(clients.send_timeout));
-            let Some(reused) = self.inner.process_new_http(session, shutdown).await else {
+            let request = self.drain.request();
+            let reused = self.inner.process_new_http(session, shutdown).await;
+            drop(request);
+            let Some(reused) = reused else {
                 return;
             };
             let (next, settings) = reused.consume();
