@@ -89,7 +89,8 @@ compare: load-setup
 soak: load-setup
 	$(CARGO) bench --bench load -- --scenario soak $(ARGS)
 
-# Dockerfile, compose, Kubernetes, systemd unit, scripts and CI workflow (deploy/validate.py).
+# Dockerfile, compose, Kubernetes, systemd unit, scripts, CI workflow and the admin API's OpenAPI
+# document (deploy/validate.py).
 check-deploy: setup-deploy-tools
 	$(DEPLOY_TOOLS)/bin/python deploy/validate.py
 

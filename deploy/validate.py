@@ -8,8 +8,10 @@ leave one of them behind.
 
 Validators: hadolint (Dockerfile), docker-compose config and the compose-spec JSON schema
 (compose.yaml), kubernetes-validate (the manifests, strict, offline schemas), the github-workflows
-JSON schema (.github/workflows/ci.yml), shellcheck (scripts), and systemd-analyze verify and
-security (the unit) where systemd is installed. Every check prints one line; any failure exits 1.
+JSON schema (.github/workflows/ci.yml), shellcheck (scripts), systemd-analyze verify and
+security (the unit) where systemd is installed, and openapi-spec-validator (docs/openapi.yaml, the
+admin API, against the OpenAPI 3.1 specification; tests/admin_api.rs checks it against the running
+admin listener). Every check prints one line; any failure exits 1.
 """
 
 import json
@@ -343,13 +345,18 @@ def check_scripts_and_ci():
         [tool("check-jsonschema"), "--builtin-schema", "vendor.github-workflows", str(workflow)])
 
 
+def check_openapi():
+    run("openapi-spec-validator docs/openapi.yaml",
+        [tool("openapi-spec-validator"), str(ROOT / "docs" / "openapi.yaml")])
+
+
 def main():
     if sys.argv[1:] == ["--write-configmap"]:
         (K8S / "configmap.yaml").write_text(configmap_text())
         print("wrote deploy/kubernetes/configmap.yaml")
         return 0
     for name in ["hadolint", "docker-compose", "check-jsonschema", "kubernetes-validate",
-                 "shellcheck"]:
+                 "shellcheck", "openapi-spec-validator"]:
         if not tool(name):
             print(f"{name} not found: run `make setup` (installs target/deploy-tools)")
             return 1
@@ -359,6 +366,7 @@ def main():
     check_kubernetes(config, image_cmd)
     check_systemd(config)
     check_scripts_and_ci()
+    check_openapi()
     if failures:
         print(f"{len(failures)} deployment check(s) failed")
         return 1

@@ -209,12 +209,12 @@ impl Metrics {
         )?;
         let purges = counter(
             "knitcache_purges_total",
-            "Purges through the admin API by kind (url, prefix, route)",
+            "Purges through the admin API by kind (url, prefix, route, tag)",
             &["kind"],
         )?;
         let bans = gauge(
             "knitcache_cache_bans",
-            "Prefix and route purges still in force (stored responses older than them are misses)",
+            "Bans in force: prefix, route and tag purges and invalidation rules (stored responses older than them are misses)",
         )?;
         let rss_bytes = gauge(
             "knitcache_process_resident_memory_bytes",

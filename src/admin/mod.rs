@@ -1,4 +1,6 @@
-//! The admin listener, separate from proxied traffic (loopback by default).
+//! The admin listener, separate from proxied traffic (loopback by default). [`ENDPOINTS`] is
+//! the one list of what it serves (path, methods, who may call it); docs/ADMIN_API.md and
+//! docs/openapi.yaml document it, and a test holds the three together.
 //!
 //! * `GET  /healthz`    200 `ok` while the process serves (liveness).
 //! * `GET  /readyz`     200 while the process can serve (listeners bound, config loaded, cache
@@ -7,13 +9,14 @@
 //! * `GET  /metrics`    Prometheus text format: the proxy's families and foyer's.
 //! * `GET  /stats`      JSON: per-route requests, hit ratio, p50/p95/p99 (hit, miss, ERP),
 //!   tiers, evictions, coalescing, slowest routes, hot keys, RSS, uptime, config version.
-//! * `POST /purge`      body `{"url": ..}`, `{"prefix": ..}`, `{"route": ..}` or `{"tag": ..}`; bearer token
-//!   when one is configured (else loopback clients only). JSON says what was purged.
+//! * `POST /purge`      body `{"url": ..}`, `{"prefix": ..}`, `{"route": ..}` or `{"tag": ..}`;
+//!   bearer token when one is configured (else loopback clients only). JSON says what was purged.
 //! * `GET  /dashboard`  a live page that polls `/stats` (no external resources).
+//! * `GET  /`           the list of endpoints, as plain text.
 //!
 //! With `admin.protect_reads`, `/metrics`, `/stats` and `/dashboard` need the admin token too
 //! (`read_auth`: bearer, or Basic from a browser); `/healthz` and `/readyz` stay open.
-//! Anything else is 404; a wrong method is 405 with `Allow`.
+//! Anything else is 404; a wrong method is 405 with `Allow`. Every GET endpoint answers HEAD.
 
 mod dashboard;
 pub mod purge;
@@ -186,33 +189,181 @@ async fn read_body(session: &mut ServerSession, limit: usize) -> Result<Vec<u8>,
     }
 }
 
+/// Who may call an endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Whoever reaches the listener: probes carry no credentials.
+    Open,
+    /// Whoever reaches the listener, unless `admin.protect_reads` is on: then the holder of the
+    /// admin token (`read_auth`: bearer, or Basic with the token as the password).
+    Read,
+    /// The holder of the admin token, as a bearer token; with no token configured, loopback
+    /// clients only (`purge::authorize`).
+    Token,
+}
+
+/// What an endpoint does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Op {
+    Index,
+    Live,
+    Ready,
+    Metrics,
+    Stats,
+    Dashboard,
+    Purge,
+}
+
+/// One admin endpoint.
+#[derive(Debug)]
+pub struct Endpoint {
+    /// The exact path (no prefix matching).
+    pub path: &'static str,
+    /// The methods it answers, as a `405`'s `Allow` lists them.
+    pub allow: &'static str,
+    /// Who may call it.
+    pub access: Access,
+    op: Op,
+}
+
+impl Endpoint {
+    /// The methods it answers.
+    pub fn methods(&self) -> impl Iterator<Item = &'static str> {
+        self.allow.split(", ")
+    }
+
+    fn answers(&self, method: &Method) -> bool {
+        self.methods().any(|m| m == method.as_str())
+    }
+}
+
+const READ: &str = "GET, HEAD";
+
+/// Everything the admin listener serves: the router reads this table and nothing else, so an
+/// endpoint missing here is not served, and the API's documentation is checked against it.
+pub const ENDPOINTS: &[Endpoint] = &[
+    Endpoint {
+        path: "/",
+        allow: READ,
+        access: Access::Open,
+        op: Op::Index,
+    },
+    Endpoint {
+        path: "/healthz",
+        allow: READ,
+        access: Access::Open,
+        op: Op::Live,
+    },
+    Endpoint {
+        path: "/readyz",
+        allow: READ,
+        access: Access::Open,
+        op: Op::Ready,
+    },
+    Endpoint {
+        path: "/metrics",
+        allow: READ,
+        access: Access::Read,
+        op: Op::Metrics,
+    },
+    Endpoint {
+        path: "/stats",
+        allow: READ,
+        access: Access::Read,
+        op: Op::Stats,
+    },
+    Endpoint {
+        path: "/dashboard",
+        allow: READ,
+        access: Access::Read,
+        op: Op::Dashboard,
+    },
+    Endpoint {
+        path: "/dashboard/",
+        allow: READ,
+        access: Access::Read,
+        op: Op::Dashboard,
+    },
+    Endpoint {
+        path: "/purge",
+        allow: "POST",
+        access: Access::Token,
+        op: Op::Purge,
+    },
+];
+
+/// The body of `GET /`: one line per endpoint, from the table.
+fn index() -> String {
+    let mut out = String::from("knitcache admin endpoints:");
+    for e in ENDPOINTS {
+        out.push_str(&format!("\n{:<10} {}", e.allow, e.path));
+    }
+    out
+}
+
 #[async_trait]
 impl ServeHttp for Admin {
     async fn response(&self, session: &mut ServerSession) -> Answer {
         let req = session.req_header();
-        let method = req.method.clone();
-        let path = req.uri.path().to_owned();
-        let read = method == Method::GET || method == Method::HEAD;
-        match path.as_str() {
-            "/purge" if method == Method::POST => self.purge(session).await,
-            "/purge" => response::method_not_allowed("POST"),
-            "/healthz" | "/readyz" | "/metrics" | "/stats" | "/dashboard" if !read => {
-                response::method_not_allowed("GET, HEAD")
+        let path = req.uri.path();
+        let Some(endpoint) = ENDPOINTS.iter().find(|e| e.path == path) else {
+            return response::not_found("not found; see / for the endpoints");
+        };
+        if !endpoint.answers(&req.method) {
+            return response::method_not_allowed(endpoint.allow);
+        }
+        if endpoint.access == Access::Read
+            && let Some(refusal) = self.refuse_read(session)
+        {
+            return refusal;
+        }
+        match endpoint.op {
+            Op::Index => response::text(&index()),
+            Op::Live => response::text("ok"),
+            Op::Ready => self.readiness(),
+            Op::Metrics => self.metrics(),
+            Op::Stats => response::json(StatusCode::OK, &self.stats_doc()),
+            Op::Dashboard => response::html(dashboard::PAGE),
+            // `Access::Token` is checked inside, after the method and before the body is read.
+            Op::Purge => self.purge(session).await,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_are_unique_and_methods_known() {
+        for (i, e) in ENDPOINTS.iter().enumerate() {
+            assert!(
+                ENDPOINTS[..i].iter().all(|o| o.path != e.path),
+                "{} twice",
+                e.path
+            );
+            for m in e.methods() {
+                assert!(
+                    ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"].contains(&m),
+                    "{}: {m:?}",
+                    e.path
+                );
             }
-            "/healthz" => response::text("ok"),
-            "/readyz" => self.readiness(),
-            "/metrics" | "/stats" | "/dashboard" | "/dashboard/"
-                if let Some(refusal) = self.refuse_read(session) =>
-            {
-                refusal
-            }
-            "/metrics" => self.metrics(),
-            "/stats" => response::json(StatusCode::OK, &self.stats_doc()),
-            "/dashboard" | "/dashboard/" => response::html(dashboard::PAGE),
-            "/" => response::text(
-                "knitcache admin: /healthz /readyz /metrics /stats /dashboard, POST /purge",
-            ),
-            _ => response::not_found("not found; see / for the endpoints"),
+            // The purge checks its token itself; every other endpoint only reads.
+            assert_eq!(e.op == Op::Purge, e.access == Access::Token, "{}", e.path);
+        }
+    }
+
+    #[test]
+    fn the_index_lists_every_endpoint() {
+        let text = index();
+        for e in ENDPOINTS {
+            assert!(
+                text.lines()
+                    .any(|l| l.ends_with(&format!(" {}", e.path)) && l.starts_with(e.allow)),
+                "{}: {text}",
+                e.path
+            );
         }
     }
 }

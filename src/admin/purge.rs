@@ -1,8 +1,8 @@
-//! `POST /purge`: by exact URL, by path prefix, or by route name.
+//! `POST /purge`: by exact URL, by path prefix, by route name or by tag.
 //!
 //! An exact URL purge removes every stored variant of the URL's cache key at once (the primary
 //! slot and one slot per stored coding, keyed as the proxy keys them: from the URL's canonical
-//! form, so any spelling of it hits). Prefix and route purges
+//! form, so any spelling of it hits). Prefix, route and tag purges
 //! cannot enumerate keys (foyer has no iteration), so they record a ban (`cache::bans`) that the
 //! proxy checks on every hit. Who may purge: the holder of the bearer token when one is
 //! configured, else loopback clients only.
@@ -34,9 +34,9 @@ pub struct PurgeRequest {
 /// What a purge did.
 #[derive(Debug, Serialize)]
 pub struct PurgeOutcome {
-    /// `url`, `prefix` or `route`.
+    /// `url`, `prefix`, `route` or `tag`.
     pub purged: &'static str,
-    /// The URL, prefix or route name purged.
+    /// The URL, prefix, route name or tag purged.
     pub target: String,
     /// For a URL: the route whose policy keyed it, and the cache key (credentials masked).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -47,11 +47,11 @@ pub struct PurgeOutcome {
     /// For a URL: stored variants removed (0 if none was stored).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub removed: Option<usize>,
-    /// For a prefix or route: when the ban took effect (ms since the unix epoch); responses
+    /// For a prefix, route or tag: when the ban took effect (ms since the unix epoch); responses
     /// stored before it are refetched.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ban_at_unix_ms: Option<u64>,
-    /// For a prefix or route: whether the ban was saved and so survives a restart.
+    /// For a prefix, route or tag: whether the ban was saved and so survives a restart.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub persisted: Option<bool>,
 }

@@ -85,7 +85,7 @@ pub struct CacheDoc {
     pub memory_evictions: u64,
     /// Requests that waited for another request's fill, since start.
     pub coalesced: u64,
-    /// Prefix and route purges still in force.
+    /// Bans in force: prefix, route and tag purges and invalidation rules.
     pub bans: usize,
 }
 
