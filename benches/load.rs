@@ -643,7 +643,7 @@ fn start_varnish(w: &World, opts: &Opts) -> Result<Target, String> {
 // ---------------------------------------------------------------------------------------------
 // Workloads
 
-/// The dashboard's refresh sets (ERP_FACTS §5, rollback mode: the handlers answer), one per
+/// The dashboard's refresh sets (docs/ERP.md §9, rollback mode: the handlers answer), one per
 /// tab kind, in the order the dashboard sends them.
 const TABS: &[(&str, &[&str])] = &[
     (
@@ -687,7 +687,7 @@ const TABS: &[(&str, &[&str])] = &[
 ];
 
 /// The read catalogue for the zipf mix, most requested first: the dashboard's polls, then the
-/// other reads of ERP_FACTS §1.3 and §5.
+/// other reads of docs/ERP.md §3 and §9.
 const CATALOGUE: &[&str] = &[
     "/api/comprehensive-kpis",
     "/api/v2/yarn?analysis=intelligence",
@@ -1092,7 +1092,7 @@ const HIT_PATHS: &[(&str, &str)] = &[
     ("2k", "/api/factory-floor-ai-dashboard"),
     ("100k", "/api/knit-orders"),
 ];
-/// wrk shape of the hit runs (the spike's: one thread, 50 connections).
+/// wrk shape of the hit runs: one thread, 50 connections (docs/PERFORMANCE.md, `hits`).
 const HIT_CONNECTIONS: usize = 50;
 
 struct HitRun {

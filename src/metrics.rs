@@ -459,7 +459,8 @@ impl Metrics {
     }
 }
 
-/// The RSS the process may use beyond its memory tier (DESIGN.md: tier + 64 MB).
+/// The RSS the process may use beyond its memory tier: the budget is tier + 64 MiB
+/// (docs/DEPLOY.md, "Memory budget"; the systemd unit and the manifests size to it).
 pub const RSS_HEADROOM_BYTES: u64 = 64 * 1024 * 1024;
 
 fn method_label(m: &http::Method) -> &'static str {

@@ -1,5 +1,5 @@
 //! The simulated Flask app: what the ERP answers to one request, in the order Flask works
-//! (ERP_FACTS §1.1): scripted overrides, the `before_request` 301 hook (as shipped), routing,
+//! (docs/ERP.md §2): scripted overrides, the `before_request` 301 hook (as shipped), routing,
 //! automatic `OPTIONS`, method check, the handler (latency, interpreter lock, side effects),
 //! the error handlers, and flask-cors on every response.
 //!
@@ -20,7 +20,7 @@ use super::redirects;
 use super::state::Shared;
 use super::url::{parse_query, percent_decode};
 
-/// `Server` header of the Werkzeug dev server. (guess) The version is not in the facts.
+/// `Server` header of the Werkzeug dev server. (guess) The version was not recorded.
 const SERVER: &str = "Werkzeug/3.1.3 Python/3.12.3";
 /// flask-cors' `ALL_METHODS`, serialised sorted, for preflight answers.
 const CORS_METHODS: &str = "DELETE, GET, HEAD, OPTIONS, PATCH, POST, PUT";
@@ -483,7 +483,7 @@ pub(crate) fn finish(
     if reply.cors {
         add_cors(h, method, req_headers, echo_origin);
     }
-    // The Werkzeug dev server closes every connection (ERP_FACTS §1.1).
+    // The Werkzeug dev server closes every connection (docs/ERP.md §2).
     h.insert(header::CONNECTION, HeaderValue::from_static("close"));
     let no_body = *method == Method::HEAD || reply.status == 204 || reply.status == 304;
     if *method == Method::HEAD && reply.status != 204 && reply.status != 304 {
@@ -495,7 +495,7 @@ pub(crate) fn finish(
     res
 }
 
-/// flask-cors: `Access-Control-Allow-Origin: *` (ERP_FACTS §1.1), preflight headers on
+/// flask-cors: `Access-Control-Allow-Origin: *` (docs/ERP.md §2), preflight headers on
 /// `OPTIONS`. With `echo_origin`, what flask-cors' `CORS(app)` defaults really do when a
 /// request has an `Origin` (`send_wildcard=False`): echo it and add `Vary: Origin`.
 fn add_cors(h: &mut HeaderMap, method: &Method, req_headers: &HeaderMap, echo_origin: bool) {

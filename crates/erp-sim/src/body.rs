@@ -14,9 +14,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use parking_lot::Mutex;
 
-/// Byte size of `/` and `/consolidated` (ERP_FACTS §1.3: `web/consolidated_dashboard.html`).
+/// Byte size of `/` and `/consolidated` (docs/ERP.md §3: the ERP's `web/consolidated_dashboard.html`).
 pub(crate) const DASHBOARD_BYTES: usize = 808_563;
-/// Byte size of `/ai-factory-floor` (ERP_FACTS §1.3).
+/// Byte size of `/ai-factory-floor` (docs/ERP.md §3).
 pub(crate) const FACTORY_FLOOR_BYTES: usize = 25_302;
 
 /// What every JSON body echoes about the request that produced it.
@@ -316,13 +316,13 @@ fn make_records(seed: u64, min_len: usize) -> Blob {
 }
 
 /// Werkzeug's 404 page, used for unknown paths outside `/api/` (the ERP's 404 handler
-/// `return e`s there, ERP_FACTS §1.1 step 4).
+/// `return e`s there, docs/ERP.md §2 step 4).
 pub(crate) const WERKZEUG_404: &str = "<!doctype html>\n<html lang=en>\n<title>404 Not Found</title>\n\
 <h1>Not Found</h1>\n<p>The requested URL was not found on the server. If you entered the URL \
 manually please check your spelling and try again.</p>\n";
 
 /// The dashboard page served at `/` and `/consolidated`: 808,563 bytes of HTML with inline
-/// script, built once. Its API calls name the dashboard's real polling URLs (ERP_FACTS §5).
+/// script, built once. Its API calls name the dashboard's real polling URLs (docs/ERP.md §9).
 pub(crate) fn dashboard_html() -> Bytes {
     static PAGE: LazyLock<Bytes> = LazyLock::new(|| {
         synthetic_page(

@@ -1,9 +1,9 @@
-//! The endpoint table: every path the ERP registers (ERP_FACTS §1.5, 173 rows), with its
+//! The endpoint table: every path the ERP registers (docs/ERP.md §5, 173 rows), with its
 //! methods, what it returns in each mode, the measured body size and latency, plus the query
-//! variants measured separately (§1.4) and the messages of the ERP's known failures (§1.6).
+//! variants measured separately (§4) and the messages of the ERP's known failures (§6).
 //!
-//! Numbers come straight from the facts: `ok(status, bytes, cold_ms, warm_ms)` is a row's
-//! "code · bytes · ms pass1/pass2" cell; `slow(…)` uses the ranges of §1.7; `r308`/`r301` are
+//! Numbers are the measurements as taken: `ok(status, bytes, cold_ms, warm_ms)` is a path's
+//! status, body size and first and second call's time; `slow(…)` uses the ranges of §7; `r308`/`r301` are
 //! the redirect cells (the `Location` comes from `redirects`); `absent` is a path with no route
 //! in that mode (404); `nt()` is "not timed" (writes; see [`write_timing`]). This module is data
 //! and lookups only: the server decides what to do with an [`Outcome`].
@@ -46,7 +46,7 @@ pub(crate) enum Kind {
     Empty,
 }
 
-/// The facts' "Class" column.
+/// What a path does to the ERP's state (docs/ERP.md §3, §5).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Class {
     /// Read-only.
@@ -73,7 +73,7 @@ pub(crate) struct Timing {
 }
 
 impl Timing {
-    /// From a facts cell's two passes: pass 1 is cold, later calls fall between the two.
+    /// From a measurement's two passes: pass 1 is cold, later calls fall between the two.
     const fn passes(cold_ms: u32, warm_ms: u32) -> Self {
         let (lo, hi) = if cold_ms < warm_ms {
             (cold_ms, warm_ms)
@@ -124,7 +124,7 @@ pub(crate) struct ModeRule {
 /// One registered path.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Endpoint {
-    /// Row number in ERP_FACTS §1.5.
+    /// Row number: the order in which the paths were measured (docs/ERP.md §5).
     pub row: u16,
     /// The Flask rule; a `<name>` segment matches any one path segment.
     pub path: &'static str,
@@ -178,7 +178,7 @@ const fn absent(cold_ms: u32, warm_ms: u32) -> Outcome {
 const fn nt() -> Outcome {
     Outcome::Untimed
 }
-#[allow(clippy::too_many_arguments)] // one argument per column of the facts table
+#[allow(clippy::too_many_arguments)] // one argument per measured column
 const fn row(
     row: u16,
     path: &'static str,
@@ -208,7 +208,7 @@ const fn row(
 use Class::{Read, ReadWrite, RedirectOnly, SideEffect, Write};
 use Kind::{Dashboard, Empty, Json, SendFile, Text};
 
-/// ERP_FACTS §1.5, one entry per registered path. Where a v2 compat rule shadows a monolith
+/// docs/ERP.md §5, one entry per registered path. Where a v2 compat rule shadows a monolith
 /// handler, the shipped column is the 308 and the rollback column is the monolith handler
 /// (GET only: none of those handlers declares other methods). `/api/fabric-production`
 /// ("500/200 · 87B") is taken as 500.
@@ -562,7 +562,7 @@ pub(crate) static CATALOGUE: &[Endpoint] = &[
     row(173, "/api/production-flow/test-data", Json, Write, POST, nt(), POST, nt()),
 ];
 
-/// A query-dependent outcome measured in ERP_FACTS §1.4. A variant applies when every one of
+/// A query-dependent outcome measured separately (docs/ERP.md §4). A variant applies when every one of
 /// its `when` pairs is in the request's query; the one with the most pairs wins.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Variant {
@@ -590,7 +590,7 @@ const fn var(
     }
 }
 
-/// ERP_FACTS §1.4, one line per measured URL (the 501 rows equal their base rows and are
+/// docs/ERP.md §4, one line per measured URL (the 501 rows equal their base rows and are
 /// left out).
 #[rustfmt::skip]
 pub(crate) static VARIANTS: &[Variant] = &[
@@ -688,8 +688,8 @@ pub(crate) fn variant(path: &str, args: &[(String, String)], mode: Mode) -> Opti
         })
 }
 
-/// Latency of an untimed write. (guess) The facts time no write; heavy ones run the planning
-/// engine or model training (§1.7 "Known-heavy by code"), so they get the fabric forecast's
+/// Latency of an untimed write. (guess) No write was timed; heavy ones run the planning
+/// engine or model training (docs/ERP.md §7), so they get the fabric forecast's
 /// 1.2-2.5 s and the interpreter lock; light ones get a fast handler's 5-25 ms.
 pub(crate) fn write_timing(path: &str) -> Timing {
     const HEAVY: &[&str] = &[
@@ -728,7 +728,7 @@ pub(crate) fn reloads_data(path: &str, args: &[(String, String)]) -> bool {
                 || first_value(args, "force_reload") == Some("true")))
 }
 
-/// The error message a failing handler reports (ERP_FACTS §1.6), for the JSON body.
+/// The error message a failing handler reports (docs/ERP.md §6), for the JSON body.
 pub(crate) fn error_message(path: &str, status: u16) -> &'static str {
     match (path, status) {
         ("/api/v2/production", 500) => {
@@ -764,7 +764,7 @@ mod tests {
 
     #[test]
     fn catalogue_has_every_row_once() {
-        assert_eq!(CATALOGUE.len(), 173, "ERP_FACTS §1.5 lists 173 paths");
+        assert_eq!(CATALOGUE.len(), 173, "docs/ERP.md §5: 173 paths");
         let mut seen = std::collections::HashSet::new();
         for (i, e) in CATALOGUE.iter().enumerate() {
             assert_eq!(usize::from(e.row), i + 1, "rows are in order");

@@ -1,4 +1,4 @@
-//! A simulator of the Beverly Knits ERP (one Flask process; see `ERP_FACTS.md`), for
+//! A simulator of the Beverly Knits ERP (one Flask process; see docs/ERP.md), for
 //! knitcache's tests, its demo example and its load suite; the `erp-sim` binary runs it alone.
 //! It knows nothing of knitcache.
 //!
@@ -11,7 +11,7 @@
 //! * `app`       what the ERP answers: routing, redirect hooks, handlers, error handlers, CORS
 //! * `binary`    the `erp-sim` binary for tests and benches that run it as a process
 //! * `body`      JSON bodies padded to the measured sizes, the HTML pages, timestamps, FNV-1a
-//! * `catalogue` the endpoint table from ERP_FACTS §1.4/§1.5
+//! * `catalogue` the endpoint table of docs/ERP.md §4/§5
 //! * `control`   the `/__sim/*` endpoints
 //! * `redirects` the 301/308 maps and `Location` building
 //! * `server`    listeners, connections, the request pipeline, down/up/shutdown
@@ -45,7 +45,7 @@ pub use body::fnv1a64;
 use server::Server;
 use state::Shared;
 
-/// Which of the ERP's two documented configurations to simulate (ERP_FACTS §0).
+/// Which of the ERP's two documented configurations to simulate (docs/ERP.md §1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Mode {
     /// The rollback flags set (`api_consolidation_enabled=False`,
@@ -346,8 +346,8 @@ impl ErpSim {
         self.server().set_down(down).await
     }
 
-    /// Off (the default): `Access-Control-Allow-Origin: *` on every response, as the facts
-    /// measured (without an `Origin`). On: what flask-cors' `CORS(app)` defaults do when the
+    /// Off (the default): `Access-Control-Allow-Origin: *` on every response, as measured
+    /// (without an `Origin`, docs/ERP.md §2). On: what flask-cors' `CORS(app)` defaults do when the
     /// request carries an `Origin`: echo it and add `Vary: Origin`.
     pub fn set_cors_echo_origin(&self, on: bool) {
         self.shared().set_cors_echo_origin(on);

@@ -1,4 +1,4 @@
-//! The ERP's two redirect layers as shipped (ERP_FACTS §1.1): the `before_request` hook
+//! The ERP's two redirect layers as shipped (docs/ERP.md §2): the `before_request` hook
 //! `intercept_deprecated_endpoints` (301, 37 legacy paths + a few unrouted ones) and the v2 compat
 //! rules of `blueprint_integration.py` (308, parameters re-mapped by `ParameterMapper`).
 //!
@@ -234,7 +234,7 @@ pub(crate) fn header_location(location: &str) -> String {
 }
 
 /// Werkzeug's `redirect()` body, byte for byte, so redirect sizes match the measured ones
-/// (ERP_FACTS §1.4: `/api/yarn-intelligence` → 251 B).
+/// (docs/ERP.md §4: `/api/yarn-intelligence` → 251 B).
 pub(crate) fn werkzeug_redirect_body(location: &str) -> Bytes {
     let html = html_escape(location);
     Bytes::from(format!(
@@ -267,7 +267,7 @@ mod tests {
 
     #[test]
     fn v2_locations_match_the_measured_ones() {
-        // ERP_FACTS §1.4, as-shipped column.
+        // The as-shipped `Location`s measured (docs/ERP.md §4).
         let cases = [
             (
                 "/api/ml-forecast-detailed",
@@ -347,7 +347,7 @@ mod tests {
 
     #[test]
     fn redirect_bodies_have_the_measured_sizes() {
-        // 308 · 251 B and 308 · 331 B in ERP_FACTS §1.4; 301 · 269 B in §1.5 row 120.
+        // 308 · 251 B and 308 · 331 B measured (docs/ERP.md §4); 301 · 269 B for catalogue row 120.
         assert_eq!(
             werkzeug_redirect_body("/api/v2/yarn?action=intelligence").len(),
             251

@@ -112,7 +112,7 @@ async fn known_path_answers_with_the_measured_size_and_erp_headers() {
     let sim = sim(Mode::Rollback, 0.01).await;
     let r = get(sim.addr(), "/api/knit-orders").await;
     assert_eq!(r.status, 200);
-    // ERP_FACTS §1.3: 102,505 B.
+    // docs/ERP.md §3: 102,505 B.
     assert!(
         (97_000..108_000).contains(&r.body.len()),
         "knit-orders body is {} B",
