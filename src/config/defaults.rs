@@ -163,7 +163,8 @@ pub const DEFAULT_RATE_BURST: u64 = 60;
 /// `protection.rate_limit.max_clients`: clients tracked at once per class (~120 bytes each).
 pub const DEFAULT_RATE_MAX_CLIENTS: u64 = 10_000;
 
-/// `protection.rate_limit.idle_secs`, in seconds, before an idle client is forgotten.
+/// `protection.rate_limit.idle_secs`, in seconds: how often clients whose bucket has refilled are
+/// forgotten.
 pub const DEFAULT_RATE_IDLE_SECS: u64 = 300;
 
 /// `routes[].rate_limit_hits`: hits are not charged, since they cost the ERP nothing.

@@ -161,7 +161,8 @@ pub struct FileRateLimit {
     pub trusted_proxies: Vec<String>,
     /// Most clients tracked at once per rate class. Default: `DEFAULT_RATE_MAX_CLIENTS` (10000).
     pub max_clients: u64,
-    /// Seconds after which an idle client is forgotten. Default: `DEFAULT_RATE_IDLE_SECS` (300).
+    /// How often, in seconds, clients whose bucket has refilled are forgotten. Default:
+    /// `DEFAULT_RATE_IDLE_SECS` (300).
     pub idle_secs: u64,
 }
 

@@ -125,7 +125,8 @@ pub struct RateLimitSettings {
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Most clients tracked at once per class; beyond it a newcomer evicts a client seen once.
     pub max_clients: usize,
-    /// A client idle this long is forgotten.
+    /// How often clients whose bucket has refilled are forgotten (`RateLimits::sweep`). A
+    /// forgotten client comes back with a full bucket, which it had anyway.
     pub idle: Duration,
 }
 

@@ -1,8 +1,8 @@
-//! Hot reload: on SIGHUP, on a change of the file (when watched), or on request, the file is
-//! loaded and validated, and only then does one `ArcSwap::store` replace the live
+//! Hot reload: on SIGHUP, on a change of the file (when watched), or on `Reloads::trigger`, the
+//! file is loaded and validated, and only then does one `ArcSwap::store` replace the live
 //! configuration, so every request sees one whole configuration, old or new. A rejected file
-//! changes nothing: the errors are logged, counted and kept for `/stats`, and the running
-//! configuration stays. Settings that cannot change in a running process (listen addresses,
+//! changes nothing: the errors are logged, counted (`knitcache_config_reloads_total`) and kept
+//! in `Reloads::last`, and the running configuration stays. Settings that cannot change in a running process (listen addresses,
 //! the cache's directory and sizes, process settings) keep their running values and are
 //! reported as needing a restart, never silently ignored.
 
@@ -41,8 +41,10 @@ pub enum Outcome {
     },
 }
 
-/// Reload state shared with the admin API: the version (1 at startup, +1 per applied reload),
-/// the last outcome, and a trigger.
+/// Reload state shared by the reloader and whoever holds the app: the version (1 at startup, +1
+/// per applied reload), the last outcome, and a trigger. Nothing on the admin listener reloads:
+/// operators send SIGHUP (`systemctl reload`, `deploy/knitcache-reload`) or run with
+/// `--watch-config`.
 pub struct Reloads {
     version: AtomicU64,
     last: Mutex<Option<Outcome>>,
@@ -82,7 +84,8 @@ impl Reloads {
         self.last.lock().clone()
     }
 
-    /// Asks the reloader to reload now (the admin API's `POST /reload`).
+    /// Asks the reloader to reload now, as SIGHUP does. Tests use it: a signal would reach every
+    /// proxy in the test process.
     pub fn trigger(&self) {
         self.trigger.notify_one();
     }
@@ -256,7 +259,7 @@ impl BackgroundService for Reloader {
         {
             Ok(s) => Some(s),
             Err(e) => {
-                tracing::error!(error = %e, "cannot listen for SIGHUP; reload through the admin API instead");
+                tracing::error!(error = %e, "cannot listen for SIGHUP; only --watch-config (or a restart) reloads the file");
                 None
             }
         };

@@ -535,8 +535,8 @@ impl LimitMetrics {
 /// How often the gauges are sampled.
 const SAMPLE_EVERY: Duration = Duration::from_secs(1);
 
-/// Background upkeep: samples the gauges every second and forgets idle rate-limit clients every
-/// `protection.rate_limit.idle_secs`.
+/// Background upkeep: samples the gauges every second and, every
+/// `protection.rate_limit.idle_secs`, forgets the rate-limit clients whose bucket has refilled.
 pub struct Upkeep {
     limits: Arc<Limits>,
     sweep_every: Duration,
@@ -544,7 +544,7 @@ pub struct Upkeep {
 }
 
 impl Upkeep {
-    /// Upkeep of `limits`; `idle` is the rate limiter's idle time, if it is on.
+    /// Upkeep of `limits`; `idle` is how often the rate limiter is swept, if it is on.
     pub fn new(limits: Arc<Limits>, idle: Option<Duration>) -> Self {
         Upkeep {
             limits,

@@ -14,9 +14,9 @@
 //! because a bucket shared by newcomers is spent by the flood within a second and then refuses
 //! every legitimate newcomer for as long as the flood lasts, while per-address buckets cannot
 //! stop a flood whose addresses each send a request or two anyway (the concurrency cap and the
-//! breaker protect the ERP from that). A client pushed out comes back with a full bucket, as it
-//! would after `idle_secs`; the periodic sweep (`sweep`) forgets clients whose bucket has
-//! refilled, so the table holds the active clients when there is no flood.
+//! breaker protect the ERP from that). A client pushed out comes back with a full bucket. The
+//! periodic sweep (`sweep`, every `idle_secs`) forgets only clients whose bucket has refilled,
+//! which changes no answer, so the table holds the active clients when there is no flood.
 
 use std::convert::Infallible;
 use std::net::IpAddr;

@@ -109,8 +109,8 @@ fn rate_limit(f: &FileRateLimit, p: &mut Problems) -> Option<Option<RateLimitSet
         ok = false;
     }
     if f.idle_secs == 0 {
-        let msg = "idle_secs = 0 forgets clients at once, which resets their buckets; write e.g. \
-                   idle_secs: 300";
+        let msg = "idle_secs = 0 would sweep the client table on every tick (each second); write \
+                   e.g. idle_secs: 300";
         p.at(&format!("{base}.idle_secs"), None, msg.to_owned());
         ok = false;
     }
