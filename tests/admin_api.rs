@@ -480,6 +480,14 @@ async fn the_running_admin_listener_answers_as_documented() {
         record(call, check_answer(&spec, call, &r));
     }
 
+    // The prose shows `GET /` as it answers.
+    let index = get(&c, &open.admin_url("/")).await.text();
+    let prose = std::fs::read_to_string(root().join("docs/ADMIN_API.md")).expect("ADMIN_API.md");
+    assert!(
+        prose.contains(&index),
+        "docs/ADMIN_API.md's example of `GET /` differs from its answer:\n{index}"
+    );
+
     // HEAD answers carry no body: nothing follows the head before the connection closes.
     for (path, _) in documented(&spec).into_iter().filter(|(_, m)| m == "HEAD") {
         let mut raw = raw::Raw::connect(open.addrs.admin).await;
