@@ -5,6 +5,7 @@
 //! miss (coalesced by the cache lock), and stores what `cache::policy` allows. `app` wires it
 //! all into one pingora server; `admin` serves health and metrics beside it.
 //!
+//! * `access`    access control per route (address lists), decided before the cache
 //! * `access_log` one structured line per request, and the redaction of what it may show
 //! * `app`       builds the server (proxy + admin services + cache) from a `Config`, for
 //!   `main` and the tests
@@ -27,6 +28,7 @@
 //! * `topk`      the bounded top-K (Space-Saving) behind `/stats`'s hot keys and the warmer
 //! * `warming`   refreshing hot keys before they expire; the warm list
 
+pub mod access;
 pub mod access_log;
 pub mod admin;
 pub mod app;

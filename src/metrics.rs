@@ -25,13 +25,17 @@ pub const UPSTREAM_ERROR_KINDS: [&str; 4] = ["connect", "timeout", "5xx", "other
 
 /// The `reason` label of `knitcache_refusals_total`: the proxy's own answers in place of the
 /// ERP's (`limits::refusal_reason` names the first four).
-pub const REFUSAL_REASONS: [&str; 5] = [
+pub const REFUSAL_REASONS: [&str; 6] = [
     "breaker_open",
     "route_breaker_open",
     "queue_full",
     "queue_timeout",
     "rate_limited",
+    REFUSED_ACCESS,
 ];
+
+/// The refusal reason of a request an access policy refused (`access`).
+pub const REFUSED_ACCESS: &str = "access_denied";
 
 /// The metric families of one proxy.
 pub struct Metrics {
@@ -47,6 +51,7 @@ pub struct Metrics {
     pub client_connections: IntGauge,
     derived: IntCounterVec,
     refusals: IntCounterVec,
+    access: IntCounterVec,
     lookups: IntCounterVec,
     coalesced: IntCounterVec,
     /// Downstream requests being served right now.
@@ -169,9 +174,15 @@ impl Metrics {
         let refusals = counter(
             "knitcache_refusals_total",
             "Requests the proxy answered itself instead of sending them to the ERP, because a \
-             limit refused them (503 for a breaker or the ERP queue, 429 for a rate limit), by \
-             route and reason; never counted as ERP errors",
+             limit refused them (503 for a breaker or the ERP queue, 429 for a rate limit) or an \
+             access policy did (access_denied), by route and reason; never counted as ERP errors",
             &["route", "reason"],
+        )?;
+        let access = counter(
+            "knitcache_access_total",
+            "Access decisions by route, rule (address) and result (allowed, refused); a request \
+             is counted once per rule its route's policy applies",
+            &["route", "rule", "result"],
         )?;
         let derived = counter(
             "knitcache_cache_derived_total",
@@ -303,6 +314,7 @@ impl Metrics {
             client_connections,
             derived,
             refusals,
+            access,
             lookups,
             coalesced,
             in_flight,
@@ -352,6 +364,11 @@ impl Metrics {
     /// `client_limits::REFUSAL_REASONS`).
     pub fn observe_client_refusal(&self, reason: &str) {
         self.client_refusals.with_label_values(&[reason]).inc();
+    }
+
+    /// Records one access decision: `rule` (one of `access::RULES`) `allowed` or `refused` it.
+    pub fn observe_access(&self, route: &str, rule: &str, result: &str) {
+        self.access.with_label_values(&[route, rule, result]).inc();
     }
 
     /// Records a request the proxy refused itself; `reason` is one of [`REFUSAL_REASONS`].

@@ -47,6 +47,28 @@ pub struct FileConfig {
     pub invalidation: Vec<FileInvalidation>,
     /// What a client may send and how long it may take. Default: every `clients.*` default.
     pub clients: FileClients,
+    /// Who may use which route. Default: no policy, everyone may use every route.
+    pub access: FileAccess,
+}
+
+/// `access:`, named policies routes refer to with `access`, and the default one.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FileAccess {
+    /// The policy of routes that set no `access` and of paths no route matches. Default: none.
+    pub default: Option<String>,
+    /// Policies by name. Default: none.
+    pub policies: std::collections::BTreeMap<String, FileAccessPolicy>,
+}
+
+/// One `access.policies` entry. A policy with no rules admits everyone.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FileAccessPolicy {
+    /// Clients (`IP` or `IP/prefix`) admitted. Default: every address.
+    pub allow: Vec<String>,
+    /// Clients (`IP` or `IP/prefix`) refused, whatever `allow` says. Default: none.
+    pub deny: Vec<String>,
 }
 
 /// `clients:`, limits on what one client connection may send and how long it may take.
@@ -549,6 +571,9 @@ pub struct FileRoute {
     /// Longest the whole ERP response may take, in milliseconds. Default: no limit beyond the
     /// other two.
     pub total_timeout_ms: Option<u64>,
+    /// The `access.policies` entry that decides who may use the route. Default:
+    /// `access.default`.
+    pub access: Option<String>,
 }
 
 /// `origin_cache_control:` value.
@@ -620,6 +645,7 @@ impl Default for FileConfig {
             admin: FileAdmin::default(),
             observability: FileObservability::default(),
             clients: FileClients::default(),
+            access: FileAccess::default(),
         }
     }
 }

@@ -7,6 +7,7 @@
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::Method;
@@ -41,6 +42,29 @@ pub struct Config {
     pub observability: ObservabilitySettings,
     /// What a client may send and how long it may take.
     pub clients: ClientSettings,
+    /// Who may use which route.
+    pub access: AccessSettings,
+}
+
+/// Access policies (`access:`), checked by `access` before the cache for every request.
+#[derive(Debug, Clone, Default)]
+pub struct AccessSettings {
+    /// Every policy, by name, in the file's order.
+    pub policies: Vec<Arc<AccessPolicy>>,
+    /// The policy of routes that name none and of paths no route matches; `None`: open.
+    pub default: Option<Arc<AccessPolicy>>,
+}
+
+/// One named access policy. A policy with no rules admits everyone (a route's way out of
+/// `access.default`).
+#[derive(Debug, Clone)]
+pub struct AccessPolicy {
+    /// The policy's name, as routes refer to it.
+    pub name: String,
+    /// Clients admitted; empty: every address not in `deny`.
+    pub allow: Vec<ipnet::IpNet>,
+    /// Clients refused, whatever `allow` says.
+    pub deny: Vec<ipnet::IpNet>,
 }
 
 /// Limits on what one client connection may send and how long it may take (`clients:`).
@@ -94,6 +118,11 @@ pub struct WarmingSettings {
 pub struct Protection {
     /// Per-client token buckets; `None` turns rate limiting off.
     pub rate_limit: Option<RateLimitSettings>,
+    /// Peers whose `X-Forwarded-For` is believed (a load balancer in front of the proxy): the
+    /// client of rate limits, access rules and the ERP's forwarding fields
+    /// (`limits::client::client_ip`). Written under `protection.rate_limit`, and in force
+    /// whether or not rate limiting is on.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     /// At most this much concurrent work reaches the ERP.
     pub upstream_cap: ConcurrencySettings,
     /// The circuit breaker; `None` turns it off.
@@ -121,8 +150,6 @@ pub struct RateLimitSettings {
     pub default: RateClass,
     /// Named buckets routes can opt into (`rate_limit_class`), e.g. a tight one for forecasts.
     pub classes: Vec<(String, RateClass)>,
-    /// Peers whose `X-Forwarded-For` is believed (a load balancer in front of the proxy).
-    pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Most clients tracked at once per class; beyond it a newcomer evicts a client seen once.
     pub max_clients: usize,
     /// How often clients whose bucket has refilled are forgotten (`RateLimits::sweep`). A
@@ -346,6 +373,8 @@ pub struct Route {
     pub limits: RouteLimits,
     /// Tags every response of the route carries, for purges by tag.
     pub tags: Vec<String>,
+    /// The route's own access policy; `None`: `access.default`.
+    pub access: Option<Arc<AccessPolicy>>,
 }
 
 /// How a route matches a request path (the query string is never part of the match).
@@ -541,6 +570,14 @@ impl Config {
             .map(CachePolicy::longest_retention)
             .max()
             .unwrap_or(Duration::ZERO)
+    }
+
+    /// The access policy of `route` (`None`: a path no route matches): the route's own, else
+    /// `access.default`; `None` when nothing restricts it.
+    pub fn access_policy<'a>(&'a self, route: Option<&'a Route>) -> Option<&'a Arc<AccessPolicy>> {
+        route
+            .and_then(|r| r.access.as_ref())
+            .or(self.access.default.as_ref())
     }
 
     /// The first route matching `method` and `path`, with its index; `None` means the request

@@ -131,6 +131,7 @@ fn shipped_config_passes_side_effects_through() {
         "/api/execute-planning",
         "/api/planning/execute",
         "/api/v2/health",
+        "/api/retrain-ml",
     ] {
         let r = route(&c, &Method::GET, path).unwrap_or_else(|| panic!("{path} matches no route"));
         assert!(
@@ -140,7 +141,6 @@ fn shipped_config_passes_side_effects_through() {
         );
     }
     // Unlisted paths and the writes next to cached reads are not cached.
-    assert!(route(&c, &Method::GET, "/api/retrain-ml").is_none());
     assert!(route(&c, &Method::POST, "/api/knit-orders/generate").is_none());
     assert!(route(&c, &Method::GET, "/api/yarn-requirements-calculation/x").is_none());
 }
@@ -1037,7 +1037,8 @@ fn unknown_key_lists_come_from_the_serde_structs() {
             "admin",
             "observability",
             "invalidation",
-            "clients"
+            "clients",
+            "access"
         ]
     );
     assert!(keys_of::<FileRoute>().contains(&"ignore_no_store"));
@@ -1603,7 +1604,7 @@ fn route_table_notes_origin_freshness_and_cookie_rules() {
 /// `protection.rate_limit.classes.<name>.burst`), read from the serde structs themselves.
 fn every_key() -> Vec<String> {
     use super::file::*;
-    let sections: [(&str, &[&str]); 19] = [
+    let sections: [(&str, &[&str]); 21] = [
         ("", keys_of::<FileConfig>()),
         ("upstream.", keys_of::<FileUpstream>()),
         ("cache.", keys_of::<FileCache>()),
@@ -1626,6 +1627,8 @@ fn every_key() -> Vec<String> {
         ("invalidation[].", keys_of::<FileInvalidation>()),
         ("invalidation[].purge.", keys_of::<FilePurgeSet>()),
         ("clients.", keys_of::<FileClients>()),
+        ("access.", keys_of::<FileAccess>()),
+        ("access.policies.<name>.", keys_of::<FileAccessPolicy>()),
     ];
     let keys: Vec<String> = sections
         .iter()
@@ -1829,4 +1832,86 @@ fn shipped_config_caches_the_erps_deterministic_errors_briefly() {
     let p = kpis.cache_policy().expect("caches");
     assert_eq!(p.error_statuses, vec![400, 404]);
     assert_eq!(p.error_ttl, Duration::from_secs(30));
+}
+
+// ---- access: policies, the default, and routes' references ----
+
+#[test]
+fn access_policies_are_built_and_routes_get_theirs_or_the_default() {
+    let c = ok(&format!(
+        "{MINIMAL}access:\n  default: staff\n  policies:\n    admins:\n      allow: [\"127.0.0.0/8\", \"10.1.2.3\"]\n      deny: [\"127.0.0.9\"]\n    staff: {{}}\nroutes:\n  - name: a\n    prefix: /a\n    access: admins\n  - name: b\n    prefix: /b\n"
+    ));
+    let admins = c.routes[0].access.as_ref().expect("route a names admins");
+    assert_eq!(admins.name, "admins");
+    assert_eq!(admins.allow.len(), 2);
+    assert_eq!(
+        admins.deny,
+        vec!["127.0.0.9/32".parse::<ipnet::IpNet>().expect("net")]
+    );
+    assert!(c.routes[1].access.is_none());
+    assert_eq!(
+        c.access_policy(Some(&c.routes[1])).map(|p| p.name.as_str()),
+        Some("staff")
+    );
+    assert_eq!(
+        c.access_policy(None).map(|p| p.name.as_str()),
+        Some("staff")
+    );
+    assert_eq!(
+        c.access_policy(Some(&c.routes[0])).map(|p| p.name.as_str()),
+        Some("admins")
+    );
+    assert!(
+        ok(MINIMAL).access_policy(None).is_none(),
+        "no access section: open"
+    );
+}
+
+#[test]
+fn access_mistakes_name_the_key_and_the_fix() {
+    let e = errors(&format!(
+        "{MINIMAL}access:\n  default: nobody\n  policies:\n    admins:\n      allow: [\"10.0.0.0/33\"]\n      alow: []\n"
+    ));
+    assert!(e.contains("access.policies.admins.alow"), "{e}");
+    assert!(e.contains("did you mean allow?"), "{e}");
+    let e = errors(&format!(
+        "{MINIMAL}access:\n  default: nobody\n  policies:\n    admins:\n      allow: [\"10.0.0.0/33\"]\n"
+    ));
+    assert!(
+        e.contains(
+            "access.policies.admins.allow[0]: \"10.0.0.0/33\" is not an IP address or network"
+        ),
+        "{e}"
+    );
+    let e = errors(&format!(
+        "{MINIMAL}access:\n  default: nobody\n  policies:\n    admins: {{}}\n"
+    ));
+    assert!(
+        e.contains("access.default: \"nobody\" is not in access.policies; use one of admins"),
+        "{e}"
+    );
+    let e = errors(&format!(
+        "{MINIMAL}routes:\n  - name: a\n    prefix: /a\n    access: admins\n"
+    ));
+    assert!(e.contains("routes[0].access"), "{e}");
+    assert!(
+        e.contains("access.policies defines none; add access.policies.admins"),
+        "{e}"
+    );
+    let e = errors(&format!(
+        "{MINIMAL}access:\n  policies:\n    \"a b\": {{}}\n"
+    ));
+    assert!(e.contains("access.policies.a b.name"), "{e}");
+}
+
+#[test]
+fn trusted_proxies_hold_with_rate_limiting_off() {
+    let c = ok(&format!(
+        "{MINIMAL}protection:\n  rate_limit:\n    enabled: false\n    trusted_proxies: [\"10.0.0.5\"]\n"
+    ));
+    assert!(c.protection.rate_limit.is_none());
+    assert_eq!(
+        c.protection.trusted_proxies,
+        vec!["10.0.0.5/32".parse::<ipnet::IpNet>().expect("net")]
+    );
 }

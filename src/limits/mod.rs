@@ -84,8 +84,6 @@ pub struct Tuned {
     /// Per-client buckets; `None` when rate limiting is off.
     pub rate: Option<Arc<RateLimits>>,
     rate_settings: Option<RateLimitSettings>,
-    /// Peers whose `X-Forwarded-For` is believed.
-    pub trusted_proxies: Vec<ipnet::IpNet>,
     gate: Arc<Gate>,
     cap: ConcurrencySettings,
     /// Per-route gates and their size, by route name.
@@ -147,11 +145,6 @@ impl Tuned {
         Tuned {
             rate,
             rate_settings: p.rate_limit.clone(),
-            trusted_proxies: p
-                .rate_limit
-                .as_ref()
-                .map(|r| r.trusted_proxies.clone())
-                .unwrap_or_default(),
             gate,
             cap,
             route_gates,

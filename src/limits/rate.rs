@@ -253,7 +253,6 @@ mod tests {
                     burst: 1,
                 },
             )],
-            trusted_proxies: vec![],
             max_clients,
             idle: Duration::from_secs(60),
         }

@@ -34,7 +34,7 @@ pub struct RequestCtx {
     pub upstream_started: Option<Instant>,
     /// Status the ERP answered, if it was asked.
     pub upstream_status: Option<u16>,
-    /// The client the request is charged to (for rate limits).
+    /// The client the request is from (rate limits and access rules judge it), once resolved.
     pub client: Option<IpAddr>,
     /// The rate limit is charged only if the request misses the cache.
     pub rate_deferred: bool,

@@ -31,6 +31,7 @@ use pingora_error::{Error, ErrorSource, ErrorType, Result};
 use pingora_http::{RequestHeader, ResponseHeader};
 use pingora_proxy::{FailToProxy, ProxyHttp, Session};
 
+use crate::access;
 use crate::access_log::{self, AccessLine};
 use crate::cache::bans::Bans;
 use crate::cache::encoding;
@@ -106,13 +107,7 @@ impl Proxy {
         let Some(rate) = &tuned.rate else {
             return Ok(true);
         };
-        let client = *ctx.client.get_or_insert_with(|| {
-            let peer = session
-                .client_addr()
-                .and_then(|a| a.as_inet())
-                .map_or(std::net::IpAddr::from([0, 0, 0, 0]), |a| a.ip());
-            limits::client::client_ip(peer, &session.req_header().headers, &tuned.trusted_proxies)
-        });
+        let client = client_ip(session, ctx);
         let class = rate.class_index(ctx.route().and_then(|r| r.limits.rate_class.as_deref()));
         match rate.check(class, client) {
             Ok(()) => Ok(true),
@@ -125,6 +120,33 @@ impl Proxy {
                 Ok(false)
             }
         }
+    }
+
+    /// The route's access policy (`access`) decides whether the request may go on; `true` when
+    /// it was refused here. Runs before the cache in every form, so nothing stored reaches a
+    /// refused client.
+    async fn gate(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        let config = ctx.config.clone();
+        let matched = ctx.route.and_then(|i| config.routes.get(i));
+        let Some(policy) = config.access_policy(matched) else {
+            return Ok(false);
+        };
+        let route = matched.map_or(CATCH_ALL_ROUTE, |r| r.name.as_str());
+        if access::checks_address(policy) {
+            let client = client_ip(session, ctx);
+            if !access::address_allowed(policy, client) {
+                self.metrics
+                    .observe_access(route, access::RULE_ADDRESS, "refused");
+                self.metrics
+                    .observe_refusal(route, crate::metrics::REFUSED_ACCESS);
+                tracing::debug!(client = %client, route, policy = %policy.name, "refused by address");
+                refuse::forbidden(session).await?;
+                return Ok(true);
+            }
+            self.metrics
+                .observe_access(route, access::RULE_ADDRESS, "allowed");
+        }
+        Ok(false)
     }
 
     /// Answers a fresh hit from the memory tier (see `fast_hit`); `false` leaves the request to
@@ -346,6 +368,20 @@ impl Proxy {
     }
 }
 
+/// The client the request is from, resolved once per request: the peer, or what a trusted
+/// proxy's `X-Forwarded-For` names (`limits::client::client_ip`). Rate limits and access
+/// rules judge this address.
+fn client_ip(session: &Session, ctx: &mut RequestCtx) -> std::net::IpAddr {
+    *ctx.client.get_or_insert_with(|| {
+        let peer = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map_or(std::net::IpAddr::from([0, 0, 0, 0]), |a| a.ip());
+        let trusted = &ctx.config.protection.trusted_proxies;
+        limits::client::client_ip(peer, &session.req_header().headers, trusted)
+    })
+}
+
 /// An error of the ERP leg that the ERP itself caused. The proxy's own refusals (breaker open,
 /// queue full) are upstream-sourced so that a stale copy can be served for them, but the ERP
 /// never saw those requests: they are counted in `knitcache_upstream_refused_total`, never as
@@ -411,6 +447,12 @@ impl ProxyHttp for Proxy {
             .config
             .route_for(&req.method, req.uri.path())
             .map(|(i, _)| i);
+        // Before the cache in every form; the warmer's own requests are the proxy's, not a
+        // client's.
+        if ctx.warm.is_none() && self.gate(session, ctx).await? {
+            return Ok(true);
+        }
+        let req = session.req_header();
         let cookies = ctx
             .route()
             .and_then(|r| r.cache_policy())
@@ -704,8 +746,7 @@ impl ProxyHttp for Proxy {
             .client_addr()
             .and_then(|a| a.as_inet())
             .map(|a| a.ip());
-        let trusted = ctx.config.protection.rate_limit.as_ref();
-        let trusted = trusted.map_or(&[][..], |r| r.trusted_proxies.as_slice());
+        let trusted = &ctx.config.protection.trusted_proxies;
         headers::for_erp(upstream_request, ctx.config.upstream.address, peer, trusted)?;
         if let (true, Some(coding)) = (ctx.cacheable, ctx.coding.token())
             && let Some(inm) = upstream_request.headers.get(http::header::IF_NONE_MATCH)

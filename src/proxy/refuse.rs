@@ -1,6 +1,6 @@
 //! Responses the proxy writes itself instead of the ERP's: `400` for a target with no canonical
-//! form, `429` over a rate limit, `503` when the ERP cannot be asked, and the status for an ERP
-//! failure.
+//! form, `403` for a client an access policy refuses, `429` over a rate limit, `503` when the
+//! ERP cannot be asked, and the status for an ERP failure.
 
 use std::time::Duration;
 
@@ -43,6 +43,13 @@ pub async fn unavailable(session: &mut Session, retry_after: Duration, why: &Err
 pub async fn bad_target(session: &mut Session, why: crate::canonical::Rejection) -> Result<()> {
     let body = format!("{{\"error\":\"{why}\"}}\n");
     write(session, ResponseHeader::build(400, Some(3))?, body).await
+}
+
+/// `403 Forbidden` for a client an access policy refuses. The body names no rule, address or
+/// route: a prober learns nothing but that it may not pass.
+pub async fn forbidden(session: &mut Session) -> Result<()> {
+    let body = "{\"error\":\"forbidden\"}\n".to_owned();
+    write(session, ResponseHeader::build(403, Some(3))?, body).await
 }
 
 async fn write(session: &mut Session, mut h: ResponseHeader, body: String) -> Result<()> {

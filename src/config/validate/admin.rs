@@ -87,7 +87,7 @@ fn token_problem(subject: &str, token: &str, fix: &str) -> Option<String> {
 }
 
 /// `IP` or `IP/prefix` entries.
-fn networks(list: &[String], path: &str, p: &mut Problems) -> Option<Vec<ipnet::IpNet>> {
+pub(super) fn networks(list: &[String], path: &str, p: &mut Problems) -> Option<Vec<ipnet::IpNet>> {
     let mut out = Vec::new();
     let mut ok = true;
     for (i, text) in list.iter().enumerate() {

@@ -9,6 +9,7 @@
 //! This file holds the entry points (`parse`, `validate`) and what every section shares
 //! (`Problems`, `positive_ms`, `last_key`); each section of the file has its own module.
 
+mod access;
 mod admin;
 mod cache;
 mod cache_policy;
@@ -29,6 +30,7 @@ use super::file::*;
 use super::lines::{self, Lines};
 use super::model::*;
 
+use self::access::access;
 use self::admin::admin;
 use self::cache::cache;
 use self::cache_policy::inherited;
@@ -126,7 +128,14 @@ pub(crate) fn validate(file: &FileConfig, lines: &Lines) -> Result<Config, Vec<P
         .keys()
         .map(String::as_str)
         .collect();
-    let routes = routes(&file.routes, &inherited, &classes, &mut p);
+    let access = access(&file.access, &mut p);
+    let routes = routes(
+        &file.routes,
+        &inherited,
+        &classes,
+        access.as_ref().map(|a| (a, &file.access)),
+        &mut p,
+    );
     let admin = admin(&file.admin, &mut p);
     let invalidation = invalidation(&file.invalidation, &routes, &mut p);
     let observability = ObservabilitySettings {
@@ -144,6 +153,7 @@ pub(crate) fn validate(file: &FileConfig, lines: &Lines) -> Result<Config, Vec<P
         warming,
         admin,
         clients,
+        access,
     ) {
         (
             Some(listen),
@@ -155,6 +165,7 @@ pub(crate) fn validate(file: &FileConfig, lines: &Lines) -> Result<Config, Vec<P
             Some(warming),
             Some(admin),
             Some(clients),
+            Some(access),
         ) if p.list.is_empty() => Ok(Config {
             listen,
             admin_listen,
@@ -169,6 +180,7 @@ pub(crate) fn validate(file: &FileConfig, lines: &Lines) -> Result<Config, Vec<P
             observability,
             invalidation,
             clients,
+            access,
         }),
         _ => {
             debug_assert!(!p.list.is_empty(), "a part failed without saying why");

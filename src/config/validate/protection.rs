@@ -31,6 +31,7 @@ pub(super) fn protection(f: &FileProtection, p: &mut Problems) -> Option<Protect
         s => Duration::from_secs(s),
     };
     let rate_limit = rate_limit(&f.rate_limit, p);
+    let trusted_proxies = trusted_proxies(&f.rate_limit.trusted_proxies, p);
     let upstream_cap = upstream_cap(&f.upstream_cap, p);
     let breaker = breaker(&f.breaker, p);
     let retries = retries(&f.retries, p);
@@ -39,6 +40,7 @@ pub(super) fn protection(f: &FileProtection, p: &mut Problems) -> Option<Protect
     }
     Some(Protection {
         rate_limit: rate_limit?,
+        trusted_proxies: trusted_proxies?,
         upstream_cap: upstream_cap?,
         breaker: breaker?,
         retries: retries?,
@@ -85,23 +87,6 @@ fn rate_limit(f: &FileRateLimit, p: &mut Problems) -> Option<Option<RateLimitSet
             None => ok = false,
         }
     }
-    let mut trusted_proxies = Vec::new();
-    for (i, text) in f.trusted_proxies.iter().enumerate() {
-        let parsed = text
-            .parse::<ipnet::IpNet>()
-            .or_else(|_| text.parse::<IpAddr>().map(ipnet::IpNet::from));
-        match parsed {
-            Ok(net) => trusted_proxies.push(net),
-            Err(_) => {
-                let msg = format!(
-                    "{text:?} is not an IP address or network; write e.g. \"10.0.0.5\" or \
-                     \"10.0.0.0/24\" (the load balancer in front of knitcache)"
-                );
-                p.at(&format!("{base}.trusted_proxies[{i}]"), None, msg);
-                ok = false;
-            }
-        }
-    }
     if f.max_clients == 0 {
         let msg = "max_clients = 0 would track no client, so no bucket could be kept; write \
                    e.g. max_clients: 10000";
@@ -123,10 +108,34 @@ fn rate_limit(f: &FileRateLimit, p: &mut Problems) -> Option<Option<RateLimitSet
             burst: 1,
         }),
         classes,
-        trusted_proxies,
         max_clients: usize::try_from(f.max_clients).unwrap_or(usize::MAX),
         idle: Duration::from_secs(f.idle_secs),
     }))
+}
+
+/// `protection.rate_limit.trusted_proxies`: read whether or not rate limiting is on, since the
+/// client address it yields also decides access rules and the ERP's forwarding fields.
+fn trusted_proxies(list: &[String], p: &mut Problems) -> Option<Vec<ipnet::IpNet>> {
+    let base = "protection.rate_limit";
+    let mut ok = true;
+    let mut trusted_proxies = Vec::new();
+    for (i, text) in list.iter().enumerate() {
+        let parsed = text
+            .parse::<ipnet::IpNet>()
+            .or_else(|_| text.parse::<IpAddr>().map(ipnet::IpNet::from));
+        match parsed {
+            Ok(net) => trusted_proxies.push(net),
+            Err(_) => {
+                let msg = format!(
+                    "{text:?} is not an IP address or network; write e.g. \"10.0.0.5\" or \
+                     \"10.0.0.0/24\" (the load balancer in front of knitcache)"
+                );
+                p.at(&format!("{base}.trusted_proxies[{i}]"), None, msg);
+                ok = false;
+            }
+        }
+    }
+    ok.then_some(trusted_proxies)
 }
 
 fn upstream_cap(f: &FileUpstreamCap, p: &mut Problems) -> Option<ConcurrencySettings> {

@@ -11,6 +11,7 @@ use super::super::defaults::*;
 use super::super::file::*;
 use super::super::model::*;
 use super::Problems;
+use super::access::route_access;
 use super::cache_policy::{Inherited, cache_policy, pass_only};
 use super::protection::route_limits;
 
@@ -23,6 +24,7 @@ pub(super) fn routes(
     file: &[FileRoute],
     inherited: &Inherited,
     classes: &[&str],
+    access: Option<(&AccessSettings, &FileAccess)>,
     p: &mut Problems,
 ) -> Vec<Route> {
     let mut names: HashMap<&str, usize> = HashMap::new();
@@ -46,7 +48,7 @@ pub(super) fn routes(
                 names.insert(name, i);
             }
         }
-        if let Some(route) = route(r, &base, inherited, classes, p) {
+        if let Some(route) = route(r, &base, inherited, classes, access, p) {
             built.push((i, route));
         }
     }
@@ -90,6 +92,7 @@ fn route(
     base: &str,
     inherited: &Inherited,
     classes: &[&str],
+    access: Option<(&AccessSettings, &FileAccess)>,
     p: &mut Problems,
 ) -> Option<Route> {
     let name = r.name.as_deref();
@@ -120,6 +123,14 @@ fn route(
     let limits = route_limits(r, base, name, classes, p);
     let tags = r.tags.clone().unwrap_or_default();
     let tags_ok = tags_valid(&tags, &format!("{base}.tags"), name, p);
+    // With a broken `access:` section the reference cannot be checked; that section's own
+    // problems are reported instead.
+    let policy = match access {
+        Some((settings, file)) => {
+            route_access(r.access.as_deref(), settings, file, base, name, p).ok()
+        }
+        None => Some(None),
+    };
     if !name_ok || !tags_ok {
         return None;
     }
@@ -130,6 +141,7 @@ fn route(
         action: action?,
         limits: limits?,
         tags,
+        access: policy?,
     })
 }
 

@@ -108,6 +108,9 @@ enum Section {
     Admin,
     Observability,
     Clients,
+    Access,
+    AccessPolicies,
+    AccessPolicy,
 }
 
 impl Section {
@@ -134,6 +137,10 @@ impl Section {
             Section::Admin => keys_of::<FileAdmin>(),
             Section::Observability => keys_of::<FileObservability>(),
             Section::Clients => keys_of::<FileClients>(),
+            Section::Access => keys_of::<FileAccess>(),
+            // policy names are the operator's own; each policy is checked on its own
+            Section::AccessPolicies => &[],
+            Section::AccessPolicy => keys_of::<FileAccessPolicy>(),
         }
     }
 
@@ -156,6 +163,9 @@ impl Section {
             (Section::Root, "admin") => Some(Section::Admin),
             (Section::Root, "observability") => Some(Section::Observability),
             (Section::Root, "clients") => Some(Section::Clients),
+            (Section::Root, "access") => Some(Section::Access),
+            (Section::Access, "policies") => Some(Section::AccessPolicies),
+            (Section::AccessPolicies, _) => Some(Section::AccessPolicy),
             _ => None,
         }
     }
@@ -200,7 +210,9 @@ fn check_section(node: &Node, path: &str, section: Section, route: Option<&str>,
             continue;
         }
         seen.insert(&e.key, e.line);
-        if !matches!(section, Section::RateClasses) && !keys.contains(&e.key.as_str()) {
+        if !matches!(section, Section::RateClasses | Section::AccessPolicies)
+            && !keys.contains(&e.key.as_str())
+        {
             p.on_line(Some(e.line), &at, route, unknown_key(&e.key, keys));
             continue;
         }
