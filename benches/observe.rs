@@ -69,6 +69,7 @@ fn recording(c: &mut Criterion) {
         },
         status: 200,
         cache: "hit",
+        fill: None,
         took: Duration::from_micros(80),
         upstream: None,
         upstream_status: None,

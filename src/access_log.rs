@@ -88,6 +88,8 @@ pub struct AccessLine<'a> {
     pub status: u16,
     /// Cache result.
     pub cache: &'a str,
+    /// How a miss's fill ended (`proxy::fill::OUTCOMES`), for requests that filled.
+    pub fill: Option<&'a str>,
     /// Time from request to response end.
     pub took: Duration,
     /// The ERP's time, if it was asked.
@@ -135,6 +137,9 @@ pub fn format_line(out: &mut String, l: &AccessLine<'_>, format: LogFormat, now:
             json_field(out, "path", l.request.path);
             let _ = write!(out, ",\"status\":{}", l.status);
             json_field(out, "cache", l.cache);
+            if let Some(f) = l.fill {
+                json_field(out, "fill", f);
+            }
             let _ = write!(out, ",\"took_us\":{}", us(l.took));
             if let Some(u) = l.upstream {
                 let _ = write!(out, ",\"upstream_us\":{}", us(u));
@@ -163,6 +168,9 @@ pub fn format_line(out: &mut String, l: &AccessLine<'_>, format: LogFormat, now:
                 l.cache,
                 us(l.took)
             );
+            if let Some(f) = l.fill {
+                let _ = write!(out, " fill={f}");
+            }
             if let Some(u) = l.upstream {
                 let _ = write!(out, " upstream_us={}", us(u));
             }
@@ -258,6 +266,7 @@ mod tests {
             },
             status: 200,
             cache: "hit",
+            fill: None,
             took: Duration::from_micros(41),
             upstream: None,
             upstream_status: None,
@@ -283,6 +292,22 @@ mod tests {
         );
         assert_eq!(v["client"], "127.0.0.1:5");
         assert!(v.get("upstream_us").is_none());
+        assert!(v.get("fill").is_none(), "only misses that filled say how");
+        let miss = AccessLine {
+            cache: "miss",
+            fill: Some("truncated"),
+            ..line()
+        };
+        let mut out = String::new();
+        format_line(&mut out, &miss, LogFormat::Json, at);
+        let v: serde_json::Value = serde_json::from_str(&out).expect("JSON line");
+        assert_eq!(v["fill"], "truncated");
+        let mut text = String::new();
+        format_line(&mut text, &miss, LogFormat::Text, at);
+        assert!(
+            text.contains(" cache=miss ") && text.contains(" fill=truncated "),
+            "{text}"
+        );
         let mut text = String::new();
         format_line(&mut text, &line(), LogFormat::Text, at);
         assert!(

@@ -54,6 +54,7 @@ pub struct Metrics {
     access: IntCounterVec,
     lookups: IntCounterVec,
     coalesced: IntCounterVec,
+    fills: IntCounterVec,
     /// Downstream requests being served right now.
     pub in_flight: IntGauge,
     upstream_up: IntGauge,
@@ -190,6 +191,14 @@ impl Metrics {
              fresh copy instead of asking the ERP, by route",
             &["route"],
         )?;
+        let fills = counter(
+            "knitcache_cache_fills_total",
+            "Misses whose response was being stored as it streamed to the client, by route and \
+             how the fill ended: stored, or abandoned with nothing stored (truncated: the ERP's \
+             body ended early or failed; too_large: over cache.max_object_bytes; storage_error; \
+             client_abort; other)",
+            &["route", "outcome"],
+        )?;
         let lookups = counter(
             "knitcache_cache_lookups_total",
             "Cacheable requests by route and cache result (hit, stale, miss, expired, ...)",
@@ -281,6 +290,9 @@ impl Metrics {
             }
             upstream_seconds.with_label_values(&[route, "miss"]);
             coalesced.with_label_values(&[route]);
+            for outcome in crate::proxy::fill::OUTCOMES {
+                fills.with_label_values(&[route, outcome]);
+            }
             client_aborts.with_label_values(&[route]);
             derived.with_label_values(&[route]);
             for reason in REFUSAL_REASONS {
@@ -317,6 +329,7 @@ impl Metrics {
             access,
             lookups,
             coalesced,
+            fills,
             in_flight,
             upstream_up,
             probe_seconds,
@@ -393,6 +406,11 @@ impl Metrics {
         if coalesced {
             self.coalesced.with_label_values(&[route]).inc();
         }
+    }
+
+    /// Records how a miss's fill ended (`outcome`: one of `proxy::fill::OUTCOMES`).
+    pub fn observe_fill(&self, route: &str, outcome: &str) {
+        self.fills.with_label_values(&[route, outcome]).inc();
     }
 
     /// Records one ERP health probe.

@@ -52,7 +52,7 @@ async fn second_get_is_served_from_cache() {
     assert_eq!(first.status, 200);
     assert_eq!(
         first.cache_status(),
-        "knitcache; fwd=miss; stored",
+        "knitcache; fwd=miss",
         "first request is a miss"
     );
     let second = get(&c, &proxy.url("/api/comprehensive-kpis")).await;

@@ -49,8 +49,8 @@ async fn a_listed_error_is_a_hit_until_its_own_ttl_ends() {
         let first = get(&c, &proxy.url(path)).await;
         assert_eq!(
             first.cache_status(),
-            "knitcache; fwd=miss; stored",
-            "{path}: the error is stored"
+            "knitcache; fwd=miss",
+            "{path}: a miss, whose fill the next request shows was stored"
         );
         let second = get(&c, &proxy.url(path)).await;
         assert!(second.is_hit(), "{path}: {}", second.cache_status());

@@ -23,12 +23,19 @@ pub fn label(phase: &CachePhase, cacheable: bool) -> &'static str {
 }
 
 /// The `Cache-Status` value. `fresh_until` is the stored response's freshness deadline when
-/// one was served; `collapsed` is true when the request waited for another request's fill.
+/// one was served; `collapsed` is true when the request waited for another request's fill;
+/// `stored` is true when a miss's fill was already complete as the header goes out.
+///
+/// `stored` means what RFC 9211 §2.6 says: the cache did store the response. A miss streams
+/// its body to the client as it arrives, after this header, so most misses cannot say it yet:
+/// they say `fwd=miss` alone, and how their fill ended is in the access line's `fill` and
+/// `knitcache_cache_fills_total` (`proxy::fill`).
 pub fn header_value(
     phase: &CachePhase,
     cacheable: bool,
     fresh_until: Option<SystemTime>,
     collapsed: bool,
+    stored: bool,
 ) -> String {
     let ttl = fresh_until.map(|until| ttl_secs(until, SystemTime::now()));
     let mut v = String::with_capacity(48);
@@ -51,8 +58,16 @@ pub fn header_value(
             push_ttl(&mut v, ttl);
             v.push_str("; detail=stale-if-error");
         }
-        CachePhase::Miss => v.push_str("; fwd=miss; stored"),
-        CachePhase::Expired => v.push_str("; fwd=stale; stored"),
+        CachePhase::Miss | CachePhase::Expired => {
+            v.push_str(if *phase == CachePhase::Miss {
+                "; fwd=miss"
+            } else {
+                "; fwd=stale"
+            });
+            if stored {
+                v.push_str("; stored");
+            }
+        }
         CachePhase::Revalidated => v.push_str("; fwd=stale; fwd-status=304; stored"),
         CachePhase::RevalidatedNoCache(_) => v.push_str("; fwd=stale; fwd-status=304"),
         CachePhase::Disabled(reason) if cacheable => {
@@ -124,7 +139,7 @@ mod tests {
     #[test]
     fn hit_reports_remaining_ttl() {
         let until = SystemTime::now() + Duration::from_secs(100);
-        let v = header_value(&CachePhase::Hit, true, Some(until), false);
+        let v = header_value(&CachePhase::Hit, true, Some(until), false, false);
         assert!(
             v.starts_with("knitcache; hit; ttl=") && !v.contains("collapsed"),
             "{v}"
@@ -147,14 +162,14 @@ mod tests {
         };
         assert_eq!(
             direct.to_string(),
-            header_value(&CachePhase::Hit, true, Some(until), false)
+            header_value(&CachePhase::Hit, true, Some(until), false, false)
         );
     }
 
     #[test]
     fn stale_reports_negative_ttl_and_why() {
         let until = SystemTime::now() - Duration::from_secs(50);
-        let v = header_value(&CachePhase::Stale, true, Some(until), false);
+        let v = header_value(&CachePhase::Stale, true, Some(until), false, false);
         assert!(
             v.contains("ttl=-") && v.ends_with("detail=stale-if-error"),
             "{v}"
@@ -164,17 +179,26 @@ mod tests {
     #[test]
     fn miss_and_uncacheable_and_bypass() {
         assert_eq!(
-            header_value(&CachePhase::Miss, true, None, false),
+            header_value(&CachePhase::Miss, true, None, false, false),
+            "knitcache; fwd=miss",
+            "a fill still under way is not yet stored"
+        );
+        assert_eq!(
+            header_value(&CachePhase::Miss, true, None, false, true),
             "knitcache; fwd=miss; stored"
+        );
+        assert_eq!(
+            header_value(&CachePhase::Expired, true, None, false, false),
+            "knitcache; fwd=stale"
         );
         let off = CachePhase::Disabled(NoCacheReason::Custom("set-cookie"));
         assert_eq!(
-            header_value(&off, true, None, false),
+            header_value(&off, true, None, false, false),
             "knitcache; fwd=miss; detail=set-cookie"
         );
         let never = CachePhase::Disabled(NoCacheReason::NeverEnabled);
         assert_eq!(
-            header_value(&never, false, None, false),
+            header_value(&never, false, None, false, false),
             "knitcache; fwd=bypass"
         );
         assert_eq!(label(&never, false), "bypass");

@@ -63,6 +63,10 @@ pub struct RequestCtx {
     pub not_modified: Option<Box<pingora_http::ResponseHeader>>,
     /// Why a request on a caching route was sent past the cache (`Cache-Status` detail).
     pub bypass: Option<&'static str>,
+    /// The response header went out while a fill of the cache was under way (a miss).
+    pub fill_began: bool,
+    /// That fill was seen complete (its body stored) by the header or the body filter.
+    pub fill_complete: bool,
     /// Set when `request_filter` answered the request from the memory tier.
     pub served: Option<Served>,
     /// Holds the in-flight gauge up while the request lives.
@@ -111,6 +115,8 @@ impl RequestCtx {
             key: None,
             not_modified: None,
             bypass: None,
+            fill_began: false,
+            fill_complete: false,
             served: None,
             in_flight: None,
         }

@@ -242,8 +242,13 @@ fn hit_header(
     if conditional_filter::not_modified_filter(req, &resp) {
         conditional_filter::to_304(&mut resp);
     }
-    let status =
-        cache_status::header_value(&CachePhase::Hit, true, Some(meta.fresh_until()), false);
+    let status = cache_status::header_value(
+        &CachePhase::Hit,
+        true,
+        Some(meta.fresh_until()),
+        false,
+        false,
+    );
     resp.insert_header(CACHE_STATUS, status)?;
     Ok(resp)
 }

@@ -11,6 +11,7 @@ pub mod client_limits;
 pub mod ctx;
 pub mod derive;
 pub mod fast_hit;
+pub mod fill;
 pub mod headers;
 pub mod refuse;
 pub mod socket_write;
@@ -287,7 +288,13 @@ impl Proxy {
     }
 
     /// Feeds one finished request to the metrics, the statistics and the access log.
-    fn observe(&self, session: &Session, error: Option<&Error>, ctx: &RequestCtx) {
+    fn observe(
+        &self,
+        session: &Session,
+        error: Option<&Error>,
+        ctx: &RequestCtx,
+        fill: Option<fill::Outcome>,
+    ) {
         let sent = ctx.served.and_then(|s| s.sent);
         let status = match sent {
             Some(sent) => sent.status,
@@ -325,6 +332,9 @@ impl Proxy {
         if ctx.cacheable {
             m.observe_lookup(route, cache, coalesced);
         }
+        if let Some(fill) = fill {
+            m.observe_fill(route, fill.label());
+        }
         let switches = ctx.config.observability;
         let bytes = match sent {
             Some(sent) => sent.body_bytes,
@@ -357,6 +367,7 @@ impl Proxy {
                 request: access_log::redact(req),
                 status,
                 cache,
+                fill: fill.map(fill::Outcome::label),
                 took,
                 upstream: ctx.upstream_took,
                 upstream_status: ctx.upstream_status,
@@ -814,6 +825,21 @@ impl ProxyHttp for Proxy {
         Ok(None)
     }
 
+    /// Note when a miss's fill completes: pingora has written each chunk to the cache before
+    /// it reaches this filter, and finishes the fill with the last one.
+    fn response_body_filter(
+        &self,
+        session: &mut Session,
+        _body: &mut Option<Bytes>,
+        end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<Option<Duration>> {
+        if end_of_stream && ctx.fill_began && !ctx.fill_complete {
+            ctx.fill_complete = fill::complete(session);
+        }
+        Ok(None)
+    }
+
     /// Say what the cache did (`Cache-Status`; pingora has already set `Age` on hits), and
     /// invalidate what a successful write changed.
     async fn response_filter(
@@ -837,9 +863,19 @@ impl ProxyHttp for Proxy {
         }
         let fresh_until = session.cache.maybe_cache_meta().map(CacheMeta::fresh_until);
         let collapsed = session.cache.lock_duration().is_some();
+        let stored = fill::complete(session);
+        if matches!(
+            phase,
+            pingora_cache::CachePhase::Miss | pingora_cache::CachePhase::Expired
+        ) {
+            ctx.fill_began = true;
+            ctx.fill_complete = stored;
+        }
         let value = match ctx.bypass {
             Some(reason) => cache_status::bypass(reason),
-            None => cache_status::header_value(&phase, ctx.cacheable, fresh_until, collapsed),
+            None => {
+                cache_status::header_value(&phase, ctx.cacheable, fresh_until, collapsed, stored)
+            }
         };
         resp.insert_header("cache-status", value)?;
         Ok(())
@@ -928,7 +964,15 @@ impl ProxyHttp for Proxy {
                 Some(_) => self.warming.hot.refreshed(pq, coding, stored, until),
             }
         }
-        self.observe(session, error, ctx);
+        let fill = fill::at_end(session, ctx.fill_began, ctx.fill_complete, error);
+        if let Some(outcome) = fill.filter(|o| *o != fill::Outcome::Stored) {
+            tracing::debug!(
+                route = ctx.route_name(),
+                outcome = outcome.label(),
+                "a miss's fill was abandoned: nothing stored"
+            );
+        }
+        self.observe(session, error, ctx, fill);
         if let (Some(invalidator), Some(resp)) = (&self.invalidator, session.response_written()) {
             let req = session.req_header();
             invalidator.after_response(

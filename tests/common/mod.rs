@@ -8,6 +8,7 @@
 
 pub mod origin;
 pub mod raw;
+pub mod raw_origin;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
