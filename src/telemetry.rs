@@ -7,13 +7,22 @@
 //! Every line goes through one `log_sink::Sink`: appended to a bounded buffer in memory and
 //! written to stderr in batches by a thread of its own, so no request ever waits for stderr.
 //! A line reaches stderr at most 100 ms late, and the buffer is flushed when the process ends.
+//!
+//! foyer's error events on the cache's I/O threads go to `cache::disk_health::FoyerErrors`
+//! instead, which counts them and logs each kind once a minute (foyer logs one per failed
+//! flush, with multi-line error forms).
 
 use std::io::Write;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::FilterExt;
 use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::layer::{Layer, SubscriberExt};
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, filter};
+
+use crate::cache::disk_health;
 
 use crate::log_sink::{PENDING_LIMIT, Sink};
 
@@ -112,12 +121,15 @@ pub fn init(filter: Option<&str>, format: LogFormat) {
             }
         },
     };
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(ToSink(sink));
-    // try_init also installs the `log` bridge, so pingora's records arrive here.
-    let _ = match format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    let lines = tracing_subscriber::fmt::layer().with_writer(ToSink(sink));
+    let lines = match format {
+        LogFormat::Text => lines.boxed(),
+        LogFormat::Json => lines.json().flatten_event(true).boxed(),
     };
+    let not_foyers_errors = filter::filter_fn(|meta| !disk_health::handled_here(meta));
+    // try_init also installs the `log` bridge, so pingora's records arrive here.
+    let _ = tracing_subscriber::registry()
+        .with(lines.with_filter(filter.and(not_foyers_errors)))
+        .with(disk_health::FoyerErrors.with_filter(filter::LevelFilter::ERROR))
+        .try_init();
 }

@@ -110,6 +110,7 @@ impl Admin {
         let config = self.config.load_full();
         let r = ready::readiness(
             &self.disk,
+            &self.storage.health().state(),
             self.storage.memory_usage().is_some(),
             &self.health.snapshot(),
             stats::config_version(&config),

@@ -5,7 +5,9 @@
 //!   answers at all has both;
 //! * a cache is usable: the cache storage is open. A disk tier that could not be opened leaves a
 //!   memory-only cache, which serves: that is *degraded* (`degraded: true`, the reason in
-//!   `note`), still ready. Closed storage (the process is shutting down) is not ready: 503.
+//!   `note`), still ready. So is a disk tier taken out of use after a storage fault while
+//!   running (`disk: "degraded"`, see `cache::disk_health`). Closed storage (the process is
+//!   shutting down) is not ready: 503.
 //!
 //! The ERP's health never decides readiness. A replica whose ERP is down still answers hits and,
 //! within a route's stale-if-error window, stale copies; taking every replica out of the Service
@@ -16,6 +18,7 @@
 use serde::Serialize;
 
 use crate::cache::DiskTier;
+use crate::cache::disk_health::DiskState;
 use crate::health::ErpHealth;
 
 /// The `/readyz` document. `ready` decides the status: 200 when true, 503 when false.
@@ -29,6 +32,9 @@ pub struct Readiness {
     pub degraded: bool,
     /// `memory+disk` or `memory-only`.
     pub cache: &'static str,
+    /// The disk tier's state, as `/stats` says it: `open`, `recreated`, `degraded` (taken out
+    /// of use after a storage fault while running) or `memory-only`.
+    pub disk: &'static str,
     /// What happened to the disk tier at startup, if anything notable.
     pub note: Option<String>,
     /// Whether the ERP answered its last probe (`null` before the first). Informational.
@@ -40,18 +46,27 @@ pub struct Readiness {
     pub config_version: String,
 }
 
-/// Decides readiness from the disk tier's state and whether the storage is still open; reports
-/// the ERP's health alongside without letting it decide.
+/// Decides readiness from the disk tier's state (what opening it came to, and what it is now)
+/// and whether the storage is still open; reports the ERP's health alongside without letting
+/// it decide.
 pub fn readiness(
     disk: &DiskTier,
+    now: &DiskState,
     storage_open: bool,
     erp: &ErpHealth,
     config_version: String,
 ) -> Readiness {
     let mut reasons = Vec::new();
-    let (cache, degraded, note) = match disk {
-        DiskTier::Open => ("memory+disk", false, None),
-        DiskTier::Recreated { moved_to, reason } => (
+    let (cache, degraded, note) = match (disk, now) {
+        (_, DiskState::Degraded { reason, .. }) => (
+            "memory-only",
+            true,
+            Some(format!(
+                "disk tier degraded, memory only until the next start: {reason}"
+            )),
+        ),
+        (DiskTier::Open, _) => ("memory+disk", false, None),
+        (DiskTier::Recreated { moved_to, reason }, _) => (
             "memory+disk",
             false,
             Some(format!(
@@ -59,7 +74,7 @@ pub fn readiness(
                 moved_to.display()
             )),
         ),
-        DiskTier::MemoryOnly { reason } => (
+        (DiskTier::MemoryOnly { reason }, _) => (
             "memory-only",
             true,
             Some(format!("disk tier unavailable, memory only: {reason}")),
@@ -82,10 +97,23 @@ pub fn readiness(
         reasons,
         degraded,
         cache,
+        disk: disk_state(disk, now),
         note,
         erp_healthy: erp.healthy,
         erp: erp_note,
         config_version,
+    }
+}
+
+/// The disk tier's state in `/stats` and `/readyz`: `open`, `recreated` (moved aside and opened
+/// empty at startup), `degraded` (out of use after a fault while running) or `memory-only`
+/// (never opened).
+pub fn disk_state(disk: &DiskTier, now: &DiskState) -> &'static str {
+    match (disk, now) {
+        (_, DiskState::Degraded { .. }) => "degraded",
+        (DiskTier::Open, _) => "open",
+        (DiskTier::Recreated { .. }, _) => "recreated",
+        (DiskTier::MemoryOnly { .. }, _) => "memory-only",
     }
 }
 
@@ -117,7 +145,13 @@ mod tests {
 
     #[test]
     fn ready_with_everything_healthy() {
-        let r = readiness(&DiskTier::Open, true, &healthy(), "v".into());
+        let r = readiness(
+            &DiskTier::Open,
+            &DiskState::Open,
+            true,
+            &healthy(),
+            "v".into(),
+        );
         assert!(r.ready);
         assert!(!r.degraded);
         assert!(r.reasons.is_empty(), "{:?}", r.reasons);
@@ -128,7 +162,7 @@ mod tests {
 
     #[test]
     fn erp_down_is_still_ready_and_says_so() {
-        let r = readiness(&DiskTier::Open, true, &down(), "v".into());
+        let r = readiness(&DiskTier::Open, &DiskState::Open, true, &down(), "v".into());
         assert!(r.ready, "{r:?}");
         assert!(!r.degraded);
         assert!(r.reasons.is_empty(), "{:?}", r.reasons);
@@ -143,7 +177,13 @@ mod tests {
             last_error: None,
             ..down()
         };
-        let r = readiness(&DiskTier::Open, true, &without_error, "v".into());
+        let r = readiness(
+            &DiskTier::Open,
+            &DiskState::Open,
+            true,
+            &without_error,
+            "v".into(),
+        );
         assert!(r.ready);
         assert!(
             r.erp.as_deref().unwrap_or("").ends_with("no answer"),
@@ -153,7 +193,13 @@ mod tests {
 
     #[test]
     fn never_probed_is_ready() {
-        let r = readiness(&DiskTier::Open, true, &ErpHealth::default(), "v".into());
+        let r = readiness(
+            &DiskTier::Open,
+            &DiskState::Open,
+            true,
+            &ErpHealth::default(),
+            "v".into(),
+        );
         assert!(r.ready, "{r:?}");
         assert!(r.reasons.is_empty(), "{:?}", r.reasons);
         assert_eq!(r.erp_healthy, None);
@@ -163,7 +209,7 @@ mod tests {
     #[test]
     fn memory_only_is_ready_and_degraded() {
         for erp in [healthy(), down(), ErpHealth::default()] {
-            let r = readiness(&memory_only(), true, &erp, "v".into());
+            let r = readiness(&memory_only(), &DiskState::Open, true, &erp, "v".into());
             assert!(r.ready, "{r:?}");
             assert!(r.degraded, "{r:?}");
             assert!(r.reasons.is_empty(), "{:?}", r.reasons);
@@ -181,7 +227,7 @@ mod tests {
             moved_to: "/var/cache/knitcache.corrupt".into(),
             reason: "not a directory".into(),
         };
-        let r = readiness(&disk, true, &healthy(), "v".into());
+        let r = readiness(&disk, &DiskState::Open, true, &healthy(), "v".into());
         assert!(r.ready && !r.degraded, "{r:?}");
         assert_eq!(r.cache, "memory+disk");
         let note = r.note.unwrap_or_default();
@@ -192,10 +238,34 @@ mod tests {
     }
 
     #[test]
+    fn a_disk_tier_degraded_while_running_is_ready_and_says_why() {
+        let now = DiskState::Degraded {
+            reason: "write failed (no_space): No space left on device".into(),
+            since: std::time::SystemTime::now(),
+        };
+        let r = readiness(&DiskTier::Open, &now, true, &healthy(), "v".into());
+        assert!(r.ready && r.degraded, "{r:?}");
+        assert_eq!((r.cache, r.disk), ("memory-only", "degraded"));
+        let note = r.note.unwrap_or_default();
+        assert!(
+            note.contains("degraded") && note.contains("No space left on device"),
+            "{note}"
+        );
+        let r = readiness(
+            &DiskTier::Open,
+            &DiskState::Open,
+            true,
+            &healthy(),
+            "v".into(),
+        );
+        assert_eq!((r.disk, r.degraded), ("open", false));
+    }
+
+    #[test]
     fn closed_storage_is_not_ready() {
         for disk in [DiskTier::Open, memory_only()] {
             for erp in [healthy(), down(), ErpHealth::default()] {
-                let r = readiness(&disk, false, &erp, "v".into());
+                let r = readiness(&disk, &DiskState::Open, false, &erp, "v".into());
                 assert!(!r.ready, "{r:?}");
                 assert_eq!(r.reasons, ["cache storage is closed (shutting down)"]);
             }
@@ -204,13 +274,20 @@ mod tests {
 
     #[test]
     fn the_json_keeps_its_fields() {
-        let r = readiness(&memory_only(), true, &down(), "abc".into());
+        let r = readiness(
+            &memory_only(),
+            &DiskState::Open,
+            true,
+            &down(),
+            "abc".into(),
+        );
         let doc = serde_json::to_value(&r).expect("serializes");
         for field in [
             "ready",
             "reasons",
             "degraded",
             "cache",
+            "disk",
             "note",
             "erp_healthy",
             "erp",

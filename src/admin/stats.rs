@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::time::SystemTime;
 
 use crate::cache::DiskTier;
+use crate::cache::disk_health::DiskState;
 use crate::config::Config;
 use crate::health::ErpHealth;
 use crate::metrics::{Metrics, RSS_HEADROOM_BYTES, Sample};
@@ -86,10 +87,17 @@ impl Admin {
         );
         let slowest = stats::slowest(&routes);
         let erp = self.health.snapshot();
-        let disk_state = match &self.disk {
-            DiskTier::Open => "open",
-            DiskTier::Recreated { .. } => "recreated",
-            DiskTier::MemoryOnly { .. } => "memory-only",
+        let now = self.storage.health().state();
+        let disk_state = super::ready::disk_state(&self.disk, &now);
+        let (reason, since_unix_ms) = match (&now, &self.disk) {
+            (DiskState::Degraded { reason, since }, _) => (
+                Some(reason.clone()),
+                Some(crate::cache::bans::unix_ms(*since)),
+            ),
+            (_, DiskTier::MemoryOnly { reason } | DiskTier::Recreated { reason, .. }) => {
+                (Some(reason.clone()), None)
+            }
+            _ => (None, None),
         };
         StatsDoc {
             version: env!("CARGO_PKG_VERSION").to_owned(),
@@ -106,12 +114,16 @@ impl Admin {
             cache: CacheDoc {
                 memory: TierDoc {
                     state: "open".to_owned(),
+                    reason: None,
+                    since_unix_ms: None,
                     bytes: Some(sample.memory_bytes),
                     entries: Some(sample.memory_entries),
                     capacity_bytes: config.cache.memory_bytes,
                 },
                 disk: TierDoc {
                     state: disk_state.to_owned(),
+                    reason,
+                    since_unix_ms,
                     bytes: sample.disk_bytes,
                     entries: None,
                     capacity_bytes: if self.has_disk() {

@@ -17,11 +17,13 @@
 //! * `transcode` one coding's variant made from another's stored bytes
 //! * `dir_mark` which directories are knitcache's to move aside or delete
 //! * `dir_lock` one process per cache directory (graceful upgrades hand it over)
+//! * `disk_health` storage errors counted and logged, and the disk tier's state (`degraded`)
 //! * `bans`    purges by prefix or route, checked on every hit
 
 pub mod bans;
 pub mod dir_lock;
 pub mod dir_mark;
+pub mod disk_health;
 pub mod encoding;
 pub mod freshness;
 pub mod key;
@@ -46,9 +48,10 @@ use foyer::{
 };
 use parking_lot::Mutex;
 use pingora_cache::lock::{CacheKeyLockImpl, CacheLock};
-use prometheus::{IntCounterVec, Registry};
+use prometheus::Registry;
 
 use crate::config::CacheSettings;
+use disk_health::DiskHealth;
 use object::CachedObject;
 pub use storage::{FoyerCache, HybridStorage};
 
@@ -58,6 +61,9 @@ type SharedLock = Arc<Mutex<Option<DirLock>>>;
 /// How long a starting process waits for another to release the cache directory: a graceful
 /// upgrade's old process closes its cache as soon as it is told to hand over.
 const LOCK_WAIT: Duration = Duration::from_secs(30);
+
+/// How long closing waits for a degraded disk tier's flusher before leaving it.
+const DEGRADED_CLOSE_WAIT: Duration = Duration::from_secs(2);
 
 /// Smallest foyer block; blocks are the disk tier's unit of eviction and cap the entry size.
 const MIN_BLOCK_BYTES: u64 = 1024 * 1024;
@@ -160,23 +166,18 @@ impl Cache {
     /// Opens both tiers under `settings`, registering foyer's and the storage's metrics in
     /// `registry`. Only fails if not even a memory-only cache can be built.
     pub fn open(settings: &CacheSettings, registry: &Registry) -> Result<Cache, CacheError> {
+        let health = DiskHealth::new(registry).map_err(CacheError::Metrics)?;
+        disk_health::install_panic_hook();
+        // Every thread of this runtime runs this disk tier's I/O: foyer's errors and panics on
+        // them are attributed to it (several proxies may share a process: the tests).
+        let bound = health.clone();
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("knitcache-cache-io")
+            .on_thread_start(move || disk_health::bind_thread(&bound))
             .enable_all()
             .build()
             .map_err(CacheError::Runtime)?;
-        let errors = IntCounterVec::new(
-            prometheus::Opts::new(
-                "knitcache_cache_storage_errors_total",
-                "Cache storage operations that failed (each one served as a miss or not stored)",
-            ),
-            &["op"],
-        )
-        .map_err(CacheError::Metrics)?;
-        registry
-            .register(Box::new(errors.clone()))
-            .map_err(CacheError::Metrics)?;
 
         let started = Instant::now();
         let (cache, disk, dir_lock) = open_tiers(settings, registry, &runtime)?;
@@ -198,8 +199,12 @@ impl Cache {
                 "cache directory unusable; running with the memory tier only"
             ),
         }
+        health.started(&disk);
+        if health.in_use() {
+            health.watch(&settings.dir, runtime.handle());
+        }
         let storage: &'static HybridStorage =
-            Box::leak(Box::new(HybridStorage::new(cache, errors)));
+            Box::leak(Box::new(HybridStorage::new(cache, health)));
         let lock: &'static CacheKeyLockImpl =
             Box::leak(CacheLock::new_boxed(settings.lock_timeout));
         Ok(Cache {
@@ -215,10 +220,22 @@ impl Cache {
 
     /// Flushes what the disk tier still buffers and releases its files and threads.
     pub fn close(self) {
-        if let Some(cache) = self.storage.detach()
-            && let Err(e) = self.runtime.block_on(cache.close())
-        {
-            tracing::error!(error = %e, "cache close failed; some recent entries may be lost");
+        let health = self.storage.health();
+        health.stop_watching();
+        if let Some(cache) = self.storage.detach() {
+            // A degraded disk tier's flusher may never finish: bound the wait for it.
+            let closed = if health.in_use() {
+                self.runtime.block_on(cache.close())
+            } else {
+                self.runtime
+                    .block_on(async {
+                        tokio::time::timeout(DEGRADED_CLOSE_WAIT, cache.close()).await
+                    })
+                    .unwrap_or(Ok(()))
+            };
+            if let Err(e) = closed {
+                tracing::error!(error = %e, "cache close failed; some recent entries may be lost");
+            }
         }
         self.dir_lock.lock().take();
         self.runtime.shutdown_timeout(Duration::from_secs(5));

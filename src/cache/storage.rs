@@ -7,9 +7,11 @@
 //! eviction authority; `variants` only bounds how many variants one URL keeps.
 //!
 //! Faults never fail a request: every foyer error becomes a pingora `Err` (pingora treats a
-//! failed lookup as a miss) and bumps `knitcache_cache_storage_errors_total`.
+//! failed lookup as a miss) and is recorded in `disk_health`. Once that has taken the disk tier
+//! out of use, lookups, stores and purges go to the memory tier alone.
 
 use std::any::Any;
+use std::sync::Arc;
 
 use arc_swap::ArcSwapOption;
 use async_trait::async_trait;
@@ -25,9 +27,9 @@ use pingora_cache::storage::{
 use pingora_cache::trace::SpanHandle;
 use pingora_cache::{CacheEntryKey, CacheKey, CacheMeta};
 use pingora_error::{Error, ErrorType, Result};
-use prometheus::IntCounterVec;
 use tokio::sync::Semaphore;
 
+use super::disk_health::{DiskHealth, Kind, Tier};
 use super::object::CachedObject;
 use super::parsed::ParsedMeta;
 use super::variants::{StoreHints, Variants};
@@ -40,7 +42,7 @@ pub type FoyerCache = HybridCache<u128, CachedObject>;
 /// take it out and close it, releasing its files even though the shell stays leaked.
 pub struct HybridStorage {
     cache: ArcSwapOption<FoyerCache>,
-    errors: IntCounterVec,
+    health: Arc<DiskHealth>,
     disk_reads: Semaphore,
     variants: Variants,
 }
@@ -53,25 +55,31 @@ pub struct HybridStorage {
 const DISK_READS_IN_FLIGHT: usize = 8;
 
 impl HybridStorage {
-    /// Wraps an open foyer cache. `errors` is labelled by operation (`lookup`, `insert`, ...).
-    pub fn new(cache: FoyerCache, errors: IntCounterVec) -> Self {
+    /// Wraps an open foyer cache; its faults are recorded in `health`.
+    pub fn new(cache: FoyerCache, health: Arc<DiskHealth>) -> Self {
         HybridStorage {
             cache: ArcSwapOption::from_pointee(cache),
-            errors,
+            health,
             disk_reads: Semaphore::new(DISK_READS_IN_FLIGHT),
             variants: Variants::default(),
         }
     }
 
     /// The live cache handle (a cheap clone).
-    fn cache(&self, op: &str) -> Result<FoyerCache> {
+    fn cache(&self, op: &'static str) -> Result<FoyerCache> {
         match self.cache.load().as_deref() {
             Some(c) => Ok(c.clone()),
             None => {
-                self.errors.with_label_values(&[op]).inc();
+                self.health
+                    .record(Tier::Cache, op, Kind::Closed, &"cache storage is closed");
                 Error::e_explain(ErrorType::InternalError, "cache storage is closed")
             }
         }
+    }
+
+    /// The disk tier's health: its state for the admin endpoints.
+    pub fn health(&self) -> &Arc<DiskHealth> {
+        &self.health
     }
 
     /// Takes the foyer cache out for `close()`; later operations fail (and count) cleanly.
@@ -85,7 +93,7 @@ impl HybridStorage {
         let cache = self.cache("purge")?;
         let k = key_of(hash);
         self.variants.forget(k);
-        Ok(remove_entry(&cache, k))
+        Ok(remove_entry(&cache, k, self.health.in_use()))
     }
 
     /// The entry stored under `hash` if the memory tier holds it; never reads the disk tier.
@@ -99,13 +107,15 @@ impl HybridStorage {
         let cache = self.cache("lookup")?;
         let entry = match cache.memory().get(&hash) {
             Some(entry) => entry,
+            // A degraded disk tier is not read: what it holds may be half-written.
+            None if !self.health.in_use() => return Ok(None),
             None => {
                 // The semaphore is never closed; were it, the read would go ahead unbounded.
                 let _permit = self.disk_reads.acquire().await.ok();
                 match cache.get(&hash).await {
                     Ok(Some(entry)) => entry,
                     Ok(None) => return Ok(None),
-                    Err(e) => return self.fail("lookup", "cache lookup", e),
+                    Err(e) => return self.fail("read", "cache lookup", e),
                 }
             }
         };
@@ -120,9 +130,20 @@ impl HybridStorage {
         })
     }
 
-    fn fail<T>(&self, op: &str, context: &'static str, e: foyer::Error) -> Result<T> {
-        self.errors.with_label_values(&[op]).inc();
+    /// Records a failed disk operation (which may degrade the disk tier) and fails it.
+    fn fail<T>(&self, op: &'static str, context: &'static str, e: foyer::Error) -> Result<T> {
+        self.health.record(Tier::Disk, op, Kind::of_foyer(&e), &e);
         Err(Error::because(ErrorType::InternalError, context, e))
+    }
+
+    /// Stores `object` under `k`: in both tiers, or in memory alone once the disk tier is out
+    /// of use (foyer's flusher is then never handed another entry).
+    fn store(&self, cache: &FoyerCache, k: u128, object: CachedObject) {
+        if self.health.in_use() {
+            cache.insert(k, object);
+        } else {
+            cache.memory().insert(k, object);
+        }
     }
 }
 
@@ -132,7 +153,15 @@ fn key_of(hash: [u8; 16]) -> u128 {
 
 /// Replaces the entry under `k` with a tombstone (see `CachedObject::tombstone`: a plain
 /// `remove` lets a copy not yet on disk be read back). Returns whether a response was there.
-fn remove_entry(cache: &FoyerCache, k: u128) -> bool {
+/// With the disk tier out of use (`disk` false) only the memory tier is asked and changed: the
+/// removal cannot be written to disk (see docs/CACHE_STRATEGY.md on a degraded disk tier).
+fn remove_entry(cache: &FoyerCache, k: u128, disk: bool) -> bool {
+    if !disk {
+        return cache
+            .memory()
+            .remove(&k)
+            .is_some_and(|e| !e.value().is_tombstone());
+    }
     let existed = match cache.memory().get(&k) {
         Some(entry) => !entry.value().is_tombstone(),
         None => cache.contains(&k),
@@ -295,7 +324,8 @@ impl HandleMiss for HybridMiss {
             parsed: ParsedMeta::capture(&meta),
         };
         let size = object.weight();
-        this.storage.cache("insert")?.insert(this.key, object);
+        let cache = this.storage.cache("insert")?;
+        this.storage.store(&cache, this.key, object);
         Ok(MissFinishType::Created(size))
     }
 }
@@ -314,7 +344,7 @@ impl Storage for HybridStorage {
         let meta = match object.parsed.as_ref().and_then(|p| p.rebuild()) {
             Some(meta) => meta,
             None => CacheMeta::deserialize(&object.meta_internal, &object.meta_header)
-                .inspect_err(|_| self.errors.with_label_values(&["decode"]).inc())?,
+                .inspect_err(|e| self.health.record(Tier::Disk, "read", Kind::Decode, e))?,
         };
         let end = object.body.len();
         let hit = HybridHit {
@@ -345,9 +375,9 @@ impl Storage for HybridStorage {
             let primary = key_of(key.primary_bin());
             let evicted = self.variants.admit(primary, slot, max);
             if !evicted.is_empty() {
-                let cache = self.cache("evict-variant")?;
+                let cache = self.cache("evict_variant")?;
                 for old in evicted {
-                    remove_entry(&cache, old);
+                    remove_entry(&cache, old, self.health.in_use());
                 }
             }
         }
@@ -373,7 +403,7 @@ impl Storage for HybridStorage {
         }
         let k = key_of(target.key().combined_bin());
         let cache = self.cache("purge")?;
-        let existed = remove_entry(&cache, k);
+        let existed = remove_entry(&cache, k, self.health.in_use());
         Ok(if existed {
             PurgeOutcome::Purged(None)
         } else {
@@ -389,11 +419,16 @@ impl Storage for HybridStorage {
     ) -> Result<bool> {
         let k = key_of(key.combined_bin());
         let cache = self.cache("update_meta")?;
-        let body = match cache.get(&k).await {
+        let found = if self.health.in_use() {
+            cache.get(&k).await
+        } else {
+            Ok(cache.memory().get(&k))
+        };
+        let body = match found {
             // A removed response is not brought back by a revalidation that began before.
             Ok(Some(entry)) if !entry.value().is_tombstone() => entry.value().body.clone(),
             Ok(_) => return Ok(false),
-            Err(e) => return self.fail("update_meta", "cache lookup for meta update", e),
+            Err(e) => return self.fail("read", "cache lookup for meta update", e),
         };
         let (internal, header) = meta.serialize()?;
         let object = CachedObject {
@@ -402,7 +437,7 @@ impl Storage for HybridStorage {
             body,
             parsed: ParsedMeta::capture(meta),
         };
-        cache.insert(k, object);
+        self.store(&cache, k, object);
         Ok(true)
     }
 

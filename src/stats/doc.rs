@@ -92,8 +92,15 @@ pub struct CacheDoc {
 /// One tier.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct TierDoc {
-    /// `open`, `recreated` (moved aside at startup), `memory-only` (no disk tier) or `memory`.
+    /// `open`, `recreated` (moved aside at startup), `degraded` (out of use after a storage
+    /// fault while running), `memory-only` (no disk tier) or `memory`.
     pub state: String,
+    /// Why the disk tier is `degraded`, `memory-only` or `recreated` (`null` otherwise).
+    #[serde(default)]
+    pub reason: Option<String>,
+    /// When the disk tier was degraded, milliseconds since the unix epoch (`null` otherwise).
+    #[serde(default)]
+    pub since_unix_ms: Option<u64>,
     /// Bytes in use (`null` when the tier does not exist).
     pub bytes: Option<u64>,
     /// Entries held (`null` where the tier cannot count them: foyer's disk tier).
