@@ -62,9 +62,6 @@ type SharedLock = Arc<Mutex<Option<DirLock>>>;
 /// upgrade's old process closes its cache as soon as it is told to hand over.
 const LOCK_WAIT: Duration = Duration::from_secs(30);
 
-/// How long closing waits for a degraded disk tier's flusher before leaving it.
-const DEGRADED_CLOSE_WAIT: Duration = Duration::from_secs(2);
-
 /// Smallest foyer block; blocks are the disk tier's unit of eviction and cap the entry size.
 const MIN_BLOCK_BYTES: u64 = 1024 * 1024;
 /// Room for the serialised header and metadata beside the largest body in one block.
@@ -144,7 +141,7 @@ pub struct Closer {
 impl Closer {
     /// Flushes and closes both tiers and releases the directory.
     pub async fn close(&self) {
-        if let Some(cache) = self.storage.detach() {
+        if let Some(cache) = take_for_close(self.storage) {
             let (done, wait) = tokio::sync::oneshot::channel();
             // foyer's I/O runs on the cache runtime; close it there and wait for the answer.
             self.runtime.spawn(async move {
@@ -220,22 +217,10 @@ impl Cache {
 
     /// Flushes what the disk tier still buffers and releases its files and threads.
     pub fn close(self) {
-        let health = self.storage.health();
-        health.stop_watching();
-        if let Some(cache) = self.storage.detach() {
-            // A degraded disk tier's flusher may never finish: bound the wait for it.
-            let closed = if health.in_use() {
-                self.runtime.block_on(cache.close())
-            } else {
-                self.runtime
-                    .block_on(async {
-                        tokio::time::timeout(DEGRADED_CLOSE_WAIT, cache.close()).await
-                    })
-                    .unwrap_or(Ok(()))
-            };
-            if let Err(e) = closed {
-                tracing::error!(error = %e, "cache close failed; some recent entries may be lost");
-            }
+        if let Some(cache) = take_for_close(self.storage)
+            && let Err(e) = self.runtime.block_on(cache.close())
+        {
+            tracing::error!(error = %e, "cache close failed; some recent entries may be lost");
         }
         self.dir_lock.lock().take();
         self.runtime.shutdown_timeout(Duration::from_secs(5));
@@ -249,6 +234,21 @@ impl Cache {
             dir_lock: self.dir_lock.clone(),
         }
     }
+}
+
+/// Takes the foyer cache out of `storage` for closing, and stops the disk tier's probe. `None`
+/// when there is nothing to close, or nothing to flush: a degraded disk tier is left unflushed
+/// (its writes fail, and foyer's flusher may panic on its next flush), so closing it would only
+/// add errors to the way out; its files are released as the process ends.
+fn take_for_close(storage: &HybridStorage) -> Option<FoyerCache> {
+    let health = storage.health();
+    health.stop_watching();
+    let cache = storage.detach()?;
+    if let disk_health::DiskState::Degraded { .. } = health.state() {
+        tracing::info!("cache closed without flushing the degraded disk tier");
+        return None;
+    }
+    Some(cache)
 }
 
 /// The disk tier's flush buffer for a given object cap: room for the largest entry, no more.
