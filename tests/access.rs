@@ -265,3 +265,242 @@ async fn the_shipped_config_keeps_erp_admin_paths_to_loopback_and_the_admin_netw
     .await;
     assert_eq!(r.status, 200);
 }
+
+// ---- HTTP Basic against an htpasswd file ----
+
+/// An htpasswd file of `alice` (bcrypt) and `bob` (argon2) at `path`, hashed cheaply: the
+/// verification is the same code whatever the cost.
+fn write_htpasswd(path: &std::path::Path, users: &[&str]) {
+    use argon2::PasswordHasher;
+    let mut text = String::from("# written by the test\n");
+    for user in users {
+        let line = match *user {
+            "alice" => format!("alice:{}\n", bcrypt::hash("wonderland", 4).expect("bcrypt")),
+            "bob" => {
+                let salt = argon2::password_hash::SaltString::encode_b64(b"0123456789abcdef")
+                    .expect("salt");
+                let params = argon2::Params::new(8, 1, 1, None).expect("params");
+                let argon = argon2::Argon2::new(
+                    argon2::Algorithm::Argon2id,
+                    argon2::Version::V0x13,
+                    params,
+                );
+                let hash = argon.hash_password(b"builder", &salt).expect("argon2");
+                format!("bob:{hash}\n")
+            }
+            other => panic!("no password for {other}"),
+        };
+        text.push_str(&line);
+    }
+    std::fs::write(path, text).expect("write htpasswd");
+}
+
+fn basic_sections(htpasswd: &std::path::Path, extra: &str) -> String {
+    format!(
+        "access:\n  default: staff\n  policies:\n    staff:\n{extra}      basic:\n        htpasswd: \"{}\"\n        realm: \"Test ERP\"\n",
+        htpasswd.display()
+    )
+}
+
+const BASIC_ROUTES: &str = r#"  - name: writes
+    prefix: /w/
+    cache: false
+  - name: cached
+    prefix: /cached/
+    ttl_secs: 60
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn basic_admits_its_users_and_refuses_everyone_else_for_every_method() {
+    let origin = Origin::start().await;
+    origin.always("/w/order", Reply::ok("done"));
+    let tmp = tempfile::tempdir().expect("tmp");
+    let file = tmp.path().join("htpasswd");
+    write_htpasswd(&file, &["alice", "bob"]);
+    let proxy =
+        TestProxy::in_front_of_origin_with(origin.addr(), &basic_sections(&file, ""), BASIC_ROUTES);
+    let c = client();
+    let url = proxy.url("/w/order");
+    let with = |method: &str, user: Option<(&str, &str)>| {
+        let m = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        let req = c.request(m, &url).body("");
+        match user {
+            Some((u, p)) => req.basic_auth(u, Some(p)),
+            None => req,
+        }
+    };
+
+    for method in METHODS {
+        let mut admitted = 0;
+        for user in [("alice", "wonderland"), ("bob", "builder")] {
+            let r = send(with(method, Some(user))).await;
+            assert_eq!(r.status, 200, "{method} as {}", user.0);
+            admitted += 1;
+            let seen = origin.last("/w/order");
+            assert_eq!(
+                seen.header("authorization"),
+                None,
+                "the ERP never sees the login"
+            );
+        }
+        let before = origin.count("/w/order");
+        let refusals = [
+            send(with(method, None)).await,
+            send(with(method, Some(("alice", "wrong")))).await,
+            send(with(method, Some(("mallory", "wonderland")))).await,
+            send(with(method, Some(("bob", "wonderland")))).await,
+        ];
+        for r in &refusals {
+            assert_eq!(r.status, 401, "{method}");
+            assert_eq!(
+                r.header("www-authenticate"),
+                "Basic realm=\"Test ERP\", charset=\"UTF-8\""
+            );
+        }
+        // An unknown user and a wrong password look exactly alike.
+        let (wrong, unknown) = (&refusals[1], &refusals[2]);
+        assert_eq!(wrong.body, unknown.body);
+        let names = |r: &Resp| {
+            let mut h: Vec<(String, String)> = r
+                .headers
+                .iter()
+                .filter(|(n, _)| *n != "date")
+                .map(|(n, v)| (n.to_string(), v.to_str().unwrap_or("?").to_owned()))
+                .collect();
+            h.sort();
+            h
+        };
+        assert_eq!(names(wrong), names(unknown));
+        assert_eq!(
+            origin.count("/w/order"),
+            before,
+            "refused {method}s never reach the ERP"
+        );
+        assert_eq!(admitted, 2);
+    }
+    let refused = metric(
+        &proxy,
+        r#"knitcache_access_total{result="refused",route="writes",rule="basic"}"#,
+    )
+    .await;
+    assert_eq!(refused, 28.0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn logged_in_users_share_the_cache_and_the_anonymous_get_none_of_it() {
+    let origin = Origin::start().await;
+    const SECRET: &str = "margin-by-customer-91b2";
+    origin.always("/cached/report", Reply::ok(SECRET));
+    let tmp = tempfile::tempdir().expect("tmp");
+    let file = tmp.path().join("htpasswd");
+    write_htpasswd(&file, &["alice", "bob"]);
+    let proxy =
+        TestProxy::in_front_of_origin_with(origin.addr(), &basic_sections(&file, ""), BASIC_ROUTES);
+    let c = client();
+    let url = proxy.url("/cached/report");
+
+    let alice = send(c.get(&url).basic_auth("alice", Some("wonderland"))).await;
+    assert_eq!((alice.status, alice.text().as_str()), (200, SECRET));
+    let bob = send(c.get(&url).basic_auth("bob", Some("builder"))).await;
+    assert!(
+        bob.is_hit(),
+        "bob shares alice's copy: {}",
+        bob.cache_status()
+    );
+    assert_eq!(origin.count("/cached/report"), 1);
+    assert_eq!(origin.last("/cached/report").header("authorization"), None);
+
+    for r in [
+        send(c.get(&url)).await,
+        send(c.get(&url).header("range", "bytes=0-5")).await,
+        send(c.get(&url).basic_auth("bob", Some("wonderland"))).await,
+    ] {
+        assert_eq!(r.status, 401);
+        assert!(!r.text().contains("margin"), "no byte of the stored body");
+        assert_eq!(r.header("cache-status"), "");
+    }
+    assert_eq!(origin.count("/cached/report"), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pass_credentials_hands_the_login_to_the_erp() {
+    let origin = Origin::start().await;
+    origin.always("/w/order", Reply::ok("done"));
+    let tmp = tempfile::tempdir().expect("tmp");
+    let file = tmp.path().join("htpasswd");
+    write_htpasswd(&file, &["alice"]);
+    let sections = basic_sections(&file, "      pass_credentials: true\n");
+    let proxy = TestProxy::in_front_of_origin_with(origin.addr(), &sections, BASIC_ROUTES);
+    let r = send(
+        client()
+            .post(proxy.url("/w/order"))
+            .basic_auth("alice", Some("wonderland")),
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    let seen = origin.last("/w/order");
+    assert!(
+        seen.header("authorization")
+            .is_some_and(|v| v.starts_with("Basic "))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reload_reads_the_htpasswd_file_again_and_forgets_remembered_logins() {
+    let origin = Origin::start().await;
+    origin.always("/w/order", Reply::ok("done"));
+    let tmp = tempfile::tempdir().expect("tmp");
+    let users = tmp.path().join("htpasswd");
+    write_htpasswd(&users, &["alice", "bob"]);
+    let (_cache_tmp, dir) = cache_dir();
+    let config = tmp.path().join("knitcache.yaml");
+    let yaml = config_yaml_sections(
+        origin.addr(),
+        &dir,
+        &basic_sections(&users, ""),
+        BASIC_ROUTES,
+    );
+    std::fs::write(&config, &yaml).expect("write config");
+    let proxy = TestProxy::start_file(&config, &dir);
+    let c = client();
+    let as_bob = || {
+        send(
+            c.post(proxy.url("/w/order"))
+                .basic_auth("bob", Some("builder")),
+        )
+    };
+
+    assert_eq!(as_bob().await.status, 200);
+    assert_eq!(as_bob().await.status, 200, "remembered");
+    write_htpasswd(&users, &["alice"]);
+    proxy.reloads.trigger();
+    eventually("the reload applied", || proxy.reloads.version() == 2).await;
+    assert_eq!(
+        as_bob().await.status,
+        401,
+        "bob was removed: his remembered login is gone"
+    );
+    let alice = send(
+        c.post(proxy.url("/w/order"))
+            .basic_auth("alice", Some("wonderland")),
+    )
+    .await;
+    assert_eq!(alice.status, 200);
+
+    // A file that cannot be used is refused, and the running policy stays.
+    std::fs::write(&users, "alice:$apr1$salt$hash\n").expect("write");
+    proxy.reloads.trigger();
+    eventually("the reload was judged", || {
+        matches!(
+            proxy.reloads.last(),
+            Some(knitcache::config::reload::Outcome::Rejected { .. })
+        )
+    })
+    .await;
+    let alice = send(
+        c.post(proxy.url("/w/order"))
+            .basic_auth("alice", Some("wonderland")),
+    )
+    .await;
+    assert_eq!(alice.status, 200);
+}

@@ -40,7 +40,7 @@ pub fn allowed(token: &str, authorization: Option<&[u8]>) -> bool {
 }
 
 /// `Scheme credentials` split at the first space, credentials without surrounding spaces.
-fn split_scheme(value: &[u8]) -> Option<(&[u8], &[u8])> {
+pub(crate) fn split_scheme(value: &[u8]) -> Option<(&[u8], &[u8])> {
     let space = value.iter().position(|&b| b == b' ')?;
     // The trim takes the separating space too.
     let credentials = value[space..].trim_ascii();

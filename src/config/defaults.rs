@@ -238,6 +238,15 @@ pub const DEFAULT_ADMIN_TOKEN_ENV: &str = "KNITCACHE_ADMIN_TOKEN";
 /// Prometheus scrape needs no credentials; the admin listener is on loopback by default.
 pub const DEFAULT_ADMIN_PROTECT_READS: bool = false;
 
+/// `access.policies.<name>.pass_credentials`: the gate consumes what it checked, so neither the
+/// cache decisions nor the ERP see a login.
+pub const DEFAULT_PASS_CREDENTIALS: bool = false;
+/// `access.policies.<name>.basic.realm`: the name a browser shows in its login prompt.
+pub const DEFAULT_BASIC_REALM: &str = "knitcache";
+/// `access.policies.<name>.basic.cache_secs`: a successful check is remembered this long, so a
+/// dashboard polling every 30 s costs one bcrypt run per user per minute.
+pub const DEFAULT_BASIC_CACHE_SECS: u64 = 60;
+
 /// `observability.access_log`: one structured line per request to the log target `access`.
 pub const DEFAULT_ACCESS_LOG: bool = true;
 

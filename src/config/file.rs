@@ -69,6 +69,33 @@ pub struct FileAccessPolicy {
     pub allow: Vec<String>,
     /// Clients (`IP` or `IP/prefix`) refused, whatever `allow` says. Default: none.
     pub deny: Vec<String>,
+    /// HTTP Basic against an htpasswd file. Default: none.
+    pub basic: Option<FileBasic>,
+    /// Whether the credentials the login consumed (`Authorization`) still reach the ERP.
+    /// Default: `DEFAULT_PASS_CREDENTIALS` (false).
+    pub pass_credentials: bool,
+}
+
+/// `access.policies.<name>.basic:`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FileBasic {
+    /// The htpasswd file (bcrypt or argon2 hashes). Required.
+    pub htpasswd: Option<PathBuf>,
+    /// The realm of the login prompt. Default: `DEFAULT_BASIC_REALM` (`knitcache`).
+    pub realm: String,
+    /// Seconds a successful check is remembered. Default: `DEFAULT_BASIC_CACHE_SECS` (60).
+    pub cache_secs: u64,
+}
+
+impl Default for FileBasic {
+    fn default() -> Self {
+        Self {
+            htpasswd: None,
+            realm: DEFAULT_BASIC_REALM.to_owned(),
+            cache_secs: DEFAULT_BASIC_CACHE_SECS,
+        }
+    }
 }
 
 /// `clients:`, limits on what one client connection may send and how long it may take.

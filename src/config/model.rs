@@ -65,6 +65,23 @@ pub struct AccessPolicy {
     pub allow: Vec<ipnet::IpNet>,
     /// Clients refused, whatever `allow` says.
     pub deny: Vec<ipnet::IpNet>,
+    /// The login clients that pass the address lists must give, if any.
+    pub login: Option<Login>,
+    /// Whether the credentials the login consumed still reach the ERP (and the cache's
+    /// decisions, where `Authorization` makes a response private).
+    pub pass_credentials: bool,
+}
+
+/// How a client proves who it is.
+#[derive(Debug, Clone)]
+pub enum Login {
+    /// HTTP Basic against an htpasswd file, read with the configuration.
+    Basic {
+        /// The realm of the `WWW-Authenticate` challenge.
+        realm: String,
+        /// The file's users, and the checks remembered since it was read.
+        users: Arc<crate::access::basic::Htpasswd>,
+    },
 }
 
 /// Limits on what one client connection may send and how long it may take (`clients:`).

@@ -1604,7 +1604,7 @@ fn route_table_notes_origin_freshness_and_cookie_rules() {
 /// `protection.rate_limit.classes.<name>.burst`), read from the serde structs themselves.
 fn every_key() -> Vec<String> {
     use super::file::*;
-    let sections: [(&str, &[&str]); 21] = [
+    let sections: [(&str, &[&str]); 22] = [
         ("", keys_of::<FileConfig>()),
         ("upstream.", keys_of::<FileUpstream>()),
         ("cache.", keys_of::<FileCache>()),
@@ -1629,6 +1629,7 @@ fn every_key() -> Vec<String> {
         ("clients.", keys_of::<FileClients>()),
         ("access.", keys_of::<FileAccess>()),
         ("access.policies.<name>.", keys_of::<FileAccessPolicy>()),
+        ("access.policies.<name>.basic.", keys_of::<FileBasic>()),
     ];
     let keys: Vec<String> = sections
         .iter()
@@ -1913,5 +1914,42 @@ fn trusted_proxies_hold_with_rate_limiting_off() {
     assert_eq!(
         c.protection.trusted_proxies,
         vec!["10.0.0.5/32".parse::<ipnet::IpNet>().expect("net")]
+    );
+}
+
+#[test]
+fn basic_logins_read_their_file_and_name_what_is_wrong() {
+    let e = errors(&format!(
+        "{MINIMAL}access:\n  policies:\n    staff:\n      basic:\n        htpasswd: /nonexistent/htpasswd\n        realm: \"a \\\"b\\\"\"\n        cache_secs: 7200\n"
+    ));
+    assert!(
+        e.contains("access.policies.staff.basic.htpasswd: cannot read /nonexistent/htpasswd"),
+        "{e}"
+    );
+    assert!(e.contains("access.policies.staff.basic.realm"), "{e}");
+    assert!(e.contains("cache_secs = 7200"), "{e}");
+    let e = errors(&format!(
+        "{MINIMAL}access:\n  policies:\n    staff:\n      basic: {{}}\n"
+    ));
+    assert!(
+        e.contains("access.policies.staff.basic: names no htpasswd file"),
+        "{e}"
+    );
+
+    let dir = tempfile::tempdir().expect("tmp");
+    let file = dir.path().join("htpasswd");
+    let hash = bcrypt::hash("pw", 4).expect("bcrypt");
+    std::fs::write(&file, format!("alice:{hash}\n")).expect("write");
+    let c = ok(&format!(
+        "{MINIMAL}access:\n  default: staff\n  policies:\n    staff:\n      basic:\n        htpasswd: \"{}\"\n",
+        file.display()
+    ));
+    let policy = c.access_policy(None).expect("default");
+    assert!(matches!(&policy.login, Some(Login::Basic { realm, .. }) if realm == "knitcache"));
+    assert!(!policy.pass_credentials);
+    let shown = format!("{c:?}");
+    assert!(
+        !shown.contains(&hash) && !shown.contains("alice"),
+        "no user or hash in Debug"
     );
 }

@@ -39,7 +39,7 @@ use crate::cache::encoding;
 use crate::cache::vary::{self, Vary};
 use crate::cache::{Cache, freshness, key, policy, validators};
 use crate::canonical;
-use crate::config::{Config, RequestCookies};
+use crate::config::{Config, Login, RequestCookies};
 use crate::invalidation::{self, Invalidator};
 use crate::limits::{self, Limits};
 use crate::metrics::Metrics;
@@ -146,6 +146,37 @@ impl Proxy {
             }
             self.metrics
                 .observe_access(route, access::RULE_ADDRESS, "allowed");
+        }
+        let Some(login) = &policy.login else {
+            return Ok(false);
+        };
+        let (rule, admitted) = match login {
+            Login::Basic { users, .. } => {
+                let given = session
+                    .req_header()
+                    .headers
+                    .get(http::header::AUTHORIZATION);
+                (
+                    access::RULE_BASIC,
+                    users.admits(given.map(|v| v.as_bytes())).await,
+                )
+            }
+        };
+        if !admitted {
+            self.metrics.observe_access(route, rule, "refused");
+            self.metrics
+                .observe_refusal(route, crate::metrics::REFUSED_ACCESS);
+            match login {
+                Login::Basic { realm, .. } => refuse::unauthorized(session, realm).await?,
+            }
+            return Ok(true);
+        }
+        self.metrics.observe_access(route, rule, "allowed");
+        if !policy.pass_credentials {
+            // Consumed here: the cache decides and the ERP answers as for anyone admitted.
+            session
+                .req_header_mut()
+                .remove_header(&http::header::AUTHORIZATION);
         }
         Ok(false)
     }

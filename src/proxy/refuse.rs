@@ -1,5 +1,5 @@
 //! Responses the proxy writes itself instead of the ERP's: `400` for a target with no canonical
-//! form, `403` for a client an access policy refuses, `429` over a rate limit, `503` when the
+//! form, `401`/`403` for a client an access policy refuses, `429` over a rate limit, `503` when the
 //! ERP cannot be asked, and the status for an ERP failure.
 
 use std::time::Duration;
@@ -50,6 +50,16 @@ pub async fn bad_target(session: &mut Session, why: crate::canonical::Rejection)
 pub async fn forbidden(session: &mut Session) -> Result<()> {
     let body = "{\"error\":\"forbidden\"}\n".to_owned();
     write(session, ResponseHeader::build(403, Some(3))?, body).await
+}
+
+/// `401 Unauthorized` with a `Basic` challenge for `realm` (RFC 7617): the same answer for no
+/// credentials, an unknown user and a wrong password.
+pub async fn unauthorized(session: &mut Session, realm: &str) -> Result<()> {
+    let body = "{\"error\":\"unauthorized\"}\n".to_owned();
+    let mut h = ResponseHeader::build(401, Some(4))?;
+    let challenge = format!("Basic realm=\"{realm}\", charset=\"UTF-8\"");
+    h.insert_header(http::header::WWW_AUTHENTICATE, challenge)?;
+    write(session, h, body).await
 }
 
 async fn write(session: &mut Session, mut h: ResponseHeader, body: String) -> Result<()> {

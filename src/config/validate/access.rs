@@ -46,11 +46,73 @@ fn access_policy(
 ) -> Option<AccessPolicy> {
     let allow = networks(&f.allow, &format!("{base}.allow"), p);
     let deny = networks(&f.deny, &format!("{base}.deny"), p);
+    let login = match &f.basic {
+        None => Some(None),
+        Some(b) => basic(b, &format!("{base}.basic"), p).map(Some),
+    };
     Some(AccessPolicy {
         name: name.to_owned(),
         allow: allow?,
         deny: deny?,
+        login: login?,
+        pass_credentials: f.pass_credentials,
     })
+}
+
+/// Longest a successful login check may be remembered: a removed user or a changed password
+/// must not keep working for long without a reload.
+const MAX_LOGIN_CACHE_SECS: u64 = 3600;
+
+/// `basic:`: the htpasswd file is read now, so `check` and a reload report a bad one.
+fn basic(f: &FileBasic, base: &str, p: &mut Problems) -> Option<Login> {
+    let mut ok = realm_ok(&f.realm, &format!("{base}.realm"), p);
+    ok &= cache_secs_ok(f.cache_secs, &format!("{base}.cache_secs"), p);
+    let Some(path) = &f.htpasswd else {
+        let msg = "names no htpasswd file; add htpasswd: /etc/knitcache/htpasswd (make it with \
+                   `htpasswd -B -c /etc/knitcache/htpasswd NAME`)";
+        p.at(base, None, msg.to_owned());
+        return None;
+    };
+    let remember = std::time::Duration::from_secs(f.cache_secs);
+    let users = match crate::access::basic::Htpasswd::load(path, remember) {
+        Ok(users) => users,
+        Err(msg) => {
+            p.at(&format!("{base}.htpasswd"), None, msg);
+            return None;
+        }
+    };
+    ok.then(|| Login::Basic {
+        realm: f.realm.clone(),
+        users: Arc::new(users),
+    })
+}
+
+/// A realm goes into `WWW-Authenticate: Basic realm="…"` as a quoted string.
+fn realm_ok(realm: &str, path: &str, p: &mut Problems) -> bool {
+    let ok = !realm.is_empty()
+        && realm
+            .bytes()
+            .all(|b| (b' '..=b'~').contains(&b) && b != b'"' && b != b'\\');
+    if !ok {
+        let msg = format!(
+            "realm {realm:?} must be printable ASCII without quotes or backslashes (it is \
+             quoted in WWW-Authenticate); write e.g. realm: \"Beverly Knits ERP\""
+        );
+        p.at(path, None, msg);
+    }
+    ok
+}
+
+fn cache_secs_ok(secs: u64, path: &str, p: &mut Problems) -> bool {
+    if secs > MAX_LOGIN_CACHE_SECS {
+        let msg = format!(
+            "cache_secs = {secs} would honour a revoked login for over an hour; write at most \
+             {MAX_LOGIN_CACHE_SECS}, e.g. cache_secs: 60"
+        );
+        p.at(path, None, msg);
+        return false;
+    }
+    true
 }
 
 /// `routes[i].access`: the policy it names. `Err(())` when it names none (reported).

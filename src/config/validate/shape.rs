@@ -111,6 +111,7 @@ enum Section {
     Access,
     AccessPolicies,
     AccessPolicy,
+    Basic,
 }
 
 impl Section {
@@ -141,6 +142,7 @@ impl Section {
             // policy names are the operator's own; each policy is checked on its own
             Section::AccessPolicies => &[],
             Section::AccessPolicy => keys_of::<FileAccessPolicy>(),
+            Section::Basic => keys_of::<FileBasic>(),
         }
     }
 
@@ -166,6 +168,7 @@ impl Section {
             (Section::Root, "access") => Some(Section::Access),
             (Section::Access, "policies") => Some(Section::AccessPolicies),
             (Section::AccessPolicies, _) => Some(Section::AccessPolicy),
+            (Section::AccessPolicy, "basic") => Some(Section::Basic),
             _ => None,
         }
     }
