@@ -117,6 +117,7 @@ async fn the_dashboard_renders_live_numbers_in_a_browser() {
     assert_eq!(by_id(&dom, "error"), "", "no fetch error shown");
     assert_eq!(by_id(&dom, "total-requests"), "10", "all routes' requests");
     assert_eq!(by_id(&dom, "erp"), "up");
+    assert_eq!(by_id(&dom, "disk-state"), "open", "the disk tier's state");
     assert_eq!(
         by_id(&dom, "hit-ratio"),
         "80.0 %",

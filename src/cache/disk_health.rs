@@ -79,6 +79,8 @@ pub enum Kind {
     Panic,
     /// A stored entry could not be decoded (one entry, not the disk).
     Decode,
+    /// Any other error foyer reports without an I/O cause (not taken for a disk fault).
+    Other,
     /// The cache is closed (the process is shutting down).
     Closed,
 }
@@ -94,14 +96,16 @@ impl Kind {
             Kind::Io => "io",
             Kind::Panic => "panic",
             Kind::Decode => "decode",
+            Kind::Other => "other",
             Kind::Closed => "closed",
         }
     }
 
     /// Whether an error of this kind on the disk tier means the tier cannot be trusted: every
-    /// kind but a single undecodable entry and the shutdown's closed cache.
+    /// kind but a single undecodable entry, the shutdown's closed cache and errors with no I/O
+    /// or panic behind them.
     fn is_fault(self) -> bool {
-        !matches!(self, Kind::Decode | Kind::Closed)
+        !matches!(self, Kind::Decode | Kind::Closed | Kind::Other)
     }
 
     /// The kind of an I/O error.
@@ -117,10 +121,21 @@ impl Kind {
         }
     }
 
-    /// The kind of a foyer error: its I/O source's, else a plain I/O error.
+    /// The kind of a foyer error: its I/O source's for an I/O error; a record that does not
+    /// decode is one entry's problem, not the disk's.
     pub fn of_foyer(e: &foyer::Error) -> Kind {
-        e.downcast_ref::<std::io::Error>()
-            .map_or(Kind::Io, Kind::of_io)
+        use foyer::ErrorKind as F;
+        match e.kind() {
+            F::Io => e
+                .downcast_ref::<std::io::Error>()
+                .map_or(Kind::Io, Kind::of_io),
+            F::Join | F::TaskCancelled => Kind::Panic,
+            F::Parse | F::MagicMismatch | F::ChecksumMismatch | F::OutOfRange | F::External => {
+                Kind::Decode
+            }
+            F::Closed | F::ChannelClosed => Kind::Closed,
+            _ => Kind::Other,
+        }
     }
 
     /// The OS error named in a logged error's text (`... (os error 28)`), as foyer's log
@@ -192,7 +207,7 @@ impl DiskHealth {
                 "knitcache_cache_storage_errors_total",
                 "Cache storage operations that failed, by tier (disk, or cache when closed), \
                  operation (read, write, probe, io, purge, ...) and kind (no_space, read_only, \
-                 permission, dir_removed, io, panic, decode, closed); each one served as a miss \
+                 permission, dir_removed, io, panic, decode, other, closed); each one served as a miss \
                  or not stored",
             ),
             &["tier", "op", "kind"],
@@ -451,11 +466,13 @@ impl<S: Subscriber> Layer<S> for FoyerErrors {
                 health.record(Tier::Disk, op, Kind::of_io(&e), &detail);
             }
             None => {
-                // A flush whose I/O task panicked (see the panic hook) is reported as one.
+                // A flush whose I/O task panicked (see the panic hook) is reported as one;
+                // anything else without an OS error (an entry that did not decode) is counted
+                // and leaves the disk tier in use.
                 let kind = if text.fields.contains("panicked") {
                     Kind::Panic
                 } else {
-                    Kind::Io
+                    Kind::Other
                 };
                 let detail = format!("{}: {}", text.message, text.fields);
                 health.record(Tier::Disk, op, kind, &detail);
@@ -584,9 +601,20 @@ mod tests {
     }
 
     #[test]
+    fn foyers_errors_are_sorted_too() {
+        let io = foyer::Error::io_error(std::io::Error::from_raw_os_error(30));
+        assert_eq!(Kind::of_foyer(&io), Kind::ReadOnly);
+        let checksum = foyer::Error::new(foyer::ErrorKind::ChecksumMismatch, "x");
+        assert_eq!(Kind::of_foyer(&checksum), Kind::Decode);
+        let closed = foyer::Error::new(foyer::ErrorKind::Closed, "x");
+        assert_eq!(Kind::of_foyer(&closed), Kind::Closed);
+    }
+
+    #[test]
     fn an_undecodable_entry_or_a_closed_cache_is_counted_and_degrades_nothing() {
         let (_registry, h) = health();
         h.record(Tier::Disk, "read", Kind::Decode, &"bad meta");
+        h.record(Tier::Disk, "io", Kind::Other, &"load error");
         h.record(Tier::Cache, "lookup", Kind::Closed, &"closed");
         assert!(h.in_use());
         assert_eq!(h.state(), DiskState::Open);
