@@ -6,9 +6,11 @@
 //! log holds no panic or backtrace and one line per kind, and that the next start reopens the
 //! disk tier and serves only what the origin sent.
 //!
-//! A full filesystem needs one of its own: a small tmpfs, mounted by the test. That takes root
-//! (CI runs as root); without it that test prints why and does nothing. The read-only and the
-//! removed directory need no privilege: the proxy runs without root's permission override.
+//! A full filesystem needs one of its own: a small tmpfs, mounted by the test. As root (CI) it is
+//! mounted where the test runs; otherwise in a user and mount namespace of its own (`unshare`),
+//! which the proxy then runs in (`nsenter`) and the test reaches through `/proc/<pid>/root`.
+//! Where neither is allowed the test prints why and does nothing. The read-only and the removed
+//! directory need no privilege: the proxy runs without root's permission override.
 
 mod common;
 
@@ -60,6 +62,11 @@ struct Proxy {
 
 impl Proxy {
     async fn start(config: &Path, run: usize) -> Proxy {
+        Proxy::start_in(config, run, None).await
+    }
+
+    /// Starts the proxy, inside `fs`'s namespace when it has one.
+    async fn start_in(config: &Path, run: usize, fs: Option<&Tmpfs>) -> Proxy {
         let yaml = std::fs::read_to_string(config).expect("config");
         let port_of = |key: &str| -> u16 {
             let line = yaml
@@ -73,7 +80,10 @@ impl Proxy {
         };
         let (port, admin) = (port_of("listen:"), port_of("admin_listen:"));
         let log = config.with_extension(format!("{run}.log"));
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_knitcache"));
+        let mut cmd = match fs {
+            Some(fs) => fs.command(env!("CARGO_BIN_EXE_knitcache")),
+            None => Command::new(env!("CARGO_BIN_EXE_knitcache")),
+        };
         cmd.args(["--log-format", "json", "run", "-c"])
             .arg(config)
             .stdout(Stdio::null())
@@ -234,44 +244,111 @@ fn allocated(dir: &Path) -> u64 {
 
 /// A tmpfs of its own, unmounted when dropped.
 struct Tmpfs {
+    /// Where the proxy finds it.
     at: PathBuf,
+    /// Where the test finds it (the same path, or through the namespace's holder process).
+    seen: PathBuf,
+    /// The process holding the namespace it is mounted in (not root), else `None`.
+    holder: Option<Reap>,
 }
 
 impl Tmpfs {
-    /// `None` (and a line saying why) unless the test runs as root.
+    /// `None` (and a line saying why) when no tmpfs can be mounted here.
     fn mount(at: &Path, bytes: u64) -> Option<Tmpfs> {
+        std::fs::create_dir_all(at).expect("mount point");
         // SAFETY: getuid has no preconditions and cannot fail.
-        if unsafe { libc::getuid() } != 0 {
-            eprintln!("skipped: mounting a tmpfs for the fault needs root (CI runs as root)");
+        if unsafe { libc::getuid() } == 0 {
+            let ok = Command::new("mount")
+                .args(["-t", "tmpfs", "-o", &format!("size={bytes}"), "tmpfs"])
+                .arg(at)
+                .status()
+                .expect("mount");
+            assert!(ok.success(), "cannot mount a tmpfs on {}", at.display());
+            return Some(Tmpfs {
+                at: at.to_owned(),
+                seen: at.to_owned(),
+                holder: None,
+            });
+        }
+        let holder = Command::new("unshare")
+            .args([
+                "--user",
+                "--map-root-user",
+                "--mount",
+                "--propagation",
+                "private",
+            ])
+            .args([
+                "sh",
+                "-c",
+                "mount -t tmpfs -o size=$1 tmpfs \"$0\" && echo mounted && exec sleep 3600",
+            ])
+            .arg(at)
+            .arg(bytes.to_string())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn();
+        let mut holder = match holder {
+            Ok(child) => Reap(child),
+            Err(e) => {
+                eprintln!("skipped: no root, and unshare cannot run ({e}) to mount a tmpfs");
+                return None;
+            }
+        };
+        let mut line = String::new();
+        let stdout = holder.0.stdout.take().expect("stdout");
+        let _ = std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line);
+        if line.trim() != "mounted" {
+            let mut why = String::new();
+            if let Some(mut e) = holder.0.stderr.take() {
+                let _ = std::io::Read::read_to_string(&mut e, &mut why);
+            }
+            eprintln!("skipped: no root, and no user namespace to mount a tmpfs in: {why}");
             return None;
         }
-        std::fs::create_dir_all(at).expect("mount point");
-        let ok = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={bytes}"), "tmpfs"])
-            .arg(at)
-            .status()
-            .expect("mount");
-        assert!(ok.success(), "cannot mount a tmpfs on {}", at.display());
-        Some(Tmpfs { at: at.to_owned() })
+        let seen = PathBuf::from(format!("/proc/{}/root", holder.0.id()))
+            .join(at.strip_prefix("/").unwrap_or(at));
+        Some(Tmpfs {
+            at: at.to_owned(),
+            seen,
+            holder: Some(holder),
+        })
+    }
+
+    /// A command that runs `program` where this tmpfs is mounted.
+    fn command(&self, program: &str) -> Command {
+        match &self.holder {
+            None => Command::new(program),
+            Some(holder) => {
+                let mut cmd = Command::new("nsenter");
+                cmd.args(["--user", "--mount", "--preserve-credentials", "--target"])
+                    .arg(holder.0.id().to_string())
+                    .arg(program);
+                cmd
+            }
+        }
     }
 
     /// Fills what is left with a ballast file.
     fn fill(&self) {
         use std::io::Write;
-        let mut f = std::fs::File::create(self.at.join("ballast")).expect("ballast");
+        let mut f = std::fs::File::create(self.seen.join("ballast")).expect("ballast");
         let chunk = vec![1u8; 64 * 1024];
         while f.write_all(&chunk).is_ok() {}
         let _ = f.sync_all();
     }
 
     fn free(&self) {
-        std::fs::remove_file(self.at.join("ballast")).expect("remove ballast");
+        std::fs::remove_file(self.seen.join("ballast")).expect("remove ballast");
     }
 }
 
 impl Drop for Tmpfs {
     fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.at).status();
+        // A namespace's tmpfs goes with its holder (`Reap`); one mounted here is unmounted.
+        if self.holder.is_none() {
+            let _ = Command::new("umount").arg("-l").arg(&self.at).status();
+        }
     }
 }
 
@@ -367,11 +444,12 @@ async fn assert_degraded(
 /// every item is the origin's bytes, the ones written before the fault without a fill.
 async fn assert_restart_recovers(
     config: &Path,
+    fs: Option<&Tmpfs>,
     origin: &Origin,
     before_fault: std::ops::Range<usize>,
     all: std::ops::Range<usize>,
 ) -> Proxy {
-    let proxy = Proxy::start(config, 2).await;
+    let proxy = Proxy::start_in(config, 2, fs).await;
     proxy.until_disk("open").await;
     let (_, ready) = proxy.json("/readyz").await;
     assert_eq!(
@@ -405,9 +483,9 @@ async fn a_full_disk_degrades_the_disk_tier_and_a_restart_with_space_reopens_it(
     let origin = Origin::start().await;
     serve_items(&origin, 0..45);
     let config = config(&origin, tmp.path(), &dir);
-    let proxy = Proxy::start(&config, 1).await;
+    let proxy = Proxy::start_in(&config, 1, Some(&fs)).await;
     assert_eq!(proxy.disk_state().await, "open");
-    fill_to_disk(&proxy, &dir, 0..5).await;
+    fill_to_disk(&proxy, &fs.seen.join("cache"), 0..5).await;
 
     fs.fill();
     for i in 5..40 {
@@ -418,7 +496,7 @@ async fn a_full_disk_degrades_the_disk_tier_and_a_restart_with_space_reopens_it(
     assert_clean_log(&log);
 
     fs.free();
-    let proxy = assert_restart_recovers(&config, &origin, 0..5, 0..45).await;
+    let proxy = assert_restart_recovers(&config, Some(&fs), &origin, 0..5, 0..45).await;
     assert_clean_log(&proxy.stop());
 }
 
@@ -442,7 +520,7 @@ async fn a_cache_directory_made_read_only_degrades_the_disk_tier() {
     assert_clean_log(&proxy.stop());
 
     mode(0o755).expect("chmod u+w");
-    let proxy = assert_restart_recovers(&config, &origin, 0..5, 0..25).await;
+    let proxy = assert_restart_recovers(&config, None, &origin, 0..5, 0..25).await;
     assert_clean_log(&proxy.stop());
 }
 
