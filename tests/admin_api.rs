@@ -622,3 +622,33 @@ fn the_schema_check_refuses_what_it_should() {
         assert_eq!(errors.is_empty(), ok, "{body}: {errors:?}");
     }
 }
+
+/// The states the first test never meets: a cache that runs memory-only (its directory cannot be
+/// created) answers `/readyz` and `/stats` as documented too.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_memory_only_cache_answers_as_documented() {
+    let spec = spec();
+    let sim = start_sim(0.01).await;
+    let (tmp, _) = cache_dir();
+    // The cache directory's parent is a file: no disk tier can be created or moved aside.
+    let blocker = tmp.path().join("blocker");
+    std::fs::write(&blocker, b"a file").expect("write file");
+    let proxy = start(&sim, &blocker.join("cache"), None, false);
+    let c = client();
+    wait_ready(&c, &proxy).await;
+    for _ in 0..2 {
+        get(&c, &proxy.url("/api/comprehensive-kpis")).await;
+    }
+    for path in ["/readyz", "/stats"] {
+        let call = Call::new("GET", path);
+        let r = call.send(&c, &proxy).await;
+        assert_eq!(check_answer(&spec, &call, &r), "200");
+        let doc: Value = serde_json::from_slice(&r.body).expect("JSON");
+        let disk = if path == "/readyz" {
+            &doc["disk"]
+        } else {
+            &doc["cache"]["disk"]["state"]
+        };
+        assert_eq!(disk, "memory-only", "{path}: {doc}");
+    }
+}
