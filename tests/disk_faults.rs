@@ -449,7 +449,7 @@ async fn assert_restart_recovers(
     before_fault: std::ops::Range<usize>,
     all: std::ops::Range<usize>,
 ) -> Proxy {
-    let proxy = Proxy::start_in(config, 2, fs).await;
+    let proxy = Proxy::start_in(config, 3, fs).await;
     proxy.until_disk("open").await;
     let (_, ready) = proxy.json("/readyz").await;
     assert_eq!(
@@ -494,6 +494,16 @@ async fn a_full_disk_degrades_the_disk_tier_and_a_restart_with_space_reopens_it(
     assert_degraded(&proxy, &origin, 5..40, 40..45, "no_space").await;
     let log = proxy.stop();
     assert_clean_log(&log);
+
+    // A start on the still full disk comes up ready, and the probe finds the disk full.
+    let proxy = Proxy::start_in(&config, 2, Some(&fs)).await;
+    proxy.until_disk("degraded").await;
+    let (status, ready) = proxy.json("/readyz").await;
+    assert_eq!((status, &ready["disk"]), (200, &serde_json::json!("degraded")));
+    let log = proxy.stop();
+    assert_clean_log(&log);
+    assert!(log.contains("\"kind\":\"no_space\""), "{log}");
+    assert!(!log.contains("moved aside"), "the full directory is kept: {log}");
 
     fs.free();
     let proxy = assert_restart_recovers(&config, Some(&fs), &origin, 0..5, 0..45).await;
