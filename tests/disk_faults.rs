@@ -499,11 +499,17 @@ async fn a_full_disk_degrades_the_disk_tier_and_a_restart_with_space_reopens_it(
     let proxy = Proxy::start_in(&config, 2, Some(&fs)).await;
     proxy.until_disk("degraded").await;
     let (status, ready) = proxy.json("/readyz").await;
-    assert_eq!((status, &ready["disk"]), (200, &serde_json::json!("degraded")));
+    assert_eq!(
+        (status, &ready["disk"]),
+        (200, &serde_json::json!("degraded"))
+    );
     let log = proxy.stop();
     assert_clean_log(&log);
     assert!(log.contains("\"kind\":\"no_space\""), "{log}");
-    assert!(!log.contains("moved aside"), "the full directory is kept: {log}");
+    assert!(
+        !log.contains("moved aside"),
+        "the full directory is kept: {log}"
+    );
 
     fs.free();
     let proxy = assert_restart_recovers(&config, Some(&fs), &origin, 0..5, 0..45).await;
