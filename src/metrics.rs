@@ -37,6 +37,33 @@ pub const REFUSAL_REASONS: [&str; 6] = [
 /// The refusal reason of a request an access policy refused (`access`).
 pub const REFUSED_ACCESS: &str = "access_denied";
 
+/// How a fresh hit was written: the `path` label of `knitcache_cache_hits_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HitPath {
+    /// From the memory tier, header and body straight to the client's socket in one write.
+    Direct,
+    /// From the memory tier through pingora's response writer: `304`s, TLS, HTTP/2, a request
+    /// with a body, a coding derived from another's copy.
+    Writer,
+    /// Through pingora-cache's own hit path: ranges, entries only on disk, entries the memory
+    /// tier holds without a parsed header.
+    Pingora,
+}
+
+impl HitPath {
+    /// Every path, in the order of `Metrics::hits`.
+    pub const ALL: [HitPath; 3] = [HitPath::Direct, HitPath::Writer, HitPath::Pingora];
+
+    /// The label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            HitPath::Direct => "direct",
+            HitPath::Writer => "writer",
+            HitPath::Pingora => "pingora",
+        }
+    }
+}
+
 /// The metric families of one proxy.
 pub struct Metrics {
     /// The registry `/metrics` serves.
@@ -50,6 +77,8 @@ pub struct Metrics {
     /// Client connections open right now.
     pub client_connections: IntGauge,
     derived: IntCounterVec,
+    /// `knitcache_cache_hits_total`'s series, resolved once: a hit pays no label lookup.
+    hits: [prometheus::IntCounter; 3],
     refusals: IntCounterVec,
     access: IntCounterVec,
     lookups: IntCounterVec,
@@ -199,6 +228,15 @@ impl Metrics {
              client_abort; other)",
             &["route", "outcome"],
         )?;
+        let hits_by_path = counter(
+            "knitcache_cache_hits_total",
+            "Fresh hits (the requests counted with cache=\"hit\") by how they were written: \
+             direct (from the memory tier straight to the client's socket), writer (from the \
+             memory tier through pingora's response writer: 304s, TLS, HTTP/2, derived codings) \
+             or pingora (pingora-cache's hit path: ranges, entries only on disk)",
+            &["path"],
+        )?;
+        let hits = HitPath::ALL.map(|p| hits_by_path.with_label_values(&[p.label()]));
         let lookups = counter(
             "knitcache_cache_lookups_total",
             "Cacheable requests by route and cache result (hit, stale, miss, expired, ...)",
@@ -325,6 +363,7 @@ impl Metrics {
             client_refusals,
             client_connections,
             derived,
+            hits,
             refusals,
             access,
             lookups,
@@ -397,6 +436,11 @@ impl Metrics {
     /// Records a request answered from another coding's stored copy (`proxy::derive`).
     pub fn observe_derived(&self, route: &str) {
         self.derived.with_label_values(&[route]).inc();
+    }
+
+    /// Counts one fresh hit written by `path`.
+    pub fn observe_hit(&self, path: HitPath) {
+        self.hits[path as usize].inc();
     }
 
     /// Records what the cache did for one cacheable request, and whether it waited for another
@@ -578,5 +622,21 @@ mod tests {
             1.0
         );
         assert_eq!(m.read("no_such_family", ("a", "b")), 0.0);
+    }
+
+    #[test]
+    fn hits_are_counted_by_path_with_every_path_exported() {
+        let m = Metrics::new(["kpis"]).expect("metrics");
+        m.observe_hit(HitPath::Direct);
+        m.observe_hit(HitPath::Direct);
+        m.observe_hit(HitPath::Pingora);
+        let text = String::from_utf8(m.render()).expect("utf8");
+        for line in [
+            r#"knitcache_cache_hits_total{path="direct"} 2"#,
+            r#"knitcache_cache_hits_total{path="writer"} 0"#,
+            r#"knitcache_cache_hits_total{path="pingora"} 1"#,
+        ] {
+            assert!(text.contains(line), "{line} missing:\n{text}");
+        }
     }
 }

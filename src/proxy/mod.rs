@@ -42,7 +42,7 @@ use crate::canonical;
 use crate::config::{Config, Login, RequestCookies};
 use crate::invalidation::{self, Invalidator};
 use crate::limits::{self, Limits};
-use crate::metrics::Metrics;
+use crate::metrics::{HitPath, Metrics};
 use crate::stats::{Observation, Stats};
 use crate::warming::client::WARM_HEADER;
 use crate::warming::{WarmMode, Warming};
@@ -365,6 +365,13 @@ impl Proxy {
         }
         if let Some(fill) = fill {
             m.observe_fill(route, fill.label());
+        }
+        if cache == "hit" {
+            m.observe_hit(match ctx.served {
+                Some(fast_hit::Served { sent: Some(_), .. }) => HitPath::Direct,
+                Some(_) => HitPath::Writer,
+                None => HitPath::Pingora,
+            });
         }
         let switches = ctx.config.observability;
         let bytes = match sent {
