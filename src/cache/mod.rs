@@ -10,6 +10,7 @@
 //!
 //! * `object`  the stored unit and its on-disk encoding
 //! * `parsed`  the parsed metadata kept beside it in memory (hits skip deserialising)
+//! * `hit_head` the header a hit sends, for pingora's writer and for the socket
 //! * `storage` `pingora_cache::Storage` over the foyer cache
 //! * `key`     cache keys from a route's policy
 //! * `policy`  which responses are stored, and for how long
@@ -26,6 +27,7 @@ pub mod dir_mark;
 pub mod disk_health;
 pub mod encoding;
 pub mod freshness;
+pub mod hit_head;
 pub mod key;
 pub mod object;
 pub mod parsed;

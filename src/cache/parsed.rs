@@ -3,25 +3,20 @@
 //!
 //! `CacheMeta::deserialize` (decompress the header blob, parse it, build the header maps) was
 //! most of a memory-tier hit's cost. A `ParsedMeta` is built once, when the response is stored
-//! or read back from the disk tier. It holds the header as a hit sends it (the stored fields,
-//! then `Age`, `Accept-Ranges`, `Cache-Status` and `Connection`), so a hit clones it and
-//! replaces values in place; pingora's path gets a `CacheMeta` rebuilt from it with those
-//! removed. It is never written to disk.
+//! or read back from the disk tier. It holds the header as a hit sends it (`hit_head`), so a
+//! hit clones it and replaces values in place, or writes its wire form; pingora's path gets a
+//! `CacheMeta` rebuilt from it with the stored fields given back. It is never written to disk.
 
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use bytes::BufMut;
-use http::header::{ACCEPT_RANGES, AGE, CONNECTION, CONTENT_LENGTH, DATE};
-use http::{HeaderName, StatusCode};
+use http::HeaderName;
 use pingora_cache::CacheMeta;
 use pingora_cache::key::HashBinary;
 use pingora_http::ResponseHeader;
 
+use super::hit_head::{HitHead, WireHead};
 use super::vary::Vary;
-
-/// The `Cache-Status` field (RFC 9211), which every response carries.
-pub const CACHE_STATUS: HeaderName = HeaderName::from_static("cache-status");
 
 /// A stored response's metadata, parsed: what a hit needs, and what `CacheMeta::new` and its
 /// public setters need to reproduce the stored meta.
@@ -37,118 +32,39 @@ pub struct ParsedMeta {
     /// The fields the stored response's `Vary` names: which request fields select a variant.
     vary: Box<[HeaderName]>,
     epoch_override: Option<SystemTime>,
-    /// The stored header followed by `Age`, `Accept-Ranges` (when `ranges`), `Cache-Status` and
-    /// `Connection` with placeholder values. A clone is allocated at its exact size: appending the three
-    /// fields to a clone of the stored header grew and rehashed its maps on every hit.
-    hit_header: ResponseHeader,
-    /// The hit's status line and fields as HTTP/1.1 writes them, up to the fields that change
-    /// per response: the stored fields without `Date`, then `Accept-Ranges` (when `ranges`).
-    /// A hit written straight to the client's socket appends `Date`, `Age`, `Cache-Status`,
-    /// `Connection` and the blank line (`proxy::fast_hit`).
-    wire_head: Box<[u8]>,
-    ranges: bool,
+    /// The header a hit sends, in both forms.
+    hit: HitHead,
     bytes: usize,
 }
 
-/// Fields a hit adds after the stored ones.
-const HIT_FIELDS: usize = 4;
-
-/// A copy of `stored` with room for `extra` more fields. A clone is allocated at its exact
-/// size, so appending the hit's fields to one doubled its maps for the life of the entry.
-fn copy_with_room(stored: &ResponseHeader, extra: usize) -> Option<ResponseHeader> {
-    let size = Some(stored.headers.len() + extra);
-    let mut copy = if stored.has_case() {
-        ResponseHeader::build(stored.status, size).ok()?
-    } else {
-        ResponseHeader::build_no_case(stored.status, size).ok()?
-    };
-    copy.set_version(stored.version);
-    // No reason phrase of the origin's own (the ERP's "NOT FOUND"): the stored form keeps only
-    // the status's standard one, so a copy captured before storing and one read back from the
-    // disk tier send the same status line.
-    if stored.has_case() {
-        for (name, value) in stored.case_header_iter() {
-            copy.append_header(name.clone(), value.clone()).ok()?;
-        }
-    } else {
-        for (name, value) in &stored.headers {
-            copy.append_header(name.clone(), value.clone()).ok()?;
-        }
-    }
-    Some(copy)
-}
-
-/// The status line and the fields of `stored` as pingora's HTTP/1 writer sends them on a hit
-/// (HTTP/1.1, the names as the ERP wrote them), without `Date`, which is the time of sending,
-/// and with `Accept-Ranges` when ranges are offered. No final blank line.
-fn wire_head(stored: &ResponseHeader, ranges: bool) -> Box<[u8]> {
-    let mut buf = Vec::with_capacity(256);
-    buf.put_slice(b"HTTP/1.1 ");
-    buf.put_slice(stored.status.as_str().as_bytes());
-    buf.put_u8(b' ');
-    // The standard reason, as in `copy_with_room`.
-    if let Some(reason) = stored.status.canonical_reason() {
-        buf.put_slice(reason.as_bytes());
-    }
-    buf.put_slice(b"\r\n");
-    let mut field = |name: &[u8], value: &[u8]| {
-        buf.put_slice(name);
-        buf.put_slice(b": ");
-        buf.put_slice(value);
-        buf.put_slice(b"\r\n");
-    };
-    // In the stored order, names as the ERP wrote them when their case was kept.
-    if stored.has_case() {
-        for (name, value) in stored.case_header_iter() {
-            if !name.as_slice().eq_ignore_ascii_case(b"date") {
-                field(name.as_slice(), value.as_bytes());
-            }
-        }
-    } else {
-        for (name, value) in stored.headers.iter().filter(|(n, _)| **n != DATE) {
-            field(name.as_str().as_bytes(), value.as_bytes());
-        }
-    }
-    if ranges {
-        field(b"Accept-Ranges", b"bytes");
-    }
-    buf.into_boxed_slice()
-}
-
 impl ParsedMeta {
-    /// The parsed copy of `meta`. `None` if the stored header already has one of the fields a
-    /// hit adds (removing the hit's copy would lose the stored one): that response keeps the
-    /// serialised path.
+    /// The parsed copy of `meta`; `None` for a response only pingora's path can send (see
+    /// `HitHead::of`), which keeps the serialised path.
     pub fn capture(meta: &CacheMeta) -> Option<Arc<ParsedMeta>> {
         let created = meta.created();
         let stored = meta.headers();
-        if [AGE, ACCEPT_RANGES, CACHE_STATUS, CONNECTION]
-            .iter()
-            .any(|name| stored.contains_key(name))
-        {
-            return None;
-        }
-        let mut hit_header = copy_with_room(meta.response_header(), HIT_FIELDS)?;
-        // pingora's range filter offers ranges on a 200 whose length is known.
-        let ranges = hit_header.status == StatusCode::OK && stored.contains_key(CONTENT_LENGTH);
-        hit_header.append_header(AGE, 0).ok()?;
-        if ranges {
-            hit_header.append_header(ACCEPT_RANGES, "bytes").ok()?;
-        }
-        hit_header.append_header(CACHE_STATUS, "").ok()?;
-        // pingora's HTTP/1 writer sets `Connection` on every response it sends; a placeholder
-        // makes that a replacement too.
-        hit_header.append_header(CONNECTION, "keep-alive").ok()?;
-        let wire_head = wire_head(meta.response_header(), ranges);
+        let vary = match Vary::of(stored) {
+            Vary::Fields(fields) => fields,
+            // Never stored (`policy`); should one be, pingora's path decides.
+            Vary::Star => return None,
+        };
+        let hit = HitHead::of(meta.response_header())?;
         // Per field: a bucket in the value map and one in the name-case map, an index slot,
         // and the heap copies of the value and the name as written (about 200 bytes of
-        // structure); per header: the two maps' fixed parts. Then the wire form.
+        // structure); per header: the two maps' fixed parts. Then the wire form and the
+        // displaced stored fields.
         let bytes = 256
-            + wire_head.len()
-            + hit_header
+            + hit.wire.len()
+            + hit
+                .header
                 .headers
                 .iter()
                 .map(|(n, v)| 200 + n.as_str().len() + v.len())
+                .sum::<usize>()
+            + hit
+                .displaced
+                .iter()
+                .map(|(n, v)| 64 + n.len() + v.len())
                 .sum::<usize>();
         Some(Arc::new(ParsedMeta {
             fresh_until: meta.fresh_until(),
@@ -158,15 +74,9 @@ impl ParsedMeta {
             stale_while_revalidate_sec: meta.stale_while_revalidate_sec(),
             stale_if_error_sec: meta.stale_if_error_sec(),
             variance: meta.variance(),
-            vary: match Vary::of(stored) {
-                Vary::Fields(fields) => fields,
-                // Never stored (`policy`); should one be, pingora's path decides.
-                Vary::Star => return None,
-            },
+            vary,
             epoch_override: meta.epoch_override(),
-            hit_header,
-            wire_head,
-            ranges,
+            hit,
             bytes,
         }))
     }
@@ -179,15 +89,8 @@ impl ParsedMeta {
         if self.updated != self.created || self.provenance != self.created {
             return None;
         }
-        let mut header = self.hit_header.clone();
-        // They were appended after the stored fields, which their removal leaves as they
-        // were (a header map removes by swapping its last field into the gap).
-        header.remove_header(&CONNECTION);
-        header.remove_header(&CACHE_STATUS);
-        if self.ranges {
-            header.remove_header(&ACCEPT_RANGES);
-        }
-        header.remove_header(&AGE);
+        let mut header = self.hit.header.clone();
+        self.hit.restore(&mut header)?;
         let mut meta = CacheMeta::new(
             self.fresh_until,
             self.created,
@@ -235,14 +138,15 @@ impl ParsedMeta {
         &self.vary
     }
 
-    /// The header a hit sends, with placeholder `Age` and `Cache-Status` values to replace.
+    /// The header a hit gives pingora's writer, with placeholder `Age` and `Cache-Status`
+    /// values to replace.
     pub fn hit_header(&self) -> &ResponseHeader {
-        &self.hit_header
+        &self.hit.header
     }
 
-    /// The start of a hit's header on the wire: status line and fields, up to `Date`.
-    pub fn wire_head(&self) -> &[u8] {
-        &self.wire_head
+    /// A hit's header as the writer sends it, to fill in and write to the socket.
+    pub fn wire_head(&self) -> &WireHead {
+        &self.hit.wire
     }
 
     /// Rough bytes it occupies (header maps with their allocations), for the memory tier's weight.
@@ -288,15 +192,23 @@ mod tests {
         h.headers.keys().map(|k| k.as_str().to_owned()).collect()
     }
 
+    fn wire(parsed: &ParsedMeta) -> String {
+        let mut buf = Vec::new();
+        parsed.wire_head().write(&mut buf, |slot, buf| {
+            buf.extend_from_slice(format!("<{slot:?}>").as_bytes())
+        });
+        String::from_utf8(buf).expect("utf8")
+    }
+
     #[test]
     fn a_hit_header_appends_what_a_hit_adds() {
         let parsed = ParsedMeta::capture(&meta()).expect("captured");
         let h = parsed.hit_header();
         let all = names(h);
         assert_eq!(
-            all[all.len() - 4..],
-            ["age", "accept-ranges", "cache-status", "connection"],
-            "appended after the stored fields"
+            all[all.len() - 3..],
+            ["age", "accept-ranges", "cache-status"],
+            "appended after the stored fields; the writer adds Date and Connection"
         );
         assert_eq!(h.headers.get("accept-ranges").expect("ranges"), "bytes");
         let redirect = ParsedMeta::capture(&meta_with(
@@ -321,20 +233,22 @@ mod tests {
     }
 
     #[test]
-    fn the_wire_head_is_the_stored_header_as_written_without_its_date() {
+    fn the_wire_head_replaces_the_stored_date_where_it_stands() {
         let mut fields = vec![("Date", "Mon, 01 Jan 2024 00:00:00 GMT")];
         fields.extend([("content-type", "application/json"), ("ETag", "\"abc\"")]);
         fields.push(("Content-Length", "42"));
         let parsed = ParsedMeta::capture(&meta_with(200, &fields)).expect("captured");
         assert_eq!(
-            String::from_utf8_lossy(parsed.wire_head()),
-            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nETag: \"abc\"\r\n\
-             Content-Length: 42\r\nAccept-Ranges: bytes\r\n"
+            wire(&parsed),
+            "HTTP/1.1 200 OK\r\nDate: <Date>\r\ncontent-type: application/json\r\n\
+             ETag: \"abc\"\r\nContent-Length: 42\r\nAge: <Age>\r\nAccept-Ranges: bytes\r\n\
+             cache-status: <CacheStatus>\r\nConnection: <Connection>\r\n\r\n"
         );
         let gone = ParsedMeta::capture(&meta_with(410, &[("content-length", "0")])).expect("410");
         assert_eq!(
-            String::from_utf8_lossy(gone.wire_head()),
-            "HTTP/1.1 410 Gone\r\ncontent-length: 0\r\n",
+            wire(&gone),
+            "HTTP/1.1 410 Gone\r\ncontent-length: 0\r\nAge: <Age>\r\n\
+             cache-status: <CacheStatus>\r\nDate: <Date>\r\nConnection: <Connection>\r\n\r\n",
             "ranges only on a 200"
         );
     }
@@ -349,15 +263,12 @@ mod tests {
         let read_back = CacheMeta::deserialize(&internal, &header).expect("deserialize");
         let before = ParsedMeta::capture(&original).expect("captured");
         let after = ParsedMeta::capture(&read_back).expect("captured");
-        assert_eq!(
-            String::from_utf8_lossy(before.wire_head()),
-            "HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n"
+        assert!(
+            wire(&before).starts_with("HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n"),
+            "{}",
+            wire(&before)
         );
-        assert_eq!(
-            before.wire_head(),
-            after.wire_head(),
-            "memory and disk agree"
-        );
+        assert_eq!(wire(&before), wire(&after), "memory and disk agree");
         assert_eq!(
             before.hit_header().get_reason_phrase(),
             after.hit_header().get_reason_phrase()
@@ -365,10 +276,32 @@ mod tests {
     }
 
     #[test]
-    fn a_stored_field_a_hit_would_replace_keeps_the_serialised_path() {
-        for field in ["age", "Accept-Ranges", "cache-status", "connection"] {
-            let m = meta_with(200, &[("content-length", "1"), (field, "1")]);
-            assert!(ParsedMeta::capture(&m).is_none(), "{field}");
+    fn a_stored_field_a_hit_sets_is_replaced_and_given_back_on_rebuild() {
+        for field in ["age", "Accept-Ranges", "cache-status", "connection", "date"] {
+            let m = meta_with(
+                200,
+                &[
+                    (field, "stored-1"),
+                    ("content-length", "1"),
+                    (field, "stored-2"),
+                    ("x", "y"),
+                ],
+            );
+            let parsed = ParsedMeta::capture(&m).expect(field);
+            let on_wire = wire(&parsed);
+            assert!(
+                !on_wire.contains("stored-"),
+                "{field}: the stored values are not sent: {on_wire}"
+            );
+            assert_eq!(
+                parsed
+                    .rebuild()
+                    .expect(field)
+                    .serialize()
+                    .expect("serialize"),
+                m.serialize().expect("serialize"),
+                "{field}: the stored header is given back whole"
+            );
         }
     }
 

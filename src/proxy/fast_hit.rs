@@ -13,8 +13,10 @@
 //! banned entries.
 //!
 //! On a plain HTTP/1 connection the response is written straight to the socket
-//! (`socket_write`): the stored wire form of the header with the per-response fields appended,
-//! and the body, in one `writev`. A `304`, TLS and HTTP/2 go through pingora's writer.
+//! (`socket_write`): the stored wire form of the header (`cache::hit_head`, the bytes pingora's
+//! writer would send) with this response's `Date`, `Age`, `Cache-Status` and `Connection`
+//! filled in, and the body, in one `writev`. A `304`, TLS and HTTP/2 go through pingora's
+//! writer.
 
 use std::io::{IoSlice, Write};
 use std::time::SystemTime;
@@ -33,8 +35,9 @@ use super::cache_status::{self, FreshHit};
 use super::socket_write;
 use crate::cache::HybridStorage;
 use crate::cache::encoding::Coding;
+use crate::cache::hit_head::{CACHE_STATUS, Slot};
 use crate::cache::object::CachedObject;
-use crate::cache::parsed::{CACHE_STATUS, ParsedMeta};
+use crate::cache::parsed::ParsedMeta;
 use crate::cache::vary;
 
 /// A stored variant found in the memory tier.
@@ -200,14 +203,11 @@ pub async fn write_through_session(
     Ok(())
 }
 
-/// A hit's header on the wire: the stored head, then the fields of this response, in the
-/// form pingora's writer gives them.
+/// A hit's header on the wire: the stored head with this response's values, as pingora's
+/// writer would send them (`hit_head`).
 fn wire_header(meta: &ParsedMeta, now: SystemTime, keepalive: bool) -> Vec<u8> {
     let head = meta.wire_head();
-    let mut buf = Vec::with_capacity(head.len() + 160);
-    buf.extend_from_slice(head);
-    buf.extend_from_slice(b"Date: ");
-    buf.extend_from_slice(date::get_cached_date().as_bytes());
+    let mut buf = Vec::with_capacity(head.len() + 96);
     let age = now
         .duration_since(meta.epoch())
         .unwrap_or_default()
@@ -216,12 +216,15 @@ fn wire_header(meta: &ParsedMeta, now: SystemTime, keepalive: bool) -> Vec<u8> {
         fresh_until: meta.fresh_until(),
         now,
     };
-    let connection = if keepalive { "keep-alive" } else { "close" };
-    // Writing to a `Vec` cannot fail.
-    let _ = write!(
-        buf,
-        "\r\nAge: {age}\r\ncache-status: {status}\r\nConnection: {connection}\r\n\r\n"
-    );
+    head.write(&mut buf, |slot, buf| {
+        // Writing to a `Vec` cannot fail.
+        let _ = match slot {
+            Slot::Age => write!(buf, "{age}"),
+            Slot::CacheStatus => write!(buf, "{status}"),
+            Slot::Date => buf.write_all(date::get_cached_date().as_bytes()),
+            Slot::Connection => buf.write_all(if keepalive { b"keep-alive" } else { b"close" }),
+        };
+    });
     buf
 }
 

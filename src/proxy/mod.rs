@@ -915,7 +915,8 @@ impl ProxyHttp for Proxy {
                 cache_status::header_value(&phase, ctx.cacheable, fresh_until, collapsed, stored)
             }
         };
-        resp.insert_header("cache-status", value)?;
+        // The spelling a hit's header has (`hit_head`), so both hit paths send the same bytes.
+        resp.insert_header(crate::cache::hit_head::CACHE_STATUS, value)?;
         Ok(())
     }
 

@@ -13,6 +13,8 @@ use super::TIMEOUT;
 #[derive(Debug, Clone)]
 pub struct RawResponse {
     pub status: u16,
+    /// The status line and header lines as they arrived, up to the blank line.
+    pub head: String,
     /// Header lines in order, names lower case.
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
@@ -105,6 +107,7 @@ impl Raw {
             .collect();
         let mut resp = RawResponse {
             status,
+            head: head.trim_end_matches("\r\n").to_owned(),
             headers,
             body: Vec::new(),
         };
