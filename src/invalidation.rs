@@ -304,7 +304,7 @@ pub async fn purge_request(
             url: Some(url),
             ..PurgeRequest::default()
         };
-        match purge::execute(req, config, storage, bans) {
+        match purge::execute(req, config, storage, bans).await {
             Ok(outcome) => (
                 200,
                 serde_json::to_string(&outcome).unwrap_or_default() + "\n",

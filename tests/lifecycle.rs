@@ -47,41 +47,6 @@ async fn graceful_stop_drains_in_flight_requests() {
     stopper.join().expect("stop");
 }
 
-/// The binary, on `file`, with its log written beside the config (for a failing run).
-fn spawn(file: &std::path::Path, log: &str) -> Reap {
-    let log = std::fs::File::create(file.with_extension(log)).expect("log file");
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_knitcache"))
-        .args(["--log", "info", "run", "-c"])
-        .arg(file)
-        .stdout(std::process::Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("spawn knitcache");
-    Reap(child)
-}
-
-fn signal(child: &std::process::Child, sig: &str) {
-    let status = std::process::Command::new("kill")
-        .args([sig, &child.id().to_string()])
-        .status()
-        .expect("kill");
-    assert!(status.success(), "kill {sig} failed");
-}
-
-/// Waits for `child` to exit, for at most `within`; `None` if it is still running then.
-async fn exit_within(child: &mut Reap, within: Duration) -> Option<std::process::ExitStatus> {
-    let deadline = tokio::time::Instant::now() + within;
-    loop {
-        if let Some(status) = child.0.try_wait().expect("try_wait") {
-            return Some(status);
-        }
-        if tokio::time::Instant::now() >= deadline {
-            return None;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 /// A grace period no test waits out: a stop that sleeps it fails the test's bound instead.
 const LONG_GRACE_SECS: u64 = 120;
 
@@ -106,7 +71,7 @@ async fn sigterm_stops_an_idle_proxy_without_waiting_out_the_grace_period() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let (file, port, dir) = binary_config(origin.addr(), tmp.path());
     let c = client();
-    let mut proxy = spawn(&file, "log");
+    let mut proxy = spawn_binary(&file, "log");
     until_ok(&c, &format!("http://127.0.0.1:{port}/items")).await;
 
     signal(&proxy.0, "-TERM");
@@ -137,7 +102,7 @@ async fn sigterm_lets_the_request_in_flight_finish_then_exits_with_the_cache_flu
     let (file, port, _dir) = binary_config(origin.addr(), tmp.path());
     let url = |p: &str| format!("http://127.0.0.1:{port}{p}");
     let c = client();
-    let mut proxy = spawn(&file, "log");
+    let mut proxy = spawn_binary(&file, "log");
     until_ok(&c, &url("/items")).await;
 
     let in_flight = {
@@ -165,7 +130,7 @@ async fn sigterm_lets_the_request_in_flight_finish_then_exits_with_the_cache_flu
     // The fill that finished during the stop reached the disk tier before the process ended.
     // (foyer writes an entry to disk as it is stored, so this holds with or without the close;
     // what it guards is that the drained request's fill completed and nothing was cut.)
-    let mut proxy = spawn(&file, "restart.log");
+    let mut proxy = spawn_binary(&file, "restart.log");
     until_ok(&c, &url("/items")).await;
     let again = get(&c, &url("/slow")).await;
     assert!(

@@ -145,10 +145,13 @@ impl Admin {
             Ok(b) => b,
             Err(answer) => return answer,
         };
-        let outcome = purge::parse(&body).and_then(|req| {
-            let config = self.config.load_full();
-            purge::execute(req, &config, self.storage, &self.bans)
-        });
+        let outcome = match purge::parse(&body) {
+            Ok(req) => {
+                let config = self.config.load_full();
+                purge::execute(req, &config, self.storage, &self.bans).await
+            }
+            Err(refusal) => Err(refusal),
+        };
         match outcome {
             Ok(done) => {
                 self.metrics.observe_purge(done.purged);

@@ -143,15 +143,27 @@ pub fn parse(body: &[u8]) -> Result<PurgeRequest, Refusal> {
     Ok(req)
 }
 
-/// Carries out a parsed purge.
-pub fn execute(
+/// How long a URL purge waits for its removal to reach the disk tier before it answers.
+const WRITTEN_WITHIN: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Carries out a parsed purge. A URL purge answers once its removal is on disk, so a crash
+/// right after the answer cannot bring the entry back.
+pub async fn execute(
     req: PurgeRequest,
     config: &Config,
     storage: &HybridStorage,
     bans: &Bans,
 ) -> Result<PurgeOutcome, Refusal> {
     if let Some(url) = req.url {
-        return purge_url(&url, config, storage);
+        let outcome = purge_url(&url, config, storage)?;
+        if !storage.written(WRITTEN_WITHIN).await {
+            tracing::error!(
+                url = %outcome.target,
+                "purge answered, but its removal is not on disk (the disk tier is degraded, or \
+                 took over {WRITTEN_WITHIN:?}): a crash now could bring the entry back"
+            );
+        }
+        return Ok(outcome);
     }
     let (kind, matcher, target) = match (req.prefix, req.route, req.tag) {
         (None, None, Some(tag)) => {

@@ -87,6 +87,22 @@ impl HybridStorage {
         self.cache.swap(None).map(|c| (*c).clone())
     }
 
+    /// Waits, for at most `limit`, until everything inserted so far (entries, and the tombstones
+    /// of removals) has been written to the disk tier's files, where it survives the process
+    /// being killed; foyer writes them in the background. `false` if `limit` passed first, or
+    /// at once when the disk tier is out of use (nothing more is written to it).
+    pub async fn written(&self, limit: std::time::Duration) -> bool {
+        let Some(cache) = self.cache.load_full() else {
+            return true;
+        };
+        if !self.health.in_use() {
+            return false;
+        }
+        tokio::time::timeout(limit, cache.storage().wait())
+            .await
+            .is_ok()
+    }
+
     /// Removes the entry stored under `hash` (a key's `combined_bin`), from both tiers; the
     /// removal is written to disk, so it survives a restart. Returns whether an entry was there.
     pub fn remove(&self, hash: [u8; 16]) -> Result<bool> {

@@ -111,6 +111,43 @@ impl Drop for Reap {
     }
 }
 
+/// Runs the `knitcache` binary on the config `file` (`run -c file`), its log written beside
+/// the config with the extension `log_ext` (for a failing run to be read).
+pub fn spawn_binary(file: &Path, log_ext: &str) -> Reap {
+    let log = std::fs::File::create(file.with_extension(log_ext)).expect("log file");
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_knitcache"))
+        .args(["--log", "info", "run", "-c"])
+        .arg(file)
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("spawn knitcache");
+    Reap(child)
+}
+
+/// Sends `sig` (`-TERM`, `-KILL`, ...) to `child`.
+pub fn signal(child: &std::process::Child, sig: &str) {
+    let status = std::process::Command::new("kill")
+        .args([sig, &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success(), "kill {sig} failed");
+}
+
+/// Waits for `child` to exit, for at most `within`; `None` if it is still running then.
+pub async fn exit_within(child: &mut Reap, within: Duration) -> Option<std::process::ExitStatus> {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if let Some(status) = child.0.try_wait().expect("try_wait") {
+            return Some(status);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// As `config_yaml`, plus a `protection:` section (its keys indented by two spaces).
 pub fn config_yaml_with(
     upstream: SocketAddr,
