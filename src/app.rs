@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
+use pingora_core::listeners::tls::TlsSettings as ListenerTls;
 use pingora_core::listeners::{L4BufferSettings, ListenerConfig};
 use pingora_core::server::configuration::{Opt, ServerConf};
 use pingora_core::server::{
@@ -36,6 +37,7 @@ use crate::metrics::Metrics;
 use crate::proxy::Proxy;
 use crate::proxy::client_limits::gate::Gate;
 use crate::stats::Stats;
+use crate::tls::{LiveCert, TlsError};
 use crate::warming::{Warmer, Warming, WarmingError};
 
 /// Why the server could not be built.
@@ -54,6 +56,9 @@ pub enum AppError {
     /// The cache could not be opened at all.
     #[error(transparent)]
     Cache(#[from] CacheError),
+    /// The TLS certificate or key cannot be used.
+    #[error("cannot serve HTTPS: {0}")]
+    Tls(#[from] TlsError),
     /// Metrics could not be registered.
     #[error("cannot register metrics: {0}")]
     Metrics(#[from] prometheus::Error),
@@ -83,12 +88,15 @@ pub struct Addrs {
     pub proxy: SocketAddr,
     /// Admin endpoints.
     pub admin: SocketAddr,
+    /// HTTPS client traffic, when `listen_tls` is set.
+    pub tls: Option<SocketAddr>,
 }
 
 /// Sockets bound before the server starts.
 pub struct Listeners {
     proxy: TcpListener,
     admin: TcpListener,
+    tls: Option<TcpListener>,
 }
 
 impl Listeners {
@@ -103,6 +111,11 @@ impl Listeners {
         Ok(Listeners {
             proxy: bind(config.listen, "proxy")?,
             admin: bind(config.admin_listen, "admin")?,
+            tls: config
+                .tls
+                .as_ref()
+                .map(|t| bind(t.listen, "proxy, TLS"))
+                .transpose()?,
         })
     }
 
@@ -111,6 +124,7 @@ impl Listeners {
         Ok(Addrs {
             proxy: self.proxy.local_addr()?,
             admin: self.admin.local_addr()?,
+            tls: self.tls.as_ref().map(TcpListener::local_addr).transpose()?,
         })
     }
 }
@@ -132,6 +146,8 @@ pub struct App {
     pub health: HealthState,
     /// The proxy's requests in flight and its listeners' switch (a graceful stop).
     drain: Arc<Drain>,
+    /// The certificate the TLS listener presents, reloaded with the configuration.
+    cert: Option<Arc<LiveCert>>,
 }
 
 /// The pingora settings derived from our configuration. Everything not set here keeps
@@ -171,6 +187,7 @@ pub fn build_upgrade(config: Config) -> Result<App, AppError> {
     let addrs = Addrs {
         proxy: config.listen,
         admin: config.admin_listen,
+        tls: config.tls.as_ref().map(|t| t.listen),
     };
     let opt = Opt {
         upgrade: true,
@@ -203,6 +220,11 @@ fn assemble(
         config.cache.memory_bytes,
         has_disk.then_some(config.cache.disk_bytes),
     );
+    let mut config = config;
+    if let (Some(tls), Some(bound)) = (config.tls.as_mut(), addrs.tls) {
+        // The bound address (port 0 resolved): redirects name the port clients can reach.
+        tls.listen = bound;
+    }
     let stats = Arc::new(Stats::new(&config));
     let health = HealthState::new();
     let admin_token = config.admin.resolve_token();
@@ -255,19 +277,43 @@ fn assemble(
         drain.clone(),
     );
     let mut proxy_service = Service::new("knitcache proxy".to_string(), gated);
-    proxy_service.add_listener(ListenerConfig::tcp(addrs.proxy.to_string()).l4_buffer(
-        L4BufferSettings::new(CLIENT_READ_BUFFER_BYTES, CLIENT_WRITE_BUFFER_BYTES),
-    ));
-    let (proxy_listener, admin_listener) = match listeners {
-        Some(l) => (Some(l.proxy), Some(l.admin)),
-        None => (None, None),
+    let buffers = L4BufferSettings::new(CLIENT_READ_BUFFER_BYTES, CLIENT_WRITE_BUFFER_BYTES);
+    proxy_service.add_listener(ListenerConfig::tcp(addrs.proxy.to_string()).l4_buffer(buffers));
+    // The TLS listener serves the same application: the gate, the proxy, the cache.
+    let tls = live.load().tls.clone();
+    let cert = match (&tls, addrs.tls) {
+        (Some(t), Some(tls_addr)) => {
+            let cert = LiveCert::load(&t.cert_file, &t.key_file)?;
+            // The resolver presents the live certificate; pingora reads no file itself.
+            let mut settings = ListenerTls::intermediate(
+                &t.cert_file.display().to_string(),
+                &t.key_file.display().to_string(),
+            )
+            .map_err(|e| TlsError {
+                which: crate::tls::Which::Cert,
+                message: e.to_string(),
+            })?;
+            settings.set_cert_resolver(cert.clone());
+            // ALPN: HTTP/2 preferred, HTTP/1.1 for clients that do not offer it.
+            settings.enable_h2();
+            proxy_service.add_listener(
+                ListenerConfig::tcp(tls_addr.to_string())
+                    .tls(settings)
+                    .l4_buffer(buffers),
+            );
+            Some(cert)
+        }
+        _ => None,
     };
-    server.add_service(PreBound::new(
-        proxy_service,
-        addrs.proxy,
-        proxy_listener,
-        drain.clone(),
-    ));
+    let (proxy_listener, admin_listener, tls_listener) = match listeners {
+        Some(l) => (Some(l.proxy), Some(l.admin), l.tls),
+        None => (None, None, None),
+    };
+    let mut bound = vec![(addrs.proxy, proxy_listener)];
+    if let Some(tls_addr) = addrs.tls {
+        bound.push((tls_addr, tls_listener));
+    }
+    server.add_service(PreBound::new(proxy_service, bound, drain.clone()));
 
     let mut admin_service = Service::new(
         "knitcache admin".to_string(),
@@ -284,8 +330,7 @@ fn assemble(
     admin_service.add_tcp(&addrs.admin.to_string());
     server.add_service(PreBound::new(
         admin_service,
-        addrs.admin,
-        admin_listener,
+        vec![(addrs.admin, admin_listener)],
         drain.clone(),
     ));
     server.add_service(background_service("knitcache erp health", probe));
@@ -300,6 +345,7 @@ fn assemble(
         limits,
         health,
         drain,
+        cert,
     })
 }
 
@@ -310,7 +356,7 @@ impl App {
     pub fn reload_from(&mut self, path: PathBuf, adjust: Adjust, watch: Option<Duration>) {
         let limits = self.limits.clone();
         let on_apply: Vec<OnApply> = vec![Box::new(move |c: &Config| limits.apply(c))];
-        let reloader = Reloader::new(
+        let mut reloader = Reloader::new(
             path,
             self.config.clone(),
             self.reloads.clone(),
@@ -318,6 +364,17 @@ impl App {
             on_apply,
             watch,
         );
+        if let Some(cert) = self.cert.clone() {
+            // The certificate files are read again on every reload (a renewed certificate
+            // replaces the files in place); a pair that cannot be used rejects the reload and
+            // the running certificate stays.
+            reloader = reloader.taking(Box::new(move |c: &Config| match &c.tls {
+                Some(t) => cert
+                    .reload(&t.cert_file, &t.key_file)
+                    .map_err(|e| e.to_string()),
+                None => Ok(()),
+            }));
+        }
         self.server
             .add_service(background_service("knitcache config reloader", reloader));
     }
@@ -450,18 +507,20 @@ impl ShutdownSignalWatch for Draining {
 /// graceful upgrade).
 struct PreBound<S> {
     inner: S,
-    addr: String,
-    fd: Option<RawFd>,
+    /// The service's addresses, each with its bound socket until it is handed to pingora.
+    fds: Vec<(String, Option<RawFd>)>,
     drain: Arc<Drain>,
 }
 
 impl<S> PreBound<S> {
-    /// Without a listener the service binds (or inherits) the address itself.
-    fn new(inner: S, addr: SocketAddr, listener: Option<TcpListener>, drain: Arc<Drain>) -> Self {
+    /// An address without a listener is bound (or inherited) by the service itself.
+    fn new(inner: S, bound: Vec<(SocketAddr, Option<TcpListener>)>, drain: Arc<Drain>) -> Self {
         PreBound {
             inner,
-            addr: addr.to_string(),
-            fd: listener.map(IntoRawFd::into_raw_fd),
+            fds: bound
+                .into_iter()
+                .map(|(addr, l)| (addr.to_string(), l.map(IntoRawFd::into_raw_fd)))
+                .collect(),
             drain,
         }
     }
@@ -476,8 +535,12 @@ impl<S: ServiceWithDependents> ServiceWithDependents for PreBound<S> {
         listeners_per_fd: usize,
         ready: ServiceReadyNotifier,
     ) {
-        if let (Some(table), Some(fd)) = (&fds, self.fd.take()) {
-            table.lock().add(self.addr.clone(), fd);
+        if let Some(table) = &fds {
+            for (addr, fd) in &mut self.fds {
+                if let Some(fd) = fd.take() {
+                    table.lock().add(addr.clone(), fd);
+                }
+            }
         }
         // pingora's own shutdown (after a graceful upgrade's handover) closes the listeners too.
         let drain = self.drain.clone();
@@ -507,8 +570,8 @@ impl<S: ServiceWithDependents> ServiceWithDependents for PreBound<S> {
 
 impl<S> Drop for PreBound<S> {
     fn drop(&mut self) {
-        // Never handed to pingora (the server did not start): close the socket ourselves.
-        if let Some(fd) = self.fd.take() {
+        // Never handed to pingora (the server did not start): close the sockets ourselves.
+        for fd in self.fds.iter_mut().filter_map(|(_, fd)| fd.take()) {
             use std::os::fd::FromRawFd;
             // SAFETY: the fd came from `into_raw_fd` above and nothing else owns it.
             drop(unsafe { TcpListener::from_raw_fd(fd) });

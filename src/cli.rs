@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::config::Config;
+use crate::config::{Config, TlsSettings};
 use crate::telemetry::LogFormat;
 
 /// knitcache: a caching reverse proxy that makes a slow ERP fast.
@@ -28,7 +28,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the proxy in front of the ERP.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Validate a config file and print its route table; exits non-zero on any error.
     Check {
         /// The config file.
@@ -74,6 +74,16 @@ pub struct RunArgs {
     /// Override `listen`.
     #[arg(long)]
     pub listen: Option<SocketAddr>,
+    /// Serve HTTPS on this address (overrides `listen_tls`); needs `--tls-cert` and
+    /// `--tls-key`. `tls.redirect_http` and `tls.hsts_max_age_secs` keep the file's values.
+    #[arg(long, requires_all = ["tls_cert", "tls_key"])]
+    pub listen_tls: Option<SocketAddr>,
+    /// The HTTPS certificate chain, PEM (overrides `tls.cert_file`); with `--listen-tls`.
+    #[arg(long, requires = "listen_tls")]
+    pub tls_cert: Option<PathBuf>,
+    /// The certificate's private key, PEM (overrides `tls.key_file`); with `--listen-tls`.
+    #[arg(long, requires = "listen_tls")]
+    pub tls_key: Option<PathBuf>,
     /// Override `upstream.address`.
     #[arg(long)]
     pub upstream: Option<SocketAddr>,
@@ -104,6 +114,21 @@ impl RunArgs {
     pub fn apply(&self, config: &mut Config) {
         if let Some(a) = self.listen {
             config.listen = a;
+        }
+        if let (Some(listen), Some(cert_file), Some(key_file)) =
+            (self.listen_tls, &self.tls_cert, &self.tls_key)
+        {
+            let (redirect_http, hsts_max_age) = config
+                .tls
+                .as_ref()
+                .map_or((false, None), |t| (t.redirect_http, t.hsts_max_age));
+            config.tls = Some(TlsSettings {
+                listen,
+                cert_file: cert_file.clone(),
+                key_file: key_file.clone(),
+                redirect_http,
+                hsts_max_age,
+            });
         }
         if let Some(a) = self.upstream {
             config.upstream.address = a;
@@ -166,6 +191,43 @@ mod tests {
         let told = Cli::try_parse_from(["knitcache", "--log-format", "text", "run", "-c", "x"])
             .expect("parse");
         assert_eq!(told.log_format(), LogFormat::Text);
+    }
+
+    #[test]
+    fn tls_flags_go_together_and_replace_the_endpoint() {
+        let alone =
+            Cli::try_parse_from(["knitcache", "run", "-c", "x", "--listen-tls", "127.0.0.1:1"]);
+        assert!(
+            alone.is_err(),
+            "--listen-tls without --tls-cert and --tls-key"
+        );
+        let cert_only = Cli::try_parse_from(["knitcache", "run", "-c", "x", "--tls-cert", "c.pem"]);
+        assert!(cert_only.is_err(), "--tls-cert without --listen-tls");
+        let cli = Cli::try_parse_from([
+            "knitcache",
+            "run",
+            "-c",
+            "x",
+            "--listen-tls",
+            "127.0.0.1:4",
+            "--tls-cert",
+            "c.pem",
+            "--tls-key",
+            "k.pem",
+        ])
+        .expect("parse");
+        let Command::Run(args) = cli.command else {
+            panic!("not run")
+        };
+        let mut config =
+            crate::config::parse("upstream: { address: \"127.0.0.1:5007\" }\n", "t.yaml")
+                .expect("valid");
+        args.apply(&mut config);
+        let tls = config.tls.expect("TLS on");
+        assert_eq!(tls.listen, "127.0.0.1:4".parse().expect("addr"));
+        assert_eq!(tls.cert_file, PathBuf::from("c.pem"));
+        assert_eq!(tls.key_file, PathBuf::from("k.pem"));
+        assert!(!tls.redirect_http);
     }
 
     #[test]

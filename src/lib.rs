@@ -25,6 +25,7 @@
 //! * `report`    `knitcache report`: the performance report read from `/stats`
 //! * `stats`     per-route percentiles and hot keys for `/stats` and the dashboard
 //! * `telemetry` logging setup (tracing, with pingora's `log` records bridged in)
+//! * `tls`       the TLS listener's certificate: loading, checking, replacing it on reload
 //! * `topk`      the bounded top-K (Space-Saving) behind `/stats`'s hot keys and the warmer
 //! * `warming`   refreshing hot keys before they expire; the warm list
 
@@ -47,5 +48,6 @@ pub mod proxy;
 pub mod report;
 pub mod stats;
 pub mod telemetry;
+pub mod tls;
 pub mod topk;
 pub mod warming;

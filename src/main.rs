@@ -97,7 +97,7 @@ fn run() -> ExitCode {
                 .then_some(std::time::Duration::from_secs(2));
             let path = args.config.clone();
             server.reload_from(path, Box::new(move |c| args.apply(c)), watch);
-            tracing::info!(proxy = %server.addrs.proxy, admin = %server.addrs.admin, "listening");
+            tracing::info!(proxy = %server.addrs.proxy, admin = %server.addrs.admin, tls = ?server.addrs.tls, "listening");
             server.run_until_signal();
             ExitCode::SUCCESS
         }

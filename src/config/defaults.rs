@@ -13,6 +13,10 @@ pub const DEFAULT_LISTEN: &str = "0.0.0.0:5006";
 /// `admin_listen`: metrics, health, stats and purge. Loopback, so purge is not exposed.
 pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:5009";
 
+/// `h2c`: off. Browsers never speak HTTP/2 in the clear; it is for clients and load balancers
+/// configured for it, and HTTPS offers HTTP/2 by ALPN anyway.
+pub const DEFAULT_H2C: bool = false;
+
 /// `upstream.connect_timeout_ms`, in milliseconds. The ERP runs on loopback: a connect that takes
 /// a second means it is down.
 pub const DEFAULT_CONNECT_TIMEOUT_MS: u64 = 1_000;

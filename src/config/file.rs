@@ -49,6 +49,13 @@ pub struct FileConfig {
     pub clients: FileClients,
     /// Who may use which route. Default: no policy, everyone may use every route.
     pub access: FileAccess,
+    /// Address (`IP:port`) of the HTTPS listener. Default: none (no TLS); needs `tls.cert_file`
+    /// and `tls.key_file`.
+    pub listen_tls: Option<String>,
+    /// The HTTPS listener's certificate, key and options. Default: every `tls.*` default.
+    pub tls: FileTls,
+    /// Accept HTTP/2 with prior knowledge (h2c) on `listen`. Default: `DEFAULT_H2C` (false).
+    pub h2c: bool,
 }
 
 /// `access:`, named policies routes refer to with `access`, and the default one.
@@ -96,6 +103,21 @@ impl Default for FileBasic {
             cache_secs: DEFAULT_BASIC_CACHE_SECS,
         }
     }
+}
+
+/// `tls:`, the HTTPS listener's certificate and what plain HTTP clients are told.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FileTls {
+    /// PEM certificate chain, the server's certificate first. Default: none.
+    pub cert_file: Option<PathBuf>,
+    /// PEM private key of the certificate. Default: none.
+    pub key_file: Option<PathBuf>,
+    /// Answer plain-HTTP requests with `308` to HTTPS. Default: false.
+    pub redirect_http: bool,
+    /// `Strict-Transport-Security` max-age in seconds on HTTPS responses; 0: no header.
+    /// Default: 0.
+    pub hsts_max_age_secs: u64,
 }
 
 /// `clients:`, limits on what one client connection may send and how long it may take.
@@ -661,6 +683,9 @@ impl Default for FileConfig {
         Self {
             listen: DEFAULT_LISTEN.to_owned(),
             admin_listen: DEFAULT_ADMIN_LISTEN.to_owned(),
+            listen_tls: None,
+            tls: FileTls::default(),
+            h2c: DEFAULT_H2C,
             upstream: None,
             cache: FileCache::default(),
             server: FileServer::default(),

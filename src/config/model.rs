@@ -20,6 +20,11 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Where the admin endpoints listen (loopback by default).
     pub admin_listen: SocketAddr,
+    /// HTTPS for clients (`listen_tls` and `tls:`); `None`: plain HTTP only.
+    pub tls: Option<TlsSettings>,
+    /// `listen` also speaks HTTP/2 to clients that start with its preface (h2c with prior
+    /// knowledge); HTTP/1.1 clients are served as before.
+    pub h2c: bool,
     /// The ERP.
     pub upstream: UpstreamSettings,
     /// Memory and disk tiers.
@@ -82,6 +87,22 @@ pub enum Login {
         /// The file's users, and the checks remembered since it was read.
         users: Arc<crate::access::basic::Htpasswd>,
     },
+}
+
+/// HTTPS for clients: a TLS listener beside `listen`, serving the same routes and cache, with
+/// HTTP/2 offered by ALPN.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsSettings {
+    /// Where TLS clients connect (`listen_tls`).
+    pub listen: SocketAddr,
+    /// The certificate chain in PEM, the server's own certificate first.
+    pub cert_file: PathBuf,
+    /// The certificate's private key in PEM.
+    pub key_file: PathBuf,
+    /// Requests on the plain `listen` port are answered `308` to the same path over HTTPS.
+    pub redirect_http: bool,
+    /// `Strict-Transport-Security: max-age=...` on HTTPS responses; `None`: not sent.
+    pub hsts_max_age: Option<Duration>,
 }
 
 /// Limits on what one client connection may send and how long it may take (`clients:`).

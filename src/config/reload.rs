@@ -101,6 +101,10 @@ fn restart_only(running: &Config, next: &Config) -> Vec<&'static str> {
     };
     check("listen", running.listen != next.listen);
     check("admin_listen", running.admin_listen != next.admin_listen);
+    check(
+        "listen_tls",
+        running.tls.as_ref().map(|t| t.listen) != next.tls.as_ref().map(|t| t.listen),
+    );
     let (a, b) = (&running.cache, &next.cache);
     check("cache.dir", a.dir != b.dir);
     check("cache.memory_mib", a.memory_bytes != b.memory_bytes);
@@ -153,6 +157,15 @@ fn restart_only(running: &Config, next: &Config) -> Vec<&'static str> {
 fn keep_running(running: &Config, mut next: Config) -> Config {
     next.listen = running.listen;
     next.admin_listen = running.admin_listen;
+    // The certificate, the redirect and HSTS follow the file; the TLS listener itself (its
+    // address, or whether there is one) stays as it was bound.
+    next.tls = match (&running.tls, next.tls.take()) {
+        (Some(r), Some(mut n)) => {
+            n.listen = r.listen;
+            Some(n)
+        }
+        (running, _) => running.clone(),
+    };
     next.cache.dir = running.cache.dir.clone();
     next.cache.memory_bytes = running.cache.memory_bytes;
     next.cache.disk_bytes = running.cache.disk_bytes;
@@ -172,6 +185,11 @@ fn keep_running(running: &Config, mut next: Config) -> Config {
 /// Something that must follow the configuration when it changes (the limits' snapshot).
 pub type OnApply = Box<dyn Fn(&Config) + Send + Sync>;
 
+/// A part of the running process that takes a new configuration before it goes live and may
+/// refuse it (the TLS certificate files): on `Err` the reload is rejected. It must change
+/// nothing when it refuses.
+pub type Take = Box<dyn Fn(&Config) -> Result<(), String> + Send + Sync>;
+
 /// Adjusts a freshly loaded file the way startup did (command-line flags win over the file).
 pub type Adjust = Box<dyn Fn(&mut Config) + Send + Sync>;
 
@@ -182,6 +200,8 @@ pub struct Reloader {
     reloads: Arc<Reloads>,
     adjust: Adjust,
     on_apply: Vec<OnApply>,
+    /// Run before the new configuration goes live; any refusal rejects the reload.
+    takes: Vec<Take>,
     /// Poll the file's modification time this often; `None`: only SIGHUP and the trigger.
     watch: Option<Duration>,
 }
@@ -203,27 +223,38 @@ impl Reloader {
             reloads,
             adjust,
             on_apply,
+            takes: Vec::new(),
             watch,
         }
+    }
+
+    /// Adds a part that takes each new configuration first and may refuse it.
+    pub fn taking(mut self, take: Take) -> Self {
+        self.takes.push(take);
+        self
+    }
+
+    fn rejected(&self, at: SystemTime, errors: String) -> Outcome {
+        tracing::warn!(file = %self.path.display(), errors = %errors, "configuration reload rejected; keeping the running configuration");
+        self.reloads.counter.with_label_values(&["rejected"]).inc();
+        Outcome::Rejected { at, errors }
     }
 
     /// Loads, validates and applies the file once.
     pub fn reload(&self) -> Outcome {
         let at = SystemTime::now();
         let outcome = match load(&self.path) {
-            Err(errors) => {
-                tracing::warn!(file = %self.path.display(), errors = %errors, "configuration reload rejected; keeping the running configuration");
-                self.reloads.counter.with_label_values(&["rejected"]).inc();
-                Outcome::Rejected {
-                    at,
-                    errors: errors.to_string(),
-                }
-            }
-            Ok(mut next) => {
+            Err(errors) => self.rejected(at, errors.to_string()),
+            Ok(mut next) => 'apply: {
                 (self.adjust)(&mut next);
                 let running = self.live.load_full();
                 let restart_needed = restart_only(&running, &next);
                 let next = keep_running(&running, next);
+                for take in &self.takes {
+                    if let Err(errors) = take(&next) {
+                        break 'apply self.rejected(at, errors);
+                    }
+                }
                 for apply in &self.on_apply {
                     apply(&next);
                 }

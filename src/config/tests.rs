@@ -1038,7 +1038,10 @@ fn unknown_key_lists_come_from_the_serde_structs() {
             "observability",
             "invalidation",
             "clients",
-            "access"
+            "access",
+            "listen_tls",
+            "tls",
+            "h2c"
         ]
     );
     assert!(keys_of::<FileRoute>().contains(&"ignore_no_store"));
@@ -1604,7 +1607,7 @@ fn route_table_notes_origin_freshness_and_cookie_rules() {
 /// `protection.rate_limit.classes.<name>.burst`), read from the serde structs themselves.
 fn every_key() -> Vec<String> {
     use super::file::*;
-    let sections: [(&str, &[&str]); 22] = [
+    let sections: [(&str, &[&str]); 23] = [
         ("", keys_of::<FileConfig>()),
         ("upstream.", keys_of::<FileUpstream>()),
         ("cache.", keys_of::<FileCache>()),
@@ -1630,6 +1633,7 @@ fn every_key() -> Vec<String> {
         ("access.", keys_of::<FileAccess>()),
         ("access.policies.<name>.", keys_of::<FileAccessPolicy>()),
         ("access.policies.<name>.basic.", keys_of::<FileBasic>()),
+        ("tls.", keys_of::<FileTls>()),
     ];
     let keys: Vec<String> = sections
         .iter()
@@ -1951,5 +1955,58 @@ fn basic_logins_read_their_file_and_name_what_is_wrong() {
     assert!(
         !shown.contains(&hash) && !shown.contains("alice"),
         "no user or hash in Debug"
+    );
+}
+
+// ---- listen_tls, tls: and h2c ----
+
+#[test]
+fn tls_is_off_by_default_and_h2c_too() {
+    let c = ok(MINIMAL);
+    assert!(c.tls.is_none());
+    assert!(!c.h2c);
+    assert!(ok(&format!("{MINIMAL}h2c: true\n")).h2c);
+}
+
+#[test]
+fn tls_keys_without_listen_tls_are_an_error_naming_the_fix() {
+    let e = errors(&format!(
+        "{MINIMAL}tls:\n  cert_file: /x.pem\n  redirect_http: true\n"
+    ));
+    assert_has(&e, "tls.cert_file");
+    assert_has(&e, "add listen_tls: \"0.0.0.0:5443\" to turn HTTPS on");
+}
+
+#[test]
+fn listen_tls_needs_both_files_and_a_port_of_its_own() {
+    let e = errors(&format!("{MINIMAL}listen_tls: \"0.0.0.0:5443\"\n"));
+    assert_has(
+        &e,
+        "t.yaml: tls.cert_file: listen_tls is set but tls.cert_file is not",
+    );
+    assert_has(
+        &e,
+        "t.yaml: tls.key_file: listen_tls is set but tls.key_file is not",
+    );
+    let e = errors(&format!(
+        "{MINIMAL}listen: \"0.0.0.0:5006\"\nlisten_tls: \"127.0.0.1:5006\"\n\
+         tls: {{ cert_file: /c.pem, key_file: /k.pem }}\n"
+    ));
+    assert_has(
+        &e,
+        "listen_tls: 127.0.0.1:5006 uses the same port as listen",
+    );
+    let e = errors(&format!("{MINIMAL}listen_tls: 5443\n"));
+    assert_has(&e, "listen_tls = 5443 is a port alone");
+}
+
+#[test]
+fn an_unreadable_certificate_file_names_the_key() {
+    let e = errors(&format!(
+        "{MINIMAL}listen_tls: \"0.0.0.0:5443\"\ntls:\n  cert_file: /nonexistent/c.pem\n  key_file: /nonexistent/k.pem\n"
+    ));
+    assert_has(
+        &e,
+        "t.yaml:4: tls.cert_file: cannot read /nonexistent/c.pem",
     );
 }

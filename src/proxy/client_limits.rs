@@ -16,6 +16,7 @@
 //! ERP knows what size its own endpoints take. Their time is bounded by `body_timeout_ms`.
 
 pub mod gate;
+pub mod h2;
 pub mod head;
 pub mod per_address;
 

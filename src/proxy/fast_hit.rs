@@ -137,12 +137,15 @@ impl Served {
 }
 
 /// Writes the stored response `meta` + `body` (or `304 Not Modified` for a matching
-/// validator) to the client. Returns what was sent when it went straight to the socket.
+/// validator) to the client, with `hsts` as `Strict-Transport-Security` if given (only ever on
+/// TLS, which never takes the socket path). Returns what was sent when it went straight to
+/// the socket.
 pub async fn serve(
     session: &mut Session,
     meta: &ParsedMeta,
     body: &Bytes,
     now: SystemTime,
+    hsts: Option<&str>,
 ) -> Result<Option<Sent>> {
     let req = session.req_header();
     if !conditional_filter::not_modified_filter(req, meta.hit_header()) {
@@ -176,7 +179,7 @@ pub async fn serve(
             return Ok(Some(sent));
         }
     }
-    write_through_session(session, meta, body, now).await?;
+    write_through_session(session, meta, body, now, hsts).await?;
     Ok(None)
 }
 
@@ -187,8 +190,12 @@ pub async fn write_through_session(
     meta: &ParsedMeta,
     body: &Bytes,
     now: SystemTime,
+    hsts: Option<&str>,
 ) -> Result<()> {
-    let resp = hit_header(session.req_header(), meta, now)?;
+    let mut resp = hit_header(session.req_header(), meta, now)?;
+    if let Some(hsts) = hsts {
+        resp.insert_header(super::https::HSTS, hsts)?;
+    }
     // The same statuses and method pingora's hit path sends without a body.
     let header_only = matches!(
         resp.status,

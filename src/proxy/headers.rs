@@ -7,7 +7,7 @@
 //!   no host in it (one site), so a client-chosen `Host` that the ERP reflects into a body (as
 //!   Flask's `url_for(_external=True)` does) would be stored for everyone.
 //! * `X-Forwarded-For`, `X-Forwarded-Proto` and `Forwarded` (RFC 7239): a client's own values
-//!   are replaced by what knitcache saw (its peer address, `http`), unless the peer is in
+//!   are replaced by what knitcache saw (its peer address, `http` or `https`), unless the peer is in
 //!   `protection.rate_limit.trusted_proxies` (a load balancer in front of knitcache), whose
 //!   values are kept and appended to, as each hop appends its own.
 //! * `X-Forwarded-Host` carries a `Host` a client chose: removed, except from a trusted proxy,
@@ -48,16 +48,18 @@ pub fn strip_hop_by_hop(resp: &mut ResponseHeader) {
 }
 
 /// Sets `Host` and the forwarding fields of `req`, the request about to go to the ERP at
-/// `erp`, for a client connected from `peer`.
+/// `erp`, for a client connected from `peer`, over TLS if `tls`.
 pub fn for_erp(
     req: &mut RequestHeader,
     erp: SocketAddr,
     peer: Option<IpAddr>,
     trusted: &[IpNet],
+    tls: bool,
 ) -> Result<()> {
     req.insert_header(http::header::HOST, erp.to_string())?;
     let from_trusted = peer.is_some_and(|ip| trusted.iter().any(|net| net.contains(&ip)));
-    // Values knitcache itself vouches for: the peer it accepted, over plain HTTP.
+    // Values knitcache itself vouches for: the peer it accepted, and how it connected.
+    let proto = if tls { "https" } else { "http" };
     let (xff, node) = match peer {
         Some(IpAddr::V4(ip)) => (ip.to_string(), ip.to_string()),
         Some(IpAddr::V6(ip)) => (ip.to_string(), format!("\"[{ip}]\"")),
@@ -65,8 +67,8 @@ pub fn for_erp(
     };
     let ours = [
         ("x-forwarded-for", xff),
-        ("x-forwarded-proto", "http".to_owned()),
-        ("forwarded", format!("for={node};proto=http")),
+        ("x-forwarded-proto", proto.to_owned()),
+        ("forwarded", format!("for={node};proto={proto}")),
     ];
     for (name, value) in ours {
         let value = match joined(req, name).filter(|_| from_trusted) {
@@ -131,6 +133,7 @@ mod tests {
             ERP.parse().expect("addr"),
             peer,
             &nets(&["10.0.0.0/8"]),
+            false,
         )
         .expect("ok");
         assert_eq!(field(&req, "host").as_deref(), Some(ERP));
@@ -147,6 +150,24 @@ mod tests {
     }
 
     #[test]
+    fn over_tls_the_protocol_is_https() {
+        let mut req = request(&FORGED);
+        for_erp(
+            &mut req,
+            ERP.parse().expect("addr"),
+            "203.0.113.9".parse().ok(),
+            &[],
+            true,
+        )
+        .expect("ok");
+        assert_eq!(field(&req, "x-forwarded-proto").as_deref(), Some("https"));
+        assert_eq!(
+            field(&req, "forwarded").as_deref(),
+            Some("for=203.0.113.9;proto=https")
+        );
+    }
+
+    #[test]
     fn a_trusted_proxy_is_appended_to() {
         let mut req = request(&FORGED);
         req.append_header("x-forwarded-for", "198.51.100.7")
@@ -157,6 +178,7 @@ mod tests {
             ERP.parse().expect("addr"),
             peer,
             &nets(&["10.0.0.0/8"]),
+            false,
         )
         .expect("ok");
         assert_eq!(
@@ -186,7 +208,14 @@ mod tests {
     fn ipv6_peers_are_quoted_in_forwarded() {
         let mut req = request(&[]);
         let peer = "2001:db8::1".parse().ok();
-        for_erp(&mut req, "[::1]:5007".parse().expect("addr"), peer, &[]).expect("ok");
+        for_erp(
+            &mut req,
+            "[::1]:5007".parse().expect("addr"),
+            peer,
+            &[],
+            false,
+        )
+        .expect("ok");
         assert_eq!(field(&req, "host").as_deref(), Some("[::1]:5007"));
         assert_eq!(
             field(&req, "x-forwarded-for").as_deref(),

@@ -13,6 +13,7 @@ pub mod derive;
 pub mod fast_hit;
 pub mod fill;
 pub mod headers;
+pub mod https;
 pub mod refuse;
 pub mod socket_write;
 
@@ -211,7 +212,9 @@ impl Proxy {
             return Ok(false);
         }
         let served = ctx.served.insert(fast_hit::Served::of(meta));
-        served.sent = fast_hit::serve(session, meta, &entry.value().body, now).await?;
+        let hsts = https::hsts(session, &ctx.config);
+        served.sent =
+            fast_hit::serve(session, meta, &entry.value().body, now, hsts.as_deref()).await?;
         Ok(true)
     }
 
@@ -269,8 +272,15 @@ impl Proxy {
         };
         ctx.served = Some(fast_hit::Served::of(meta));
         self.metrics.observe_derived(ctx.route_name());
-        fast_hit::write_through_session(session, meta, &entry.value().body, SystemTime::now())
-            .await?;
+        let hsts = https::hsts(session, &ctx.config);
+        fast_hit::write_through_session(
+            session,
+            meta,
+            &entry.value().body,
+            SystemTime::now(),
+            hsts.as_deref(),
+        )
+        .await?;
         Ok(true)
     }
 
@@ -475,6 +485,13 @@ impl ProxyHttp for Proxy {
         session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
+        if session.req_header().version == http::Version::HTTP_2 {
+            // pingora makes a background refresh (stale-while-revalidate) a subrequest by
+            // writing the request as HTTP/1 and parsing it again, and `HTTP/2` does not parse:
+            // the refresh would be lost. The ERP is asked in HTTP/1.1 anyway (with the `Host`
+            // of `headers::for_erp`); the client's HTTP/2 framing does not depend on this.
+            session.req_header_mut().set_version(http::Version::HTTP_11);
+        }
         client_limits::check_request(session, ctx)
     }
 
@@ -491,6 +508,13 @@ impl ProxyHttp for Proxy {
             return Ok(true);
         }
         ctx.warm = self.take_warm_marker(session);
+        // The warmer asks on the plain port by design; everyone else is sent to HTTPS.
+        if ctx.warm.is_none()
+            && let Some(tls) = https::redirects(session, &ctx.config)
+        {
+            https::redirect(session, tls).await?;
+            return Ok(true);
+        }
         let req = session.req_header();
         ctx.route = ctx
             .config
@@ -796,7 +820,14 @@ impl ProxyHttp for Proxy {
             .and_then(|a| a.as_inet())
             .map(|a| a.ip());
         let trusted = &ctx.config.protection.trusted_proxies;
-        headers::for_erp(upstream_request, ctx.config.upstream.address, peer, trusted)?;
+        let tls = https::is_tls(session);
+        headers::for_erp(
+            upstream_request,
+            ctx.config.upstream.address,
+            peer,
+            trusted,
+            tls,
+        )?;
         if let (true, Some(coding)) = (ctx.cacheable, ctx.coding.token())
             && let Some(inm) = upstream_request.headers.get(http::header::IF_NONE_MATCH)
         {
@@ -917,6 +948,9 @@ impl ProxyHttp for Proxy {
         };
         // The spelling a hit's header has (`hit_head`), so both hit paths send the same bytes.
         resp.insert_header(crate::cache::hit_head::CACHE_STATUS, value)?;
+        if let Some(hsts) = https::hsts(session, &ctx.config) {
+            resp.insert_header(https::HSTS, hsts)?;
+        }
         Ok(())
     }
 

@@ -9,6 +9,7 @@
 pub mod origin;
 pub mod raw;
 pub mod raw_origin;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

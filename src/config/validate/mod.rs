@@ -20,6 +20,7 @@ mod protection;
 mod routes;
 mod server;
 mod shape;
+mod tls;
 mod upstream;
 mod warming;
 
@@ -41,6 +42,7 @@ use self::protection::protection;
 use self::routes::routes;
 use self::server::server;
 use self::shape::{check_shape, example_value, route_name_for_path, serde_problem};
+use self::tls::tls;
 use self::upstream::upstream;
 use self::warming::warming;
 
@@ -115,6 +117,11 @@ pub(crate) fn validate(file: &FileConfig, lines: &Lines) -> Result<Config, Vec<P
         );
         p.at("admin_listen", None, msg);
     }
+    let tls = tls(
+        file,
+        [(listen, "listen"), (admin_listen, "admin_listen")],
+        &mut p,
+    );
     let cache = cache(&file.cache, &mut p);
     let server = server(&file.server, &mut p);
     let inherited = inherited(&file.defaults, &mut p);
@@ -154,6 +161,7 @@ pub(crate) fn validate(file: &FileConfig, lines: &Lines) -> Result<Config, Vec<P
         admin,
         clients,
         access,
+        tls,
     ) {
         (
             Some(listen),
@@ -166,9 +174,12 @@ pub(crate) fn validate(file: &FileConfig, lines: &Lines) -> Result<Config, Vec<P
             Some(admin),
             Some(clients),
             Some(access),
+            Some(tls),
         ) if p.list.is_empty() => Ok(Config {
             listen,
             admin_listen,
+            tls,
+            h2c: file.h2c,
             upstream,
             cache,
             server,

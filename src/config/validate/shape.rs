@@ -42,6 +42,7 @@ pub(super) fn serde_problem(err: &serde_yaml::Error) -> Problem {
         "FileAdmin",
         "FileObservability",
         "FileClients",
+        "FileTls",
     ]
     .iter()
     .fold(message, |m, name| {
@@ -112,6 +113,7 @@ enum Section {
     AccessPolicies,
     AccessPolicy,
     Basic,
+    Tls,
 }
 
 impl Section {
@@ -143,6 +145,7 @@ impl Section {
             Section::AccessPolicies => &[],
             Section::AccessPolicy => keys_of::<FileAccessPolicy>(),
             Section::Basic => keys_of::<FileBasic>(),
+            Section::Tls => keys_of::<FileTls>(),
         }
     }
 
@@ -169,6 +172,7 @@ impl Section {
             (Section::Access, "policies") => Some(Section::AccessPolicies),
             (Section::AccessPolicies, _) => Some(Section::AccessPolicy),
             (Section::AccessPolicy, "basic") => Some(Section::Basic),
+            (Section::Root, "tls") => Some(Section::Tls),
             _ => None,
         }
     }
@@ -229,8 +233,10 @@ fn check_section(node: &Node, path: &str, section: Section, route: Option<&str>,
         {
             p.on_line(Some(e.line), &at, route, msg);
         }
-        if matches!(e.key.as_str(), "listen" | "admin_listen" | "address")
-            && let Some(msg) = bare_port(&e.key, &e.value)
+        if matches!(
+            e.key.as_str(),
+            "listen" | "admin_listen" | "listen_tls" | "address"
+        ) && let Some(msg) = bare_port(&e.key, &e.value)
         {
             p.on_line(Some(e.line), &at, route, msg);
         }

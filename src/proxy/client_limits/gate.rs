@@ -8,9 +8,11 @@
 //! a bare status and `Connection: close`; they never reach the proxy's phases, and are counted
 //! in `knitcache_client_refusals_total`.
 //!
-//! The proxy port is plain HTTP/1 (no TLS, no h2c), so this loop only needs pingora's HTTP/1
-//! path; pipelining stays off (pingora's default), so a reused connection never carries bytes
-//! of its own into the next request.
+//! The same loop serves the TLS listener (pingora has done the handshake: the stream decrypts).
+//! HTTP/2 connections, chosen by ALPN on TLS or opened with the HTTP/2 preface on the plain
+//! port when `h2c` is on, go to pingora's HTTP/2 loop instead (`h2`). Pipelining stays off
+//! (pingora's default), so a reused connection never carries bytes of its own into the next
+//! request.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -19,13 +21,15 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use pingora_core::apps::{HttpPersistentSettings, HttpServerApp, ServerApp};
-use pingora_core::protocols::Stream;
 use pingora_core::protocols::http::ServerSession;
+use pingora_core::protocols::l4::stream::Stream as L4Stream;
+use pingora_core::protocols::{ALPN, Stream};
 use pingora_core::server::ShutdownWatch;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::{Instant, timeout, timeout_at};
 
 use super::Refusal;
+use super::h2::H2;
 use super::head::{self, Read, Wait};
 use super::per_address::PerAddress;
 use crate::config::{ClientSettings, Config};
@@ -43,6 +47,7 @@ const LINGER_BYTES: usize = 64 * 1024;
 /// The proxy port's application: the client limits in front of pingora's HTTP proxy `A`.
 pub struct Gate<A> {
     inner: Arc<A>,
+    h2: Arc<H2<A>>,
     config: Arc<ArcSwap<Config>>,
     metrics: Arc<Metrics>,
     per_address: Arc<PerAddress>,
@@ -58,8 +63,10 @@ impl<A> Gate<A> {
         metrics: Arc<Metrics>,
         drain: Arc<Drain>,
     ) -> Self {
+        let inner = Arc::new(inner);
         Gate {
-            inner: Arc::new(inner),
+            h2: Arc::new(H2::new(inner.clone(), config.clone(), drain.clone())),
+            inner,
             config,
             metrics,
             per_address: Arc::new(PerAddress::default()),
@@ -89,9 +96,21 @@ where
         let clients = self.config.load().clients;
         let mut wait = Wait::Fresh(Instant::now() + clients.header_timeout);
         let mut persistent: Option<HttpPersistentSettings> = None;
+        let mut first = true;
         loop {
             let clients = self.config.load().clients;
             let head = match head::read_head(&mut stream, wait, &clients, shutdown).await {
+                Read::Head(head) if first && clients_h2c(&self.config) && is_h2_preface(&head) => {
+                    // HTTP/2 with prior knowledge: pingora's HTTP/2 loop reads the preface
+                    // again, so the bytes read go back in front of the stream.
+                    // Only a plain TCP stream can carry h2c (TLS connections chose by ALPN).
+                    let Some(mut plain) = stream.into_any().downcast::<L4Stream>().ok() else {
+                        return;
+                    };
+                    plain.rewind(&head);
+                    ServerApp::process_new(&self.h2, plain, shutdown).await;
+                    return;
+                }
                 Read::Head(head) => head,
                 Read::Gone => return,
                 Read::Refused(refusal) => {
@@ -100,6 +119,7 @@ where
                     return;
                 }
             };
+            first = false;
             let mut session = ServerSession::new_http1(stream);
             if let Some(persistent) = persistent.take() {
                 persistent.apply_to_session(&mut session);
@@ -154,13 +174,29 @@ where
             },
             _ => None,
         };
-        self.serve(stream, shutdown).await;
+        if matches!(stream.selected_alpn_proto(), Some(ALPN::H2)) {
+            ServerApp::process_new(&self.h2, stream, shutdown).await;
+        } else {
+            self.serve(stream, shutdown).await;
+        }
         None
     }
 
     async fn cleanup(&self) {
         self.inner.http_cleanup().await;
     }
+}
+
+/// The connection preface of HTTP/2 (RFC 9113 §3.4), as the head reader sees it: a request
+/// line `PRI * HTTP/2.0` and an empty header section.
+const H2_PREFACE_HEAD: &[u8] = b"PRI * HTTP/2.0\r\n\r\n";
+
+fn is_h2_preface(head: &[u8]) -> bool {
+    head.starts_with(H2_PREFACE_HEAD)
+}
+
+fn clients_h2c(config: &ArcSwap<Config>) -> bool {
+    config.load().h2c
 }
 
 /// Answers `refusal` with its bare status and closes the connection.
