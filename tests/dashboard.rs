@@ -5,9 +5,7 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
-
+use common::browser::dump_dom;
 use common::*;
 
 const ROUTES: &str = r#"  - name: kpis
@@ -17,51 +15,6 @@ const ROUTES: &str = r#"  - name: kpis
     exact: /api/knit-orders
     ttl_secs: 600
 "#;
-
-/// Longest a browser run may take.
-const BROWSER_TIMEOUT: Duration = Duration::from_secs(90);
-
-/// The DOM Chromium leaves after `budget_ms` of virtual time on `url`.
-fn dump_dom(url: &str, budget_ms: u64) -> String {
-    let profile = tempfile::tempdir().expect("profile dir");
-    let mut child = Command::new("chromium")
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--no-first-run",
-            "--disable-dev-shm-usage",
-            &format!("--user-data-dir={}", profile.path().display()),
-            &format!("--virtual-time-budget={budget_ms}"),
-            "--dump-dom",
-            url,
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| {
-            panic!(
-                "cannot run chromium ({e}); the dashboard test needs headless Chromium: \
-                 apt-get install chromium (make setup does it)"
-            )
-        });
-    let started = Instant::now();
-    loop {
-        match child.try_wait().expect("wait for chromium") {
-            Some(_) => break,
-            None if started.elapsed() > BROWSER_TIMEOUT => {
-                let _ = child.kill();
-                panic!("chromium did not finish within {BROWSER_TIMEOUT:?}");
-            }
-            None => std::thread::sleep(Duration::from_millis(50)),
-        }
-    }
-    let out = child.wait_with_output().expect("chromium output");
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 /// The text of the element with `id` in `dom`.
 fn by_id<'a>(dom: &'a str, id: &str) -> &'a str {
@@ -105,7 +58,7 @@ async fn the_dashboard_renders_live_numbers_in_a_browser() {
     }
 
     let url = proxy.admin_url("/dashboard");
-    let dom = tokio::task::spawn_blocking(move || dump_dom(&url, 5_000))
+    let dom = tokio::task::spawn_blocking(move || dump_dom(&url, 5_000, &[]))
         .await
         .expect("browser task");
 

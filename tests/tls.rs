@@ -467,3 +467,67 @@ async fn a_replaced_certificate_is_served_after_reload_and_open_connections_keep
         "the running certificate stays"
     );
 }
+
+/// A page whose script fetches `/api/page-data` and writes, once it has it, the data and the
+/// protocol of the page and of the fetch as the browser saw them (Navigation and Resource
+/// Timing's `nextHopProtocol`).
+const PAGE: &str = r#"<!doctype html><html><body>
+<p id="data">pending</p><p id="proto">pending</p>
+<script>
+fetch('/api/page-data').then(r => r.text()).then(t => {
+  const nav = performance.getEntriesByType('navigation')[0];
+  const res = performance.getEntriesByType('resource').find(e => e.name.endsWith('/api/page-data'));
+  document.getElementById('data').textContent = t;
+  document.getElementById('proto').textContent = nav.nextHopProtocol + ' ' + (res ? res.nextHopProtocol : 'none');
+}).catch(e => { document.getElementById('data').textContent = 'error ' + e; });
+</script></body></html>"#;
+
+/// The text of the element with `id` in `dom`.
+fn text_of<'a>(dom: &'a str, id: &str) -> &'a str {
+    let start = dom
+        .find(&format!("id=\"{id}\">"))
+        .unwrap_or_else(|| panic!("no #{id} in the page:\n{dom}"));
+    let rest = &dom[start + id.len() + 6..];
+    &rest[..rest.find('<').unwrap_or(rest.len())]
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn chromium_loads_a_page_over_https_with_http2_and_its_data_from_the_cache() {
+    let s = setup("").await;
+    s.origin.always(
+        "/app",
+        Reply::ok(PAGE).header("content-type", "text/html; charset=utf-8"),
+    );
+    s.origin
+        .on("/api/page-data", |_, n| Reply::ok(format!("data v{n}")));
+    let url = format!("https://localhost:{}/app", s.tls_addr().port());
+    for load in 0..2 {
+        let url = url.clone();
+        // The certificate is the test CA's, which this Chromium profile does not trust.
+        let dom = tokio::task::spawn_blocking(move || {
+            common::browser::dump_dom(&url, 5_000, &["--ignore-certificate-errors"])
+        })
+        .await
+        .expect("browser task");
+        assert_eq!(
+            text_of(&dom, "proto"),
+            "h2 h2",
+            "load {load}: HTTP/2 throughout\n{dom}"
+        );
+        assert_eq!(
+            text_of(&dom, "data"),
+            "data v0",
+            "load {load}: the stored data\n{dom}"
+        );
+    }
+    assert_eq!(
+        s.origin.count("/app"),
+        2,
+        "the page is not cached (no route)"
+    );
+    assert_eq!(
+        s.origin.count("/api/page-data"),
+        1,
+        "the second browser's fetch was a hit"
+    );
+}

@@ -6,6 +6,7 @@
 //! never a signal: signals are process-wide and would stop every proxy in the binary.
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
+pub mod browser;
 pub mod origin;
 pub mod raw;
 pub mod raw_origin;
