@@ -531,3 +531,35 @@ async fn chromium_loads_a_page_over_https_with_http2_and_its_data_from_the_cache
         "the second browser's fetch was a hit"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn over_http2_max_header_bytes_bounds_the_header_list() {
+    let s = setup("clients:\n  max_header_bytes: 2048\n  max_uri_bytes: 1024\n").await;
+    s.origin.always("/api/h", Reply::ok("h"));
+    let h2 = s.h2().await;
+    let big = "x".repeat(4000);
+    let req = http::Request::get("https://localhost/api/h")
+        .header("x-big", big.as_str())
+        .body(())
+        .expect("request");
+    let answer = tokio::time::timeout(TIMEOUT, async {
+        let mut send = h2.sender().ready().await?;
+        let (resp, _) = send.send_request(req, true)?;
+        resp.await.map(|r| r.status().as_u16())
+    })
+    .await
+    .expect("answered in time");
+    // The h2 codec answers 431 itself, or refuses the stream: either way nothing reaches the ERP.
+    assert!(
+        matches!(answer, Ok(431) | Err(_)),
+        "a header list over the limit is refused: {answer:?}"
+    );
+    assert_eq!(s.origin.count("/api/h"), 0);
+    // The connection and the limit's other side: a request within it is served.
+    let small = s
+        .h2()
+        .await
+        .request("GET", "/api/h", &[("x-small", "y")])
+        .await;
+    assert_eq!(small.text(), "h");
+}

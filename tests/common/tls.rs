@@ -221,4 +221,9 @@ impl H2 {
     pub async fn get(&self, path: &str) -> Resp {
         self.request("GET", path, &[]).await
     }
+
+    /// The connection's request handle, for a request built by hand.
+    pub fn sender(&self) -> h2::client::SendRequest<Bytes> {
+        self.send.clone()
+    }
 }
