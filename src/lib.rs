@@ -5,7 +5,7 @@
 //! miss (coalesced by the cache lock), and stores what `cache::policy` allows. `app` wires it
 //! all into one pingora server; `admin` serves health and metrics beside it.
 //!
-//! * `access`    access control per route (address lists, logins), decided before the cache
+//! * `access`    access control per route (addresses, Basic, forward auth), before the cache
 //! * `access_log` one structured line per request, and the redaction of what it may show
 //! * `app`       builds the server (proxy + admin services + cache) from a `Config`, for
 //!   `main` and the tests

@@ -25,17 +25,21 @@ pub const UPSTREAM_ERROR_KINDS: [&str; 4] = ["connect", "timeout", "5xx", "other
 
 /// The `reason` label of `knitcache_refusals_total`: the proxy's own answers in place of the
 /// ERP's (`limits::refusal_reason` names the first four).
-pub const REFUSAL_REASONS: [&str; 6] = [
+pub const REFUSAL_REASONS: [&str; 7] = [
     "breaker_open",
     "route_breaker_open",
     "queue_full",
     "queue_timeout",
     "rate_limited",
     REFUSED_ACCESS,
+    AUTH_UNAVAILABLE,
 ];
 
 /// The refusal reason of a request an access policy refused (`access`).
 pub const REFUSED_ACCESS: &str = "access_denied";
+
+/// The refusal reason of a request whose forward-auth service could not be asked (`503`).
+pub const AUTH_UNAVAILABLE: &str = "auth_unavailable";
 
 /// How a fresh hit was written: the `path` label of `knitcache_cache_hits_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -205,12 +209,14 @@ impl Metrics {
             "knitcache_refusals_total",
             "Requests the proxy answered itself instead of sending them to the ERP, because a \
              limit refused them (503 for a breaker or the ERP queue, 429 for a rate limit) or an \
-             access policy did (access_denied), by route and reason; never counted as ERP errors",
+             access policy did (access_denied; auth_unavailable when its forward-auth service failed), by route and reason; \
+             never counted as ERP errors",
             &["route", "reason"],
         )?;
         let access = counter(
             "knitcache_access_total",
-            "Access decisions by route, rule (address) and result (allowed, refused); a request \
+            "Access decisions by route, rule (address, basic, forward) and result (allowed, \
+             refused, unavailable: the forward-auth service failed); a request \
              is counted once per rule its route's policy applies",
             &["route", "rule", "result"],
         )?;

@@ -504,3 +504,272 @@ async fn a_reload_reads_the_htpasswd_file_again_and_forgets_remembered_logins() 
     .await;
     assert_eq!(alice.status, 200);
 }
+
+// ---- forward auth against an auth server in a process of its own ----
+
+/// Set in the environment of the auth server's process.
+const AUTH_CHILD: &str = "KNITCACHE_TEST_AUTH_SERVER";
+
+/// Not a test: the body of the auth server's process. [`AuthServer::start`] runs this test
+/// binary again with only this function selected and `AUTH_CHILD` set; run any other way it
+/// returns at once.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "the process of the forward-auth tests' auth server"]
+async fn auth_server_process() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+    if std::env::var_os(AUTH_CHILD).is_none() {
+        return;
+    }
+    let server = Origin::start().await;
+    let asked = Arc::new(AtomicUsize::new(0));
+    let count = asked.clone();
+    server.on("/auth", move |req, _| {
+        count.fetch_add(1, Ordering::SeqCst);
+        let auth = req.header("authorization").unwrap_or("");
+        let cookie = req.header("cookie").unwrap_or("");
+        let seen = |name: &str| req.header(name).unwrap_or("-").to_owned();
+        match auth {
+            "Bearer alice" | "Bearer alice2" => {}
+            _ if cookie.split("; ").any(|c| c == "sso=alice") => {}
+            "Bearer slow" => return Reply::ok("late").delay(Duration::from_secs(5)),
+            "Bearer huge" => return Reply::status(401).body(vec![b'x'; 100_000]),
+            "Bearer nobody" => {
+                return Reply::status(403)
+                    .header("www-authenticate", "Bearer error=\"insufficient_scope\"")
+                    .header("content-type", "application/json")
+                    .body("{\"error\":\"not yours\"}");
+            }
+            _ => {
+                let back = seen("x-forwarded-uri");
+                return Reply::status(302)
+                    .header("location", &format!("http://sso.test/login?rd={back}"))
+                    .header("set-cookie", "csrf=abc; HttpOnly")
+                    .body("login first");
+            }
+        }
+        let what = [
+            "x-forwarded-method",
+            "x-forwarded-uri",
+            "x-forwarded-host",
+            "x-forwarded-for",
+            "x-forwarded-proto",
+        ]
+        .map(seen)
+        .join(" ");
+        Reply::status(200)
+            .header("remote-user", "alice")
+            .header("x-seen", &what)
+            .header("x-not-copied", "1")
+    });
+    let count = asked.clone();
+    server.on("/asked", move |_, _| {
+        Reply::ok(count.load(Ordering::SeqCst).to_string())
+    });
+    println!("auth server listening on {}", server.addr());
+    std::future::pending::<()>().await;
+}
+
+/// The auth server's process; killed when dropped.
+struct AuthServer {
+    addr: std::net::SocketAddr,
+    _process: Reap,
+}
+
+impl AuthServer {
+    fn start() -> AuthServer {
+        use std::io::BufRead;
+        let exe = std::env::current_exe().expect("test binary");
+        let mut child = std::process::Command::new(exe)
+            .args(["auth_server_process", "--exact", "--ignored", "--nocapture"])
+            .env(AUTH_CHILD, "1")
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("start the auth server process");
+        let stdout = child.stdout.take().expect("stdout");
+        let process = Reap(child);
+        for line in std::io::BufReader::new(stdout).lines() {
+            let line = line.expect("auth server output");
+            if let Some(addr) = line.strip_prefix("auth server listening on ") {
+                return AuthServer {
+                    addr: addr.parse().expect("addr"),
+                    _process: process,
+                };
+            }
+        }
+        panic!("the auth server process ended without listening");
+    }
+
+    /// How many `/auth` requests it has answered.
+    async fn asked(&self) -> usize {
+        let r = get(&client(), &format!("http://{}/asked", self.addr)).await;
+        r.text().parse().expect("a count")
+    }
+}
+
+fn forward_sections(url: &str, cache_secs: u64) -> String {
+    format!(
+        "access:\n  default: sso\n  policies:\n    sso:\n      forward_auth:\n        url: \"{url}\"\n        copy_headers: [Remote-User, X-Seen]\n        timeout_ms: 300\n        cache_secs: {cache_secs}\n        max_body_bytes: 1024\n"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn forward_auth_admits_relays_refusals_and_never_opens_on_failure_for_every_method() {
+    let auth = AuthServer::start();
+    let origin = Origin::start().await;
+    origin.always("/w/order", Reply::ok("done"));
+    let sections = forward_sections(&format!("http://{}/auth", auth.addr), 0);
+    let proxy = TestProxy::in_front_of_origin_with(origin.addr(), &sections, BASIC_ROUTES);
+    let c = client();
+    let url = proxy.url("/w/order?x=1");
+    let req = |method: &str, auth: Option<&str>| {
+        let m = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        let r = c.request(m, &url).body("");
+        match auth {
+            Some(a) => r.header("authorization", a),
+            None => r,
+        }
+    };
+
+    for method in METHODS {
+        // Admitted by a bearer token, and by a session cookie.
+        let forged = req(method, Some("Bearer alice")).header("remote-user", "mallory");
+        assert_eq!(send(forged).await.status, 200, "{method}");
+        let seen = origin.last("/w/order");
+        assert_eq!(seen.method, method);
+        let users: Vec<&str> = seen
+            .headers
+            .iter()
+            .filter(|(n, _)| n == "remote-user")
+            .map(|(_, v)| v.as_str())
+            .collect();
+        assert_eq!(
+            users,
+            ["alice"],
+            "the service names the user, not the client"
+        );
+        let host = proxy.addrs.proxy.to_string();
+        assert_eq!(
+            seen.header("x-seen"),
+            Some(format!("{method} /w/order?x=1 {host} 127.0.0.1 http").as_str()),
+            "the service saw the original request"
+        );
+        assert_eq!(
+            seen.header("x-not-copied"),
+            None,
+            "only the configured fields"
+        );
+        assert_eq!(
+            seen.header("authorization"),
+            None,
+            "the credentials were consumed"
+        );
+        let by_cookie = req(method, None).header("cookie", "theme=dark; sso=alice");
+        assert_eq!(send(by_cookie).await.status, 200, "{method}");
+        assert_eq!(origin.last("/w/order").header("cookie"), None);
+
+        let reached = origin.count("/w/order");
+        let login = send(req(method, None)).await;
+        assert_eq!(login.status, 302, "{method}");
+        assert_eq!(
+            login.header("location"),
+            "http://sso.test/login?rd=/w/order?x=1"
+        );
+        assert_eq!(login.header("set-cookie"), "csrf=abc; HttpOnly");
+        let nobody = send(req(method, Some("Bearer nobody"))).await;
+        assert_eq!(nobody.status, 403, "{method}");
+        assert_eq!(
+            nobody.header("www-authenticate"),
+            "Bearer error=\"insufficient_scope\""
+        );
+        if method != "HEAD" {
+            assert_eq!(login.text(), "login first");
+            assert_eq!(nobody.text(), "{\"error\":\"not yours\"}");
+        }
+        for failing in ["Bearer slow", "Bearer huge"] {
+            let r = send(req(method, Some(failing))).await;
+            assert_eq!(r.status, 503, "{method} with {failing}: never 200");
+            assert!(!r.text().contains("done"));
+        }
+        assert_eq!(
+            origin.count("/w/order"),
+            reached,
+            "refused {method}s never reach the ERP"
+        );
+    }
+    let unavailable = metric(
+        &proxy,
+        r#"knitcache_access_total{result="unavailable",route="writes",rule="forward"}"#,
+    )
+    .await;
+    assert_eq!(unavailable, 14.0);
+    let refusals = metric(
+        &proxy,
+        r#"knitcache_refusals_total{reason="auth_unavailable",route="writes"}"#,
+    )
+    .await;
+    assert_eq!(refusals, 14.0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_auth_service_that_is_down_shuts_the_gate() {
+    let origin = Origin::start().await;
+    origin.always("/w/order", Reply::ok("done"));
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = closed.local_addr().expect("addr").port();
+    drop(closed);
+    let sections = forward_sections(&format!("http://127.0.0.1:{port}/auth"), 30);
+    let proxy = TestProxy::in_front_of_origin_with(origin.addr(), &sections, BASIC_ROUTES);
+    for method in METHODS {
+        let m = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        let r = send(
+            client()
+                .request(m, proxy.url("/w/order"))
+                .header("authorization", "Bearer alice"),
+        )
+        .await;
+        assert_eq!(r.status, 503, "{method}");
+        assert_eq!(r.header("retry-after"), "5");
+    }
+    assert_eq!(origin.count("/w/order"), 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn forward_auth_admissions_are_remembered_and_users_share_the_cache() {
+    let auth = AuthServer::start();
+    let origin = Origin::start().await;
+    const SECRET: &str = "open-orders-4a1d";
+    origin.always("/cached/orders", Reply::ok(SECRET));
+    origin.always("/cached/other", Reply::ok("other"));
+    let sections = forward_sections(&format!("http://{}/auth", auth.addr), 30);
+    let proxy = TestProxy::in_front_of_origin_with(origin.addr(), &sections, BASIC_ROUTES);
+    let c = client();
+    let url = proxy.url("/cached/orders");
+
+    let first = send(c.get(&url).header("authorization", "Bearer alice")).await;
+    assert_eq!((first.status, first.text().as_str()), (200, SECRET));
+    let again = send(c.get(&url).header("authorization", "Bearer alice")).await;
+    assert!(again.is_hit());
+    assert_eq!(auth.asked().await, 1, "the admission was remembered");
+    // Another user (another credential) is asked about, and then shares the stored copy.
+    let other = send(c.get(&url).header("authorization", "Bearer alice2")).await;
+    assert!(other.is_hit(), "{}", other.cache_status());
+    assert_eq!(auth.asked().await, 2);
+    // Another path is another question.
+    let path = send(
+        c.get(proxy.url("/cached/other"))
+            .header("authorization", "Bearer alice"),
+    )
+    .await;
+    assert_eq!(path.status, 200);
+    assert_eq!(auth.asked().await, 3);
+    assert_eq!(origin.count("/cached/orders"), 1);
+    // Nobody else gets a byte of the stored copy.
+    let anonymous = send(c.get(&url)).await;
+    assert_eq!(anonymous.status, 302);
+    assert!(!anonymous.text().contains("open-orders"));
+    let anonymous = send(c.get(&url).header("range", "bytes=0-3")).await;
+    assert_eq!(anonymous.status, 302);
+    assert_eq!(auth.asked().await, 5, "refusals are not remembered");
+}

@@ -9,25 +9,30 @@
 //!   client is, as for rate limits): `deny` wins, then a non-empty `allow` must contain it;
 //!   refused with `403`;
 //! * then its login, if the policy has one: HTTP Basic against an htpasswd file (`basic`),
-//!   refused with `401` and a `Basic` challenge. What the login consumed (`Authorization`)
-//!   is removed before the cache and the ERP see the request, unless `pass_credentials`, so
-//!   every client that passes shares the route's cached responses.
+//!   refused with `401` and a `Basic` challenge; or an external service (`forward`), whose
+//!   refusal is relayed and whose failure is a `503`. What the login consumed
+//!   (`Authorization`, and `Cookie` for a service) is removed before the cache and the ERP see
+//!   the request, unless `pass_credentials`, so every client that passes shares the route's
+//!   cached responses.
 //!
 //! Refusals say nothing about the rule that refused (no "your address is not allowed"): a
 //! prober learns only that it may not pass, and an unknown user the same as a wrong password.
 
 pub mod basic;
+pub mod forward;
 
 use std::net::IpAddr;
 
 use crate::config::AccessPolicy;
 
 /// The kinds of rule a policy applies, the `rule` label of `knitcache_access_total`.
-pub const RULES: [&str; 2] = [RULE_ADDRESS, RULE_BASIC];
+pub const RULES: [&str; 3] = [RULE_ADDRESS, RULE_BASIC, RULE_FORWARD];
 /// The address allow/deny lists.
 pub const RULE_ADDRESS: &str = "address";
 /// HTTP Basic against an htpasswd file.
 pub const RULE_BASIC: &str = "basic";
+/// Forward authentication to an external service.
+pub const RULE_FORWARD: &str = "forward";
 
 /// Whether `client` may pass `policy`'s address lists: not in `deny`, and in `allow` unless
 /// `allow` is empty (every address).

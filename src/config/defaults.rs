@@ -250,6 +250,14 @@ pub const DEFAULT_BASIC_REALM: &str = "knitcache";
 /// `access.policies.<name>.basic.cache_secs`: a successful check is remembered this long, so a
 /// dashboard polling every 30 s costs one bcrypt run per user per minute.
 pub const DEFAULT_BASIC_CACHE_SECS: u64 = 60;
+/// `access.policies.<name>.forward_auth.timeout_ms`: an SSO answers in milliseconds; two
+/// seconds without an answer is an outage (`503`), not a reason to hold the client.
+pub const DEFAULT_FORWARD_AUTH_TIMEOUT_MS: u64 = 2000;
+/// `access.policies.<name>.forward_auth.cache_secs`: one round trip per user and path per
+/// dashboard poll at most; a logout or revoked session is honoured within this.
+pub const DEFAULT_FORWARD_AUTH_CACHE_SECS: u64 = 30;
+/// `access.policies.<name>.forward_auth.max_body_bytes`: a login redirect or error page.
+pub const DEFAULT_FORWARD_AUTH_MAX_BODY_BYTES: u64 = 64 * 1024;
 
 /// `observability.access_log`: one structured line per request to the log target `access`.
 pub const DEFAULT_ACCESS_LOG: bool = true;

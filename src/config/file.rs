@@ -78,7 +78,10 @@ pub struct FileAccessPolicy {
     pub deny: Vec<String>,
     /// HTTP Basic against an htpasswd file. Default: none.
     pub basic: Option<FileBasic>,
-    /// Whether the credentials the login consumed (`Authorization`) still reach the ERP.
+    /// An external service decides (nginx `auth_request`, Traefik ForwardAuth). Default: none.
+    pub forward_auth: Option<FileForwardAuth>,
+    /// Whether the credentials the login consumed (`Authorization`; with `forward_auth` also
+    /// `Cookie`) still reach the ERP.
     /// Default: `DEFAULT_PASS_CREDENTIALS` (false).
     pub pass_credentials: bool,
 }
@@ -93,6 +96,36 @@ pub struct FileBasic {
     pub realm: String,
     /// Seconds a successful check is remembered. Default: `DEFAULT_BASIC_CACHE_SECS` (60).
     pub cache_secs: u64,
+}
+
+/// `access.policies.<name>.forward_auth:`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FileForwardAuth {
+    /// `http://IP:port/path` of the service. Required.
+    pub url: Option<String>,
+    /// Response fields of an admission copied onto the ERP's request. Default: none.
+    pub copy_headers: Vec<String>,
+    /// Longest exchange with the service, in milliseconds. Default:
+    /// `DEFAULT_FORWARD_AUTH_TIMEOUT_MS` (2000).
+    pub timeout_ms: u64,
+    /// Seconds an admission is remembered. Default: `DEFAULT_FORWARD_AUTH_CACHE_SECS` (30).
+    pub cache_secs: u64,
+    /// Largest refusal body relayed to the client. Default:
+    /// `DEFAULT_FORWARD_AUTH_MAX_BODY_BYTES` (65536).
+    pub max_body_bytes: u64,
+}
+
+impl Default for FileForwardAuth {
+    fn default() -> Self {
+        Self {
+            url: None,
+            copy_headers: Vec::new(),
+            timeout_ms: DEFAULT_FORWARD_AUTH_TIMEOUT_MS,
+            cache_secs: DEFAULT_FORWARD_AUTH_CACHE_SECS,
+            max_body_bytes: DEFAULT_FORWARD_AUTH_MAX_BODY_BYTES,
+        }
+    }
 }
 
 impl Default for FileBasic {

@@ -87,6 +87,8 @@ pub enum Login {
         /// The file's users, and the checks remembered since it was read.
         users: Arc<crate::access::basic::Htpasswd>,
     },
+    /// An external service decides (`access::forward`).
+    Forward(Arc<crate::access::forward::ForwardAuth>),
 }
 
 /// HTTPS for clients: a TLS listener beside `listen`, serving the same routes and cache, with

@@ -1607,7 +1607,7 @@ fn route_table_notes_origin_freshness_and_cookie_rules() {
 /// `protection.rate_limit.classes.<name>.burst`), read from the serde structs themselves.
 fn every_key() -> Vec<String> {
     use super::file::*;
-    let sections: [(&str, &[&str]); 23] = [
+    let sections: [(&str, &[&str]); 24] = [
         ("", keys_of::<FileConfig>()),
         ("upstream.", keys_of::<FileUpstream>()),
         ("cache.", keys_of::<FileCache>()),
@@ -1634,6 +1634,10 @@ fn every_key() -> Vec<String> {
         ("access.policies.<name>.", keys_of::<FileAccessPolicy>()),
         ("access.policies.<name>.basic.", keys_of::<FileBasic>()),
         ("tls.", keys_of::<FileTls>()),
+        (
+            "access.policies.<name>.forward_auth.",
+            keys_of::<FileForwardAuth>(),
+        ),
     ];
     let keys: Vec<String> = sections
         .iter()

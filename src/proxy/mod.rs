@@ -151,35 +151,66 @@ impl Proxy {
         let Some(login) = &policy.login else {
             return Ok(false);
         };
-        let (rule, admitted) = match login {
-            Login::Basic { users, .. } => {
+        let rule = match login {
+            Login::Basic { users, realm } => {
                 let given = session
                     .req_header()
                     .headers
                     .get(http::header::AUTHORIZATION);
-                (
-                    access::RULE_BASIC,
-                    users.admits(given.map(|v| v.as_bytes())).await,
-                )
+                if !users.admits(given.map(|v| v.as_bytes())).await {
+                    self.refused(route, access::RULE_BASIC, crate::metrics::REFUSED_ACCESS);
+                    refuse::unauthorized(session, realm).await?;
+                    return Ok(true);
+                }
+                access::RULE_BASIC
+            }
+            Login::Forward(service) => {
+                let client = client_ip(session, ctx);
+                match service.check(session.req_header(), client).await {
+                    access::forward::Verdict::Allow(fields) => {
+                        let req = session.req_header_mut();
+                        // Only the service names the user: a client's own copies go first.
+                        for name in service.copy_headers() {
+                            req.remove_header(name);
+                        }
+                        for (name, value) in fields {
+                            req.append_header(name, value)?;
+                        }
+                        access::RULE_FORWARD
+                    }
+                    access::forward::Verdict::Refuse(answer) => {
+                        self.refused(route, access::RULE_FORWARD, crate::metrics::REFUSED_ACCESS);
+                        refuse::relay(session, answer).await?;
+                        return Ok(true);
+                    }
+                    access::forward::Verdict::Unavailable(why) => {
+                        self.metrics
+                            .observe_access(route, access::RULE_FORWARD, "unavailable");
+                        self.metrics
+                            .observe_refusal(route, crate::metrics::AUTH_UNAVAILABLE);
+                        tracing::warn!(route, policy = %policy.name, error = %why, "forward auth failed; answering 503");
+                        refuse::auth_unavailable(session, config.protection.retry_after).await?;
+                        return Ok(true);
+                    }
+                }
             }
         };
-        if !admitted {
-            self.metrics.observe_access(route, rule, "refused");
-            self.metrics
-                .observe_refusal(route, crate::metrics::REFUSED_ACCESS);
-            match login {
-                Login::Basic { realm, .. } => refuse::unauthorized(session, realm).await?,
-            }
-            return Ok(true);
-        }
         self.metrics.observe_access(route, rule, "allowed");
         if !policy.pass_credentials {
             // Consumed here: the cache decides and the ERP answers as for anyone admitted.
-            session
-                .req_header_mut()
-                .remove_header(&http::header::AUTHORIZATION);
+            let req = session.req_header_mut();
+            req.remove_header(&http::header::AUTHORIZATION);
+            if rule == access::RULE_FORWARD {
+                req.remove_header(&http::header::COOKIE);
+            }
         }
         Ok(false)
+    }
+
+    /// Counts a request an access rule refused.
+    fn refused(&self, route: &str, rule: &str, reason: &str) {
+        self.metrics.observe_access(route, rule, "refused");
+        self.metrics.observe_refusal(route, reason);
     }
 
     /// Answers a fresh hit from the memory tier (see `fast_hit`); `false` leaves the request to

@@ -62,6 +62,32 @@ pub async fn unauthorized(session: &mut Session, realm: &str) -> Result<()> {
     write(session, h, body).await
 }
 
+/// A forward-auth service's refusal, relayed as it answered (its status, fields and body), so
+/// a browser follows its redirect to the login page; never stored by anyone.
+pub async fn relay(session: &mut Session, refusal: crate::access::forward::Refusal) -> Result<()> {
+    let mut h = ResponseHeader::build(refusal.status, Some(refusal.headers.len() + 2))?;
+    for (name, value) in &refusal.headers {
+        h.append_header(name.clone(), value.clone())?;
+    }
+    h.insert_header(http::header::CONTENT_LENGTH, refusal.body.len().to_string())?;
+    if !h.headers.contains_key(http::header::CACHE_CONTROL) {
+        h.insert_header(http::header::CACHE_CONTROL, "no-store")?;
+    }
+    session.set_keepalive(None);
+    session.write_response_header(Box::new(h), false).await?;
+    session.write_response_body(Some(refusal.body), true).await
+}
+
+/// `503` when the forward-auth service could not be asked: the gate stays shut.
+pub async fn auth_unavailable(session: &mut Session, retry_after: Duration) -> Result<()> {
+    let secs = retry_after.as_secs_f64().ceil().max(1.0) as u64;
+    let body =
+        format!("{{\"error\":\"authentication unavailable\",\"retry_after_secs\":{secs}}}\n");
+    let mut h = ResponseHeader::build(503, Some(4))?;
+    h.insert_header(http::header::RETRY_AFTER, secs.to_string())?;
+    write(session, h, body).await
+}
+
 async fn write(session: &mut Session, mut h: ResponseHeader, body: String) -> Result<()> {
     h.insert_header(http::header::CONTENT_TYPE, "application/json")?;
     h.insert_header(http::header::CONTENT_LENGTH, body.len().to_string())?;

@@ -5,9 +5,9 @@ use std::sync::Arc;
 
 use super::super::file::*;
 use super::super::model::*;
-use super::Problems;
 use super::admin::networks;
 use super::routes::valid_name;
+use super::{Problems, positive_ms};
 
 /// The `access:` section. The default must name a policy.
 pub(super) fn access(f: &FileAccess, p: &mut Problems) -> Option<AccessSettings> {
@@ -46,9 +46,16 @@ fn access_policy(
 ) -> Option<AccessPolicy> {
     let allow = networks(&f.allow, &format!("{base}.allow"), p);
     let deny = networks(&f.deny, &format!("{base}.deny"), p);
-    let login = match &f.basic {
-        None => Some(None),
-        Some(b) => basic(b, &format!("{base}.basic"), p).map(Some),
+    let login = match (&f.basic, &f.forward_auth) {
+        (None, None) => Some(None),
+        (Some(b), None) => basic(b, &format!("{base}.basic"), p).map(Some),
+        (None, Some(fa)) => forward_auth(fa, &format!("{base}.forward_auth"), p).map(Some),
+        (Some(_), Some(_)) => {
+            let msg = "sets both basic and forward_auth; a policy has one login, keep one (an \
+                       SSO behind forward_auth can offer its own password login)";
+            p.at(&format!("{base}.forward_auth"), None, msg.to_owned());
+            None
+        }
     };
     Some(AccessPolicy {
         name: name.to_owned(),
@@ -85,6 +92,78 @@ fn basic(f: &FileBasic, base: &str, p: &mut Problems) -> Option<Login> {
         realm: f.realm.clone(),
         users: Arc::new(users),
     })
+}
+
+/// `forward_auth:`.
+fn forward_auth(f: &FileForwardAuth, base: &str, p: &mut Problems) -> Option<Login> {
+    let mut ok = cache_secs_ok(f.cache_secs, &format!("{base}.cache_secs"), p);
+    let timeout = positive_ms(f.timeout_ms, &format!("{base}.timeout_ms"), p);
+    if f.max_body_bytes == 0 || f.max_body_bytes > 1 << 20 {
+        let msg = format!(
+            "max_body_bytes = {} must be from 1 to 1048576 (a login redirect or error page); \
+             write e.g. max_body_bytes: 65536",
+            f.max_body_bytes
+        );
+        p.at(&format!("{base}.max_body_bytes"), None, msg);
+        ok = false;
+    }
+    let mut copy_headers = Vec::new();
+    for (i, name) in f.copy_headers.iter().enumerate() {
+        let parsed = http::HeaderName::from_bytes(name.as_bytes())
+            .ok()
+            .filter(|n| {
+                ![
+                    http::header::HOST,
+                    http::header::CONNECTION,
+                    http::header::CONTENT_LENGTH,
+                    http::header::TRANSFER_ENCODING,
+                ]
+                .contains(n)
+            });
+        match parsed {
+            Some(n) => copy_headers.push(n),
+            None => {
+                let msg = format!(
+                    "{name:?} is not a field the ERP's request may take from the auth service; \
+                     write a header name, e.g. Remote-User (not Host or a framing field)"
+                );
+                p.at(&format!("{base}.copy_headers[{i}]"), None, msg);
+                ok = false;
+            }
+        }
+    }
+    let Some(text) = &f.url else {
+        let msg = "names no service; add url: http://127.0.0.1:4180/oauth2/auth (the SSO's \
+                   forward-auth endpoint)";
+        p.at(base, None, msg.to_owned());
+        return None;
+    };
+    let url_problem =
+        |why: &str| format!("{text:?} {why}; write e.g. url: http://127.0.0.1:4180/oauth2/auth");
+    let url = match text.parse::<http::Uri>() {
+        Ok(url) => url,
+        Err(_) => {
+            p.at(&format!("{base}.url"), None, url_problem("is not a URL"));
+            return None;
+        }
+    };
+    let (Some(timeout), true) = (timeout, ok) else {
+        return None;
+    };
+    let settings = crate::access::forward::Settings {
+        url,
+        copy_headers,
+        timeout,
+        max_body_bytes: usize::try_from(f.max_body_bytes).unwrap_or(usize::MAX),
+        remember_for: std::time::Duration::from_secs(f.cache_secs),
+    };
+    match crate::access::forward::ForwardAuth::new(settings) {
+        Ok(service) => Some(Login::Forward(Arc::new(service))),
+        Err(why) => {
+            p.at(&format!("{base}.url"), None, url_problem(&why));
+            None
+        }
+    }
 }
 
 /// A realm goes into `WWW-Authenticate: Basic realm="…"` as a quoted string.

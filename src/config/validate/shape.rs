@@ -114,6 +114,7 @@ enum Section {
     AccessPolicy,
     Basic,
     Tls,
+    ForwardAuth,
 }
 
 impl Section {
@@ -146,6 +147,7 @@ impl Section {
             Section::AccessPolicy => keys_of::<FileAccessPolicy>(),
             Section::Basic => keys_of::<FileBasic>(),
             Section::Tls => keys_of::<FileTls>(),
+            Section::ForwardAuth => keys_of::<FileForwardAuth>(),
         }
     }
 
@@ -173,6 +175,7 @@ impl Section {
             (Section::AccessPolicies, _) => Some(Section::AccessPolicy),
             (Section::AccessPolicy, "basic") => Some(Section::Basic),
             (Section::Root, "tls") => Some(Section::Tls),
+            (Section::AccessPolicy, "forward_auth") => Some(Section::ForwardAuth),
             _ => None,
         }
     }
