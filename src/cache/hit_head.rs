@@ -154,8 +154,8 @@ fn copy_with_room(stored: &ResponseHeader, extra: usize) -> Option<ResponseHeade
     } else {
         ResponseHeader::build_no_case(stored.status, size).ok()?
     };
-    // As pingora's hit path sends it, whatever the origin spoke.
-    copy.set_version(http::Version::HTTP_11);
+    // As stored, so the stored header can be given back; every hit is sent as HTTP/1.1.
+    copy.set_version(stored.version);
     // No reason phrase of the origin's own (the ERP's "NOT FOUND"): the stored form keeps only
     // the status's standard one, so a copy captured before storing and one read back from the
     // disk tier send the same status line.
@@ -376,6 +376,17 @@ mod tests {
         let head = HitHead::of(&h).expect("head");
         assert_eq!(written(&head), by_pingora(&head.header));
         assert!(written(&head).contains("Content-Length: 2\r\nx-thing: a\r\n"));
+    }
+
+    #[test]
+    fn an_http_1_0_response_is_given_back_as_stored_and_sent_as_http_1_1() {
+        let mut original = stored(200, &[("content-length", "2")]);
+        original.set_version(http::Version::HTTP_10);
+        let head = HitHead::of(&original).expect("head");
+        assert!(written(&head).starts_with("HTTP/1.1 200 OK\r\n"));
+        let mut back = head.header.clone();
+        head.restore(&mut back).expect("restored");
+        assert_eq!(back.version, http::Version::HTTP_10);
     }
 
     #[test]
