@@ -773,3 +773,38 @@ async fn forward_auth_admissions_are_remembered_and_users_share_the_cache() {
     assert_eq!(anonymous.status, 302);
     assert_eq!(auth.asked().await, 5, "refusals are not remembered");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn over_https_and_http2_the_service_is_told_the_scheme_and_the_host() {
+    use common::tls::{self as tls_client, H2, TestCa};
+    let auth = AuthServer::start();
+    let origin = Origin::start().await;
+    origin.always("/w/order", Reply::ok("done"));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca = TestCa::new("access test CA");
+    let leaf = ca.leaf(dir.path(), "server");
+    let sections = format!(
+        "listen_tls: \"127.0.0.1:0\"\ntls:\n  cert_file: \"{}\"\n  key_file: \"{}\"\n{}",
+        leaf.cert_file.display(),
+        leaf.key_file.display(),
+        forward_sections(&format!("http://{}/auth", auth.addr), 0)
+    );
+    let proxy = TestProxy::in_front_of_origin_with(origin.addr(), &sections, BASIC_ROUTES);
+    let tls_addr = proxy.addrs.tls.expect("the TLS listener is bound");
+    let stream = tls_client::connect(tls_addr, &ca.der(), &[b"h2"]).await;
+    let h2 = H2::on(stream).await;
+
+    let admitted = h2
+        .request("POST", "/w/order", &[("authorization", "Bearer alice")])
+        .await;
+    assert_eq!(admitted.status, 200);
+    assert_eq!(
+        origin.last("/w/order").header("x-seen"),
+        Some("POST /w/order localhost 127.0.0.1 https"),
+        "HTTP/2 has no Host field: the service gets the :authority"
+    );
+    let refused = h2.request("POST", "/w/order", &[]).await;
+    assert_eq!(refused.status, 302);
+    assert_eq!(refused.text(), "login first");
+    assert_eq!(origin.count("/w/order"), 1);
+}

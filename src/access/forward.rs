@@ -144,8 +144,9 @@ impl ForwardAuth {
         &self.copy_headers
     }
 
-    /// Asks the service about `req` (canonical) from `client`.
-    pub async fn check(&self, req: &RequestHeader, client: IpAddr) -> Verdict {
+    /// Asks the service about `req` (canonical) from `client`, received over TLS if `tls`.
+    pub async fn check(&self, req: &RequestHeader, client: IpAddr, tls: bool) -> Verdict {
+        let proto = if tls { "https" } else { "http" };
         let credentials = [header::AUTHORIZATION, header::COOKIE].map(|name| {
             let values: Vec<&[u8]> = req
                 .headers
@@ -162,7 +163,7 @@ impl ForwardAuth {
             .map(HeaderValue::as_bytes)
             .or_else(|| req.uri.authority().map(|a| a.as_str().as_bytes()))
             .unwrap_or_default();
-        let id = self.fingerprint(&credentials, req.method.as_str(), host, target);
+        let id = self.fingerprint(&credentials, req.method.as_str(), proto, host, target);
         if let Some((at, fields)) = self.remembered.get(&id)
             && at.elapsed() < self.remember_for
         {
@@ -179,7 +180,7 @@ impl ForwardAuth {
                 HeaderName::from_static("x-forwarded-method"),
                 req.method.as_str(),
             )
-            .header(HeaderName::from_static("x-forwarded-proto"), "http")
+            .header(HeaderName::from_static("x-forwarded-proto"), proto)
             .header(HeaderName::from_static("x-forwarded-uri"), target)
             .header(
                 HeaderName::from_static("x-forwarded-for"),
@@ -242,6 +243,7 @@ impl ForwardAuth {
         &self,
         credentials: &[(HeaderName, Vec<&[u8]>); 2],
         method: &str,
+        proto: &str,
         host: &[u8],
         target: &str,
     ) -> [u8; 32] {
@@ -259,6 +261,7 @@ impl ForwardAuth {
             }
         }
         part(method.as_bytes());
+        part(proto.as_bytes());
         part(host);
         part(target.as_bytes());
         h.finalize().into()
@@ -331,25 +334,26 @@ mod tests {
                 (header::COOKIE, vec![cookie]),
             ]
         };
-        let base = s.fingerprint(&creds(b"Bearer a", b""), "GET", b"h", "/x");
+        let base = s.fingerprint(&creds(b"Bearer a", b""), "GET", "http", b"h", "/x");
         assert_eq!(
             base,
-            s.fingerprint(&creds(b"Bearer a", b""), "GET", b"h", "/x")
+            s.fingerprint(&creds(b"Bearer a", b""), "GET", "http", b"h", "/x")
         );
         for other in [
-            s.fingerprint(&creds(b"Bearer b", b""), "GET", b"h", "/x"),
-            s.fingerprint(&creds(b"", b"Bearer a"), "GET", b"h", "/x"),
-            s.fingerprint(&creds(b"Bearer a", b""), "POST", b"h", "/x"),
-            s.fingerprint(&creds(b"Bearer a", b""), "GET", b"g", "/x"),
-            s.fingerprint(&creds(b"Bearer a", b""), "GET", b"h", "/y"),
-            s.fingerprint(&creds(b"Bearer a", b""), "GET", b"", "h/x"),
+            s.fingerprint(&creds(b"Bearer b", b""), "GET", "http", b"h", "/x"),
+            s.fingerprint(&creds(b"", b"Bearer a"), "GET", "http", b"h", "/x"),
+            s.fingerprint(&creds(b"Bearer a", b""), "POST", "http", b"h", "/x"),
+            s.fingerprint(&creds(b"Bearer a", b""), "GET", "http", b"g", "/x"),
+            s.fingerprint(&creds(b"Bearer a", b""), "GET", "http", b"h", "/y"),
+            s.fingerprint(&creds(b"Bearer a", b""), "GET", "http", b"", "h/x"),
+            s.fingerprint(&creds(b"Bearer a", b""), "GET", "https", b"h", "/x"),
         ] {
             assert_ne!(base, other);
         }
         let t = service("http://127.0.0.1:1/").expect("valid");
         assert_ne!(
             base,
-            t.fingerprint(&creds(b"Bearer a", b""), "GET", b"h", "/x"),
+            t.fingerprint(&creds(b"Bearer a", b""), "GET", "http", b"h", "/x"),
             "keyed"
         );
     }

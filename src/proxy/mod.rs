@@ -166,7 +166,8 @@ impl Proxy {
             }
             Login::Forward(service) => {
                 let client = client_ip(session, ctx);
-                match service.check(session.req_header(), client).await {
+                let tls = https::is_tls(session);
+                match service.check(session.req_header(), client, tls).await {
                     access::forward::Verdict::Allow(fields) => {
                         let req = session.req_header_mut();
                         // Only the service names the user: a client's own copies go first.
