@@ -211,11 +211,12 @@ fn assemble(
 ) -> Result<App, AppError> {
     let mut cache = cache;
     let has_disk = !matches!(cache.disk, DiskTier::MemoryOnly { .. });
-    cache.bans = Arc::new(if has_disk {
+    let bans = if has_disk {
         Bans::load(&config.cache.dir, config.longest_retention())
     } else {
         Bans::in_memory(config.longest_retention())
-    });
+    };
+    cache.bans = Arc::new(bans.unsaved_to(cache.storage.trust().clone()));
     metrics.set_capacities(
         config.cache.memory_bytes,
         has_disk.then_some(config.cache.disk_bytes),

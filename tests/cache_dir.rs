@@ -14,6 +14,7 @@ use common::*;
 use knitcache::app::{self, Listeners};
 use knitcache::cache::dir_lock::LOCK_FILE;
 use knitcache::cache::dir_mark::MARK_FILE;
+use knitcache::cache::disk_trust::TRUST_FILE;
 use knitcache::config;
 
 const ROUTES: &str = "  - name: items\n    prefix: /items\n    ttl_secs: 600\n";
@@ -300,6 +301,8 @@ async fn a_directory_the_release_before_the_mark_wrote_is_adopted_with_its_entri
     caches(&proxy).await;
     proxy.stop(true);
     std::fs::remove_file(dir.join(MARK_FILE)).expect("unmark");
+    // Nor did it write the trust file.
+    std::fs::remove_file(dir.join(TRUST_FILE)).expect("untrust");
     assert!(dir.join(LOCK_FILE).is_file(), "the lock file stays");
 
     let proxy = TestProxy::start_yaml(&yaml, &dir);

@@ -20,6 +20,7 @@ use std::time::Duration;
 
 use common::origin::{Origin, Reply};
 use common::*;
+use knitcache::cache::disk_trust::TRUST_FILE;
 
 const ROUTES: &str = "  - name: items\n    prefix: /item/\n    ttl_secs: 600\n";
 
@@ -152,6 +153,21 @@ impl Proxy {
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+
+    /// `POST /purge {"url": ...}` for `item`, from loopback (no token configured).
+    async fn purge(&self, item: usize) -> serde_json::Value {
+        let body = format!("{{\"url\": \"{}\"}}", path(item));
+        let r = post_json(&client(), &self.admin_url("/purge"), &body, None).await;
+        assert_eq!(r.status, 200, "purge: {}", r.text());
+        serde_json::from_slice(&r.body).expect("json")
+    }
+
+    /// SIGKILL: no flush, no close, as a crash.
+    fn kill(mut self) -> String {
+        self.child.0.kill().expect("kill -9");
+        self.child.0.wait().expect("wait");
+        self.log_text()
     }
 
     fn log_text(&self) -> String {
@@ -533,7 +549,14 @@ async fn a_cache_directory_made_read_only_degrades_the_disk_tier() {
         fetch(&proxy, i).await;
     }
     assert_degraded(&proxy, &origin, 5..20, 20..25, "permission").await;
-    assert_clean_log(&proxy.stop());
+    // A purge now cannot even remove the trust file: said in the log and counted.
+    proxy.purge(7).await;
+    let missed = "knitcache_cache_purges_not_on_disk_total";
+    assert!(proxy.metric(missed, &["outcome=\"may_return\""]).await >= 1.0);
+    assert!(dir.join(TRUST_FILE).is_file());
+    let log = proxy.stop();
+    assert_clean_log(&log);
+    assert!(log.contains("purged entries may be served again"), "{log}");
 
     mode(0o755).expect("chmod u+w");
     let proxy = assert_restart_recovers(&config, None, &origin, 0..5, 0..25).await;
@@ -567,5 +590,123 @@ async fn a_cache_directory_removed_while_running_degrades_the_disk_tier() {
         fetch(&proxy, i).await;
         assert_eq!(origin.count(&path(i)), 2, "item {i} filled again");
     }
+    assert_clean_log(&proxy.stop());
+}
+
+/// A purge while the disk is full cannot write its removal: the entry's old copy stays on disk.
+/// That purge removes the trust file (an unlink needs no space), so the start after the fault
+/// empties the disk tier rather than serve the purged entry again: the next request for it
+/// goes to the origin. (Without a purge the disk tier's entries are kept: the test above.)
+#[tokio::test(flavor = "multi_thread")]
+async fn a_purge_while_the_disk_is_full_is_not_undone_by_the_next_start() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let Some(fs) = Tmpfs::mount(&tmp.path().join("fs"), 8 << 20) else {
+        return;
+    };
+    let dir = fs.at.join("cache");
+    let seen = fs.seen.join("cache");
+    let origin = Origin::start().await;
+    serve_items(&origin, 0..10);
+    let config = config(&origin, tmp.path(), &dir);
+    let proxy = Proxy::start_in(&config, 1, Some(&fs)).await;
+    fill_to_disk(&proxy, &seen, 0..5).await;
+    assert!(seen.join(TRUST_FILE).is_file(), "a healthy start trusts");
+
+    fs.fill();
+    for i in 5..10 {
+        fetch(&proxy, i).await;
+    }
+    proxy.until_disk("degraded").await;
+    let purged = proxy.purge(1).await;
+    assert_eq!(purged["removed"], 1, "{purged}");
+    let missed = "knitcache_cache_purges_not_on_disk_total";
+    // One per variant slot the URL purge removed (identity and each coding).
+    assert!(
+        proxy
+            .metric(missed, &["outcome=\"discard_at_start\""])
+            .await
+            >= 1.0,
+        "counted"
+    );
+    assert_eq!(proxy.metric(missed, &["outcome=\"may_return\""]).await, 0.0);
+    assert!(
+        !seen.join(TRUST_FILE).exists(),
+        "the full disk took the unlink"
+    );
+    let refilled = fetch(&proxy, 1).await;
+    assert!(!refilled.is_hit(), "purged: {}", refilled.cache_status());
+    assert_eq!(origin.count(&path(1)), 2);
+    let log = proxy.stop();
+    assert_clean_log(&log);
+    assert!(
+        log.contains("the next start empties the disk tier"),
+        "{log}"
+    );
+
+    fs.free();
+    let proxy = Proxy::start_in(&config, 2, Some(&fs)).await;
+    proxy.until_disk("open").await;
+    let r = fetch(&proxy, 1).await;
+    assert!(
+        !r.is_hit(),
+        "the purged entry is not served from its old disk copy: {}",
+        r.cache_status()
+    );
+    assert_eq!(origin.count(&path(1)), 3, "filled from the origin again");
+    // The rest of the old disk tier went with it: each is the origin's, filled once more.
+    for i in [0, 2, 3, 4] {
+        fetch(&proxy, i).await;
+        assert_eq!(origin.count(&path(i)), 2, "item {i} filled again");
+    }
+    assert_eq!(
+        proxy
+            .metric("knitcache_cache_disk_discarded_total", &[])
+            .await,
+        1.0
+    );
+    assert!(seen.join(TRUST_FILE).is_file(), "trusted again");
+    let log = proxy.stop();
+    assert_clean_log(&log);
+    assert!(log.contains("disk tier emptied at start"), "{log}");
+
+    // Trusted again: the next start serves what this one wrote.
+    let proxy = Proxy::start_in(&config, 3, Some(&fs)).await;
+    let r = fetch(&proxy, 1).await;
+    assert!(r.is_hit(), "recovered from disk: {}", r.cache_status());
+    assert_eq!(origin.count(&path(1)), 3);
+    assert_clean_log(&proxy.stop());
+}
+
+/// A crash while the disk tier is healthy keeps the trust file: the restart serves what was
+/// written, byte for byte, without asking the origin.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_crash_while_healthy_keeps_the_disk_tier() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("cache");
+    let origin = Origin::start().await;
+    serve_items(&origin, 0..6);
+    let config = config(&origin, tmp.path(), &dir);
+    let proxy = Proxy::start(&config, 1).await;
+    // The bytes allocated for six items cover the first five whole (written in order); the
+    // last may be cut by the kill.
+    fill_to_disk(&proxy, &dir, 0..6).await;
+    proxy.kill();
+    assert!(dir.join(TRUST_FILE).is_file());
+
+    let proxy = Proxy::start(&config, 2).await;
+    for i in 0..5 {
+        let r = fetch(&proxy, i).await;
+        assert!(r.is_hit(), "item {i} recovered: {}", r.cache_status());
+        assert_eq!(origin.count(&path(i)), 1, "item {i} not filled again");
+    }
+    // Recovered or filled again, and the origin's bytes either way (`fetch` compares).
+    fetch(&proxy, 5).await;
+    assert!(origin.count(&path(5)) <= 2);
+    assert_eq!(
+        proxy
+            .metric("knitcache_cache_disk_discarded_total", &[])
+            .await,
+        0.0
+    );
     assert_clean_log(&proxy.stop());
 }

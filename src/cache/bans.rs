@@ -6,7 +6,9 @@
 //! Bans are kept in `bans.json` in the cache directory, so they survive a restart with the
 //! entries they cover, and dropped once older than the longest time any route keeps a response
 //! (TTL plus the longer stale window): by then nothing they match can be served anyway. The hit
-//! path reads the list through an `ArcSwap` and skips all work when it is empty.
+//! path reads the list through an `ArcSwap` and skips all work when it is empty. A ban that
+//! cannot be saved ends at the restart while the entries it covers may not: it is reported to
+//! `disk_trust`, so the next start does not serve them either.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -15,6 +17,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use arc_swap::ArcSwap;
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
+
+use super::disk_trust::DiskTrust;
 
 /// Name of the ban file inside the cache directory.
 pub const BAN_FILE: &str = "bans.json";
@@ -61,6 +65,8 @@ pub struct Bans {
     list: ArcSwap<Vec<Ban>>,
     file: Option<PathBuf>,
     retention: Duration,
+    /// Told of every ban that could not be saved (none in unit tests).
+    trust: Option<Arc<DiskTrust>>,
     /// Serialises writers (admin requests); readers never take it.
     write: Mutex<()>,
 }
@@ -72,6 +78,7 @@ impl Bans {
             list: ArcSwap::from_pointee(Vec::new()),
             file: None,
             retention,
+            trust: None,
             write: Mutex::new(()),
         }
     }
@@ -96,6 +103,7 @@ impl Bans {
             list: ArcSwap::from_pointee(Vec::new()),
             file: Some(file),
             retention,
+            trust: None,
             write: Mutex::new(()),
         };
         let kept = bans.live(saved, SystemTime::now());
@@ -104,6 +112,13 @@ impl Bans {
         }
         bans.list.store(Arc::new(kept));
         bans
+    }
+
+    /// Reports every ban that is not saved (the file cannot be written, or there is none: a
+    /// memory-only cache) to `trust`, whose disk tier must then not be served at the next start.
+    pub fn unsaved_to(mut self, trust: Arc<DiskTrust>) -> Self {
+        self.trust = Some(trust);
+        self
     }
 
     /// Bans still in force.
@@ -152,7 +167,13 @@ impl Bans {
         next.retain(|b| b.matcher != ban.matcher);
         next.push(ban.clone());
         self.list.store(Arc::new(next.clone()));
-        self.save(&next)?;
+        let saved = self.save(&next);
+        if !matches!(saved, Ok(true))
+            && let Some(trust) = &self.trust
+        {
+            trust.missed_disk();
+        }
+        saved?;
         Ok(ban)
     }
 
@@ -162,15 +183,17 @@ impl Bans {
             .collect()
     }
 
-    fn save(&self, bans: &[Ban]) -> Result<(), std::io::Error> {
+    /// Writes the list; `Ok(false)` when there is no file to write.
+    fn save(&self, bans: &[Ban]) -> Result<bool, std::io::Error> {
         let Some(file) = &self.file else {
-            return Ok(());
+            return Ok(false);
         };
         let json = serde_json::to_vec_pretty(bans).map_err(std::io::Error::other)?;
         // Write beside, then rename: a crash leaves the old list or the new one, never half.
         let tmp = file.with_extension("json.tmp");
         std::fs::write(&tmp, json)?;
-        std::fs::rename(&tmp, file)
+        std::fs::rename(&tmp, file)?;
+        Ok(true)
     }
 }
 
@@ -224,6 +247,29 @@ mod tests {
         )
         .expect("write");
         assert!(Bans::load(dir.path(), Duration::from_secs(600)).is_empty());
+    }
+
+    #[test]
+    fn a_ban_that_cannot_be_saved_distrusts_the_disk_tier() {
+        use super::super::disk_trust::TRUST_FILE;
+        let cache = tempfile::tempdir().expect("tmp");
+        let trust =
+            Arc::new(DiskTrust::new(cache.path(), &prometheus::Registry::new()).expect("metrics"));
+        trust
+            .at_start(&super::super::dir_mark::Claim::Created)
+            .expect("start");
+        let saved = Bans::load(cache.path(), Duration::from_secs(60)).unsaved_to(trust.clone());
+        saved.add(BanMatch::Route("kpis".into())).expect("saved");
+        assert!(
+            cache.path().join(TRUST_FILE).is_file(),
+            "a saved ban survives"
+        );
+        // Its directory gone, the ban cannot be saved: it ends at the restart, and so must the
+        // entries it hides.
+        let lost = Bans::load(&cache.path().join("gone"), Duration::from_secs(60))
+            .unsaved_to(trust.clone());
+        assert!(lost.add(BanMatch::Route("kpis".into())).is_err());
+        assert!(!cache.path().join(TRUST_FILE).exists());
     }
 
     #[test]

@@ -167,6 +167,24 @@ pub fn is_marked(dir: &Path) -> bool {
     std::fs::metadata(dir).is_ok_and(|m| m.is_dir()) && matches!(read_mark(dir), Ok(Some(Some(_))))
 }
 
+/// Deletes foyer's block files from `dir` (ours: claimed), leaving the mark, the lock and the
+/// ban list, and syncs the directory so the deletions are durable before anything written
+/// after them. Returns how many were deleted.
+pub fn delete_disk_tier_files(dir: &Path) -> std::io::Result<usize> {
+    let mut deleted = 0;
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        if is_foyer_file(&entry.file_name().to_string_lossy()) {
+            std::fs::remove_file(entry.path())?;
+            deleted += 1;
+        }
+    }
+    if deleted > 0 {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(deleted)
+}
+
 /// The mark's text for this release.
 fn mark_text() -> String {
     format!(
@@ -205,12 +223,13 @@ fn read_mark(dir: &Path) -> std::io::Result<Option<Option<u32>>> {
 /// files, the ban list and its temporary file.
 fn written_before_the_mark(name: &str) -> bool {
     let tmp_bans = format!("{BAN_FILE}.tmp");
-    name == LOCK_FILE
-        || name == BAN_FILE
-        || name == tmp_bans
-        || name
-            .strip_prefix(FOYER_FILE_PREFIX)
-            .is_some_and(|n| n.len() == 8 && n.bytes().all(|b| b.is_ascii_digit()))
+    name == LOCK_FILE || name == BAN_FILE || name == tmp_bans || is_foyer_file(name)
+}
+
+/// One of foyer's block files (`FsDevice`'s partitions).
+fn is_foyer_file(name: &str) -> bool {
+    name.strip_prefix(FOYER_FILE_PREFIX)
+        .is_some_and(|n| n.len() == 8 && n.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// A freshly formatted volume's `lost+found`, still empty.

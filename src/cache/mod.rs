@@ -19,12 +19,14 @@
 //! * `dir_mark` which directories are knitcache's to move aside or delete
 //! * `dir_lock` one process per cache directory (graceful upgrades hand it over)
 //! * `disk_health` storage errors counted and logged, and the disk tier's state (`degraded`)
+//! * `disk_trust` whether the disk tier's entries may be served at start (no purge was lost)
 //! * `bans`    purges by prefix or route, checked on every hit
 
 pub mod bans;
 pub mod dir_lock;
 pub mod dir_mark;
 pub mod disk_health;
+pub mod disk_trust;
 pub mod encoding;
 pub mod freshness;
 pub mod hit_head;
@@ -54,6 +56,7 @@ use prometheus::Registry;
 
 use crate::config::CacheSettings;
 use disk_health::DiskHealth;
+use disk_trust::DiskTrust;
 use object::CachedObject;
 pub use storage::{FoyerCache, HybridStorage};
 
@@ -178,8 +181,9 @@ impl Cache {
             .build()
             .map_err(CacheError::Runtime)?;
 
+        let trust = Arc::new(DiskTrust::new(&settings.dir, registry).map_err(CacheError::Metrics)?);
         let started = Instant::now();
-        let (cache, disk, dir_lock) = open_tiers(settings, registry, &runtime)?;
+        let (cache, disk, dir_lock) = open_tiers(settings, registry, &runtime, &trust)?;
         match &disk {
             DiskTier::Open => tracing::info!(
                 dir = %settings.dir.display(),
@@ -203,7 +207,7 @@ impl Cache {
             health.watch(&settings.dir, runtime.handle());
         }
         let storage: &'static HybridStorage =
-            Box::leak(Box::new(HybridStorage::new(cache, health)));
+            Box::leak(Box::new(HybridStorage::new(cache, health, trust)));
         let lock: &'static CacheKeyLockImpl =
             Box::leak(CacheLock::new_boxed(settings.lock_timeout));
         Ok(Cache {
@@ -279,6 +283,7 @@ fn open_tiers(
     settings: &CacheSettings,
     registry: &Registry,
     runtime: &tokio::runtime::Runtime,
+    trust: &DiskTrust,
 ) -> Result<(FoyerCache, DiskTier, SharedLock), CacheError> {
     // One mixtrics wrapper per cache: it registers foyer's metrics into this proxy's registry.
     let metrics = mixtrics::registry::prometheus::PrometheusMetricsRegistry::new(registry.clone());
@@ -312,7 +317,11 @@ fn open_tiers(
             "its files are of layout {} and this release reads layout {LAYOUT}",
             claim.layout()
         ),
-        Ok(lock) => match try_open(settings, runtime, &mut metrics, &settings.dir) {
+        // Entries a lost purge may have hidden are deleted before foyer recovers them.
+        Ok(lock) => match trust
+            .at_start(&claim)
+            .and_then(|()| try_open(settings, runtime, &mut metrics, &settings.dir))
+        {
             Ok(cache) => return Ok((cache, DiskTier::Open, held(lock))),
             Err(reason) => reason,
         },
@@ -329,9 +338,12 @@ fn open_tiers(
     };
     let second = match dir_mark::claim(&settings.dir) {
         Err(e) => e.to_string(),
-        Ok(_) => match DirLock::acquire(&settings.dir, LOCK_WAIT) {
+        Ok(claim) => match DirLock::acquire(&settings.dir, LOCK_WAIT) {
             Err(e) => e.to_string(),
-            Ok(lock) => match try_open(settings, runtime, &mut metrics, &settings.dir) {
+            Ok(lock) => match trust
+                .at_start(&claim)
+                .and_then(|()| try_open(settings, runtime, &mut metrics, &settings.dir))
+            {
                 Ok(cache) => {
                     let disk = DiskTier::Recreated {
                         moved_to,

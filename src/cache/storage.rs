@@ -30,6 +30,7 @@ use pingora_error::{Error, ErrorType, Result};
 use tokio::sync::Semaphore;
 
 use super::disk_health::{DiskHealth, Kind, Tier};
+use super::disk_trust::DiskTrust;
 use super::object::CachedObject;
 use super::parsed::ParsedMeta;
 use super::variants::{StoreHints, Variants};
@@ -43,6 +44,7 @@ pub type FoyerCache = HybridCache<u128, CachedObject>;
 pub struct HybridStorage {
     cache: ArcSwapOption<FoyerCache>,
     health: Arc<DiskHealth>,
+    trust: Arc<DiskTrust>,
     disk_reads: Semaphore,
     variants: Variants,
 }
@@ -55,11 +57,13 @@ pub struct HybridStorage {
 const DISK_READS_IN_FLIGHT: usize = 8;
 
 impl HybridStorage {
-    /// Wraps an open foyer cache; its faults are recorded in `health`.
-    pub fn new(cache: FoyerCache, health: Arc<DiskHealth>) -> Self {
+    /// Wraps an open foyer cache; its faults are recorded in `health`, purges that cannot reach
+    /// the disk tier in `trust`.
+    pub fn new(cache: FoyerCache, health: Arc<DiskHealth>, trust: Arc<DiskTrust>) -> Self {
         HybridStorage {
             cache: ArcSwapOption::from_pointee(cache),
             health,
+            trust,
             disk_reads: Semaphore::new(DISK_READS_IN_FLIGHT),
             variants: Variants::default(),
         }
@@ -80,6 +84,21 @@ impl HybridStorage {
     /// The disk tier's health: its state for the admin endpoints.
     pub fn health(&self) -> &Arc<DiskHealth> {
         &self.health
+    }
+
+    /// Where purges that reach the memory tier only are recorded (bans that cannot be saved too).
+    pub fn trust(&self) -> &Arc<DiskTrust> {
+        &self.trust
+    }
+
+    /// Removes the entry under `k` as a purge does: a removal the disk tier cannot take is
+    /// recorded in `trust`, so the next start does not serve the copy left on disk.
+    fn purge_entry(&self, cache: &FoyerCache, k: u128) -> bool {
+        let disk = self.health.in_use();
+        if !disk {
+            self.trust.missed_disk();
+        }
+        remove_entry(cache, k, disk)
     }
 
     /// Takes the foyer cache out for `close()`; later operations fail (and count) cleanly.
@@ -104,12 +123,13 @@ impl HybridStorage {
     }
 
     /// Removes the entry stored under `hash` (a key's `combined_bin`), from both tiers; the
-    /// removal is written to disk, so it survives a restart. Returns whether an entry was there.
+    /// removal is written to disk, or, with the disk tier out of use, the disk tier is not
+    /// trusted at the next start: it survives a restart. Returns whether an entry was there.
     pub fn remove(&self, hash: [u8; 16]) -> Result<bool> {
         let cache = self.cache("purge")?;
         let k = key_of(hash);
         self.variants.forget(k);
-        Ok(remove_entry(&cache, k, self.health.in_use()))
+        Ok(self.purge_entry(&cache, k))
     }
 
     /// The entry stored under `hash` if the memory tier holds it; never reads the disk tier.
@@ -170,7 +190,7 @@ fn key_of(hash: [u8; 16]) -> u128 {
 /// Replaces the entry under `k` with a tombstone (see `CachedObject::tombstone`: a plain
 /// `remove` lets a copy not yet on disk be read back). Returns whether a response was there.
 /// With the disk tier out of use (`disk` false) only the memory tier is asked and changed: the
-/// removal cannot be written to disk (see docs/CACHE_STRATEGY.md on a degraded disk tier).
+/// removal cannot be written to disk (a purge then distrusts the disk tier: `purge_entry`).
 fn remove_entry(cache: &FoyerCache, k: u128, disk: bool) -> bool {
     if !disk {
         return cache
@@ -419,7 +439,7 @@ impl Storage for HybridStorage {
         }
         let k = key_of(target.key().combined_bin());
         let cache = self.cache("purge")?;
-        let existed = remove_entry(&cache, k, self.health.in_use());
+        let existed = self.purge_entry(&cache, k);
         Ok(if existed {
             PurgeOutcome::Purged(None)
         } else {
