@@ -160,7 +160,9 @@ pub async fn execute(
             tracing::error!(
                 url = %outcome.target,
                 "purge answered, but its removal is not on disk (the disk tier is degraded, or \
-                 took over {WRITTEN_WITHIN:?}): a crash now could bring the entry back"
+                 took over {WRITTEN_WITHIN:?}): the next start empties the disk tier rather \
+                 than serve the entry again (unless its trust file could not be removed: see \
+                 knitcache_cache_purges_not_on_disk_total)"
             );
         }
         return Ok(outcome);

@@ -109,17 +109,25 @@ impl HybridStorage {
     /// Waits, for at most `limit`, until everything inserted so far (entries, and the tombstones
     /// of removals) has been written to the disk tier's files, where it survives the process
     /// being killed; foyer writes them in the background. `false` if `limit` passed first, or
-    /// at once when the disk tier is out of use (nothing more is written to it).
+    /// at once when the disk tier is out of use (nothing more is written to it). A removal not
+    /// known to be written (late, or lost with a flush that failed and degraded the disk tier)
+    /// is recorded in `trust` as one that missed the disk, as a degraded tier's are.
     pub async fn written(&self, limit: std::time::Duration) -> bool {
         let Some(cache) = self.cache.load_full() else {
             return true;
         };
         if !self.health.in_use() {
+            // `purge_entry` recorded it.
             return false;
         }
-        tokio::time::timeout(limit, cache.storage().wait())
+        let waited = tokio::time::timeout(limit, cache.storage().wait())
             .await
-            .is_ok()
+            .is_ok();
+        let written = waited && self.health.in_use();
+        if !written {
+            self.trust.missed_disk();
+        }
+        written
     }
 
     /// Removes the entry stored under `hash` (a key's `combined_bin`), from both tiers; the
