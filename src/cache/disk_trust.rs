@@ -62,6 +62,11 @@ impl DiskTrust {
         )?;
         registry.register(Box::new(missed.clone()))?;
         registry.register(Box::new(discarded.clone()))?;
+        // Both outcomes exported from the start, at 0: an alert on their increase needs a
+        // series to compare against before the first lost purge.
+        for outcome in ["discard_at_start", "may_return"] {
+            missed.with_label_values(&[outcome]);
+        }
         Ok(DiskTrust {
             file: dir.join(TRUST_FILE),
             removed: AtomicBool::new(false),
