@@ -6,13 +6,14 @@
 #   make fuzz    every fuzz target for FUZZ_SECS seconds each (docs/FUZZING.md); not in `make test`
 #
 # Both install what they need first: pingora needs cmake and a C toolchain (zlib-ng is built
-# from source), installed with apt-get when missing (`setup-build`); `make test` also checks the
+# from source), installed with apt-get when missing (`setup-build`), as is redis-server, which the
+# cluster tests start on loopback ports of their own; `make test` also checks the
 # deployment files with validators installed into a venv in target/deploy-tools from PyPI
 # (`setup-deploy-tools`, which needs python3 with venv). `make setup` installs both.
 
 CARGO ?= cargo
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-APT_PACKAGES := cmake build-essential pkg-config chromium prometheus
+APT_PACKAGES := cmake build-essential pkg-config chromium prometheus redis-server
 DEPLOY_TOOLS := target/deploy-tools
 
 .PHONY: setup setup-build setup-deploy-tools demo test check-configs check-prometheus check-deploy bench load-setup load compare soak fuzz clean
@@ -26,6 +27,7 @@ setup-build:
 	command -v pkg-config >/dev/null || missing="$$missing pkg-config"; \
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
 	command -v promtool >/dev/null || missing="$$missing prometheus"; \
+	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing:$$missing"; \
 		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $(APT_PACKAGES); \

@@ -103,6 +103,10 @@ pub struct RunArgs {
     /// Also reload the file when it changes (checked every 2 s); SIGHUP always reloads it.
     #[arg(long)]
     pub watch_config: bool,
+    /// Cluster mode on this Redis-protocol server (`redis://host:6379/0`, `rediss://` for
+    /// TLS); overrides `cluster.url`. The password comes from `cluster.password_env`'s variable.
+    #[arg(long, value_name = "URL", value_parser = crate::config::cluster_url)]
+    pub cluster: Option<String>,
     /// Take over from a running knitcache (graceful upgrade): receive its listening sockets
     /// through `server.upgrade_sock`, then send it SIGQUIT (within ~5 s).
     #[arg(long)]
@@ -144,6 +148,15 @@ impl RunArgs {
         }
         if let Some(s) = &self.upgrade_sock {
             config.server.upgrade_sock = s.clone();
+        }
+        if let Some(url) = &self.cluster {
+            config.cluster = Some(match config.cluster.take() {
+                Some(c) => crate::config::ClusterSettings {
+                    url: url.clone(),
+                    ..c
+                },
+                None => crate::config::ClusterSettings::with_url(url.clone()),
+            });
         }
     }
 }
@@ -228,6 +241,40 @@ mod tests {
         assert_eq!(tls.cert_file, PathBuf::from("c.pem"));
         assert_eq!(tls.key_file, PathBuf::from("k.pem"));
         assert!(!tls.redirect_http);
+    }
+
+    #[test]
+    fn cluster_flag_turns_cluster_mode_on_and_refuses_a_password() {
+        let cli = Cli::try_parse_from([
+            "knitcache",
+            "run",
+            "-c",
+            "x",
+            "--cluster",
+            "redis://127.0.0.1:6379/0",
+        ])
+        .expect("parse");
+        let Command::Run(args) = cli.command else {
+            panic!("not run")
+        };
+        let mut config =
+            crate::config::parse("upstream:\n  address: \"127.0.0.1:5007\"\n", "test.yaml")
+                .expect("config");
+        assert_eq!(config.cluster, None, "off by default");
+        args.apply(&mut config);
+        let cluster = config.cluster.expect("on");
+        assert_eq!(cluster.url, "redis://127.0.0.1:6379/0");
+        assert_eq!(cluster.password_env, "KNITCACHE_REDIS_PASSWORD");
+        let err = Cli::try_parse_from([
+            "knitcache",
+            "run",
+            "-c",
+            "x",
+            "--cluster",
+            "redis://:secret@127.0.0.1:6379",
+        ])
+        .expect_err("a password on the command line is refused");
+        assert!(err.to_string().contains("password_env"), "{err}");
     }
 
     #[test]

@@ -304,3 +304,15 @@ pub const DEFAULT_MAX_READ_BODY_BYTES: u64 = 0;
 /// `clients.max_connections_per_address`: 0, no cap (behind a load balancer every client shares
 /// its address).
 pub const DEFAULT_MAX_CONNECTIONS_PER_ADDRESS: u64 = 0;
+
+/// `cluster.password_env`: the environment variable holding the Redis password, which is never
+/// written in the file.
+pub const DEFAULT_CLUSTER_PASSWORD_ENV: &str = "KNITCACHE_REDIS_PASSWORD";
+
+/// `cluster.key_prefix`: every key knitcache writes in Redis starts with this and a colon.
+pub const DEFAULT_CLUSTER_KEY_PREFIX: &str = "knitcache";
+
+/// `cluster.timeout_ms`, in milliseconds one Redis operation may take. A loopback or same-zone
+/// round trip is well under a millisecond; past this the server counts as down for that
+/// operation and the replica carries on alone.
+pub const DEFAULT_CLUSTER_TIMEOUT_MS: u64 = 500;

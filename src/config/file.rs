@@ -56,6 +56,8 @@ pub struct FileConfig {
     pub tls: FileTls,
     /// Accept HTTP/2 with prior knowledge (h2c) on `listen`. Default: `DEFAULT_H2C` (false).
     pub h2c: bool,
+    /// Sharing invalidations with other replicas through a Redis-protocol server. Default: off.
+    pub cluster: FileCluster,
 }
 
 /// `access:`, named policies routes refer to with `access`, and the default one.
@@ -151,6 +153,35 @@ pub struct FileTls {
     /// `Strict-Transport-Security` max-age in seconds on HTTPS responses; 0: no header.
     /// Default: 0.
     pub hsts_max_age_secs: u64,
+}
+
+/// `cluster:`, the Redis-protocol server (Valkey, Redis 7) the replicas share. Off unless `url`
+/// (or `--cluster`) is given.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FileCluster {
+    /// `redis://host:port/db`, or `rediss://` for TLS; no password in it. Default: none (off).
+    pub url: Option<String>,
+    /// Environment variable holding the server's password (the user name, if any, is in the
+    /// URL). Default: `DEFAULT_CLUSTER_PASSWORD_ENV` (`KNITCACHE_REDIS_PASSWORD`).
+    pub password_env: String,
+    /// Prefix of every key knitcache writes, so several clusters can share one server.
+    /// Default: `DEFAULT_CLUSTER_KEY_PREFIX` (`knitcache`).
+    pub key_prefix: String,
+    /// Milliseconds one operation on the server may take before it counts as failed.
+    /// Default: `DEFAULT_CLUSTER_TIMEOUT_MS` (500).
+    pub timeout_ms: u64,
+}
+
+impl Default for FileCluster {
+    fn default() -> Self {
+        Self {
+            url: None,
+            password_env: DEFAULT_CLUSTER_PASSWORD_ENV.to_owned(),
+            key_prefix: DEFAULT_CLUSTER_KEY_PREFIX.to_owned(),
+            timeout_ms: DEFAULT_CLUSTER_TIMEOUT_MS,
+        }
+    }
 }
 
 /// `clients:`, limits on what one client connection may send and how long it may take.
@@ -731,6 +762,7 @@ impl Default for FileConfig {
             observability: FileObservability::default(),
             clients: FileClients::default(),
             access: FileAccess::default(),
+            cluster: FileCluster::default(),
         }
     }
 }

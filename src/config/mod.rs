@@ -105,6 +105,11 @@ pub fn parse(yaml: &str, origin: &str) -> Result<Config, ConfigErrors> {
     validate::parse(yaml).map_err(|problems| ConfigErrors::new(origin, problems))
 }
 
+/// A `--cluster` URL, checked as `cluster.url` is: `redis://` or `rediss://`, no password.
+pub fn cluster_url(url: &str) -> Result<String, String> {
+    validate::check_url(url)
+}
+
 /// The route table as aligned text, one route per line in match order, for `knitcache check`.
 /// The match comes last because patterns can be long.
 pub fn route_table(config: &Config) -> String {

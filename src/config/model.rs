@@ -49,6 +49,8 @@ pub struct Config {
     pub clients: ClientSettings,
     /// Who may use which route.
     pub access: AccessSettings,
+    /// The Redis-protocol server the replicas share; `None`: a single node, as without it.
+    pub cluster: Option<ClusterSettings>,
 }
 
 /// Access policies (`access:`), checked by `access` before the cache for every request.
@@ -105,6 +107,42 @@ pub struct TlsSettings {
     pub redirect_http: bool,
     /// `Strict-Transport-Security: max-age=...` on HTTPS responses; `None`: not sent.
     pub hsts_max_age: Option<Duration>,
+}
+
+/// Cluster mode (`cluster:`): invalidations are shared with the other replicas through a
+/// Redis-protocol server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterSettings {
+    /// `redis://` or `rediss://` URL, without credentials (checked by `cluster_url`).
+    pub url: String,
+    /// Environment variable read for the password at connect time.
+    pub password_env: String,
+    /// Prefix of every key written, followed by `:`.
+    pub key_prefix: String,
+    /// Longest wait for one operation.
+    pub timeout: Duration,
+}
+
+impl ClusterSettings {
+    /// Cluster mode on `url` (already checked) with every other key at its default: what
+    /// `--cluster URL` turns on when the file has no `cluster:` section.
+    pub fn with_url(url: String) -> Self {
+        use super::defaults::*;
+        ClusterSettings {
+            url,
+            password_env: DEFAULT_CLUSTER_PASSWORD_ENV.to_owned(),
+            key_prefix: DEFAULT_CLUSTER_KEY_PREFIX.to_owned(),
+            timeout: Duration::from_millis(DEFAULT_CLUSTER_TIMEOUT_MS),
+        }
+    }
+
+    /// The password from `password_env`, if set and not empty.
+    pub fn password(&self) -> Option<String> {
+        std::env::var(&self.password_env)
+            .ok()
+            .map(|p| p.trim().to_owned())
+            .filter(|p| !p.is_empty())
+    }
 }
 
 /// Limits on what one client connection may send and how long it may take (`clients:`).

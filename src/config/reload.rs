@@ -150,6 +150,21 @@ fn restart_only(running: &Config, next: &Config) -> Vec<&'static str> {
         "admin.protect_reads",
         running.admin.protect_reads != next.admin.protect_reads,
     );
+    // The cluster connection is made once, at startup.
+    let (a, b) = (running.cluster.as_ref(), next.cluster.as_ref());
+    check("cluster.url", a.map(|c| &c.url) != b.map(|c| &c.url));
+    check(
+        "cluster.password_env",
+        a.map(|c| &c.password_env) != b.map(|c| &c.password_env),
+    );
+    check(
+        "cluster.key_prefix",
+        a.map(|c| &c.key_prefix) != b.map(|c| &c.key_prefix),
+    );
+    check(
+        "cluster.timeout_ms",
+        a.map(|c| c.timeout) != b.map(|c| c.timeout),
+    );
     changed
 }
 
@@ -179,6 +194,7 @@ fn keep_running(running: &Config, mut next: Config) -> Config {
     next.admin.token = running.admin.token.clone();
     next.admin.token_env = running.admin.token_env.clone();
     next.admin.protect_reads = running.admin.protect_reads;
+    next.cluster = running.cluster.clone();
     next
 }
 

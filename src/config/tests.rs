@@ -1041,7 +1041,8 @@ fn unknown_key_lists_come_from_the_serde_structs() {
             "access",
             "listen_tls",
             "tls",
-            "h2c"
+            "h2c",
+            "cluster"
         ]
     );
     assert!(keys_of::<FileRoute>().contains(&"ignore_no_store"));
@@ -1607,7 +1608,7 @@ fn route_table_notes_origin_freshness_and_cookie_rules() {
 /// `protection.rate_limit.classes.<name>.burst`), read from the serde structs themselves.
 fn every_key() -> Vec<String> {
     use super::file::*;
-    let sections: [(&str, &[&str]); 24] = [
+    let sections: [(&str, &[&str]); 25] = [
         ("", keys_of::<FileConfig>()),
         ("upstream.", keys_of::<FileUpstream>()),
         ("cache.", keys_of::<FileCache>()),
@@ -1638,6 +1639,7 @@ fn every_key() -> Vec<String> {
             "access.policies.<name>.forward_auth.",
             keys_of::<FileForwardAuth>(),
         ),
+        ("cluster.", keys_of::<FileCluster>()),
     ];
     let keys: Vec<String> = sections
         .iter()

@@ -14,6 +14,7 @@ mod admin;
 mod cache;
 mod cache_policy;
 mod clients;
+mod cluster;
 mod invalidation;
 mod listen;
 mod protection;
@@ -36,6 +37,8 @@ use self::admin::admin;
 use self::cache::cache;
 use self::cache_policy::inherited;
 use self::clients::clients;
+pub(crate) use self::cluster::check_url;
+use self::cluster::cluster;
 use self::invalidation::invalidation;
 use self::listen::{address, clash};
 use self::protection::protection;
@@ -145,6 +148,7 @@ pub(crate) fn validate(file: &FileConfig, lines: &Lines) -> Result<Config, Vec<P
     );
     let admin = admin(&file.admin, &mut p);
     let invalidation = invalidation(&file.invalidation, &routes, &mut p);
+    let cluster = cluster(&file.cluster, &mut p);
     let observability = ObservabilitySettings {
         access_log: file.observability.access_log,
         stats: file.observability.stats,
@@ -162,6 +166,7 @@ pub(crate) fn validate(file: &FileConfig, lines: &Lines) -> Result<Config, Vec<P
         clients,
         access,
         tls,
+        cluster,
     ) {
         (
             Some(listen),
@@ -175,6 +180,7 @@ pub(crate) fn validate(file: &FileConfig, lines: &Lines) -> Result<Config, Vec<P
             Some(clients),
             Some(access),
             Some(tls),
+            Some(cluster),
         ) if p.list.is_empty() => Ok(Config {
             listen,
             admin_listen,
@@ -192,6 +198,7 @@ pub(crate) fn validate(file: &FileConfig, lines: &Lines) -> Result<Config, Vec<P
             invalidation,
             clients,
             access,
+            cluster,
         }),
         _ => {
             debug_assert!(!p.list.is_empty(), "a part failed without saying why");

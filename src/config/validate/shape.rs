@@ -115,6 +115,7 @@ enum Section {
     Basic,
     Tls,
     ForwardAuth,
+    Cluster,
 }
 
 impl Section {
@@ -148,6 +149,7 @@ impl Section {
             Section::Basic => keys_of::<FileBasic>(),
             Section::Tls => keys_of::<FileTls>(),
             Section::ForwardAuth => keys_of::<FileForwardAuth>(),
+            Section::Cluster => keys_of::<FileCluster>(),
         }
     }
 
@@ -176,6 +178,7 @@ impl Section {
             (Section::AccessPolicy, "basic") => Some(Section::Basic),
             (Section::Root, "tls") => Some(Section::Tls),
             (Section::AccessPolicy, "forward_auth") => Some(Section::ForwardAuth),
+            (Section::Root, "cluster") => Some(Section::Cluster),
             _ => None,
         }
     }
@@ -424,6 +427,7 @@ pub(super) fn example_value(key: &str) -> u64 {
         "idle_timeout_ms" => DEFAULT_IDLE_TIMEOUT_MS,
         "body_timeout_ms" => DEFAULT_BODY_TIMEOUT_MS,
         "send_timeout_ms" => DEFAULT_SEND_TIMEOUT_MS,
+        "timeout_ms" => DEFAULT_CLUSTER_TIMEOUT_MS,
         "memory_mib" => DEFAULT_MEMORY_MIB,
         "disk_mib" => DEFAULT_DISK_MIB,
         "max_object_bytes" => DEFAULT_MAX_OBJECT_BYTES,
