@@ -27,13 +27,14 @@ use pingora_core::services::{ServiceReadyNotifier, ServiceWithDependents};
 use crate::admin::Admin;
 use crate::cache::bans::Bans;
 use crate::cache::{Cache, CacheError, Closer, DiskTier};
+use crate::cluster::{Cluster, Outbox};
 use crate::config::Config;
 use crate::config::reload::{Adjust, OnApply, Reloader, Reloads};
 use crate::drain::{Drain, Drained};
 use crate::health::{HealthProbe, HealthState};
 use crate::invalidation::Invalidator;
 use crate::limits::{Limits, Upkeep};
-use crate::metrics::Metrics;
+use crate::metrics::{ClusterMetrics, Metrics};
 use crate::proxy::Proxy;
 use crate::proxy::client_limits::gate::Gate;
 use crate::stats::Stats;
@@ -211,12 +212,26 @@ fn assemble(
 ) -> Result<App, AppError> {
     let mut cache = cache;
     let has_disk = !matches!(cache.disk, DiskTier::MemoryOnly { .. });
+    // Cluster mode: every ban and URL purge is announced through the outbox.
+    let cluster = match &config.cluster {
+        Some(settings) => {
+            let m = Arc::new(ClusterMetrics::new(&metrics.registry)?);
+            let (outbox, rx) = Outbox::channel(m.clone());
+            Some((settings.clone(), m, outbox, rx))
+        }
+        None => None,
+    };
     let bans = if has_disk {
         Bans::load(&config.cache.dir, config.longest_retention())
     } else {
         Bans::in_memory(config.longest_retention())
     };
-    cache.bans = Arc::new(bans.unsaved_to(cache.storage.trust().clone()));
+    let bans = bans.unsaved_to(cache.storage.trust().clone());
+    cache.bans = Arc::new(match &cluster {
+        Some((_, _, outbox, _)) => bans.with_outbox(outbox.clone()),
+        None => bans,
+    });
+    let cache_dir = has_disk.then(|| config.cache.dir.clone());
     metrics.set_capacities(
         config.cache.memory_bytes,
         has_disk.then_some(config.cache.disk_bytes),
@@ -257,6 +272,19 @@ fn assemble(
         &metrics.registry,
     )?);
     let live = Arc::new(ArcSwap::from_pointee(config));
+    if let Some((settings, m, _, rx)) = cluster {
+        let follower = Cluster::new(
+            settings,
+            m,
+            rx,
+            cache.bans.clone(),
+            cache.storage,
+            live.clone(),
+            cache_dir,
+        );
+        follower.catch_up();
+        server.add_service(background_service("knitcache cluster", follower));
+    }
     let warmer = Warmer::new(warming.clone(), live.clone(), limits.clone(), addrs.proxy);
     server.add_service(background_service("knitcache warmer", warmer));
     let proxy = Proxy::new(

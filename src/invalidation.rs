@@ -28,6 +28,8 @@ use crate::cache::bans::{BanMatch, Bans};
 use crate::cache::encoding::{self, Coding};
 use crate::cache::key;
 use crate::canonical;
+use crate::cluster::Outbox;
+use crate::cluster::event::Invalidation;
 use crate::config::{CachePolicy, Config, PurgeSet};
 use crate::warming::Warming;
 
@@ -137,7 +139,7 @@ impl Invalidator {
             else {
                 continue;
             };
-            match remove_url(&target, policy, config, self.storage) {
+            match remove_url(&target, policy, config, self.storage, self.bans.outbox()) {
                 Ok(removed) => {
                     self.by_method.inc();
                     tracing::debug!(method = %req.method, path, removed, "invalidated by method");
@@ -245,12 +247,18 @@ fn same_origin(reference: &str, base_path: &str, hosts: &[&str]) -> Option<Strin
 /// each coding's slot. Variants selected by `Vary` live in slots of their own; removing the
 /// primary retires them too, since a variant older than its primary is never served (pingora's
 /// provenance rule, which `proxy::fast_hit` follows). Returns how many slots held an entry.
+///
+/// Every URL purge and standards invalidation goes through here, so this is where it is
+/// announced to the other replicas (`outbox`; `Outbox::off()` for one that came from them).
 pub fn remove_url(
     target: &canonical::Target,
     policy: &CachePolicy,
     config: &Config,
     storage: &HybridStorage,
+    outbox: &Outbox,
 ) -> Result<usize> {
+    // Announced first: a local storage failure must not keep the other replicas stale.
+    outbox.announce(Invalidation::Url(target.as_str().to_owned()));
     let cache_key = key::cache_key(target.path(), target.query(), &policy.query);
     let compression = config.cache.compression.enabled;
     let mut hashes = vec![pingora_cache::key::CacheHashKey::combined_bin(&cache_key)];

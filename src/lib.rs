@@ -13,6 +13,7 @@
 //! * `canonical` the one spelling of a request target that routing, keys, purges and the ERP see
 //! * `cache`     foyer memory + disk tiers behind pingora-cache's `Storage`, keys, policy
 //! * `cli`       the command line
+//! * `cluster`   cluster mode: purges shared with the other replicas through Redis
 //! * `config`    YAML schema, validation, the runtime model
 //! * `drain`     a graceful stop: requests in flight, closing the listeners, waiting for them
 //! * `log_sink`  the bounded buffer and writer thread every log line leaves through
@@ -36,6 +37,7 @@ pub mod app;
 pub mod cache;
 pub mod canonical;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod drain;
 pub mod health;

@@ -544,6 +544,106 @@ impl Metrics {
     }
 }
 
+/// The Redis operations timed and counted, the values of the `op` label.
+pub const CLUSTER_OPS: [&str; 2] = ["publish", "read"];
+
+/// Redis round trips: from loopback's tens of microseconds to the operation timeout.
+const CLUSTER_OP_BUCKETS: [f64; 12] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+];
+
+/// Cluster mode's families (`cluster`): registered only when `cluster:` is on, so a single node
+/// exports what it always did.
+pub struct ClusterMetrics {
+    /// `knitcache_cluster_redis_up`: 1 while the last operation on the server succeeded.
+    pub up: IntGauge,
+    /// `knitcache_cluster_redis_op_duration_seconds{op}`.
+    pub op_seconds: HistogramVec,
+    /// `knitcache_cluster_redis_errors_total{op}`.
+    pub op_errors: IntCounterVec,
+    /// `knitcache_cluster_invalidations_published_total`.
+    pub published: prometheus::IntCounter,
+    /// `knitcache_cluster_invalidations_applied_total`.
+    pub applied: prometheus::IntCounter,
+    /// `knitcache_cluster_invalidations_dropped_total`.
+    pub dropped: prometheus::IntCounter,
+    /// `knitcache_cluster_invalidations_pending`.
+    pub pending: IntGauge,
+    /// `knitcache_cluster_invalidation_lag_seconds`.
+    pub lag_seconds: prometheus::Histogram,
+}
+
+impl ClusterMetrics {
+    /// Registers the cluster families in `registry`; every `op` has series from startup.
+    pub fn new(registry: &Registry) -> prometheus::Result<ClusterMetrics> {
+        let up = IntGauge::new(
+            "knitcache_cluster_redis_up",
+            "1 while the shared Redis answers (the last operation succeeded), 0 while this replica \
+             runs on its own tiers alone",
+        )?;
+        let op_seconds = HistogramVec::new(
+            HistogramOpts::new(
+                "knitcache_cluster_redis_op_duration_seconds",
+                "Time of each operation on the shared Redis (failed ones included), by operation",
+            )
+            .buckets(CLUSTER_OP_BUCKETS.to_vec()),
+            &["op"],
+        )?;
+        let op_errors = IntCounterVec::new(
+            Opts::new(
+                "knitcache_cluster_redis_errors_total",
+                "Operations on the shared Redis that failed or timed out, by operation",
+            ),
+            &["op"],
+        )?;
+        let published = prometheus::IntCounter::new(
+            "knitcache_cluster_invalidations_published_total",
+            "Purges and invalidations of this replica written to the shared stream",
+        )?;
+        let applied = prometheus::IntCounter::new(
+            "knitcache_cluster_invalidations_applied_total",
+            "Purges and invalidations of other replicas read from the shared stream and applied",
+        )?;
+        let dropped = prometheus::IntCounter::new(
+            "knitcache_cluster_invalidations_dropped_total",
+            "Purges and invalidations never published: the queue waiting for Redis was full",
+        )?;
+        let pending = IntGauge::new(
+            "knitcache_cluster_invalidations_pending",
+            "Purges and invalidations of this replica waiting to be published (Redis slow or down)",
+        )?;
+        let lag_seconds = prometheus::Histogram::with_opts(
+            HistogramOpts::new(
+                "knitcache_cluster_invalidation_lag_seconds",
+                "From another replica's purge to its application here (clocks of both replicas)",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
+        )?;
+        registry.register(Box::new(up.clone()))?;
+        registry.register(Box::new(op_seconds.clone()))?;
+        registry.register(Box::new(op_errors.clone()))?;
+        registry.register(Box::new(published.clone()))?;
+        registry.register(Box::new(applied.clone()))?;
+        registry.register(Box::new(dropped.clone()))?;
+        registry.register(Box::new(pending.clone()))?;
+        registry.register(Box::new(lag_seconds.clone()))?;
+        for op in CLUSTER_OPS {
+            op_seconds.with_label_values(&[op]);
+            op_errors.with_label_values(&[op]);
+        }
+        Ok(ClusterMetrics {
+            up,
+            op_seconds,
+            op_errors,
+            published,
+            applied,
+            dropped,
+            pending,
+            lag_seconds,
+        })
+    }
+}
+
 /// The RSS the process may use beyond its memory tier: the budget is tier + 64 MiB
 /// (docs/DEPLOY.md, "Memory budget"; the systemd unit and the manifests size to it).
 pub const RSS_HEADROOM_BYTES: u64 = 64 * 1024 * 1024;

@@ -155,7 +155,7 @@ pub async fn execute(
     bans: &Bans,
 ) -> Result<PurgeOutcome, Refusal> {
     if let Some(url) = req.url {
-        let outcome = purge_url(&url, config, storage)?;
+        let outcome = purge_url(&url, config, storage, bans)?;
         if !storage.written(WRITTEN_WITHIN).await {
             tracing::error!(
                 url = %outcome.target,
@@ -231,7 +231,12 @@ pub async fn execute(
     })
 }
 
-fn purge_url(url: &str, config: &Config, storage: &HybridStorage) -> Result<PurgeOutcome, Refusal> {
+fn purge_url(
+    url: &str,
+    config: &Config,
+    storage: &HybridStorage,
+    bans: &Bans,
+) -> Result<PurgeOutcome, Refusal> {
     let target = strip_origin(url);
     if !target.starts_with('/') {
         return Err(Refusal::BadRequest(format!(
@@ -253,7 +258,7 @@ fn purge_url(url: &str, config: &Config, storage: &HybridStorage) -> Result<Purg
             route.name
         )));
     };
-    let removed = crate::invalidation::remove_url(&target, policy, config, storage)
+    let removed = crate::invalidation::remove_url(&target, policy, config, storage, bans.outbox())
         .map_err(|e| Refusal::Internal(format!("cache purge failed: {e}")))?;
     let shown =
         crate::access_log::mask_key(&key::primary_key(path, query, &policy.query)).into_owned();

@@ -9,6 +9,9 @@
 //! path reads the list through an `ArcSwap` and skips all work when it is empty. A ban that
 //! cannot be saved ends at the restart while the entries it covers may not: it is reported to
 //! `disk_trust`, so the next start does not serve them either.
+//!
+//! In cluster mode every ban made here is announced through the `Outbox` (and so reaches the
+//! other replicas with its time), and the other replicas' bans arrive through `apply`.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -19,6 +22,8 @@ use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
 use super::disk_trust::DiskTrust;
+use crate::cluster::Outbox;
+use crate::cluster::event::Invalidation;
 
 /// Name of the ban file inside the cache directory.
 pub const BAN_FILE: &str = "bans.json";
@@ -69,6 +74,8 @@ pub struct Bans {
     trust: Option<Arc<DiskTrust>>,
     /// Serialises writers (admin requests); readers never take it.
     write: Mutex<()>,
+    /// Where bans made here are announced to the other replicas (off on a single node).
+    outbox: Outbox,
 }
 
 impl Bans {
@@ -80,7 +87,19 @@ impl Bans {
             retention,
             trust: None,
             write: Mutex::new(()),
+            outbox: Outbox::off(),
         }
+    }
+
+    /// The same bans, announced through `outbox` as they are made.
+    pub fn with_outbox(mut self, outbox: Outbox) -> Self {
+        self.outbox = outbox;
+        self
+    }
+
+    /// Where purges made on this replica are announced (URL purges go through it too).
+    pub fn outbox(&self) -> &Outbox {
+        &self.outbox
     }
 
     /// The bans saved in `dir`, less those older than `retention`. A missing file means no
@@ -105,6 +124,7 @@ impl Bans {
             retention,
             trust: None,
             write: Mutex::new(()),
+            outbox: Outbox::off(),
         };
         let kept = bans.live(saved, SystemTime::now());
         if !kept.is_empty() {
@@ -154,18 +174,33 @@ impl Bans {
     /// Records a ban made now, drops expired ones and saves the list. The ban is in force even
     /// if saving fails (the error says it will not survive a restart).
     pub fn add(&self, matcher: BanMatch) -> Result<Ban, std::io::Error> {
-        let _guard = self.write.lock();
-        let now = SystemTime::now();
         // Rounded up: a response stored in the same millisecond, just before the ban, must
         // not escape it (one stored just after costs one extra miss, which is harmless).
         let ban = Ban {
             matcher,
-            at_unix_ms: unix_ms(now).saturating_add(1),
+            at_unix_ms: unix_ms(SystemTime::now()).saturating_add(1),
         };
+        self.outbox.announce(Invalidation::Ban(ban.clone()));
+        self.apply(ban.clone())?;
+        Ok(ban)
+    }
+
+    /// Puts `ban` (made here or by another replica, at its own time) in force and saves the
+    /// list; nothing is announced. Applying a ban twice, or an older one after a newer on the
+    /// same matcher, changes nothing.
+    pub fn apply(&self, ban: Ban) -> Result<(), std::io::Error> {
+        let _guard = self.write.lock();
+        let now = SystemTime::now();
         let mut next = self.live(self.list(), now);
+        if next
+            .iter()
+            .any(|b| b.matcher == ban.matcher && b.at_unix_ms >= ban.at_unix_ms)
+        {
+            return Ok(());
+        }
         // A newer ban on the same matcher supersedes the older one.
         next.retain(|b| b.matcher != ban.matcher);
-        next.push(ban.clone());
+        next.push(ban);
         self.list.store(Arc::new(next.clone()));
         let saved = self.save(&next);
         if !matches!(saved, Ok(true))
@@ -173,8 +208,7 @@ impl Bans {
         {
             trust.missed_disk();
         }
-        saved?;
-        Ok(ban)
+        saved.map(|_| ())
     }
 
     fn live(&self, bans: Vec<Ban>, now: SystemTime) -> Vec<Ban> {
@@ -270,6 +304,27 @@ mod tests {
             .unsaved_to(trust.clone());
         assert!(lost.add(BanMatch::Route("kpis".into())).is_err());
         assert!(!cache.path().join(TRUST_FILE).exists());
+    }
+
+    #[test]
+    fn bans_from_elsewhere_keep_their_time_and_only_the_newest_counts() {
+        let bans = Bans::in_memory(Duration::from_secs(600));
+        let now = unix_ms(SystemTime::now());
+        let ban = |at_unix_ms| Ban {
+            matcher: BanMatch::Tag("yarn".into()),
+            at_unix_ms,
+        };
+        bans.apply(ban(now - 5_000)).expect("apply");
+        bans.apply(ban(now - 1_000)).expect("newer");
+        bans.apply(ban(now - 9_000)).expect("older, late");
+        assert_eq!(bans.list(), vec![ban(now - 1_000)]);
+        let made = UNIX_EPOCH + Duration::from_millis(now - 3_000);
+        assert!(bans.is_banned("/a", "r", made, &|t| t == "yarn"));
+        let later = UNIX_EPOCH + Duration::from_millis(now - 500);
+        assert!(
+            !bans.is_banned("/a", "r", later, &|t| t == "yarn"),
+            "stored after the ban was made elsewhere: served"
+        );
     }
 
     #[test]

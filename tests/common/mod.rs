@@ -10,6 +10,7 @@ pub mod browser;
 pub mod origin;
 pub mod raw;
 pub mod raw_origin;
+pub mod redis_server;
 pub mod tls;
 
 use std::net::SocketAddr;
