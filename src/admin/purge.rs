@@ -143,8 +143,9 @@ pub fn parse(body: &[u8]) -> Result<PurgeRequest, Refusal> {
     Ok(req)
 }
 
-/// How long a URL purge waits for its removal to reach the disk tier before it answers.
-const WRITTEN_WITHIN: std::time::Duration = std::time::Duration::from_secs(5);
+/// How long a URL purge waits for its removal to reach the disk tier before it answers (and a
+/// replica for the removals it applied from the cluster stream, before it saves its position).
+pub const WRITTEN_WITHIN: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Carries out a parsed purge. A URL purge answers once its removal is on disk, so a crash
 /// right after the answer cannot bring the entry back.

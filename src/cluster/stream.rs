@@ -82,8 +82,8 @@ pub(super) async fn follow(s: Arc<Shared>, mut conn: ConnectionManager) {
         match read(&s, &mut conn, &last, Some(READ_BLOCK)).await {
             Ok(ids) => {
                 backoff.reset();
-                apply_all(&s, ids, &mut last);
-                position.save(&last);
+                let removed = apply_all(&s, ids, &mut last);
+                save_when_written(&s, &mut position, &last, removed).await;
             }
             Err(_) => backoff.wait().await,
         }
@@ -101,9 +101,21 @@ pub(super) async fn catch_up(s: &Shared, mut conn: ConnectionManager) -> Result<
             return Ok(read_total);
         }
         read_total += ids.len();
-        apply_all(s, ids, &mut last);
-        position.save(&last);
+        let removed = apply_all(s, ids, &mut last);
+        save_when_written(s, &mut position, &last, removed).await;
     }
+}
+
+/// Saves the position past the entries just applied once their removals are on disk: saved
+/// earlier, a crash in between would bring the purged entries back from the disk tier while the
+/// restart skips the entries that purged them. A removal that does not reach the disk in time
+/// has already made the storage distrust its disk tier at the next start (`cache::disk_trust`),
+/// so the position is saved either way.
+async fn save_when_written(s: &Shared, position: &mut Position, last: &str, removed: bool) {
+    if removed {
+        s.storage.written(crate::admin::purge::WRITTEN_WITHIN).await;
+    }
+    position.save(last);
 }
 
 /// The entries after `last`, waiting up to `block` for one if there are none yet.
@@ -130,26 +142,30 @@ async fn read(
         .collect())
 }
 
-/// Applies `ids` in order, moving `last` past each.
-fn apply_all(s: &Shared, ids: Vec<StreamId>, last: &mut String) {
+/// Applies `ids` in order, moving `last` past each. True if one removed a URL's stored copies
+/// (a removal foyer writes to disk in the background).
+fn apply_all(s: &Shared, ids: Vec<StreamId>, last: &mut String) -> bool {
+    let mut removed = false;
     for id in ids {
         let entry = Entry::from_fields(id.map.iter().filter_map(|(k, v)| match v {
             Value::BulkString(b) => Some((k.as_str(), b.as_slice())),
             _ => None,
         }));
-        apply(s, &id.id, entry);
+        removed |= apply(s, &id.id, entry);
         *last = id.id;
     }
+    removed
 }
 
-/// Applies one entry of another replica here; this replica's own are skipped.
-fn apply(s: &Shared, id: &str, entry: Entry) {
+/// Applies one entry of another replica here; this replica's own are skipped. True if it was
+/// a URL purge.
+fn apply(s: &Shared, id: &str, entry: Entry) -> bool {
     if entry.from == s.replica {
-        return;
+        return false;
     }
     let Some(inv) = entry.inv else {
         tracing::warn!(id, "cluster stream entry of an unknown kind skipped");
-        return;
+        return false;
     };
     match &inv {
         Invalidation::Ban(ban) => {
@@ -161,7 +177,7 @@ fn apply(s: &Shared, id: &str, entry: Entry) {
             let config = s.config.load();
             let Ok(target) = canonical::target(url.as_bytes()) else {
                 tracing::warn!(id, "cluster stream entry with an unusable URL skipped");
-                return;
+                return false;
             };
             let policy = config
                 .route_for(&Method::GET, target.path())
@@ -185,4 +201,5 @@ fn apply(s: &Shared, id: &str, entry: Entry) {
         s.metrics.lag_seconds.observe(lag_ms as f64 / 1000.0);
     }
     tracing::debug!(id, invalidation = ?inv, "applied from another replica");
+    matches!(inv, Invalidation::Url(_))
 }
