@@ -6,7 +6,7 @@ use std::net::IpAddr;
 use super::super::defaults::*;
 use super::super::file::*;
 use super::super::model::*;
-use super::Problems;
+use super::{Problems, env_name};
 
 /// Shortest admin token accepted: anything shorter can be guessed.
 const MIN_ADMIN_TOKEN_CHARS: usize = 16;
@@ -22,17 +22,8 @@ pub(super) fn admin(a: &FileAdmin, p: &mut Problems) -> Option<AdminSettings> {
         }
     }
     let env = &a.token_env;
-    let valid_env = env
-        .bytes()
-        .next()
-        .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
-        && env.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    let valid_env = env_name(env, "admin.token_env", DEFAULT_ADMIN_TOKEN_ENV, p);
     if !valid_env {
-        let msg = format!(
-            "{env:?} is not an environment variable name; use letters, digits and _, e.g. \
-             token_env: {DEFAULT_ADMIN_TOKEN_ENV}"
-        );
-        p.at("admin.token_env", None, msg);
         ok = false;
     }
     // The file's token wins; otherwise the variable's is the one in force (as

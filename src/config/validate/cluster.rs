@@ -9,7 +9,7 @@ use redis::IntoConnectionInfo;
 use super::super::defaults::*;
 use super::super::file::*;
 use super::super::model::*;
-use super::{Problems, positive_ms};
+use super::{Problems, env_name, positive_ms};
 
 /// The `cluster:` section: `Some(None)` when cluster mode is off (no `url`), `None` when the
 /// section is wrong.
@@ -24,18 +24,12 @@ pub(super) fn cluster(c: &FileCluster, p: &mut Problems) -> Option<Option<Cluste
             None
         }
     };
-    let env = &c.password_env;
-    let valid_env = env
-        .bytes()
-        .next()
-        .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
-        && env.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
-    if !valid_env {
-        let msg = format!(
-            "{env:?} is not an environment variable name; use letters, digits and _, e.g. \
-             password_env: {DEFAULT_CLUSTER_PASSWORD_ENV}"
-        );
-        p.at("cluster.password_env", None, msg);
+    if !env_name(
+        &c.password_env,
+        "cluster.password_env",
+        DEFAULT_CLUSTER_PASSWORD_ENV,
+        p,
+    ) {
         ok = false;
     }
     let prefix = &c.key_prefix;
@@ -59,7 +53,7 @@ pub(super) fn cluster(c: &FileCluster, p: &mut Problems) -> Option<Option<Cluste
     let timeout: Duration = timeout?;
     Some(url.map(|url| ClusterSettings {
         url,
-        password_env: env.clone(),
+        password_env: c.password_env.clone(),
         key_prefix: prefix.clone(),
         timeout,
     }))

@@ -222,6 +222,25 @@ fn positive_ms(ms: u64, path: &str, p: &mut Problems) -> Option<Duration> {
     None
 }
 
+/// Checks that `name`, the value of the key `path`, is an environment variable name (letters,
+/// digits and `_`, not starting with a digit); `example` is the default to suggest. True if it is.
+fn env_name(name: &str, path: &str, example: &str, p: &mut Problems) -> bool {
+    let valid = name
+        .bytes()
+        .next()
+        .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    if !valid {
+        let msg = format!(
+            "{name:?} is not an environment variable name; use letters, digits and _, e.g. \
+             {key}: {example}",
+            key = last_key(path)
+        );
+        p.at(path, None, msg);
+    }
+    valid
+}
+
 fn last_key(path: &str) -> &str {
     path.rsplit('.').next().unwrap_or(path)
 }
