@@ -97,9 +97,10 @@ impl DiskTrust {
                 tracing::error!(
                     dir = %dir.display(),
                     files = deleted,
-                    "disk tier emptied at start: a purge of the previous run could not be \
-                     written to it (the disk tier was degraded), so its entries might include \
-                     purged ones; they are filled from the ERP again"
+                    "disk tier emptied at start: it has no trust file, so a purge of the \
+                     previous run may not have reached it (the disk tier was degraded, or the \
+                     previous release kept no trust file); its entries are filled from the ERP \
+                     again"
                 );
             }
         }
