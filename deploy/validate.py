@@ -22,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import yaml
 
@@ -138,7 +139,12 @@ def check_compose(image_cmd):
         [tool("check-jsonschema"), "--builtin-schema", "vendor.compose-spec", str(compose)])
     doc = yaml.safe_load(compose.read_text())
     svc = doc["services"]
-    cmd = svc["knitcache"]["command"]
+    # The knitcache replicas: the services running `knitcache run`.
+    replicas = sorted(n for n, s in svc.items() if (s.get("command") or [""])[0] == "run")
+    check(len(replicas) >= 2, "compose: two knitcache replicas or more", f"{replicas}")
+    cmd = svc[replicas[0]]["command"]
+    check(all(svc[n]["command"] == cmd for n in replicas),
+          "compose: every replica runs the same arguments", f"{replicas}")
     check(cmd[: len(image_cmd)] == image_cmd,
           "compose: knitcache runs the image's CMD plus flags", f"{cmd} vs {image_cmd}")
     erp_ip = svc["erp"]["networks"]["erp"]["ipv4_address"]
@@ -149,11 +155,27 @@ def check_compose(image_cmd):
     subnet = doc["networks"]["erp"]["ipam"]["config"][0]["subnet"]
     check(erp_ip.rsplit(".", 1)[0] == subnet.split("/")[0].rsplit(".", 1)[0],
           "compose: the ERP's address is in the network's subnet", f"{erp_ip} {subnet}")
-    grace = re.fullmatch(r"(\d+)s", svc["knitcache"]["stop_grace_period"])
     server = shipped_config()["server"]
     need = server["grace_period_secs"] + server["graceful_shutdown_timeout_secs"]
-    check(grace is not None and int(grace.group(1)) > need,
-          f"compose: stop_grace_period covers the {need} s shutdown")
+    for n in replicas:
+        grace = re.fullmatch(r"(\d+)s", svc[n]["stop_grace_period"])
+        check(grace is not None and int(grace.group(1)) > need,
+              f"compose: {n}'s stop_grace_period covers the {need} s shutdown")
+    published = [p.rsplit(":", 1)[0] for n in replicas for p in svc[n]["ports"]]
+    check(len(published) == len(set(published)), "compose: each replica publishes ports of its own",
+          f"{published}")
+    cache_dir = image_cmd[image_cmd.index("--cache-dir") + 1]
+    caches = [v.split(":")[0] for n in replicas for v in svc[n]["volumes"]
+              if v.split(":")[1] == cache_dir]
+    check(len(caches) == len(replicas) and len(set(caches)) == len(caches),
+          "compose: each replica has a cache volume of its own", f"{caches}")
+    check_compose_cluster(doc, replicas, cmd)
+    admin_port = image_cmd[image_cmd.index("--admin-listen") + 1].rsplit(":", 1)[-1]
+    scrape = yaml.safe_load((DEPLOY / "compose" / "prometheus.yml").read_text())
+    targets = sorted(t for job in scrape["scrape_configs"] if job["job_name"] == "knitcache"
+                     for sc in job["static_configs"] for t in sc["targets"])
+    check(targets == sorted(f"{n}:{admin_port}" for n in replicas),
+          "compose: Prometheus scrapes every replica's admin port", f"{targets}")
     for f in ["datasources/knitcache.yaml", "dashboards/knitcache.yaml"]:
         path = DEPLOY / "grafana" / "provisioning" / f
         d = yaml.safe_load(path.read_text())
@@ -174,6 +196,56 @@ def check_compose(image_cmd):
     else:
         print("skip: promtool check of deploy/compose/prometheus.yml "
               "(needs promtool and deploy/prometheus/knitcache.rules.yml)")
+
+
+def compose_var(value):
+    """The variable a compose value `${NAME:-default}` interpolates, and its default."""
+    m = re.fullmatch(r"\$\{(\w+)(?::-([^}]*))?\}", str(value))
+    return (m.group(1), m.group(2)) if m else (None, None)
+
+
+def redis_port(command):
+    """The port a redis-server command line listens on (`--port N`, else 6379)."""
+    m = re.search(r"--port\s+(\d+)", command)
+    return int(m.group(1)) if m else 6379
+
+
+def check_compose_cluster(doc, replicas, cmd):
+    """Cluster mode: the replicas' --cluster URL names the Redis service and its port, and the
+    password reaches both sides from one variable of the environment, never from a file."""
+    svc = doc["services"]
+    redis = [n for n, s in svc.items()
+             if re.match(r"(redis:7|valkey/valkey:[89])", str(s.get("image", "")))]
+    check(len(redis) == 1, "compose: one Redis (redis:7) or Valkey (valkey/valkey:8) service",
+          f"{redis}")
+    if len(redis) != 1 or "--cluster" not in cmd:
+        fail("compose: the replicas run in cluster mode (--cluster URL)", f"{cmd}")
+        return
+    name, r = redis[0], svc[redis[0]]
+    script = " ".join(r.get("entrypoint", [])[2:] + (r.get("command") or []))
+    url = urlsplit(cmd[cmd.index("--cluster") + 1])
+    check(url.scheme in ("redis", "rediss") and url.hostname == name
+          and (url.port or 6379) == redis_port(script) and url.password is None,
+          f"compose: --cluster names the {name} service and its port, without a password",
+          url.geturl())
+    shared = [n for n in replicas
+              if set(svc[n]["networks"]) & set(r.get("networks") or ["default"])]
+    check(shared == replicas, f"compose: every replica shares a network with {name}", f"{shared}")
+    check(not r.get("ports"), f"compose: {name} is published on no host port")
+    env_name = shipped_config().get("cluster", {}).get("password_env", "KNITCACHE_REDIS_PASSWORD")
+    values = {str((svc[n].get("environment") or {}).get(env_name)) for n in replicas}
+    var, default = compose_var(next(iter(values)))
+    check(len(values) == 1 and var is not None,
+          f"compose: every replica takes {env_name} from the environment (${{VAR:-default}})",
+          f"{values}")
+    renv = r.get("environment") or {}
+    passed = [k for k, v in renv.items() if compose_var(v)[0] == var]
+    check(any(re.search(rf"requirepass\s+\"?\$\$\{{?{k}\b", script) for k in passed),
+          f"compose: {name} requires the password the replicas are given (requirepass ${var})",
+          script)
+    leaked = [n for n in [*replicas, name] if default and default in
+              " ".join(svc[n].get("command") or []) + " ".join(svc[n].get("entrypoint") or [])]
+    check(not leaked, "compose: no command line carries the password", f"{leaked}")
 
 
 # ---- Kubernetes --------------------------------------------------------------------------------

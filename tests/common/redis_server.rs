@@ -1,7 +1,8 @@
 //! A real `redis-server` process for the cluster tests, on a loopback port of its own, with no
 //! persistence (`--save ''`, `--appendonly no`, a temporary working directory): killing it and
 //! starting it again on the same port is a Redis restarted empty. The set-up (`make setup`)
-//! installs `redis-server`.
+//! installs `redis-server`. `start_with` adds a password (`requirepass`) and a TLS port with
+//! the given certificate files; the plain port stays for the helper's own checks and `cli`.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -15,18 +16,54 @@ pub struct RedisServer {
     port: u16,
     dir: tempfile::TempDir,
     process: Option<Reap>,
+    options: RedisOptions,
+}
+
+/// What `start_with` adds to a plain server.
+#[derive(Default)]
+pub struct RedisOptions {
+    /// `requirepass`: every client must `AUTH` with it.
+    pub password: Option<String>,
+    /// A TLS port serving this certificate chain and key (PEM files).
+    pub tls: Option<RedisTls>,
+}
+
+/// The TLS side of a server: its own port and certificate files.
+pub struct RedisTls {
+    pub port: u16,
+    pub cert_file: std::path::PathBuf,
+    pub key_file: std::path::PathBuf,
+    /// The CA that signed `cert_file` (redis-server wants one even when clients show none).
+    pub ca_file: std::path::PathBuf,
 }
 
 impl RedisServer {
     /// Starts one on a free loopback port and waits until it answers `PING`.
     pub fn start() -> RedisServer {
+        RedisServer::start_with(RedisOptions::default())
+    }
+
+    /// As `start`, with a password and/or a TLS port.
+    pub fn start_with(options: RedisOptions) -> RedisServer {
         let mut server = RedisServer {
             port: free_port(),
             dir: tempfile::tempdir().expect("redis dir"),
             process: None,
+            options,
         };
         server.restart();
         server
+    }
+
+    /// `rediss://127.0.0.1:TLS_PORT/0`, when started with TLS.
+    pub fn tls_url(&self) -> String {
+        let tls = self.options.tls.as_ref().expect("started with TLS");
+        format!("rediss://127.0.0.1:{}/0", tls.port)
+    }
+
+    /// The plain port.
+    pub fn port(&self) -> u16 {
+        self.port
     }
 
     /// `redis://127.0.0.1:PORT/0`.
@@ -47,13 +84,27 @@ impl RedisServer {
     /// Starts it again on the same port, empty, and waits until it answers.
     pub fn restart(&mut self) {
         self.kill();
-        let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string()])
+        let mut cmd = Command::new("redis-server");
+        cmd.args(["--port", &self.port.to_string()])
             .args(["--bind", "127.0.0.1"])
             .args(["--save", ""])
             .args(["--appendonly", "no"])
             .arg("--dir")
-            .arg(self.dir.path())
+            .arg(self.dir.path());
+        if let Some(password) = &self.options.password {
+            cmd.args(["--requirepass", password]);
+        }
+        if let Some(tls) = &self.options.tls {
+            cmd.args(["--tls-port", &tls.port.to_string()])
+                .arg("--tls-cert-file")
+                .arg(&tls.cert_file)
+                .arg("--tls-key-file")
+                .arg(&tls.key_file)
+                .arg("--tls-ca-cert-file")
+                .arg(&tls.ca_file)
+                .args(["--tls-auth-clients", "no"]);
+        }
+        let child = cmd
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -62,7 +113,7 @@ impl RedisServer {
             );
         self.process = Some(Reap(child));
         let deadline = Instant::now() + TIMEOUT;
-        while !self.answers() {
+        while !answers(self.port, self.options.password.as_deref()) {
             assert!(
                 Instant::now() < deadline,
                 "redis-server never answered PING"
@@ -71,23 +122,52 @@ impl RedisServer {
         }
     }
 
-    /// Whether it answers `PING` with `PONG`.
-    fn answers(&self) -> bool {
-        let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.port)) else {
-            return false;
-        };
-        let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
-        let mut buf = [0u8; 7];
-        s.write_all(b"PING\r\n").is_ok() && s.read_exact(&mut buf).is_ok() && &buf == b"+PONG\r\n"
-    }
-
     /// Runs one command with `redis-cli` and returns its output (for inspecting the stream).
     pub fn cli(&self, args: &[&str]) -> String {
-        let out = Command::new("redis-cli")
-            .args(["-p", &self.port.to_string()])
-            .args(args)
-            .output()
-            .expect("redis-cli runs");
+        let mut cmd = Command::new("redis-cli");
+        cmd.args(["-p", &self.port.to_string()]);
+        if let Some(password) = &self.options.password {
+            // From the environment, as redis-cli reads it, not from its command line.
+            cmd.env("REDISCLI_AUTH", password);
+        }
+        let out = cmd.args(args).output().expect("redis-cli runs");
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
+}
+
+/// Whether the server on the loopback `port` answers `PING` with `PONG`, after `AUTH password`
+/// when one is given.
+pub fn answers(port: u16, password: Option<&str>) -> bool {
+    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
+    let mut expected = Vec::new();
+    if let Some(password) = password {
+        let auth = format!("*2\r\n$4\r\nAUTH\r\n${}\r\n{password}\r\n", password.len());
+        if s.write_all(auth.as_bytes()).is_err() {
+            return false;
+        }
+        expected.extend_from_slice(b"+OK\r\n");
+    }
+    expected.extend_from_slice(b"+PONG\r\n");
+    let mut buf = vec![0u8; expected.len()];
+    s.write_all(b"PING\r\n").is_ok() && s.read_exact(&mut buf).is_ok() && buf == expected
+}
+
+/// The first reply line of `PING` sent without `AUTH` to the server on `port`: `+PONG`, or the
+/// error a server with a password answers (`-NOAUTH ...`).
+pub fn ping_without_auth(port: u16) -> String {
+    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
+        return "connection refused".to_owned();
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+    let mut reply = Vec::new();
+    let mut byte = [0u8; 1];
+    if s.write_all(b"PING\r\n").is_ok() {
+        while s.read_exact(&mut byte).is_ok() && byte[0] != b'\n' {
+            reply.push(byte[0]);
+        }
+    }
+    String::from_utf8_lossy(&reply).trim_end().to_owned()
 }
