@@ -348,6 +348,8 @@ def check_kubernetes(config, image_cmd):
               for r in rules),
           "NetworkPolicy: the proxy port stays open to every client")
 
+    check_kubernetes_cluster(docs, dep, labels)
+
     # ServiceMonitor is a CRD (Prometheus Operator): not in kubernetes-validate's schemas, so
     # its structure and references are checked here.
     sm = docs[("ServiceMonitor", "knitcache")]
@@ -361,6 +363,92 @@ def check_kubernetes(config, image_cmd):
     svc_ports = {p["name"] for p in admin_svc["spec"]["ports"]}
     check(all(e["port"] in svc_ports and e["path"] == "/metrics" for e in sm["spec"]["endpoints"]),
           "ServiceMonitor: scrapes /metrics on the admin Service's named port")
+
+
+def env_from_secret(container):
+    """A container's variables taken from Secrets: name -> (secret, key)."""
+    return {e["name"]: (e["valueFrom"]["secretKeyRef"]["name"], e["valueFrom"]["secretKeyRef"]["key"])
+            for e in container.get("env", []) if "secretKeyRef" in e.get("valueFrom", {})}
+
+
+def check_kubernetes_cluster(docs, dep, labels):
+    """Cluster mode: the Deployment's replicas take the Redis URL and password from one Secret,
+    the URL names the Redis StatefulSet's headless Service and port, Redis requires that
+    password, and only knitcache's pods reach Redis's port."""
+    c = dep["spec"]["template"]["spec"]["containers"][0]
+    args = " ".join(c["args"])
+    env = env_from_secret(c)
+    m = re.search(r'--cluster "?\$\{?(\w+)', args)
+    url_ref = env.get(m.group(1)) if m else None
+    check(url_ref is not None, "Deployment: cluster mode, --cluster from a Secret's url",
+          args)
+    env_name = shipped_config().get("cluster", {}).get("password_env", "KNITCACHE_REDIS_PASSWORD")
+    pw_ref = env.get(env_name)
+    check(pw_ref is not None and url_ref is not None and pw_ref[0] == url_ref[0],
+          f"Deployment: {env_name} (cluster.password_env) from the same Secret", f"{env}")
+    if url_ref is None or pw_ref is None:
+        return
+    secret = docs.get(("Secret", url_ref[0]))
+    if secret is None:
+        fail(f"Secret {url_ref[0]}: shipped with the manifests")
+        return
+    data = secret.get("stringData", {})
+    url = urlsplit(data.get(url_ref[1], ""))
+    sts = [d for (kind, _), d in docs.items() if kind == "StatefulSet"]
+    check(len(sts) == 1, "StatefulSet: one, the shared Redis", f"{[d['metadata']['name'] for d in sts]}")
+    if len(sts) != 1:
+        return
+    sts = sts[0]
+    name = sts["metadata"]["name"]
+    pod = sts["spec"]["template"]
+    pod_labels = pod["metadata"]["labels"]
+    rc = pod["spec"]["containers"][0]
+    check(re.match(r"(redis:7|valkey/valkey:[89])", rc["image"]) is not None,
+          f"StatefulSet {name}: runs Redis 7 or Valkey 8", rc["image"])
+    check(sts["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
+          and not labels.items() <= pod_labels.items(),
+          f"StatefulSet {name}: selects its pods, which the Deployment's selector does not")
+    svc = docs.get(("Service", sts["spec"]["serviceName"]))
+    rports = {p["name"]: p["containerPort"] for p in rc["ports"]}
+    ok_svc = (svc is not None and svc["spec"].get("clusterIP") == "None"
+              and svc["spec"]["selector"].items() <= pod_labels.items())
+    check(ok_svc, f"StatefulSet {name}: its serviceName is a headless Service selecting its pods")
+    if not ok_svc:
+        return
+    sname = svc["metadata"]["name"]
+    sports = {p["port"]: p["targetPort"] for p in svc["spec"]["ports"]}
+    hosts = {sname, f"{name}-0.{sname}"}
+    host_ok = url.hostname is not None and (url.hostname in hosts or any(
+        url.hostname.startswith(h + ".") for h in hosts))
+    check(url.scheme in ("redis", "rediss") and host_ok and url.password is None
+          and sports.get(url.port or 6379) in rports,
+          f"Secret {url_ref[0]}: url names the Service {sname} and its Redis port, no password",
+          url.geturl())
+    renv = env_from_secret(rc)
+    script = " ".join(rc.get("command", []) + rc.get("args", []))
+    given = [k for k, ref in renv.items() if ref == pw_ref]
+    check(any(re.search(rf'requirepass\s+"?\$\{{?{k}\b', script) for k in given),
+          f"StatefulSet {name}: Redis requires the password the replicas are given", script)
+    check(pw_ref[1] in data and data[pw_ref[1]] not in args + script,
+          f"Secret {url_ref[0]}: holds the password, which no command line carries")
+    mounts = {m["mountPath"]: m["name"] for m in rc.get("volumeMounts", [])}
+    claims = {t["metadata"]["name"] for t in sts["spec"].get("volumeClaimTemplates", [])}
+    check(mounts.get("/data") in claims and "--appendonly yes" in script,
+          f"StatefulSet {name}: append-only persistence on a volume claim at /data")
+    # Only knitcache's pods, and only on Redis's port.
+    policies = [d for (kind, _), d in docs.items() if kind == "NetworkPolicy"
+                and d["spec"]["podSelector"].get("matchLabels", {}).items() <= pod_labels.items()
+                and d["spec"]["podSelector"].get("matchLabels")]
+    rules = [r for p in policies for r in p["spec"].get("ingress", [])]
+    redis_ports = {p for p, n in rports.items()} | set(rports.values())
+    check(len(policies) == 1 and "Ingress" in policies[0]["spec"].get("policyTypes", [])
+          and rules and all(
+              r.get("from") and r.get("ports")
+              and all(set(peer) == {"podSelector"} and peer["podSelector"].get("matchLabels") == labels
+                      for peer in r["from"])
+              and all(p.get("port") in redis_ports for p in r["ports"])
+              for r in rules),
+          f"NetworkPolicy: {name} admits knitcache's pods on its Redis port only", f"{rules}")
 
 
 # ---- systemd -----------------------------------------------------------------------------------
