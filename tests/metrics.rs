@@ -1,7 +1,8 @@
 //! `/metrics` from a real proxy running the shipped route table: every configured route has its
 //! series from startup, requests and ERP failures are counted with bounded labels, the scrape
 //! passes `promtool check metrics`, and the alert rules and the Grafana dashboard only use
-//! metrics that exist.
+//! metrics that exist (those of cluster mode in a replica started with `--cluster` on a real
+//! redis-server: a single node does not export them).
 
 mod common;
 
@@ -199,18 +200,34 @@ async fn a_real_scrape_passes_promtool_and_the_deploy_files_use_real_names() {
     get(&c, &proxy.url("/api/comprehensive-kpis")).await;
     let text = scrape(&c, &proxy).await;
 
-    let (ok, out) = tokio::task::spawn_blocking({
-        let text = text.clone();
-        move || promtool(&["check", "metrics"], &text)
-    })
-    .await
-    .expect("promtool task");
-    assert!(ok, "promtool check metrics:\n{out}");
+    // The same config as one replica of a cluster (what `--cluster URL` turns on), at start.
+    let redis = common::redis_server::RedisServer::start();
+    let (_ctmp, cdir) = cache_dir();
+    let mut clustered = shipped_config(sim.addr(), &cdir);
+    clustered.cluster = Some(knitcache::config::ClusterSettings::with_url(redis.url()));
+    let replica = TestProxy::start(clustered, &cdir);
+    let replica_text = scrape(&c, &replica).await;
+    assert!(
+        replica_text.contains("knitcache_cluster_redis_up"),
+        "cluster mode exports its metrics from the start"
+    );
+
+    for text in [&text, &replica_text] {
+        let (ok, out) = tokio::task::spawn_blocking({
+            let text = text.clone();
+            move || promtool(&["check", "metrics"], &text)
+        })
+        .await
+        .expect("promtool task");
+        assert!(ok, "promtool check metrics:\n{out}");
+    }
 
     // Every knitcache metric the rules and the dashboard query exists in a scrape (the breaker
-    // gauge belongs to the circuit breaker, which exports it itself).
+    // gauge belongs to the circuit breaker, which exports it itself); cluster mode's in a
+    // replica's, which has every single-node metric too.
     let exported: BTreeSet<String> = series(&text)
-        .iter()
+        .into_iter()
+        .chain(series(&replica_text))
         .filter_map(|l| l.split(['{', ' ']).next())
         .map(|n| {
             n.trim_end_matches("_bucket")
