@@ -50,6 +50,13 @@ impl TestCa {
         self.issuer.der().clone()
     }
 
+    /// Writes the CA's certificate to `path` as PEM, for a client that reads its trust from
+    /// a file (`SSL_CERT_FILE`). Returns `path`.
+    pub fn write_pem(&self, path: &Path) -> PathBuf {
+        std::fs::write(path, self.issuer.pem()).expect("write CA certificate");
+        path.to_path_buf()
+    }
+
     /// A certificate for `localhost` and `127.0.0.1` signed by this CA, written to
     /// `dir/stem.crt` and `dir/stem.key` (the leaf, then the CA, as a chain file carries it).
     pub fn leaf(&self, dir: &Path, stem: &str) -> Leaf {
