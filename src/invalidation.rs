@@ -100,10 +100,15 @@ impl Invalidator {
     /// RFC 9111 §4.4: a non-error (2xx, 3xx) response to an unsafe method invalidates the
     /// stored responses of the target URI, and of `Location` and `Content-Location` when they
     /// name the same origin (another host's URLs are never touched: a response must not be
-    /// able to purge what it does not own).
-    pub fn after_unsafe(&self, config: &Config, req: &RequestHeader, resp: &ResponseHeader) {
+    /// able to purge what it does not own). Returns how many stored entries it removed.
+    pub fn after_unsafe(
+        &self,
+        config: &Config,
+        req: &RequestHeader,
+        resp: &ResponseHeader,
+    ) -> usize {
         if is_safe(&req.method) || !(200..400).contains(&resp.status.as_u16()) {
-            return;
+            return 0;
         }
         let client_host = req
             .uri
@@ -131,6 +136,7 @@ impl Invalidator {
             .filter_map(|url| canonical::target(url.as_bytes()).ok())
             .collect();
         targets.dedup();
+        let mut total = 0;
         for target in targets {
             let path = target.path();
             let Some(policy) = config
@@ -142,10 +148,24 @@ impl Invalidator {
             match remove_url(&target, policy, config, self.storage, self.bans.outbox()) {
                 Ok(removed) => {
                     self.by_method.inc();
+                    total += removed;
                     tracing::debug!(method = %req.method, path, removed, "invalidated by method");
                 }
                 Err(e) => tracing::warn!(error = %e, path, "invalidation by method failed"),
             }
+        }
+        total
+    }
+
+    /// Waits (for at most `purge::WRITTEN_WITHIN`) until the removals made so far are on disk,
+    /// where a crash cannot undo them; one that does not get there in time makes the next start
+    /// distrust the disk tier instead (`HybridStorage::written`).
+    pub async fn written(&self) {
+        if !self.storage.written(purge::WRITTEN_WITHIN).await {
+            tracing::warn!(
+                "a write's invalidation is not on disk yet (the disk tier is degraded or slow): \
+                 the next start empties the disk tier rather than serve the old copy"
+            );
         }
     }
 
@@ -269,13 +289,10 @@ pub fn remove_url(
             hashes.push(pingora_cache::key::CacheHashKey::combined_bin(&variant));
         }
     }
-    let mut removed = 0;
-    for hash in hashes {
-        if storage.remove(hash)? {
-            removed += 1;
-        }
-    }
-    Ok(removed)
+    storage.purge_url(
+        pingora_cache::key::CacheHashKey::primary_bin(&cache_key),
+        &hashes,
+    )
 }
 
 /// Answers a `PURGE` request on the proxy port: the URL's stored variants are removed if the

@@ -242,3 +242,151 @@ async fn bad_purges_get_a_status_and_a_reason() {
     let ok: serde_json::Value = serde_json::from_slice(&ok.body).expect("JSON");
     assert_eq!(ok["removed"], 0, "nothing was stored");
 }
+
+/// An origin whose first answer for any path streams: the head and the first half of the body
+/// at once, the rest only when `release` is notified. Later answers are complete at once. The
+/// body names the answer's number, so a client can tell the first copy from a refetch. A POST
+/// gets `204` (a write the origin accepted); anything but `/slow/...` (the proxy's health probe)
+/// a `404`.
+async fn streaming_origin(
+    release: std::sync::Arc<tokio::sync::Notify>,
+) -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind origin");
+    let addr = listener.local_addr().expect("origin addr");
+    let gets = std::sync::Arc::new(AtomicUsize::new(0));
+    let counted = gets.clone();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let (gets, release) = (counted.clone(), release.clone());
+            tokio::spawn(async move {
+                loop {
+                    let mut head = Vec::new();
+                    let mut buf = [0u8; 1024];
+                    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match stream.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => head.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    if head.starts_with(b"POST ") {
+                        // The test's writes carry no body.
+                        let _ = stream.write_all(b"HTTP/1.1 204 No Content\r\n\r\n").await;
+                        continue;
+                    }
+                    if !head.starts_with(b"GET /slow/") {
+                        let _ = stream
+                            .write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")
+                            .await;
+                        continue;
+                    }
+                    let n = gets.fetch_add(1, Ordering::SeqCst);
+                    let body = format!("answer {n:04}");
+                    let head = format!(
+                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nCache-Control: max-age=600\r\n\r\n",
+                        body.len()
+                    );
+                    let (first, rest) = body.split_at(body.len() / 2);
+                    if stream.write_all(head.as_bytes()).await.is_err()
+                        || stream.write_all(first.as_bytes()).await.is_err()
+                    {
+                        return;
+                    }
+                    if n == 0 {
+                        release.notified().await;
+                    }
+                    if stream.write_all(rest.as_bytes()).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (addr, gets)
+}
+
+/// How a purge reaches the proxy in `a_purge_while_a_fill_streams_is_not_undone`.
+#[derive(Clone, Copy, Debug)]
+enum PurgeBy {
+    /// `POST /purge {"url": ...}` on the admin port.
+    Admin,
+    /// A successful write to the URL through the proxy (RFC 9111 §4.4).
+    Write,
+}
+
+/// A purge that arrives while a miss's body is still streaming from the origin finds nothing
+/// stored yet; the fill, completing after it, must not then store the copy the purge retired.
+async fn a_purge_while_a_fill_streams_is_not_undone(by: PurgeBy) {
+    use std::sync::atomic::Ordering;
+    let release = std::sync::Arc::new(tokio::sync::Notify::new());
+    let (origin, gets) = streaming_origin(release.clone()).await;
+    let proxy = TestProxy::in_front_of_origin(
+        origin,
+        "  - name: slow\n    prefix: /slow\n    ttl_secs: 600\n",
+    );
+    let c = client();
+    let url = proxy.url("/slow/report");
+
+    // The client has the head: the proxy has it too, and the fill is under way.
+    let first = c.get(&url).send().await.expect("first request");
+    assert_eq!(first.status(), 200);
+    let purged = match by {
+        PurgeBy::Admin => {
+            post_json(
+                &c,
+                &proxy.admin_url("/purge"),
+                r#"{"url": "/slow/report"}"#,
+                None,
+            )
+            .await
+        }
+        PurgeBy::Write => send(c.post(&url)).await,
+    };
+    assert!(
+        (200..300).contains(&purged.status),
+        "{by:?}: {} {}",
+        purged.status,
+        purged.text()
+    );
+    release.notify_one();
+    let body = first.text().await.expect("first body");
+    assert_eq!(body, "answer 0000");
+    // The fill has ended (pingora counts it once the response is done).
+    eventually_async("the first fill ended", || async {
+        metric(
+            &proxy,
+            r#"knitcache_cache_fills_total{outcome="stored",route="slow"}"#,
+        )
+        .await
+            >= 1.0
+    })
+    .await;
+
+    let second = get(&c, &url).await;
+    assert_eq!(
+        (second.text().as_str(), gets.load(Ordering::SeqCst)),
+        ("answer 0001", 2),
+        "{by:?}: the copy purged while in flight was served again ({})",
+        second.cache_status()
+    );
+    assert!(
+        get(&c, &url).await.is_hit(),
+        "the refetched copy is stored as usual"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_admin_purge_while_a_fill_streams_is_not_undone_by_the_fill() {
+    a_purge_while_a_fill_streams_is_not_undone(PurgeBy::Admin).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_write_while_a_fill_streams_is_not_undone_by_the_fill() {
+    a_purge_while_a_fill_streams_is_not_undone(PurgeBy::Write).await;
+}

@@ -21,6 +21,7 @@
 //! * `disk_health` storage errors counted and logged, and the disk tier's state (`degraded`)
 //! * `disk_trust` whether the disk tier's entries may be served at start (no purge was lost)
 //! * `bans`    purges by prefix or route, checked on every hit
+//! * `recent_purges` URL purges a fill still in flight must not undo
 
 pub mod bans;
 pub mod dir_lock;
@@ -34,6 +35,7 @@ pub mod key;
 pub mod object;
 pub mod parsed;
 pub mod policy;
+pub mod recent_purges;
 pub mod storage;
 pub mod transcode;
 pub mod validators;

@@ -33,6 +33,7 @@ use super::disk_health::{DiskHealth, Kind, Tier};
 use super::disk_trust::DiskTrust;
 use super::object::CachedObject;
 use super::parsed::ParsedMeta;
+use super::recent_purges::RecentPurges;
 use super::variants::{StoreHints, Variants};
 
 /// The foyer cache as this crate uses it.
@@ -47,6 +48,8 @@ pub struct HybridStorage {
     trust: Arc<DiskTrust>,
     disk_reads: Semaphore,
     variants: Variants,
+    /// URL purges a fill in flight must not undo.
+    recent_purges: RecentPurges,
 }
 
 /// Disk-tier reads in flight at once. Until it is promoted into the memory tier, a read holds
@@ -66,6 +69,7 @@ impl HybridStorage {
             trust,
             disk_reads: Semaphore::new(DISK_READS_IN_FLIGHT),
             variants: Variants::default(),
+            recent_purges: RecentPurges::default(),
         }
     }
 
@@ -138,6 +142,24 @@ impl HybridStorage {
         let k = key_of(hash);
         self.variants.forget(k);
         Ok(self.purge_entry(&cache, k))
+    }
+
+    /// Purges one URL: every slot in `slots` (its primary slot and its codings' slots, each a
+    /// key's `combined_bin`) is removed as `remove` does, and a fill of `primary` (the URL's
+    /// `primary_bin`) still in flight, whose response arrived before now, is not kept when it
+    /// completes (`recent_purges`). Returns how many slots held an entry.
+    pub fn purge_url(&self, primary: [u8; 16], slots: &[[u8; 16]]) -> Result<usize> {
+        // Recorded first: a fill completing from here on sees it, and one that completed
+        // before is among what the removals below find.
+        self.recent_purges
+            .record(key_of(primary), std::time::SystemTime::now());
+        let mut removed = 0;
+        for slot in slots {
+            if self.remove(*slot)? {
+                removed += 1;
+            }
+        }
+        Ok(removed)
     }
 
     /// The entry stored under `hash` if the memory tier holds it; never reads the disk tier.
@@ -296,6 +318,10 @@ impl HandleHit for HybridHit {
 /// Buffers a response body from the ERP and stores it whole when it is complete.
 pub struct HybridMiss {
     key: u128,
+    /// The URL's primary key, and when its response arrived: a purge of the URL since then
+    /// means the copy is not kept (`RecentPurges`).
+    primary: u128,
+    received: std::time::SystemTime,
     meta_internal: Vec<u8>,
     meta_header: Vec<u8>,
     body: BytesMut,
@@ -368,8 +394,17 @@ impl HandleMiss for HybridMiss {
             parsed: ParsedMeta::capture(&meta),
         };
         let size = object.weight();
-        let cache = this.storage.cache("insert")?;
-        this.storage.store(&cache, this.key, object);
+        let storage = this.storage;
+        let cache = storage.cache("insert")?;
+        if !storage
+            .recent_purges
+            .store_unless_purged(this.primary, this.received, || {
+                storage.store(&cache, this.key, object);
+            })
+        {
+            tracing::debug!("a fill whose URL was purged while it was in flight was dropped");
+            return Ok(MissFinishType::Created(0));
+        }
         Ok(MissFinishType::Created(size))
     }
 }
@@ -427,6 +462,8 @@ impl Storage for HybridStorage {
         }
         Ok(Box::new(HybridMiss {
             key: slot,
+            primary: key_of(key.primary_bin()),
+            received: meta.created(),
             meta_internal,
             meta_header,
             body: BytesMut::with_capacity(body_capacity(meta)),
@@ -463,6 +500,8 @@ impl Storage for HybridStorage {
     ) -> Result<bool> {
         let k = key_of(key.combined_bin());
         let cache = self.cache("update_meta")?;
+        // A purge after this instant may have removed the entry while it was being read below.
+        let read_at = std::time::SystemTime::now();
         let found = if self.health.in_use() {
             cache.get(&k).await
         } else {
@@ -481,8 +520,11 @@ impl Storage for HybridStorage {
             body,
             parsed: ParsedMeta::capture(meta),
         };
-        self.store(&cache, k, object);
-        Ok(true)
+        Ok(self
+            .recent_purges
+            .store_unless_purged(key_of(key.primary_bin()), read_at, || {
+                self.store(&cache, k, object);
+            }))
     }
 
     fn as_any(&self) -> &(dyn Any + Send + Sync + 'static) {

@@ -959,8 +959,12 @@ impl ProxyHttp for Proxy {
         resp.remove_header(freshness::KNITCACHE_CACHE_CONTROL);
         if let Some(invalidator) = &self.invalidator {
             // On receipt, before the client sees the answer (RFC 9111 §4.4): a client that
-            // reads right after its write must not get the copy the write replaced.
-            invalidator.after_unsafe(&ctx.config, session.req_header(), resp);
+            // reads right after its write must not get the copy the write replaced, not even
+            // after a crash right after the answer (the removal is on disk first, as a URL
+            // purge's is).
+            if invalidator.after_unsafe(&ctx.config, session.req_header(), resp) > 0 {
+                invalidator.written().await;
+            }
         }
         let fresh_until = session.cache.maybe_cache_meta().map(CacheMeta::fresh_until);
         let collapsed = session.cache.lock_duration().is_some();
