@@ -1,7 +1,10 @@
 //! The deployment files, run natively: what the containers of `deploy/compose.yaml` run (the
 //! same arguments and Redis script, with the containers' addresses and paths mapped to loopback
-//! and a temp directory: two replicas sharing purges through a real redis-server), and the systemd unit's reload helper (`deploy/knitcache-reload`) doing both of
-//! its jobs, a config reload and a graceful upgrade to a newly installed binary.
+//! and a temp directory: two replicas sharing purges through a real redis-server), what the
+//! Kubernetes pods run (the Redis StatefulSet's script and the Deployment's shell line with the
+//! Secret's values: three replicas sharing purges), and the systemd unit's reload helper
+//! (`deploy/knitcache-reload`) doing both of its jobs, a config reload and a graceful upgrade to
+//! a newly installed binary.
 
 mod common;
 
@@ -74,6 +77,68 @@ async fn scraped(c: &reqwest::Client, url: &str, sample: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
+/// Runs a Redis container's `/bin/sh -c` script here as its container would: the image's
+/// working directory (/data) is `dir`, the port a free loopback one, the password in
+/// `KNITCACHE_REDIS_PASSWORD` and nothing else in the environment but `PATH`. Returns once it
+/// answers with the password.
+fn run_redis_script(script: &str, port: u16, dir: &Path, password: &str) -> Reap {
+    let local = script.replacen(
+        "redis-server -",
+        &format!("redis-server - --port {port} --bind 127.0.0.1"),
+        1,
+    );
+    assert_ne!(local, script, "the script starts redis-server: {script}");
+    std::fs::create_dir(dir).expect("redis dir");
+    let redis = Reap(
+        Command::new("/bin/sh")
+            .arg("-c")
+            .arg(&local)
+            .current_dir(dir)
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("KNITCACHE_REDIS_PASSWORD", password)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("sh runs redis-server"),
+    );
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    while !common::redis_server::answers(port, Some(password)) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "Redis never answered with its password: {script}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let anonymous = common::redis_server::ping_without_auth(port);
+    assert!(
+        anonymous.starts_with("-NOAUTH"),
+        "Redis requires the password: {anonymous}"
+    );
+    redis
+}
+
+/// Waits until the replica whose metrics are at `metrics_url` has applied `n` invalidations of
+/// other replicas; `log` is shown if it never does.
+async fn wait_applied(c: &reqwest::Client, metrics_url: &str, n: f64, log: &Path) {
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    while scraped(
+        c,
+        metrics_url,
+        "knitcache_cluster_invalidations_applied_total",
+    )
+    .await
+        < n
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the purge was never applied; the replica's log:\n{}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn the_compose_containers_commands_serve_on_loopback_and_share_purges() {
     let mut compose: serde_yaml::Value = serde_yaml::from_str(
@@ -116,42 +181,11 @@ async fn the_compose_containers_commands_serve_on_loopback_and_share_purges() {
     assert_eq!(entrypoint, ["/bin/sh", "-c"]);
     let script = strings(&redis["command"]).concat().replace("$$", "$");
     let redis_port = free_port();
-    let local_script = script.replacen(
-        "redis-server -",
-        &format!("redis-server - --port {redis_port} --bind 127.0.0.1"),
-        1,
-    );
-    assert_ne!(
-        local_script, script,
-        "the script starts redis-server: {script}"
-    );
-    let redis_dir = tmp.path().join("redis-data");
-    std::fs::create_dir(&redis_dir).expect("redis dir");
-    let _redis = Reap(
-        Command::new(&entrypoint[0])
-            .arg(&entrypoint[1])
-            .arg(&local_script)
-            .current_dir(&redis_dir)
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("KNITCACHE_REDIS_PASSWORD", &password)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("sh runs redis-server"),
-    );
-    let deadline = std::time::Instant::now() + TIMEOUT;
-    while !common::redis_server::answers(redis_port, Some(&password)) {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the compose Redis never answered with its password"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let anonymous = common::redis_server::ping_without_auth(redis_port);
-    assert!(
-        anonymous.starts_with("-NOAUTH"),
-        "Redis requires the password: {anonymous}"
+    let _redis = run_redis_script(
+        &script,
+        redis_port,
+        &tmp.path().join("redis-data"),
+        &password,
     );
 
     // The container's addresses and paths, and what they are on this machine.
@@ -298,22 +332,7 @@ async fn the_compose_containers_commands_serve_on_loopback_and_share_purges() {
     .await;
     assert_eq!(purge.status, 200, "{}", purge.text());
     let a_metrics = format!("http://127.0.0.1:{a_admin}/metrics");
-    let deadline = tokio::time::Instant::now() + TIMEOUT;
-    while scraped(
-        &c,
-        &a_metrics,
-        "knitcache_cluster_invalidations_applied_total",
-    )
-    .await
-        < 1.0
-    {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "a applied b's purge; a's log:\n{}",
-            std::fs::read_to_string(&running[0].3).unwrap_or_default()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_applied(&c, &a_metrics, 1.0, &running[0].3).await;
     let after = get(&c, &url(a_proxy)).await;
     assert_eq!(after.status, 200);
     assert!(
@@ -329,6 +348,169 @@ async fn the_compose_containers_commands_serve_on_loopback_and_share_purges() {
             !log.contains(&password),
             "the password is never logged:\n{log}"
         );
+    }
+}
+
+/// Every document of the Kubernetes manifest `file`.
+fn manifests(file: &str) -> Vec<serde_yaml::Value> {
+    let text = std::fs::read_to_string(root().join("deploy/kubernetes").join(file)).expect(file);
+    serde_yaml::Deserializer::from_str(&text)
+        .map(|d| serde::Deserialize::deserialize(d).expect("a manifest parses"))
+        .collect()
+}
+
+/// The one document of `kind` among `docs`.
+fn of_kind<'a>(docs: &'a [serde_yaml::Value], kind: &str) -> &'a serde_yaml::Value {
+    let mut found = docs.iter().filter(|d| d["kind"].as_str() == Some(kind));
+    let doc = found.next().unwrap_or_else(|| panic!("no {kind}"));
+    assert!(found.next().is_none(), "one {kind}");
+    doc
+}
+
+/// A container's variable taken from a Secret: (secret, key).
+fn secret_ref(container: &serde_yaml::Value, name: &str) -> Option<(String, String)> {
+    container["env"].as_sequence()?.iter().find_map(|e| {
+        let r = &e["valueFrom"]["secretKeyRef"];
+        (e["name"].as_str() == Some(name)).then(|| {
+            (
+                r["name"].as_str().unwrap_or_default().to_owned(),
+                r["key"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+    })
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_kubernetes_pods_commands_run_cluster_mode_on_their_redis() {
+    let secret_docs = manifests("redis-secret.yaml");
+    let secret = of_kind(&secret_docs, "Secret");
+    let secret_name = secret["metadata"]["name"].as_str().expect("name");
+    let data = &secret["stringData"];
+    // The shipped placeholder stands for the password the operator puts there.
+    let password = data["password"].as_str().expect("password");
+
+    // The Redis pod's script, with the Secret's password in the variable it names.
+    let redis_docs = manifests("redis.yaml");
+    let redis = &of_kind(&redis_docs, "StatefulSet")["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(strings(&redis["command"]), ["/bin/sh", "-c"]);
+    assert_eq!(
+        secret_ref(redis, "KNITCACHE_REDIS_PASSWORD"),
+        Some((secret_name.to_owned(), "password".to_owned())),
+        "Redis takes its password from the Secret"
+    );
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let redis_port = free_port();
+    let _redis = run_redis_script(
+        &strings(&redis["args"]).concat(),
+        redis_port,
+        &tmp.path().join("redis-data"),
+        password,
+    );
+
+    // The Deployment's pods: their shell line, with the environment the kubelet gives them.
+    // Names of the cluster map to loopback: the ERP's Service, the Redis Service in the
+    // Secret's URL, the container's paths and listeners.
+    let sim = start_sim(0.01).await;
+    let dep_docs = manifests("deployment.yaml");
+    let dep = of_kind(&dep_docs, "Deployment");
+    let pod = &dep["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(strings(&pod["command"]), ["/bin/sh", "-c"]);
+    let line = strings(&pod["args"]).concat();
+    let url = data["url"].as_str().expect("url");
+    assert_eq!(
+        url, "redis://knitcache-redis:6379/0",
+        "the Secret's URL names the Redis Service"
+    );
+    let mut env: Vec<(String, String)> = Vec::new();
+    for e in pod["env"].as_sequence().expect("env") {
+        let name = e["name"].as_str().expect("env name").to_owned();
+        let value = match (name.as_str(), e["value"].as_str()) {
+            ("ERP_HOST", Some("erp")) => "localhost".to_owned(),
+            ("ERP_PORT", Some(_)) => sim.addr().port().to_string(),
+            (_, Some(v)) => v.to_owned(),
+            (_, None) => match secret_ref(pod, &name) {
+                Some((s, key)) if s == secret_name => {
+                    let v = data[key.as_str()].as_str().expect("secret key").to_owned();
+                    v.replace(url, &format!("redis://127.0.0.1:{redis_port}/0"))
+                }
+                // The admin token's Secret is optional and absent here.
+                _ => continue,
+            },
+        };
+        env.push((name, value));
+    }
+    for needed in ["KNITCACHE_CLUSTER_URL", "KNITCACHE_REDIS_PASSWORD"] {
+        assert!(env.iter().any(|(n, _)| n == needed), "{needed} is given");
+    }
+    let replicas = dep["spec"]["replicas"].as_u64().expect("replicas");
+    assert_eq!(replicas, 3);
+    let config = root().join("config/knitcache.yaml");
+    let mut pods = Vec::new();
+    for i in 0..replicas {
+        let (port, admin) = (free_port(), free_port());
+        let dir = tmp.path().join(format!("pod-{i}"));
+        let mut local = line.clone();
+        for (from, to) in [
+            (
+                "/usr/local/bin/knitcache",
+                env!("CARGO_BIN_EXE_knitcache").to_owned(),
+            ),
+            (
+                "/etc/knitcache/knitcache.yaml",
+                config.display().to_string(),
+            ),
+            ("0.0.0.0:5009", format!("127.0.0.1:{admin}")),
+            ("/var/cache/knitcache", dir.display().to_string()),
+        ] {
+            assert!(local.contains(from), "{from} in {line}");
+            local = local.replace(from, &to);
+        }
+        local.push_str(&format!(
+            " --listen 127.0.0.1:{port} --pid-file {d}.pid --upgrade-sock {d}.sock",
+            d = dir.display()
+        ));
+        let log = tmp.path().join(format!("pod-{i}.log"));
+        let child = Command::new("/bin/sh")
+            .arg("-c")
+            .arg(&local)
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .envs(env.iter().map(|(n, v)| (n, v)))
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("log"))
+            .spawn()
+            .expect("sh runs knitcache");
+        pods.push((Reap(child), admin, port, log));
+    }
+
+    let c = client();
+    let kpis = |port: u16| format!("http://127.0.0.1:{port}/api/comprehensive-kpis");
+    for (_, admin, port, _) in &pods {
+        until_ok(&c, &format!("http://127.0.0.1:{admin}/readyz")).await;
+        get(&c, &kpis(*port)).await;
+        assert!(get(&c, &kpis(*port)).await.is_hit());
+    }
+    // A purge through one pod (as through `kubectl port-forward`) reaches the two others.
+    let purge = post_json(
+        &c,
+        &format!("http://127.0.0.1:{}/purge", pods[0].1),
+        r#"{"url": "/api/comprehensive-kpis"}"#,
+        None,
+    )
+    .await;
+    assert_eq!(purge.status, 200, "{}", purge.text());
+    for (_, admin, port, log) in &pods[1..] {
+        wait_applied(&c, &format!("http://127.0.0.1:{admin}/metrics"), 1.0, log).await;
+        let after = get(&c, &kpis(*port)).await;
+        assert!(
+            !after.is_hit(),
+            "purged on another pod: {}",
+            after.cache_status()
+        );
+    }
+    for (_, _, _, log) in &pods {
+        let log = std::fs::read_to_string(log).expect("log");
+        assert!(!log.contains(password), "the password is never logged");
     }
 }
 
