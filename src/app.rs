@@ -282,6 +282,9 @@ fn assemble(
             live.clone(),
             cache_dir,
         );
+        if let Some(tier) = follower.shared_tier() {
+            cache.storage.attach_shared(tier);
+        }
         follower.catch_up();
         server.add_service(background_service("knitcache cluster", follower));
     }

@@ -545,7 +545,17 @@ impl Metrics {
 }
 
 /// The Redis operations timed and counted, the values of the `op` label.
-pub const CLUSTER_OPS: [&str; 2] = ["publish", "read"];
+pub const CLUSTER_OPS: [&str; 9] = [
+    "publish",
+    "read",
+    "shared_get",
+    "shared_store",
+    "shared_delete",
+    "lease",
+    "lease_wait",
+    "lease_release",
+    "warm_lease",
+];
 
 /// Redis round trips: from loopback's tens of microseconds to the operation timeout.
 const CLUSTER_OP_BUCKETS: [f64; 12] = [
@@ -571,6 +581,14 @@ pub struct ClusterMetrics {
     pub pending: IntGauge,
     /// `knitcache_cluster_invalidation_lag_seconds`.
     pub lag_seconds: prometheus::Histogram,
+    /// `knitcache_cluster_shared_lookups_total{outcome}`.
+    pub shared_lookups: IntCounterVec,
+    /// `knitcache_cluster_shared_stores_total{outcome}`.
+    pub shared_stores: IntCounterVec,
+    /// `knitcache_cluster_leases_total{outcome}`.
+    pub leases: IntCounterVec,
+    /// `knitcache_cluster_warm_refreshes_total{outcome}`.
+    pub warm_refreshes: IntCounterVec,
 }
 
 impl ClusterMetrics {
@@ -631,6 +649,40 @@ impl ClusterMetrics {
             op_seconds.with_label_values(&[op]);
             op_errors.with_label_values(&[op]);
         }
+        use crate::cluster::{lease, shared_tier};
+        let outcomes = |name: &str, help: &str, labels: &[&str]| {
+            let v = IntCounterVec::new(Opts::new(name, help), &["outcome"])?;
+            registry.register(Box::new(v.clone()))?;
+            for l in labels {
+                v.with_label_values(&[l]);
+            }
+            Ok::<_, prometheus::Error>(v)
+        };
+        let shared_lookups = outcomes(
+            "knitcache_cluster_shared_lookups_total",
+            "Lookups in the shared tier after both local tiers missed (or held an expired copy): \
+             hit (a copy was there), miss, error (failed, timed out, or skipped while Redis is down)",
+            &shared_tier::LOOKUP_OUTCOMES,
+        )?;
+        let shared_stores = outcomes(
+            "knitcache_cluster_shared_stores_total",
+            "Fills written to the shared tier: stored, too_large (above \
+             cluster.shared_max_object_bytes), dropped (too many writes in flight), error",
+            &shared_tier::STORE_OUTCOMES,
+        )?;
+        let leases = outcomes(
+            "knitcache_cluster_leases_total",
+            "Fill leases: won (this replica asked the ERP), waited (served what the holder \
+             stored), expired (the holder stored nothing usable in time: asked the ERP), error \
+             (Redis failed: filled alone)",
+            &lease::LEASE_OUTCOMES,
+        )?;
+        let warm_refreshes = outcomes(
+            "knitcache_cluster_warm_refreshes_total",
+            "Warm refreshes: won (this replica refreshed the key for the cluster), left (another \
+             replica did), error (Redis failed: refreshed alone)",
+            &lease::WARM_OUTCOMES,
+        )?;
         Ok(ClusterMetrics {
             up,
             op_seconds,
@@ -640,6 +692,10 @@ impl ClusterMetrics {
             dropped,
             pending,
             lag_seconds,
+            shared_lookups,
+            shared_stores,
+            leases,
+            warm_refreshes,
         })
     }
 }

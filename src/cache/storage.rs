@@ -6,12 +6,18 @@
 //! and eviction belong to foyer alone: pingora gets no `EvictionManager`, so there is one
 //! eviction authority; `variants` only bounds how many variants one URL keeps.
 //!
+//! In cluster mode a third tier follows the disk tier (`cluster::shared_tier`, attached at
+//! start): a lookup that finds no fresh copy in either local tier reads the shared one, and
+//! adopts a fresher copy from it into both local tiers; every fill and revalidation is written
+//! there too, and URL purges delete it there.
+//!
 //! Faults never fail a request: every foyer error becomes a pingora `Err` (pingora treats a
 //! failed lookup as a miss) and is recorded in `disk_health`. Once that has taken the disk tier
 //! out of use, lookups, stores and purges go to the memory tier alone.
 
 use std::any::Any;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+use std::time::SystemTime;
 
 use arc_swap::ArcSwapOption;
 use async_trait::async_trait;
@@ -35,6 +41,7 @@ use super::object::CachedObject;
 use super::parsed::ParsedMeta;
 use super::recent_purges::RecentPurges;
 use super::variants::{StoreHints, Variants};
+use crate::cluster::SharedTier;
 
 /// The foyer cache as this crate uses it.
 pub type FoyerCache = HybridCache<u128, CachedObject>;
@@ -50,6 +57,8 @@ pub struct HybridStorage {
     variants: Variants,
     /// URL purges a fill in flight must not undo.
     recent_purges: RecentPurges,
+    /// Cluster mode's shared tier, attached once at start.
+    shared: OnceLock<Arc<SharedTier>>,
 }
 
 /// Disk-tier reads in flight at once. Until it is promoted into the memory tier, a read holds
@@ -70,7 +79,37 @@ impl HybridStorage {
             disk_reads: Semaphore::new(DISK_READS_IN_FLIGHT),
             variants: Variants::default(),
             recent_purges: RecentPurges::default(),
+            shared: OnceLock::new(),
         }
+    }
+
+    /// Puts the cluster's shared tier after the disk tier (once, at start).
+    pub fn attach_shared(&self, tier: Arc<SharedTier>) {
+        if self.shared.set(tier).is_err() {
+            tracing::warn!("a second shared tier was offered and ignored");
+        }
+    }
+
+    /// The shared tier, in cluster mode.
+    pub fn shared(&self) -> Option<&Arc<SharedTier>> {
+        self.shared.get()
+    }
+
+    /// Stores `object`, found in the shared tier for the key `primary`, in `slot` of both local
+    /// tiers: later hits are local ones. `false` (nothing stored, and it must not be served) if
+    /// a URL purge of the key here came after it was made: the shared copy it removed, read back
+    /// before the removal reached Redis.
+    pub fn adopt(&self, slot: u128, primary: u128, object: &CachedObject) -> bool {
+        let Some(created) = object.parsed.as_ref().map(|p| p.created()) else {
+            return false;
+        };
+        let Ok(cache) = self.cache("insert") else {
+            return false;
+        };
+        self.recent_purges
+            .store_unless_purged(primary, created, || {
+                self.store(&cache, slot, object.clone());
+            })
     }
 
     /// The live cache handle (a cheap clone).
@@ -116,7 +155,23 @@ impl HybridStorage {
     /// at once when the disk tier is out of use (nothing more is written to it). A removal not
     /// known to be written (late, or lost with a flush that failed and degraded the disk tier)
     /// is recorded in `trust` as one that missed the disk, as a degraded tier's are.
+    ///
+    /// In cluster mode it first waits (within the same `limit`) for the removals from the shared
+    /// tier, so a purge answered is a purge no replica can read back from there.
     pub async fn written(&self, limit: std::time::Duration) -> bool {
+        if let Some(tier) = self.shared() {
+            let started = std::time::Instant::now();
+            if !tier.deleted(limit).await {
+                tracing::warn!("a purge's removal from the shared tier was not confirmed in time");
+            }
+            let left = limit.saturating_sub(started.elapsed());
+            return self.written_locally(left).await;
+        }
+        self.written_locally(limit).await
+    }
+
+    /// `written` for the local tiers.
+    async fn written_locally(&self, limit: std::time::Duration) -> bool {
         let Some(cache) = self.cache.load_full() else {
             return true;
         };
@@ -141,6 +196,9 @@ impl HybridStorage {
         let cache = self.cache("purge")?;
         let k = key_of(hash);
         self.variants.forget(k);
+        if let Some(tier) = self.shared() {
+            tier.forget(k);
+        }
         Ok(self.purge_entry(&cache, k))
     }
 
@@ -215,6 +273,43 @@ impl HybridStorage {
 
 fn key_of(hash: [u8; 16]) -> u128 {
     u128::from_be_bytes(hash)
+}
+
+/// Whether `object` may be served at `now` without asking anyone (pingora's test). An object
+/// whose metadata was not parsed counts as not fresh: the shared tier is asked for it.
+fn is_fresh(object: &CachedObject, now: SystemTime) -> bool {
+    object
+        .parsed
+        .as_ref()
+        .is_some_and(|p| p.fresh_until() >= now)
+}
+
+/// Whether `found` stays fresh longer than `held`: only then does it replace it.
+fn is_fresher(found: &CachedObject, held: &CachedObject) -> bool {
+    match (&found.parsed, &held.parsed) {
+        (Some(f), Some(h)) => f.fresh_until() > h.fresh_until(),
+        (Some(_), None) => true,
+        (None, _) => false,
+    }
+}
+
+impl HybridStorage {
+    /// The hit pingora serves from `object`.
+    fn hit_of(&self, object: &CachedObject) -> Result<(CacheMeta, HitHandler)> {
+        let meta = match object.parsed.as_ref().and_then(|p| p.rebuild()) {
+            Some(meta) => meta,
+            None => CacheMeta::deserialize(&object.meta_internal, &object.meta_header)
+                .inspect_err(|e| self.health.record(Tier::Disk, "read", Kind::Decode, e))?,
+        };
+        let end = object.body.len();
+        let hit = HybridHit {
+            body: object.body.clone(),
+            done: false,
+            start: 0,
+            end,
+        };
+        Ok((meta, Box::new(hit)))
+    }
 }
 
 /// Replaces the entry under `k` with a tombstone (see `CachedObject::tombstone`: a plain
@@ -319,7 +414,8 @@ impl HandleHit for HybridHit {
 pub struct HybridMiss {
     key: u128,
     /// The URL's primary key, and when its response arrived: a purge of the URL since then
-    /// means the copy is not kept (`RecentPurges`).
+    /// means the copy is not kept (`RecentPurges`). Also the fill lease the store may release
+    /// (`cluster::lease`).
     primary: u128,
     received: std::time::SystemTime,
     meta_internal: Vec<u8>,
@@ -399,6 +495,9 @@ impl HandleMiss for HybridMiss {
         if !storage
             .recent_purges
             .store_unless_purged(this.primary, this.received, || {
+                if let Some(tier) = storage.shared() {
+                    tier.store(this.key, this.primary, &object, &meta);
+                }
                 storage.store(&cache, this.key, object);
             })
         {
@@ -416,23 +515,23 @@ impl Storage for HybridStorage {
         key: &CacheKey,
         _trace: &SpanHandle,
     ) -> Result<Option<(CacheMeta, HitHandler)>> {
-        let Some(entry) = self.entry(key_of(key.combined_bin())).await? else {
-            return Ok(None);
-        };
-        let object = entry.value();
-        let meta = match object.parsed.as_ref().and_then(|p| p.rebuild()) {
-            Some(meta) => meta,
-            None => CacheMeta::deserialize(&object.meta_internal, &object.meta_header)
-                .inspect_err(|e| self.health.record(Tier::Disk, "read", Kind::Decode, e))?,
-        };
-        let end = object.body.len();
-        let hit = HybridHit {
-            body: object.body.clone(),
-            done: false,
-            start: 0,
-            end,
-        };
-        Ok(Some((meta, Box::new(hit))))
+        let slot = key_of(key.combined_bin());
+        let local = self.entry(slot).await?;
+        let now = SystemTime::now();
+        if let Some(tier) = self.shared()
+            && !local.as_ref().is_some_and(|e| is_fresh(e.value(), now))
+            && let Some(found) = tier.get(slot).await
+            && local.as_ref().is_none_or(|e| is_fresher(&found, e.value()))
+            && self.adopt(slot, key_of(key.primary_bin()), &found)
+        {
+            // A fill of another replica (or a refresh newer than this copy): kept locally, and
+            // served as any hit (bans and freshness are judged on it by the proxy).
+            return self.hit_of(&found).map(Some);
+        }
+        match local {
+            Some(entry) => self.hit_of(entry.value()).map(Some),
+            None => Ok(None),
+        }
     }
 
     async fn get_miss_handler(
@@ -484,6 +583,9 @@ impl Storage for HybridStorage {
         }
         let k = key_of(target.key().combined_bin());
         let cache = self.cache("purge")?;
+        if let Some(tier) = self.shared() {
+            tier.forget(k);
+        }
         let existed = self.purge_entry(&cache, k);
         Ok(if existed {
             PurgeOutcome::Purged(None)
@@ -523,6 +625,10 @@ impl Storage for HybridStorage {
         Ok(self
             .recent_purges
             .store_unless_purged(key_of(key.primary_bin()), read_at, || {
+                // A revalidation renews the copy for every replica, as a fill does.
+                if let Some(tier) = self.shared() {
+                    tier.store(k, key_of(key.primary_bin()), &object, meta);
+                }
                 self.store(&cache, k, object);
             }))
     }

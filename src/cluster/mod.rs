@@ -12,14 +12,23 @@
 //! are counted (`metrics::ClusterMetrics`) and logged once per outage, both loops retry with
 //! backoff, announcements wait in the outbox, and the follower catches up when Redis returns.
 //!
-//! * `event`    what travels on the stream
-//! * `outbox`   where announcements wait to be published
-//! * `position` the last applied entry, saved in the cache directory
-//! * `stream`   the publisher and the follower
+//! The replicas also share their stored responses (`shared_tier`, read after a replica's own
+//! memory and disk tiers, written by every fill) and fill each key once for the whole cluster
+//! (`lease`): the other replicas wait for that fill and serve it from the shared tier. Warm
+//! refreshes are claimed per key the same way.
+//!
+//! * `event`       what travels on the stream
+//! * `outbox`      where announcements wait to be published
+//! * `position`    the last applied entry, saved in the cache directory
+//! * `stream`      the publisher and the follower
+//! * `shared_tier` stored responses in Redis, after the local tiers
+//! * `lease`       one fill (and one warm refresh) per key across the cluster
 
 pub mod event;
+pub mod lease;
 pub mod outbox;
 pub mod position;
+pub mod shared_tier;
 mod stream;
 
 use std::path::PathBuf;
@@ -40,6 +49,7 @@ use crate::cache::bans::Bans;
 use crate::config::{ClusterSettings, Config};
 use crate::metrics::ClusterMetrics;
 pub use outbox::{Outbox, OutboxReceiver};
+pub use shared_tier::SharedTier;
 
 /// First pause after a failed operation; doubled on each further failure.
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
@@ -140,6 +150,47 @@ impl BackgroundService for Cluster {
 }
 
 impl Cluster {
+    /// The shared tier and fill leases of this replica, on a connection and a runtime of their
+    /// own; `None` when `cluster.shared_max_object_bytes` is 0, or the client cannot be set up
+    /// (logged: the replica then shares invalidations only).
+    pub fn shared_tier(&self) -> Option<Arc<SharedTier>> {
+        let s = &self.shared;
+        if s.settings.shared_max_object_bytes == 0 {
+            return None;
+        }
+        let runtime = match tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("knitcache-shared-tier")
+            .enable_all()
+            .build()
+        {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(error = %e, "no runtime for the shared tier; fills stay local");
+                return None;
+            }
+        };
+        // The client's connection task runs on the tier's own runtime.
+        let conn = {
+            let _on = runtime.enter();
+            s.connection(s.settings.timeout)
+        };
+        let conn = match conn {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot set up the shared tier's Redis client; fills stay local");
+                return None;
+            }
+        };
+        // Lives as long as the process: the storage that uses it is never dropped either.
+        let runtime: &'static tokio::runtime::Runtime = Box::leak(Box::new(runtime));
+        Some(Arc::new(SharedTier::new(
+            s.clone(),
+            conn,
+            runtime.handle().clone(),
+        )))
+    }
+
     /// Applies what this replica missed while it was down, before it serves: a key purged
     /// meanwhile on another replica must not be served from the disk tier it recovered. Runs
     /// on a runtime of its own (call it outside any); bounded by `CATCH_UP_LIMIT`, after which

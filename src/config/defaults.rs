@@ -316,3 +316,12 @@ pub const DEFAULT_CLUSTER_KEY_PREFIX: &str = "knitcache";
 /// round trip is well under a millisecond; past this the server counts as down for that
 /// operation and the replica carries on alone.
 pub const DEFAULT_CLUSTER_TIMEOUT_MS: u64 = 500;
+
+/// `cluster.shared_max_object_bytes`: the largest stored response also written to the shared
+/// tier. Bigger ones stay in each replica's own tiers: a Redis value is read whole into the
+/// server's memory and sent in one reply, and the forecasts that matter are far below this.
+pub const DEFAULT_CLUSTER_SHARED_MAX_OBJECT_BYTES: u64 = 4 * 1024 * 1024;
+
+/// `cluster.lease_ms`: how long one replica's claim to fill a key lasts at most (it is released
+/// as soon as the fill ends). The ERP's read timeout: a slow forecast fill is still one fill.
+pub const DEFAULT_CLUSTER_LEASE_MS: u64 = DEFAULT_READ_TIMEOUT_MS;

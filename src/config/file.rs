@@ -171,6 +171,12 @@ pub struct FileCluster {
     /// Milliseconds one operation on the server may take before it counts as failed.
     /// Default: `DEFAULT_CLUSTER_TIMEOUT_MS` (500).
     pub timeout_ms: u64,
+    /// Largest stored response shared with the other replicas through Redis; 0 shares none
+    /// (and takes no fill leases). Default: `DEFAULT_CLUSTER_SHARED_MAX_OBJECT_BYTES` (4 MiB).
+    pub shared_max_object_bytes: u64,
+    /// Milliseconds one replica's lease to fill a key lasts at most. Default:
+    /// `DEFAULT_CLUSTER_LEASE_MS` (30000).
+    pub lease_ms: u64,
 }
 
 impl Default for FileCluster {
@@ -180,6 +186,8 @@ impl Default for FileCluster {
             password_env: DEFAULT_CLUSTER_PASSWORD_ENV.to_owned(),
             key_prefix: DEFAULT_CLUSTER_KEY_PREFIX.to_owned(),
             timeout_ms: DEFAULT_CLUSTER_TIMEOUT_MS,
+            shared_max_object_bytes: DEFAULT_CLUSTER_SHARED_MAX_OBJECT_BYTES,
+            lease_ms: DEFAULT_CLUSTER_LEASE_MS,
         }
     }
 }

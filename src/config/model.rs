@@ -109,8 +109,8 @@ pub struct TlsSettings {
     pub hsts_max_age: Option<Duration>,
 }
 
-/// Cluster mode (`cluster:`): invalidations are shared with the other replicas through a
-/// Redis-protocol server.
+/// Cluster mode (`cluster:`): invalidations, stored responses and fill leases are shared with
+/// the other replicas through a Redis-protocol server.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClusterSettings {
     /// `redis://` or `rediss://` URL, without credentials (checked by `cluster_url`).
@@ -121,6 +121,10 @@ pub struct ClusterSettings {
     pub key_prefix: String,
     /// Longest wait for one operation.
     pub timeout: Duration,
+    /// Largest stored response written to the shared tier; 0: no shared tier, no leases.
+    pub shared_max_object_bytes: usize,
+    /// Longest a fill lease is held (released earlier when the fill ends).
+    pub lease: Duration,
 }
 
 impl ClusterSettings {
@@ -133,6 +137,8 @@ impl ClusterSettings {
             password_env: DEFAULT_CLUSTER_PASSWORD_ENV.to_owned(),
             key_prefix: DEFAULT_CLUSTER_KEY_PREFIX.to_owned(),
             timeout: Duration::from_millis(DEFAULT_CLUSTER_TIMEOUT_MS),
+            shared_max_object_bytes: DEFAULT_CLUSTER_SHARED_MAX_OBJECT_BYTES as usize,
+            lease: Duration::from_millis(DEFAULT_CLUSTER_LEASE_MS),
         }
     }
 

@@ -165,6 +165,11 @@ fn restart_only(running: &Config, next: &Config) -> Vec<&'static str> {
         "cluster.timeout_ms",
         a.map(|c| c.timeout) != b.map(|c| c.timeout),
     );
+    check(
+        "cluster.shared_max_object_bytes",
+        a.map(|c| c.shared_max_object_bytes) != b.map(|c| c.shared_max_object_bytes),
+    );
+    check("cluster.lease_ms", a.map(|c| c.lease) != b.map(|c| c.lease));
     changed
 }
 

@@ -71,6 +71,8 @@ pub struct RequestCtx {
     pub served: Option<Served>,
     /// Holds the in-flight gauge up while the request lives.
     pub in_flight: Option<InFlight>,
+    /// The cluster-wide fill lease this request holds (`shared_fill`), released when it ends.
+    pub lease: Option<crate::cluster::lease::Lease>,
 }
 
 /// Counts a request as in flight from creation until drop, whichever way the request ends.
@@ -119,6 +121,7 @@ impl RequestCtx {
             fill_complete: false,
             served: None,
             in_flight: None,
+            lease: None,
         }
     }
 

@@ -15,6 +15,7 @@ pub mod fill;
 pub mod headers;
 pub mod https;
 pub mod refuse;
+mod shared_fill;
 pub mod socket_write;
 
 use std::sync::Arc;
@@ -624,7 +625,7 @@ impl ProxyHttp for Proxy {
         session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> Result<bool> {
-        if self.derived(session, ctx).await? {
+        if self.derived(session, ctx).await? || self.shared_fill(session, ctx).await? {
             return Ok(false);
         }
         if ctx.rate_deferred {
@@ -1052,6 +1053,10 @@ impl ProxyHttp for Proxy {
     /// access line, the request's metrics and statistics.
     async fn logging(&self, session: &mut Session, error: Option<&Error>, ctx: &mut RequestCtx) {
         ctx.slots.release();
+        // Whatever became of the fill: a lease its store did not release goes now.
+        if let (Some(lease), Some(tier)) = (ctx.lease.take(), self.storage.shared()) {
+            tier.release(lease);
+        }
         if ctx.admitted {
             let trips = self.limits.trips_on_5xx(&ctx.config);
             let verdict = limits::verdict(ctx.upstream_status, error, trips);

@@ -11,6 +11,7 @@ pub mod origin;
 pub mod raw;
 pub mod raw_origin;
 pub mod redis_server;
+pub mod replica;
 pub mod tls;
 
 use std::net::SocketAddr;

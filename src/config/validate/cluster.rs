@@ -1,6 +1,7 @@
 //! The `cluster:` section: the Redis-protocol server's URL (never with a password in it), the
-//! variable the password comes from, the key prefix and the operation timeout. The same URL
-//! check serves `--cluster URL` on the command line.
+//! variable the password comes from, the key prefix, the operation timeout, the shared tier's
+//! size cap and the fill lease's length. The same URL check serves `--cluster URL` on the
+//! command line.
 
 use std::time::Duration;
 
@@ -47,15 +48,19 @@ pub(super) fn cluster(c: &FileCluster, p: &mut Problems) -> Option<Option<Cluste
         ok = false;
     }
     let timeout = positive_ms(c.timeout_ms, "cluster.timeout_ms", p);
+    let lease = positive_ms(c.lease_ms, "cluster.lease_ms", p);
     if !ok {
         return None;
     }
-    let timeout: Duration = timeout?;
+    let (timeout, lease): (Duration, Duration) = (timeout?, lease?);
     Some(url.map(|url| ClusterSettings {
         url,
         password_env: c.password_env.clone(),
         key_prefix: prefix.clone(),
         timeout,
+        // Beyond what a `usize` holds nothing is that large anyway.
+        shared_max_object_bytes: usize::try_from(c.shared_max_object_bytes).unwrap_or(usize::MAX),
+        lease,
     }))
 }
 
@@ -142,6 +147,11 @@ mod tests {
         let e = problems("  url: redis://r\n  timeout_ms: 0\n");
         assert!(
             e.contains("cluster.timeout_ms") && e.contains("timeout_ms: 500"),
+            "{e}"
+        );
+        let e = problems("  url: redis://r\n  lease_ms: 0\n");
+        assert!(
+            e.contains("cluster.lease_ms") && e.contains("lease_ms: 30000"),
             "{e}"
         );
         let e = problems("  uri: redis://r\n");

@@ -428,6 +428,7 @@ pub(super) fn example_value(key: &str) -> u64 {
         "body_timeout_ms" => DEFAULT_BODY_TIMEOUT_MS,
         "send_timeout_ms" => DEFAULT_SEND_TIMEOUT_MS,
         "timeout_ms" => DEFAULT_CLUSTER_TIMEOUT_MS,
+        "lease_ms" => DEFAULT_CLUSTER_LEASE_MS,
         "memory_mib" => DEFAULT_MEMORY_MIB,
         "disk_mib" => DEFAULT_DISK_MIB,
         "max_object_bytes" => DEFAULT_MAX_OBJECT_BYTES,

@@ -1,0 +1,249 @@
+//! Cluster mode's shared tier and fill leases against a real `redis-server`: three replicas (real
+//! proxies, each with its own memory and disk tiers) sharing one Redis in front of one origin
+//! whose request count proves how often the ERP was asked. Concurrent misses across the replicas
+//! cost the origin one request, a new replica is warm from its first request, a purge removes
+//! the shared copy, and Redis going away (and coming back empty) never stops a replica.
+
+mod common;
+
+use common::origin::{Origin, Reply};
+use common::redis_server::RedisServer;
+use common::replica::Replica;
+use common::*;
+use std::time::Duration;
+
+const ROUTES: &str = r#"  - name: kpis
+    exact: /api/kpis
+    ttl_secs: 600
+  - name: orders
+    prefix: /api/orders
+    ttl_secs: 600
+"#;
+
+/// The origin: every path answers after `delay` (long enough for concurrent misses to meet).
+async fn origin(delay: Duration) -> Origin {
+    let origin = Origin::start().await;
+    for path in ["/api/kpis", "/api/orders", "/api/orders/7"] {
+        origin.always(path, Reply::ok(format!("{path} from the ERP")).delay(delay));
+    }
+    origin
+}
+
+/// A replica in cluster mode on `redis`.
+fn replica(origin: &Origin, redis: &RedisServer) -> Replica {
+    Replica::start(|dir| config_yaml_sections(origin.addr(), dir, &redis.cluster_yaml(), ROUTES))
+}
+
+/// Sums one sample over the replicas.
+async fn total(replicas: &[&Replica], sample: &str) -> f64 {
+    let mut sum = 0.0;
+    for r in replicas {
+        sum += metric(r.proxy(), sample).await;
+    }
+    sum
+}
+
+/// Waits until `r` has written `n` fills to the shared tier.
+async fn shared(r: &Replica, n: f64) {
+    let p = r.proxy();
+    eventually_async("fills written to the shared tier", || async {
+        metric(
+            p,
+            r#"knitcache_cluster_shared_stores_total{outcome="stored"}"#,
+        )
+        .await
+            >= n
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_misses_on_three_replicas_ask_the_erp_once() {
+    let redis = RedisServer::start();
+    let origin = origin(Duration::from_millis(500)).await;
+    let (a, b, cc) = (
+        replica(&origin, &redis),
+        replica(&origin, &redis),
+        replica(&origin, &redis),
+    );
+    let c = client();
+    let mut requests = tokio::task::JoinSet::new();
+    for _ in 0..100 {
+        for r in [&a, &b, &cc] {
+            let (c, url) = (c.clone(), r.proxy().url("/api/kpis"));
+            requests.spawn(async move { get(&c, &url).await });
+        }
+    }
+    let mut answered = 0;
+    while let Some(resp) = requests.join_next().await {
+        let resp = resp.expect("request task");
+        assert_eq!(
+            (resp.status, resp.text()),
+            (200, "/api/kpis from the ERP".to_owned())
+        );
+        answered += 1;
+    }
+    assert_eq!(answered, 300);
+    assert_eq!(
+        origin.count("/api/kpis"),
+        1,
+        "300 concurrent misses across three replicas, one ERP request"
+    );
+    let all = [&a, &b, &cc];
+    assert_eq!(
+        total(&all, r#"knitcache_cluster_leases_total{outcome="won"}"#).await,
+        1.0,
+        "one replica filled"
+    );
+    // The other two waited for it, unless one of them looked after the object was stored.
+    let waited = total(&all, r#"knitcache_cluster_leases_total{outcome="waited"}"#).await;
+    let found = total(
+        &all,
+        r#"knitcache_cluster_shared_lookups_total{outcome="hit"}"#,
+    )
+    .await;
+    assert!(waited + found >= 2.0, "waited {waited}, found {found}");
+    // Every replica now answers from its own tiers.
+    for r in all {
+        assert!(get(&c, &r.proxy().url("/api/kpis")).await.is_hit());
+    }
+    assert_eq!(origin.count("/api/kpis"), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_new_replica_is_warm_and_a_purge_removes_the_shared_copy() {
+    let redis = RedisServer::start();
+    let origin = origin(Duration::ZERO).await;
+    let a = replica(&origin, &redis);
+    let c = client();
+    let first = get(&c, &a.proxy().url("/api/kpis")).await;
+    assert_eq!((first.status, first.is_hit()), (200, false));
+    shared(&a, 1.0).await;
+
+    // A replica started now answers its very first request from the shared tier.
+    let d = replica(&origin, &redis);
+    let on_d = get(&c, &d.proxy().url("/api/kpis")).await;
+    assert!(
+        on_d.is_hit(),
+        "warm from the first request: {}",
+        on_d.cache_status()
+    );
+    assert_eq!(on_d.text(), "/api/kpis from the ERP");
+    assert_eq!(origin.count("/api/kpis"), 1, "no new ERP request");
+    // It is in D's own tiers now.
+    assert!(get(&c, &d.proxy().url("/api/kpis")).await.is_hit());
+    assert_eq!(
+        metric(
+            d.proxy(),
+            r#"knitcache_cluster_shared_lookups_total{outcome="hit"}"#
+        )
+        .await,
+        1.0
+    );
+
+    // A URL purge on A answers once the shared copy is gone: a replica that never held the
+    // key misses to the ERP.
+    let purge = post_json(
+        &c,
+        &a.proxy().admin_url("/purge"),
+        r#"{"url": "/api/kpis"}"#,
+        None,
+    )
+    .await;
+    assert_eq!(purge.status, 200, "{}", purge.text());
+    let b = replica(&origin, &redis);
+    let on_b = get(&c, &b.proxy().url("/api/kpis")).await;
+    assert!(!on_b.is_hit(), "purged everywhere: {}", on_b.cache_status());
+    assert_eq!(origin.count("/api/kpis"), 2);
+
+    // A ban (route purge) on B: a copy in the shared tier older than it is refused too.
+    shared(&b, 1.0).await;
+    let route = post_json(
+        &c,
+        &b.proxy().admin_url("/purge"),
+        r#"{"route": "kpis"}"#,
+        None,
+    )
+    .await;
+    assert_eq!(route.status, 200, "{}", route.text());
+    let e = replica(&origin, &redis);
+    eventually_async("E applied the ban", || async {
+        metric(e.proxy(), "knitcache_cluster_invalidations_applied_total").await >= 2.0
+    })
+    .await;
+    let on_e = get(&c, &e.proxy().url("/api/kpis")).await;
+    assert!(
+        !on_e.is_hit(),
+        "older than the ban: {}",
+        on_e.cache_status()
+    );
+    assert_eq!(origin.count("/api/kpis"), 3);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn redis_down_leaves_each_replica_a_single_node_and_redis_back_empty_shares_again() {
+    let mut redis = RedisServer::start();
+    let origin = origin(Duration::ZERO).await;
+    let (a, b, cc) = (
+        replica(&origin, &redis),
+        replica(&origin, &redis),
+        replica(&origin, &redis),
+    );
+    let all = [&a, &b, &cc];
+    let c = client();
+    get(&c, &a.proxy().url("/api/kpis")).await;
+    shared(&a, 1.0).await;
+    for r in all {
+        assert!(get(&c, &r.proxy().url("/api/kpis")).await.is_hit());
+    }
+    assert_eq!(origin.count("/api/kpis"), 1);
+
+    redis.kill();
+    for r in all {
+        assert!(
+            get(&c, &r.proxy().url("/api/kpis")).await.is_hit(),
+            "hits go on"
+        );
+        let miss = get(&c, &r.proxy().url("/api/orders")).await;
+        assert_eq!((miss.status, miss.is_hit()), (200, false), "misses go on");
+        assert!(
+            get(&c, &r.proxy().url("/api/orders")).await.is_hit(),
+            "and are stored locally"
+        );
+        assert_eq!(get(&c, &r.proxy().admin_url("/readyz")).await.status, 200);
+    }
+    assert_eq!(
+        origin.count("/api/orders"),
+        3,
+        "each replica asks the ERP as a single node would: once"
+    );
+    let failed = total(
+        &all,
+        r#"knitcache_cluster_shared_lookups_total{outcome="error"}"#,
+    )
+    .await
+        + total(&all, r#"knitcache_cluster_leases_total{outcome="error"}"#).await;
+    assert!(failed >= 3.0, "the failures are counted: {failed}");
+
+    // Redis comes back with nothing in it: the replicas share fills again.
+    redis.restart();
+    for r in all {
+        let p = r.proxy();
+        eventually_async("Redis reachable again", || async {
+            metric(p, "knitcache_cluster_redis_up").await == 1.0
+        })
+        .await;
+    }
+    let first = get(&c, &a.proxy().url("/api/orders/7")).await;
+    assert_eq!((first.status, first.is_hit()), (200, false));
+    shared(&a, 2.0).await;
+    for r in [&b, &cc] {
+        let resp = get(&c, &r.proxy().url("/api/orders/7")).await;
+        assert!(
+            resp.is_hit(),
+            "from the shared tier: {}",
+            resp.cache_status()
+        );
+    }
+    assert_eq!(origin.count("/api/orders/7"), 1);
+}
