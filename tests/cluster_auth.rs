@@ -301,6 +301,7 @@ async fn rediss_shares_purges_with_a_trusted_ca_and_refuses_an_unknown_one() {
             key_file: leaf.key_file.clone(),
             ca_file: ca_file.clone(),
         }),
+        ..RedisOptions::default()
     });
     let origin = origin().await;
     let url = redis.tls_url();

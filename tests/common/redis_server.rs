@@ -1,8 +1,9 @@
 //! A real `redis-server` process for the cluster tests, on a loopback port of its own, with no
 //! persistence (`--save ''`, `--appendonly no`, a temporary working directory): killing it and
 //! starting it again on the same port is a Redis restarted empty. The set-up (`make setup`)
-//! installs `redis-server`. `start_with` adds a password (`requirepass`) and a TLS port with
-//! the given certificate files; the plain port stays for the helper's own checks and `cli`.
+//! installs `redis-server`. `start_with` adds a password (`requirepass`), a TLS port with the
+//! given certificate files (the plain port stays for the helper's own checks and `cli`), or
+//! persistence: an append-only file written at every command, which a restart reloads.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -26,6 +27,8 @@ pub struct RedisOptions {
     pub password: Option<String>,
     /// A TLS port serving this certificate chain and key (PEM files).
     pub tls: Option<RedisTls>,
+    /// `--appendonly yes --appendfsync always`: what was acknowledged survives a SIGKILL.
+    pub persistence: bool,
 }
 
 /// The TLS side of a server: its own port and certificate files.
@@ -81,16 +84,21 @@ impl RedisServer {
         self.process.take();
     }
 
-    /// Starts it again on the same port, empty, and waits until it answers.
+    /// Starts it again on the same port, empty (or with what its append-only file holds, with
+    /// `persistence`), and waits until it answers.
     pub fn restart(&mut self) {
         self.kill();
         let mut cmd = Command::new("redis-server");
         cmd.args(["--port", &self.port.to_string()])
             .args(["--bind", "127.0.0.1"])
             .args(["--save", ""])
-            .args(["--appendonly", "no"])
             .arg("--dir")
             .arg(self.dir.path());
+        if self.options.persistence {
+            cmd.args(["--appendonly", "yes", "--appendfsync", "always"]);
+        } else {
+            cmd.args(["--appendonly", "no"]);
+        }
         if let Some(password) = &self.options.password {
             cmd.args(["--requirepass", password]);
         }
