@@ -247,3 +247,47 @@ async fn redis_down_leaves_each_replica_a_single_node_and_redis_back_empty_share
     }
     assert_eq!(origin.count("/api/orders/7"), 1);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hot_key_is_refreshed_once_per_cluster_not_once_per_replica() {
+    let redis = RedisServer::start();
+    let origin = origin(Duration::ZERO).await;
+    let routes = "  - name: kpis\n    exact: /api/kpis\n    ttl_secs: 6\n";
+    // Refreshed 3 s before it expires, so every replica's warmer finds it due at once.
+    let sections = format!("warming:\n  lead_secs: 3\n{}", redis.cluster_yaml());
+    let start =
+        || Replica::start(|dir| config_yaml_sections(origin.addr(), dir, &sections, routes));
+    let (a, b, cc) = (start(), start(), start());
+    let all = [&a, &b, &cc];
+    let c = client();
+    get(&c, &a.proxy().url("/api/kpis")).await;
+    shared(&a, 1.0).await;
+    // Clients keep the key hot on all three, over two refresh rounds at least.
+    let won = r#"knitcache_cluster_warm_refreshes_total{outcome="won"}"#;
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    while origin.count("/api/kpis") < 3 {
+        assert!(tokio::time::Instant::now() < deadline, "no refresh rounds");
+        for r in all {
+            let resp = get(&c, &r.proxy().url("/api/kpis")).await;
+            assert_eq!(resp.status, 200);
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    // Let any refresh already on its way finish, then compare.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let won = total(&all, won).await;
+    let left = total(
+        &all,
+        r#"knitcache_cluster_warm_refreshes_total{outcome="left"}"#,
+    )
+    .await;
+    assert_eq!(
+        origin.count("/api/kpis") as f64,
+        1.0 + won,
+        "the first fill, then one ERP request per refresh round for the whole cluster"
+    );
+    assert!(
+        left >= won,
+        "the other replicas left each round to the winner: {left}"
+    );
+}

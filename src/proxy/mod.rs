@@ -336,6 +336,52 @@ impl Proxy {
             .is_banned(path, ctx.route_name(), created, &has_tag)
     }
 
+    /// A warm refresh of the stored copy `meta`: fetched again, unless in cluster mode the copy
+    /// is not due (`lead` before its expiry: one adopted from another replica's refresh), or
+    /// another replica claimed this copy's refresh (`cluster::lease`); then its new copy is
+    /// adopted from the shared tier as soon as it is there (now, at the warmer's next try, or at
+    /// the first lookup after this copy expires). `None`: served as it is.
+    async fn warm_refresh(
+        &self,
+        session: &Session,
+        meta: &CacheMeta,
+        lead: Duration,
+    ) -> Option<ForcedFreshness> {
+        let Some(tier) = self.storage.shared() else {
+            return Some(ForcedFreshness::ForceExpired);
+        };
+        let now = SystemTime::now();
+        if meta
+            .fresh_until()
+            .duration_since(now)
+            .is_ok_and(|left| left > lead)
+        {
+            return None;
+        }
+        let key = session.cache.cache_key();
+        let slot = u128::from_be_bytes(pingora_cache::key::CacheHashKey::combined_bin(key));
+        let primary = u128::from_be_bytes(pingora_cache::key::CacheHashKey::primary_bin(key));
+        let until = meta.fresh_until();
+        // One claim per stored copy (the round is its expiry), held past it: a replica that
+        // adopts the new copy never refreshes the old one again.
+        let round = until
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let ttl = until.duration_since(now).unwrap_or_default() + tier.lease_time();
+        if tier.warm_claim(slot, round, ttl).await != Some(false) {
+            return Some(ForcedFreshness::ForceExpired);
+        }
+        if let Some(found) = tier.get(slot).await
+            && found
+                .parsed
+                .as_ref()
+                .is_some_and(|p| p.fresh_until() > until)
+        {
+            self.storage.adopt(slot, primary, &found);
+        }
+        None
+    }
+
     /// Spends one of this request's retries, if the policy (`retries.max_per_request`) and the
     /// shared retry budget allow it.
     fn take_retry(&self, ctx: &mut RequestCtx) -> bool {
@@ -654,7 +700,8 @@ impl ProxyHttp for Proxy {
     }
 
     /// The warmer's refresh fetches a fresh entry again (clients keep getting the old copy
-    /// until the new one is stored). A stored response older than a matching purge ban
+    /// until the new one is stored; in cluster mode one replica refreshes: `warm_refresh`). A
+    /// stored response older than a matching purge ban
     /// (prefix or route) is a miss: the fill replaces it. Exact-URL purges remove entries
     /// outright and need no check here.
     async fn cache_hit_filter(
@@ -665,8 +712,12 @@ impl ProxyHttp for Proxy {
         _is_fresh: bool,
         ctx: &mut RequestCtx,
     ) -> Result<Option<ForcedFreshness>> {
-        if ctx.warm == Some(WarmMode::Refresh) {
-            return Ok(Some(ForcedFreshness::ForceExpired));
+        if ctx.warm == Some(WarmMode::Refresh)
+            && let Some(forced) = self
+                .warm_refresh(session, meta, ctx.config.warming.lead)
+                .await
+        {
+            return Ok(Some(forced));
         }
         let path = session.req_header().uri.path();
         if self.is_banned(path, ctx, meta.created(), meta.response_header()) {
