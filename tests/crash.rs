@@ -6,8 +6,9 @@
 //! bytes are caught: a body that is not exactly `body(key, v)` for the version it names is
 //! corrupt, and one whose version was purged (and the purge acknowledged) before the crash is
 //! a purged entry returning. Each key belongs to one load task, which runs its requests one
-//! after the other: a fill of a key never races that key's purge, so what "purged" means is
-//! exact.
+//! after the other, so what "purged" means is exact. A purge is either an admin URL purge or a
+//! write to the key's URL through the proxy (RFC 9111 §4.4 invalidation); it may follow a miss
+//! at once, when the miss's fill may still be committing.
 
 mod common;
 
@@ -86,12 +87,31 @@ fn version_of(bytes: &[u8], key: usize) -> Option<u64> {
 struct Keys {
     current: HashMap<usize, u64>,
     purged_up_to: HashMap<usize, u64>,
+    /// What happened to each key, for the account of a failure.
+    history: HashMap<usize, Vec<String>>,
 }
 
-fn origin_serving(keys: &Arc<Mutex<Keys>>) -> impl Fn(&str) -> Reply + Send + Sync + 'static {
+impl Keys {
+    fn note(&mut self, key: usize, what: String) {
+        self.history.entry(key).or_default().push(what);
+    }
+
+    /// What happened to `key`, one event per line.
+    fn account(&self, key: usize) -> String {
+        self.history
+            .get(&key)
+            .map_or_else(String::new, |h| h.join("\n"))
+    }
+}
+
+fn origin_serving(keys: &Arc<Mutex<Keys>>) -> impl Fn(&str, &str) -> Reply + Send + Sync + 'static {
     let keys = keys.clone();
-    move |p: &str| {
+    move |method: &str, p: &str| {
         let key: usize = p.trim_start_matches("/k/").parse().unwrap_or(usize::MAX);
+        if method == "POST" {
+            // A write the origin accepted; the version it makes is the test's to bump.
+            return Reply::status(204);
+        }
         let version = keys.lock().current.get(&key).copied().unwrap_or(0);
         Reply::ok(body(key, version))
     }
@@ -115,6 +135,7 @@ struct Done {
 /// One task's load for one cycle: GETs of its keys (fills, then hits), and now and then a
 /// purge followed by a new version. Stops at `MAX_STEPS` or when the proxy is gone.
 async fn load(
+    cycle: usize,
     task: usize,
     port: u16,
     admin: u16,
@@ -122,8 +143,6 @@ async fn load(
     progress: Arc<Progress>,
 ) -> Done {
     let mut done = Done::default();
-    // This task's keys last seen as a hit: their entry is in the cache.
-    let mut committed = std::collections::HashSet::new();
     let c = reqwest::Client::builder()
         .no_proxy()
         .timeout(Duration::from_secs(5))
@@ -138,29 +157,42 @@ async fn load(
             return done;
         }
         let key = mine[(step * 7 + task) % mine.len()];
-        // A purge follows a hit of the key: a miss's fill is committed as its last bytes go
-        // out, and a purge sent the moment the client has them may arrive first, when there is
-        // nothing to remove yet (a race of the cache itself, not of the crash).
-        if step % 9 == 4 && committed.contains(&key) {
-            committed.remove(&key);
-            // Purge the key, then serve a new version: what was stored must never come back.
+        if step % 9 == 4 {
+            // Purge the key, then serve a new version: what was stored must never come back,
+            // not even from a fill the purge overtook (the key's last request may have been a
+            // miss whose fill commits as its last bytes go out).
             let stored = keys.lock().current.get(&key).copied().unwrap_or(0);
-            let purge = c
-                .post(format!("http://127.0.0.1:{admin}/purge"))
-                .header("content-type", "application/json")
-                .body(format!("{{\"url\": \"{}\"}}", path(key)))
-                .send()
-                .await;
+            let by_admin = (step / 9 + task).is_multiple_of(2);
+            let how = if by_admin { "admin purge" } else { "write" };
+            let purge = if by_admin {
+                c.post(format!("http://127.0.0.1:{admin}/purge"))
+                    .header("content-type", "application/json")
+                    .body(format!("{{\"url\": \"{}\"}}", path(key)))
+                    .send()
+                    .await
+            } else {
+                c.post(format!("http://127.0.0.1:{port}{}", path(key)))
+                    .send()
+                    .await
+            };
             match purge {
                 Ok(r) if r.status().is_success() => {
                     let mut k = keys.lock();
                     k.purged_up_to.insert(key, stored);
                     k.current.insert(key, stored + 1);
+                    k.note(
+                        key,
+                        format!("cycle {cycle}: {how} of v{stored} acknowledged"),
+                    );
                     progress.purges.fetch_add(1, Ordering::SeqCst);
                 }
                 Ok(r) => panic!("purge refused: {}", r.status()),
                 Err(_) => {
                     // the proxy is gone
+                    keys.lock().note(
+                        key,
+                        format!("cycle {cycle}: {how} of v{stored} sent, never answered"),
+                    );
                     done.cut = true;
                     return done;
                 }
@@ -170,23 +202,25 @@ async fn load(
                 .get(format!("http://127.0.0.1:{port}{}", path(key)))
                 .send()
                 .await;
-            let Some((hit, bytes)) = (match got {
+            let Some((status, bytes)) = (match got {
                 Ok(r) => {
-                    let hit = r
+                    let status = r
                         .headers()
                         .get("cache-status")
-                        .is_some_and(|v| v.as_bytes().starts_with(b"knitcache; hit"));
-                    r.bytes().await.ok().map(|b| (hit, b))
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or_default()
+                        .to_owned();
+                    r.bytes().await.ok().map(|b| (status, b))
                 }
                 Err(_) => None,
             }) else {
                 done.cut = true;
                 return done;
             };
-            if hit {
-                committed.insert(key);
-            }
             progress.requests.fetch_add(1, Ordering::SeqCst);
+            let version = version_of(&bytes, key).map_or("?".to_owned(), |v| format!("v{v}"));
+            keys.lock()
+                .note(key, format!("cycle {cycle}: GET {version} ({status})"));
             if !progress.killed.load(Ordering::SeqCst) {
                 // While the proxy lives, it serves the current version (a key changes only
                 // after its purge, by this task).
@@ -206,7 +240,7 @@ async fn sigkill_under_load_loses_nothing_it_must_keep_and_serves_nothing_it_mus
     let origin = Origin::start().await;
     for key in 0..TASKS * KEYS_PER_TASK {
         let serve = origin_serving(&keys);
-        origin.on(&path(key), move |req, _| serve(req.path()));
+        origin.on(&path(key), move |req, _| serve(&req.method, req.path()));
     }
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = tmp.path().join("cache");
@@ -223,13 +257,20 @@ async fn sigkill_under_load_loses_nothing_it_must_keep_and_serves_nothing_it_mus
         let mut proxy = spawn_binary(&file, &format!("{cycle}.log"));
         until_ok(&c, &format!("http://127.0.0.1:{admin}/healthz")).await;
         if cycle > 0 {
-            served_from_disk += check_after_restart(&c, &url, &keys).await;
+            served_from_disk += check_after_restart(cycle, &c, &url, &keys).await;
         }
 
         let progress = Arc::new(Progress::default());
         let mut tasks = tokio::task::JoinSet::new();
         for task in 0..TASKS {
-            tasks.spawn(load(task, port, admin, keys.clone(), progress.clone()));
+            tasks.spawn(load(
+                cycle,
+                task,
+                port,
+                admin,
+                keys.clone(),
+                progress.clone(),
+            ));
         }
         // Let fills, hits and purges run, then kill in the middle of them.
         eventually("the load ran for a while", || {
@@ -260,6 +301,7 @@ async fn sigkill_under_load_loses_nothing_it_must_keep_and_serves_nothing_it_mus
 /// Requests every key from a freshly restarted proxy: each body must be exactly what the origin
 /// sent for the version it names, never a purged one. Returns how many were hits.
 async fn check_after_restart(
+    cycle: usize,
     c: &reqwest::Client,
     url: &impl Fn(&str) -> String,
     keys: &Arc<Mutex<Keys>>,
@@ -291,10 +333,19 @@ async fn check_after_restart(
         if let Some(purged) = purged {
             assert!(
                 version > purged,
-                "key {key}: version {version} came back after a purge of versions up to {purged} ({})",
-                r.cache_status()
+                "key {key}: version {version} came back after a purge of versions up to {purged} \
+                 ({}); its history:\n{}",
+                r.cache_status(),
+                keys.lock().account(key)
             );
         }
+        keys.lock().note(
+            key,
+            format!(
+                "restart before cycle {cycle}: GET v{version} ({})",
+                r.cache_status()
+            ),
+        );
         if r.is_hit() {
             hits += 1;
         }
