@@ -108,6 +108,35 @@ async fn concurrent_misses_on_three_replicas_ask_the_erp_once() {
         assert!(get(&c, &r.proxy().url("/api/kpis")).await.is_hit());
     }
     assert_eq!(origin.count("/api/kpis"), 1);
+
+    // /stats and the dashboard say so, replica by replica.
+    let mut won = 0;
+    for r in all {
+        let doc = stats(&c, r.proxy()).await;
+        let k = &doc["cluster"];
+        assert_eq!(k["url"], redis.url().as_str(), "{k}");
+        assert_eq!(k["redis_up"], true);
+        won += k["leases"]["won"].as_u64().expect("won");
+        let lease = &k["redis_ops"]["lease"];
+        assert!(lease["count"].as_u64() >= Some(1), "{lease}");
+        assert!(
+            lease["p99_ms"].as_f64().is_some_and(|ms| ms > 0.0),
+            "{lease}"
+        );
+    }
+    assert_eq!(won, 1);
+    let url = a.proxy().admin_url("/dashboard");
+    let dom = tokio::task::spawn_blocking(move || common::browser::dump_dom(&url, 3_000, &[]))
+        .await
+        .expect("browser task");
+    let leases = common::browser::by_id(&dom, "cluster-leases");
+    let shown = metric(
+        a.proxy(),
+        r#"knitcache_cluster_leases_total{outcome="won"}"#,
+    )
+    .await;
+    assert!(leases.starts_with(&format!("{shown} / ")), "{leases}");
+    assert_eq!(common::browser::by_id(&dom, "cluster-redis"), "up");
 }
 
 #[tokio::test(flavor = "multi_thread")]

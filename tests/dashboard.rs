@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::browser::dump_dom;
+use common::browser::{by_id, dump_dom};
 use common::*;
 
 const ROUTES: &str = r#"  - name: kpis
@@ -15,17 +15,6 @@ const ROUTES: &str = r#"  - name: kpis
     exact: /api/knit-orders
     ttl_secs: 600
 "#;
-
-/// The text of the element with `id` in `dom`.
-fn by_id<'a>(dom: &'a str, id: &str) -> &'a str {
-    let start = dom
-        .find(&format!("id=\"{id}\""))
-        .unwrap_or_else(|| panic!("no #{id} in the page:\n{dom}"));
-    let rest = &dom[start..];
-    let open = rest.find('>').map_or(0, |i| i + 1);
-    let close = rest[open..].find('<').map_or(rest.len(), |i| open + i);
-    &rest[open..close]
-}
 
 /// The text of cell `class` in the table row of `route`.
 fn cell<'a>(dom: &'a str, route: &str, class: &str) -> &'a str {

@@ -8,7 +8,8 @@
 //!   ERP's health is reported in the JSON but never makes it 503. See [`ready`].
 //! * `GET  /metrics`    Prometheus text format: the proxy's families and foyer's.
 //! * `GET  /stats`      JSON: per-route requests, hit ratio, p50/p95/p99 (hit, miss, ERP),
-//!   tiers, evictions, coalescing, slowest routes, hot keys, RSS, uptime, config version.
+//!   tiers, evictions, coalescing, slowest routes, hot keys, RSS, uptime, config version, and
+//!   in cluster mode the shared tier, leases and Redis operations (`cluster_stats`).
 //! * `POST /purge`      body `{"url": ..}`, `{"prefix": ..}`, `{"route": ..}` or `{"tag": ..}`;
 //!   bearer token when one is configured (else loopback clients only). JSON says what was purged.
 //! * `GET  /dashboard`  a live page that polls `/stats` (no external resources).
@@ -18,6 +19,7 @@
 //! (`read_auth`: bearer, or Basic from a browser); `/healthz` and `/readyz` stay open.
 //! Anything else is 404; a wrong method is 405 with `Allow`. Every GET endpoint answers HEAD.
 
+mod cluster_stats;
 mod dashboard;
 pub mod purge;
 pub mod read_auth;

@@ -1,5 +1,6 @@
-//! The `/stats` document: the statistics (`stats`), the ERP's health, the cache tiers and the
-//! process, sampled when asked. The same sample refreshes the Prometheus gauges before a scrape.
+//! The `/stats` document: the statistics (`stats`), the ERP's health, the cache tiers, the
+//! process and cluster mode (`cluster_stats`), sampled when asked. The same sample refreshes the
+//! Prometheus gauges before a scrape.
 
 use std::collections::BTreeMap;
 use std::time::SystemTime;
@@ -142,6 +143,7 @@ impl Admin {
             slowest,
             hot_keys: stats.hot_keys(),
             kept_from_erp: Some(kept_from_erp),
+            cluster: super::cluster_stats::cluster_doc(&config, &self.metrics),
         }
     }
 }

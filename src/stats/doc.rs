@@ -40,6 +40,51 @@ pub struct StatsDoc {
     /// routes together. `null` where not known (an older proxy).
     #[serde(default)]
     pub kept_from_erp: Option<BTreeMap<String, u64>>,
+    /// Cluster mode as this replica sees it; `null` on a single node (or an older proxy).
+    #[serde(default)]
+    pub cluster: Option<ClusterDoc>,
+}
+
+/// Cluster mode: the shared Redis, the shared tier, fill and warm leases and the invalidation
+/// stream, counted by this replica since it started.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ClusterDoc {
+    /// The server (`cluster.url`, which never carries a password).
+    pub url: String,
+    /// Whether the last operation on the server succeeded.
+    pub redis_up: bool,
+    /// Shared-tier lookups by outcome: `hit`, `miss`, `error`.
+    pub shared_lookups: BTreeMap<String, u64>,
+    /// Fills written to the shared tier by outcome: `stored`, `too_large`, `dropped`, `error`.
+    pub shared_stores: BTreeMap<String, u64>,
+    /// Fill leases by outcome: `won`, `waited`, `expired`, `error`.
+    pub leases: BTreeMap<String, u64>,
+    /// Warm refreshes by outcome: `won`, `left`, `error`.
+    pub warm_refreshes: BTreeMap<String, u64>,
+    /// Purges and invalidations of this replica published to the stream.
+    pub invalidations_published: u64,
+    /// Other replicas' purges and invalidations applied here.
+    pub invalidations_applied: u64,
+    /// This replica's waiting to be published.
+    pub invalidations_pending: u64,
+    /// Mean time from another replica's purge to its application here; `null` before one.
+    pub invalidation_lag_ms: Option<f64>,
+    /// Operations on the server by name (`shared_get`, `lease`, `publish`, ...).
+    pub redis_ops: BTreeMap<String, RedisOpDoc>,
+}
+
+/// One kind of operation on the server.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct RedisOpDoc {
+    /// Operations made, failed ones included.
+    pub count: u64,
+    /// Failed or timed out.
+    pub errors: u64,
+    /// Mean duration; `null` before the first.
+    pub mean_ms: Option<f64>,
+    /// The bucket bound 99 % of them stayed within (`le` of the histogram); `null` before the
+    /// first, or when beyond the last bound.
+    pub p99_ms: Option<f64>,
 }
 
 /// The process.

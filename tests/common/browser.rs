@@ -49,3 +49,14 @@ pub fn dump_dom(url: &str, budget_ms: u64, extra: &[&str]) -> String {
     let out = child.wait_with_output().expect("chromium output");
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+/// The text of the element with `id` in `dom`.
+pub fn by_id<'a>(dom: &'a str, id: &str) -> &'a str {
+    let start = dom
+        .find(&format!("id=\"{id}\""))
+        .unwrap_or_else(|| panic!("no #{id} in the page:\n{dom}"));
+    let rest = &dom[start..];
+    let open = rest.find('>').map_or(0, |i| i + 1);
+    let close = rest[open..].find('<').map_or(rest.len(), |i| open + i);
+    &rest[open..close]
+}
