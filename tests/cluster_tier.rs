@@ -320,3 +320,61 @@ async fn a_hot_key_is_refreshed_once_per_cluster_not_once_per_replica() {
         "the other replicas left each round to the winner: {left}"
     );
 }
+
+/// The fill leases still held in `redis`.
+fn leases_held(redis: &RedisServer) -> String {
+    redis
+        .cli(&["--scan", "--pattern", "knitcache:lease:*"])
+        .trim()
+        .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_fill_that_stores_nothing_releases_its_lease_at_once() {
+    let redis = RedisServer::start();
+    let origin = origin(Duration::ZERO).await;
+    let slow = Duration::from_millis(400);
+    origin.always(
+        "/api/orders",
+        Reply::ok("personal")
+            .header("cache-control", "no-store")
+            .delay(slow),
+    );
+    origin.always("/api/orders/7", Reply::drop().delay(slow));
+    origin.always("/api/kpis", Reply::ok("slow").delay(Duration::from_secs(2)));
+    let (a, b) = (replica(&origin, &redis), replica(&origin, &redis));
+    let c = client();
+
+    // Not cacheable, then an ERP that hangs up: both replicas ask at once, one holds the lease,
+    // and the other is sent on to the ERP as soon as the holder's request ends, not after the
+    // lease's 30 s.
+    for path in ["/api/orders", "/api/orders/7"] {
+        let (ua, ub) = (a.proxy().url(path), b.proxy().url(path));
+        let (ra, rb) = tokio::join!(get(&c, &ua), get(&c, &ub));
+        assert_eq!(ra.status, rb.status, "{path}");
+        // (Retries may ask again after a hang-up.)
+        assert!(
+            origin.count(path) >= 2,
+            "{path}: each replica asked the ERP"
+        );
+        assert_eq!(leases_held(&redis), "", "{path}: no lease left behind");
+    }
+    let expired = total(
+        &[&a, &b],
+        r#"knitcache_cluster_leases_total{outcome="expired"}"#,
+    )
+    .await;
+    assert!(
+        expired >= 1.0,
+        "a waiter went on without the holder's fill: {expired}"
+    );
+
+    // A client that leaves while its request holds the lease: released when the request ends.
+    let impatient = reqwest::Client::builder()
+        .timeout(Duration::from_millis(300))
+        .build()
+        .expect("client");
+    let gone = impatient.get(a.proxy().url("/api/kpis")).send().await;
+    assert!(gone.is_err(), "the client gave up first");
+    eventually("the lease is released", || leases_held(&redis).is_empty()).await;
+}
