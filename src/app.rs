@@ -227,6 +227,11 @@ fn assemble(
         Bans::in_memory(config.longest_retention())
     };
     let bans = bans.unsaved_to(cache.storage.trust().clone());
+    if has_disk {
+        cache
+            .storage
+            .remember_purges_in(&config.cache.dir, config.longest_retention());
+    }
     cache.bans = Arc::new(match &cluster {
         Some((_, _, outbox, _)) => bans.with_outbox(outbox.clone()),
         None => bans,

@@ -282,3 +282,62 @@ fn a_removal_right_after_a_fill_is_not_undone_by_the_write_queue() {
     });
     cache.close();
 }
+
+/// The disk tier's files as they are now (foyer's files only), to put back later.
+fn disk_tier_files(dir: &std::path::Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
+    std::fs::read_dir(dir)
+        .expect("cache dir")
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("foyer-"))
+        .map(|e| (e.path(), std::fs::read(e.path()).expect("read")))
+        .collect()
+}
+
+/// A purge removes the entry from the disk tier too; should the disk tier ever bring a removed
+/// entry back (foyer's recovery after a crash has been seen to), the purge still holds: its
+/// record is kept in the cache directory and a copy older than it is never served. Simulated
+/// here by putting back the disk tier's files from before the purge.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_purged_entry_the_disk_tier_brings_back_is_not_served() {
+    let sim = start_sim(0.01).await;
+    let (_tmp, dir) = cache_dir();
+    let yaml = config_yaml(sim.addr(), &dir, ROUTES);
+    let c = client();
+    let url = "/api/knit-orders";
+
+    let proxy = TestProxy::start_yaml(&yaml, &dir);
+    get(&c, &proxy.url(url)).await;
+    assert!(get(&c, &proxy.url(url)).await.is_hit());
+    proxy.stop(true);
+    let before_purge = disk_tier_files(&dir);
+    assert!(!before_purge.is_empty(), "the disk tier wrote its files");
+
+    let proxy = TestProxy::start_yaml(&yaml, &dir);
+    assert!(get(&c, &proxy.url(url)).await.is_hit(), "from disk");
+    let purged = post_json(
+        &c,
+        &proxy.admin_url("/purge"),
+        &format!(r#"{{"url": "{url}"}}"#),
+        None,
+    )
+    .await;
+    assert_eq!(purged.status, 200, "{}", purged.text());
+    proxy.stop(true);
+    assert_eq!(sim.hits(url), 1);
+
+    for (path, bytes) in before_purge {
+        std::fs::write(path, bytes).expect("put back");
+    }
+    let proxy = TestProxy::start_yaml(&yaml, &dir);
+    let after = get(&c, &proxy.url(url)).await;
+    assert!(
+        !after.is_hit(),
+        "the purged copy was served again: {}",
+        after.cache_status()
+    );
+    assert_eq!(sim.hits(url), 2, "refetched from the ERP");
+    assert!(
+        get(&c, &proxy.url(url)).await.is_hit(),
+        "the refetched copy is stored as usual"
+    );
+}

@@ -202,6 +202,19 @@ impl HybridStorage {
         Ok(self.purge_entry(&cache, k))
     }
 
+    /// Keeps URL purges in `dir` for `retention` from now on, so that neither a restart nor the
+    /// disk tier's recovery serves a copy a purge retired (`RecentPurges::persist_in`).
+    pub fn remember_purges_in(&self, dir: &std::path::Path, retention: std::time::Duration) {
+        self.recent_purges
+            .persist_in(dir, retention, self.trust.clone());
+    }
+
+    /// Whether a copy of the URL whose primary key is `primary`, made at `made`, was purged
+    /// since: a hit must not serve it (the disk tier can bring back what a purge removed).
+    pub fn purged_since(&self, primary: u128, made: SystemTime) -> bool {
+        self.recent_purges.covers(primary, made)
+    }
+
     /// Purges one URL: every slot in `slots` (its primary slot and its codings' slots, each a
     /// key's `combined_bin`) is removed as `remove` does, and a fill of `primary` (the URL's
     /// `primary_bin`) still in flight, whose response arrived before now, is not kept when it

@@ -317,8 +317,9 @@ impl Proxy {
         Ok(true)
     }
 
-    /// Whether a purge ban (prefix, route or tag) covers a response for `path` stored at
-    /// `created` with header `stored`. Exact-URL purges remove entries outright instead.
+    /// Whether a purge covers a response for `path` stored at `created` with header `stored`:
+    /// a ban (prefix, route or tag), or a purge of its URL (which removed it, but the disk tier
+    /// can bring a removed entry back after a crash: `cache::recent_purges`).
     fn is_banned(
         &self,
         path: &str,
@@ -326,6 +327,12 @@ impl Proxy {
         created: SystemTime,
         stored: &ResponseHeader,
     ) -> bool {
+        if ctx
+            .key_hash
+            .is_some_and(|primary| self.storage.purged_since(primary, created))
+        {
+            return true;
+        }
         if self.bans.is_empty() {
             return false;
         }
@@ -702,8 +709,8 @@ impl ProxyHttp for Proxy {
     /// The warmer's refresh fetches a fresh entry again (clients keep getting the old copy
     /// until the new one is stored; in cluster mode one replica refreshes: `warm_refresh`). A
     /// stored response older than a matching purge ban
-    /// (prefix or route) is a miss: the fill replaces it. Exact-URL purges remove entries
-    /// outright and need no check here.
+    /// (prefix or route), or than a purge of its URL (which removed it, unless the disk tier
+    /// brought it back), is a miss: the fill replaces it.
     async fn cache_hit_filter(
         &self,
         session: &mut Session,
