@@ -378,3 +378,31 @@ async fn a_fill_that_stores_nothing_releases_its_lease_at_once() {
     assert!(gone.is_err(), "the client gave up first");
     eventually("the lease is released", || leases_held(&redis).is_empty()).await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_response_above_the_size_cap_stays_local() {
+    let redis = RedisServer::start();
+    let origin = origin(Duration::ZERO).await;
+    // Every response here is larger than 64 bytes (metadata included).
+    let sections = format!("{}  shared_max_object_bytes: 64\n", redis.cluster_yaml());
+    let start =
+        || Replica::start(|dir| config_yaml_sections(origin.addr(), dir, &sections, ROUTES));
+    let (a, b) = (start(), start());
+    let c = client();
+    get(&c, &a.proxy().url("/api/kpis")).await;
+    assert!(
+        get(&c, &a.proxy().url("/api/kpis")).await.is_hit(),
+        "kept locally"
+    );
+    assert_eq!(
+        metric(
+            a.proxy(),
+            r#"knitcache_cluster_shared_stores_total{outcome="too_large"}"#
+        )
+        .await,
+        1.0
+    );
+    let on_b = get(&c, &b.proxy().url("/api/kpis")).await;
+    assert!(!on_b.is_hit(), "not shared: {}", on_b.cache_status());
+    assert_eq!(origin.count("/api/kpis"), 2);
+}
