@@ -212,11 +212,12 @@ fn assemble(
 ) -> Result<App, AppError> {
     let mut cache = cache;
     let has_disk = !matches!(cache.disk, DiskTier::MemoryOnly { .. });
-    // Cluster mode: every ban and URL purge is announced through the outbox.
+    // Cluster mode: every ban and URL purge is announced through the outbox, kept in the cache
+    // directory with a disk tier (so purges waiting for Redis survive a stop), else in memory.
     let cluster = match &config.cluster {
         Some(settings) => {
             let m = Arc::new(ClusterMetrics::new(&metrics.registry)?);
-            let (outbox, rx) = Outbox::channel(m.clone());
+            let (outbox, rx) = Outbox::channel(m.clone(), has_disk.then_some(&*config.cache.dir));
             Some((settings.clone(), m, outbox, rx))
         }
         None => None,

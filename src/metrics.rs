@@ -624,7 +624,8 @@ impl ClusterMetrics {
         )?;
         let dropped = prometheus::IntCounter::new(
             "knitcache_cluster_invalidations_dropped_total",
-            "Purges and invalidations never published: the queue waiting for Redis was full",
+            "Purges and invalidations never published: the queue waiting for Redis was full, or \
+             their record in the outbox file was unreadable at start",
         )?;
         let pending = IntGauge::new(
             "knitcache_cluster_invalidations_pending",

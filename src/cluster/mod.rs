@@ -10,7 +10,9 @@
 //!
 //! Redis being down is a degraded mode, never an outage: no request waits for Redis, failures
 //! are counted (`metrics::ClusterMetrics`) and logged once per outage, both loops retry with
-//! backoff, announcements wait in the outbox, and the follower catches up when Redis returns.
+//! backoff, announcements wait in the outbox (and in its file in the cache directory, so a
+//! replica stopped meanwhile publishes them at its next start), and the follower catches up
+//! when Redis returns.
 //!
 //! The replicas also share their stored responses (`shared_tier`, read after a replica's own
 //! memory and disk tiers, written by every fill) and fill each key once for the whole cluster
@@ -19,6 +21,7 @@
 //!
 //! * `event`       what travels on the stream
 //! * `outbox`      where announcements wait to be published
+//! * `outbox_file` the outbox kept in the cache directory across a stop or a crash
 //! * `position`    the last applied entry, saved in the cache directory
 //! * `stream`      the publisher and the follower
 //! * `shared_tier` stored responses in Redis, after the local tiers
@@ -27,6 +30,7 @@
 pub mod event;
 pub mod lease;
 pub mod outbox;
+pub mod outbox_file;
 pub mod position;
 pub mod shared_tier;
 mod stream;

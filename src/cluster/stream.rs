@@ -32,13 +32,17 @@ const READ_COUNT: usize = 256;
 const TRIM_MARGIN: Duration = Duration::from_secs(300);
 
 /// Publishes what the outbox receives, in order; an entry Redis refused is retried (with
-/// backoff) before the next, so none is lost or reordered while Redis is down.
-pub(super) async fn publish(s: Arc<Shared>, mut conn: ConnectionManager, outbox: OutboxReceiver) {
-    let mut rx = outbox.0;
+/// backoff) before the next, so none is lost or reordered while Redis is down. Each one
+/// published leaves the outbox (and its file) only once Redis has taken it.
+pub(super) async fn publish(
+    s: Arc<Shared>,
+    mut conn: ConnectionManager,
+    mut outbox: OutboxReceiver,
+) {
     let key = s.key(STREAM);
     let mut backoff = Backoff::new();
-    while let Some(inv) = rx.recv().await {
-        let json = event::encode(&inv);
+    while let Some(queued) = outbox.recv().await {
+        let json = event::encode(&queued.inv);
         loop {
             let now = SystemTime::now();
             let retention = s.config.load().longest_retention() + TRIM_MARGIN;
@@ -63,7 +67,7 @@ pub(super) async fn publish(s: Arc<Shared>, mut conn: ConnectionManager, outbox:
             {
                 Ok(_) => {
                     s.metrics.published.inc();
-                    s.metrics.pending.dec();
+                    outbox.published(&queued);
                     backoff.reset();
                     break;
                 }
