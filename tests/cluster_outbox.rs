@@ -1,7 +1,8 @@
 //! The cluster outbox kept in the cache directory: a purge acknowledged by a replica while Redis
 //! is down reaches the other replicas even if that replica is stopped (SIGTERM) or killed
 //! (SIGKILL) before Redis returns, because its next start publishes what its outbox file held.
-//! A damaged outbox file costs only its damaged records.
+//! A damaged outbox file costs only its damaged records. And `knitcache_cluster_redis_up` says 0
+//! after a start-up catch-up that failed.
 //!
 //! Replica A is the real binary (so it can be killed), B a proxy in this process; both share a
 //! real `redis-server` and one origin whose request count proves what B served.
@@ -196,4 +197,29 @@ async fn a_purge_made_while_redis_is_down_outlives_a_sigkill() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_damaged_outbox_file_costs_only_its_damaged_records() {
     a_purge_made_while_redis_is_down_outlives_a(End::KillAndDamage).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn redis_up_is_0_after_a_start_up_catch_up_that_failed() {
+    let redis = RedisServer::start();
+    // Stuck: connections are accepted by the kernel and never answered, so every operation
+    // takes its whole timeout (1.5 s here; the gauge must read 0 throughout).
+    redis.pause();
+    let origin = Origin::start().await;
+    origin.always("/api/orders", Reply::ok("orders"));
+    let cluster = redis
+        .cluster_yaml()
+        .replace("timeout_ms: 300", "timeout_ms: 1500");
+    let a = Replica::start(|dir| config_yaml_sections(origin.addr(), dir, &cluster, ROUTES));
+    let p = a.proxy();
+    assert!(
+        metric(p, r#"knitcache_cluster_redis_errors_total{op="read"}"#).await >= 1.0,
+        "the start-up catch-up failed"
+    );
+    assert_eq!(metric(p, "knitcache_cluster_redis_up").await, 0.0);
+    redis.resume();
+    eventually_async("Redis answers again", || async {
+        metric(p, "knitcache_cluster_redis_up").await == 1.0
+    })
+    .await;
 }

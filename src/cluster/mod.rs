@@ -144,7 +144,8 @@ impl BackgroundService for Cluster {
             }
         };
         tracing::info!(url = %s.settings.url, replica = %s.replica, "cluster mode on");
-        s.metrics.up.set(1);
+        // `knitcache_cluster_redis_up` is left as the last operation set it: after a start-up
+        // catch-up that failed it stays 0 until an operation succeeds.
         tokio::select! {
             () = stream::publish(s.clone(), publisher, outbox) => {}
             () = stream::follow(s.clone(), follower) => {}

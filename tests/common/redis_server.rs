@@ -84,6 +84,17 @@ impl RedisServer {
         self.process.take();
     }
 
+    /// Freezes it (SIGSTOP): the kernel still accepts connections, but nothing is answered,
+    /// so every operation takes its whole timeout, as with a server that is stuck.
+    pub fn pause(&self) {
+        super::signal(&self.process.as_ref().expect("running").0, "-STOP");
+    }
+
+    /// Lets a paused server go on (SIGCONT).
+    pub fn resume(&self) {
+        super::signal(&self.process.as_ref().expect("running").0, "-CONT");
+    }
+
     /// Starts it again on the same port, empty (or with what its append-only file holds, with
     /// `persistence`), and waits until it answers.
     pub fn restart(&mut self) {
