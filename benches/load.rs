@@ -6,6 +6,7 @@
 //! cargo bench --bench load -- --scenario compare    # + nginx and Varnish, alternating rounds
 //! cargo bench --bench load -- --scenario soak --soak-mins 60
 //! cargo bench --bench load -- --scenario broken     # dashboard mix, one endpoint broken
+//! cargo bench --bench load -- --scenario cluster    # one node, then three replicas on Redis
 //! cargo bench --bench load -- --help
 //! ```
 //!
@@ -23,6 +24,8 @@
 //! = 0.94x nginx, 2.34x Varnish; 100 KB hits 6.9k req/s = 0.70x nginx, 3.56x Varnish.
 //! `--scenario callgrind`: 51,180 instructions per 2 KB hit (94,666 at 6d18bcb).
 
+#[path = "load/cluster.rs"]
+mod cluster;
 #[path = "load/per_route.rs"]
 mod per_route;
 #[path = "load/report.rs"]
@@ -44,13 +47,16 @@ use serde_json::{Value, json};
 const USAGE: &str = "\
 cargo bench --bench load -- [options]
   --scenario LIST     comma list of dashboard,zipf,hits,memory,soak,compare,callgrind,broken,
-                      slow_clients,
+                      slow_clients,cluster,
                       all (default: dashboard,zipf,hits,memory)
                       broken: the dashboard mix with one endpoint answering 500 persistently
                       (the simulator's per-path fail switch); per route: refusals, ERP
                       requests per 1,000 client requests
                       slow_clients: 50 clients polling a hit beside --connections
                       connections dribbling request heads
+                      cluster: the dashboard mix against one node, then against three
+                      replicas sharing a redis-server (--cluster): ERP requests of each,
+                      hit latency, invalidation lag
   --broken PATH       the endpoint the broken scenario breaks (default /api/production-planning)
   --duration SECS     length of each measured run (default 10)
   --tabs N            simulated browser tabs for the dashboard mix (default 200)
@@ -344,19 +350,34 @@ fn http_get(port: u16, path: &str) -> Result<(u16, String, Vec<u8>), String> {
 
 /// One bodiless HTTP/1.1 request on loopback (setup, counters, the simulator's switches).
 fn http_request(port: u16, method: &str, path: &str) -> Result<(u16, String, Vec<u8>), String> {
+    http_request_with_body(port, method, path, "")
+}
+
+/// One HTTP/1.1 request on loopback with a JSON `body` (none for a GET).
+fn http_request_with_body(
+    port: u16,
+    method: &str,
+    path: &str,
+    body: &str,
+) -> Result<(u16, String, Vec<u8>), String> {
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let mut s =
         TcpStream::connect_timeout(&addr, Duration::from_secs(5)).map_err(|e| e.to_string())?;
     s.set_read_timeout(Some(Duration::from_secs(30)))
         .map_err(|e| e.to_string())?;
     let length = if method == "GET" {
-        ""
+        String::new()
+    } else if body.is_empty() {
+        "Content-Length: 0\r\n".to_owned()
     } else {
-        "Content-Length: 0\r\n"
+        format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\n",
+            body.len()
+        )
     };
     write!(
         s,
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{length}Connection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{length}Connection: close\r\n\r\n{body}"
     )
     .map_err(|e| e.to_string())?;
     let mut buf = Vec::new();
@@ -565,6 +586,17 @@ fn run_args(cmd: &mut Command, w: &World, conf: &Path, port: u16, admin: u16, ca
 }
 
 fn start_knitcache(w: &World, opts: &Opts, name: &str, bin: &Path) -> Result<Target, String> {
+    start_knitcache_with(w, opts, name, bin, &[])
+}
+
+/// `start_knitcache`, with `extra` arguments after `run`'s usual ones (`--cluster URL`).
+fn start_knitcache_with(
+    w: &World,
+    opts: &Opts,
+    name: &str,
+    bin: &Path,
+    extra: &[String],
+) -> Result<Target, String> {
     let port = free_port()?;
     let admin = free_port()?;
     let cache_dir = w.dir.join(format!("cache-{name}"));
@@ -572,6 +604,7 @@ fn start_knitcache(w: &World, opts: &Opts, name: &str, bin: &Path) -> Result<Tar
     let conf_path = knitcache_conf(w, name)?;
     let mut cmd = pinned(opts.pin, "1", bin);
     run_args(&mut cmd, w, &conf_path, port, admin, &cache_dir);
+    cmd.args(extra);
     let proc = Proc::spawn(name, cmd, &w.dir.join(format!("{name}.log")), Signal::Int)?;
     wait_listening(port, name)?;
     Ok(Target {
@@ -1698,6 +1731,7 @@ fn run(opts: &Opts) -> Result<(), String> {
             "compare" => scenario_compare(&w, opts)?,
             "callgrind" => scenario_callgrind(&w, opts)?,
             "slow_clients" => slow_clients::scenario(&w, opts)?,
+            "cluster" => cluster::scenario(&w, opts)?,
             other => return Err(format!("unknown scenario {other}\n{USAGE}")),
         };
         results.insert(s.clone(), v);

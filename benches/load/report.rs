@@ -179,6 +179,48 @@ fn add_response(run: &mut WrkRun, line: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// A Prometheus histogram as the text exposition gives it: cumulative bucket counts by upper
+/// edge (`+Inf` left out), the sum and the count.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PromHistogram {
+    pub buckets: Vec<(f64, u64)>,
+    pub sum: f64,
+    pub count: u64,
+}
+
+/// The histogram `name` (without labels) in a `/metrics` text, if it is there.
+pub fn prometheus_histogram(text: &str, name: &str) -> Option<PromHistogram> {
+    let mut h = PromHistogram::default();
+    let mut seen = false;
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let Some((sample, value)) = line.rsplit_once(' ') else {
+            continue;
+        };
+        if let Some(rest) = sample.strip_prefix(&format!("{name}_bucket{{le=\"")) {
+            let le = rest.trim_end_matches("\"}");
+            if le != "+Inf" {
+                h.buckets.push((le.parse().ok()?, value.parse().ok()?));
+            }
+            seen = true;
+        } else if sample == format!("{name}_sum") {
+            h.sum = value.parse().ok()?;
+        } else if sample == format!("{name}_count") {
+            h.count = value.parse().ok()?;
+        }
+    }
+    seen.then_some(h)
+}
+
+/// The upper edge of the bucket holding quantile `q` of `count` observations, from cumulative
+/// `buckets` sorted by edge; `None` when there are none, or when it is past the last edge.
+pub fn bucket_quantile(buckets: &[(f64, u64)], count: u64, q: f64) -> Option<f64> {
+    if count == 0 {
+        return None;
+    }
+    let rank = ((q * count as f64).ceil() as u64).clamp(1, count);
+    buckets.iter().find(|(_, n)| *n >= rank).map(|(le, _)| *le)
+}
+
 /// Median and spread of one figure over rounds.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Spread {
@@ -297,5 +339,25 @@ pub fn self_check() -> Result<(), String> {
     check(parse_status_rss(status) == Some((70000, 81234)), "rss")?;
     let (d, m) = drift(&[500, 100, 101, 102], 1).ok_or("drift")?;
     check((d - 2.0).abs() < 1e-9 && (m - 2.0).abs() < 1e-9, "drift")?;
+    let metrics = "# HELP x_seconds lag\n# TYPE x_seconds histogram\n\
+        x_seconds_bucket{le=\"0.001\"} 90\nx_seconds_bucket{le=\"0.01\"} 99\n\
+        x_seconds_bucket{le=\"0.1\"} 100\nx_seconds_bucket{le=\"+Inf\"} 100\n\
+        x_seconds_sum 0.25\nx_seconds_count 100\nx_seconds_total 7\n";
+    let h = prometheus_histogram(metrics, "x_seconds").ok_or("prometheus histogram")?;
+    check(
+        h.buckets == [(0.001, 90), (0.01, 99), (0.1, 100)] && h.sum == 0.25 && h.count == 100,
+        "prometheus histogram parsed",
+    )?;
+    check(
+        prometheus_histogram(metrics, "y_seconds").is_none(),
+        "absent histogram",
+    )?;
+    check(
+        bucket_quantile(&h.buckets, h.count, 0.5) == Some(0.001)
+            && bucket_quantile(&h.buckets, h.count, 0.99) == Some(0.01)
+            && bucket_quantile(&h.buckets, h.count, 0.999) == Some(0.1)
+            && bucket_quantile(&h.buckets, 0, 0.5).is_none(),
+        "bucket quantiles",
+    )?;
     Ok(())
 }
