@@ -72,7 +72,8 @@ pub struct RecentPurges {
 
 /// The file side.
 struct Persist {
-    file: File,
+    /// Opened at the first record: a directory without purges gets no file.
+    file: Option<File>,
     path: std::path::PathBuf,
     retention: Duration,
     trust: Arc<DiskTrust>,
@@ -88,9 +89,13 @@ impl RecentPurges {
     pub fn persist_in(&self, dir: &Path, retention: Duration, trust: Arc<DiskTrust>) {
         let path = dir.join(FILE);
         let now = SystemTime::now();
+        let mut existed = true;
         let (loaded, damaged) = match std::fs::read(&path) {
             Ok(bytes) => decode(&bytes),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => (Vec::new(), 0),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                existed = false;
+                (Vec::new(), 0)
+            }
             Err(e) => {
                 tracing::error!(file = %path.display(), error = %e,
                     "cannot read the URL purges of the last run; the disk tier is not trusted at the next start");
@@ -113,7 +118,12 @@ impl RecentPurges {
             self.any.store(!by_key.is_empty(), Ordering::Release);
             self.by_key.store(Arc::new(by_key));
         }
-        match rewrite(&path, &self.by_key.load()) {
+        let file = if existed {
+            rewrite(&path, &self.by_key.load()).map(Some)
+        } else {
+            Ok(None)
+        };
+        match file {
             Ok(file) => {
                 *self.persist.lock() = Some(Persist {
                     file,
@@ -223,11 +233,22 @@ impl Persist {
             let mut live = HashMap::clone(&by_key.load());
             live.retain(|_, t| *t > cutoff);
             rewrite(&self.path, &live).map(|file| {
-                self.file = file;
+                self.file = Some(file);
                 self.appended = 0;
             })
         } else {
-            self.file.write_all(&encode(primary, at))
+            let file = match self.file.take() {
+                Some(file) => Ok(file),
+                None => std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&self.path),
+            };
+            file.and_then(|mut file| {
+                let written = file.write_all(&encode(primary, at));
+                self.file = Some(file);
+                written
+            })
         };
         if let Err(e) = written {
             tracing::error!(file = %self.path.display(), error = %e,
@@ -388,6 +409,23 @@ mod tests {
                 .len(),
             RECORD as u64,
             "rewritten with the live record only"
+        );
+    }
+
+    #[test]
+    fn a_directory_without_purges_gets_no_file() {
+        // The cache directory of a release before the directory mark is adopted only if it
+        // holds nothing but what that release wrote (`dir_mark`).
+        let dir = tempfile::tempdir().expect("tempdir");
+        let purges = RecentPurges::default();
+        purges.persist_in(dir.path(), Duration::from_secs(600), trust(dir.path()));
+        assert!(!dir.path().join(FILE).exists());
+        purges.record(9, SystemTime::now());
+        assert_eq!(
+            std::fs::metadata(dir.path().join(FILE))
+                .expect("file")
+                .len(),
+            RECORD as u64
         );
     }
 
