@@ -73,45 +73,47 @@ impl Outbox {
     pub fn channel(metrics: Arc<ClusterMetrics>, dir: Option<&Path>) -> (Outbox, OutboxReceiver) {
         let (tx, rx) = mpsc::unbounded_channel();
         let mut waiting = 0;
-        let file = dir.and_then(|dir| match OutboxFile::open(dir) {
-            Ok((file, replay)) => {
-                if replay.skipped > 0 {
-                    metrics.dropped.inc_by(replay.skipped as u64);
-                    tracing::error!(
-                        file = %dir.join(OUTBOX_FILE).display(),
-                        skipped = replay.skipped,
-                        kept = replay.records.len(),
-                        "unreadable records in the cluster outbox file skipped (a torn last \
-                         write or a damaged disk): those purges never reach the other replicas; \
-                         repeat recent purges if that matters"
-                    );
-                }
-                if !replay.records.is_empty() {
-                    tracing::info!(
-                        announcements = replay.records.len(),
-                        "purges of the previous run not yet published; publishing them first"
-                    );
-                }
-                for (inv, position) in replay.records {
-                    // The receiver is in hand: this cannot fail.
-                    let _ = tx.send(Queued {
-                        inv,
-                        position: Some(position),
-                    });
-                    waiting += 1;
-                }
-                Some(file)
-            }
-            Err(e) => {
+        let (file, replay) = match dir.map(|dir| (dir, OutboxFile::open(dir))) {
+            None => (None, None),
+            Some((_, Ok((file, replay)))) => (Some(file), Some(replay)),
+            Some((dir, Err(e))) => {
                 tracing::error!(
                     file = %dir.join(OUTBOX_FILE).display(),
-                    error = %e,
+                    error = %e.error,
                     "cannot open the cluster outbox file; purges wait for Redis in memory only \
                      and are lost if this replica stops before Redis returns"
                 );
-                None
+                (None, Some(e.replay))
             }
-        });
+        };
+        if let (Some(replay), Some(dir)) = (replay, dir) {
+            if replay.skipped > 0 {
+                metrics.dropped.inc_by(replay.skipped as u64);
+                tracing::error!(
+                    file = %dir.join(OUTBOX_FILE).display(),
+                    skipped = replay.skipped,
+                    kept = replay.records.len(),
+                    "unreadable records in the cluster outbox file skipped (a torn last write \
+                     or a damaged disk): those purges never reach the other replicas; repeat \
+                     recent purges if that matters"
+                );
+            }
+            if !replay.records.is_empty() {
+                tracing::info!(
+                    announcements = replay.records.len(),
+                    "purges of the previous run not yet published; publishing them first"
+                );
+            }
+            for (inv, position) in replay.records {
+                // The receiver is in hand: this cannot fail. Without a file the records are
+                // published from memory only.
+                let _ = tx.send(Queued {
+                    inv,
+                    position: file.is_some().then_some(position),
+                });
+                waiting += 1;
+            }
+        }
         metrics.pending.set(waiting as i64);
         let inner = Arc::new(Inner {
             tx,

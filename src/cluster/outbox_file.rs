@@ -53,11 +53,22 @@ pub enum AppendError {
 }
 
 /// What the file held at start.
+#[derive(Debug)]
 pub struct Replay {
     /// The good records, in order, each with the position past it.
     pub records: Vec<(Invalidation, u64)>,
     /// Lines that were skipped (bad checksum, bad JSON, a torn last line).
     pub skipped: usize,
+}
+
+/// Why the file cannot be used, with what could still be read of it (to be published from
+/// memory: the file could be read but not rewritten, on a read-only directory say).
+#[derive(Debug)]
+pub struct OpenError {
+    /// What failed.
+    pub error: std::io::Error,
+    /// The good records read, if any.
+    pub replay: Replay,
 }
 
 /// The open outbox file. Positions are counted from the file's creation at this start, so they
@@ -77,14 +88,26 @@ impl OutboxFile {
     /// Opens the outbox file of the cache directory `dir`, reading what the previous run left
     /// unpublished; the file is rewritten with the good records only. `Err` if it cannot be
     /// read or rewritten: announcements then wait in memory only.
-    pub fn open(dir: &Path) -> std::io::Result<(OutboxFile, Replay)> {
+    pub fn open(dir: &Path) -> Result<(OutboxFile, Replay), OpenError> {
         let path = dir.join(OUTBOX_FILE);
-        let (kept, replay) = read(&path)?;
-        // Written beside, then renamed: a crash now leaves the old file or the new one.
+        let (kept, replay) = read(&path).map_err(|error| OpenError {
+            error,
+            replay: Replay {
+                records: Vec::new(),
+                skipped: 0,
+            },
+        })?;
+        // Written beside, then renamed: a crash now leaves the old file or the new one. A new
+        // file, too, so a process that had this one open (the old one of a graceful upgrade)
+        // can no longer write into it.
         let tmp = path.with_extension("log.tmp");
-        std::fs::write(&tmp, &kept)?;
-        std::fs::rename(&tmp, &path)?;
-        let file = OpenOptions::new().append(true).open(&path)?;
+        let file = std::fs::write(&tmp, &kept)
+            .and_then(|()| std::fs::rename(&tmp, &path))
+            .and_then(|()| OpenOptions::new().append(true).open(&path));
+        let file = match file {
+            Ok(f) => f,
+            Err(error) => return Err(OpenError { error, replay }),
+        };
         let end = kept.len() as u64;
         Ok((
             OutboxFile {
@@ -298,6 +321,21 @@ mod tests {
             .expect("meta")
             .len();
         assert!(size <= MAX_BYTES);
+    }
+
+    #[test]
+    fn a_file_that_cannot_be_rewritten_still_gives_its_records() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let (mut f, _) = OutboxFile::open(dir.path()).expect("open");
+        f.append(&url(1)).expect("append");
+        drop(f);
+        // The temporary file's name taken by a directory: the rewrite fails.
+        std::fs::create_dir(dir.path().join(OUTBOX_FILE).with_extension("log.tmp")).expect("dir");
+        let Err(e) = OutboxFile::open(dir.path()) else {
+            panic!("the rewrite cannot succeed");
+        };
+        let kept: Vec<_> = e.replay.records.into_iter().map(|(i, _)| i).collect();
+        assert_eq!(kept, vec![url(1)], "published from memory");
     }
 
     #[test]
