@@ -329,7 +329,38 @@ mod tests {
         let hash = bcrypt::hash("x", 4).expect("bcrypt");
         let e = file(&format!("alice:{hash}\nalice:{hash}\n")).expect_err("twice");
         assert!(e.contains("line 2: \"alice\" appears twice"), "{e}");
+    }
+
+    #[test]
+    fn debug_names_the_file_and_counts_its_users_but_shows_none() {
         let shown = format!("{:?}", users());
+        assert!(
+            shown.contains("\"users.htpasswd\"") && shown.contains("users: 2"),
+            "{shown}"
+        );
+        assert!(shown.contains("remember_for: 60s"), "{shown}");
         assert!(!shown.contains("alice") && !shown.contains("$2"), "{shown}");
+    }
+
+    #[tokio::test]
+    async fn a_remembered_login_needs_no_turn_while_guesses_hold_them_all() {
+        let f = users();
+        let alice = basic("alice:wonderland");
+        assert!(f.admits(Some(&alice)).await);
+        // A flood of guesses occupies every turn at the verifier: a dashboard that logged in
+        // a moment ago still passes at once, by what was remembered.
+        let held = f
+            .turns
+            .acquire_many(MAX_VERIFYING as u32)
+            .await
+            .expect("turns");
+        let again = tokio::time::timeout(Duration::from_secs(10), f.admits(Some(&alice))).await;
+        assert_eq!(again, Ok(true), "admitted from memory, without a turn");
+        // Credentials not remembered wait for a turn, however long the guesses take.
+        let bob = basic("bob:builder");
+        let waiting = tokio::time::timeout(Duration::from_millis(300), f.admits(Some(&bob))).await;
+        assert!(waiting.is_err(), "checked only with a turn");
+        drop(held);
+        assert!(f.admits(Some(&bob)).await);
     }
 }
