@@ -803,8 +803,19 @@ async fn over_https_and_http2_the_service_is_told_the_scheme_and_the_host() {
         Some("POST /w/order localhost 127.0.0.1 https"),
         "HTTP/2 has no Host field: the service gets the :authority"
     );
+    // HTTP/2 clients send each cookie as a field of its own (RFC 9113 §8.2.3): the service
+    // gets them joined into the one `Cookie` of HTTP/1.1, and finds its session among them.
+    let by_cookie = h2
+        .request(
+            "POST",
+            "/w/order",
+            &[("cookie", "theme=dark"), ("cookie", "sso=alice")],
+        )
+        .await;
+    assert_eq!(by_cookie.status, 200, "{}", by_cookie.text());
+    assert_eq!(origin.last("/w/order").header("cookie"), None);
     let refused = h2.request("POST", "/w/order", &[]).await;
     assert_eq!(refused.status, 302);
     assert_eq!(refused.text(), "login first");
-    assert_eq!(origin.count("/w/order"), 1);
+    assert_eq!(origin.count("/w/order"), 2);
 }
