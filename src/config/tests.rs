@@ -1964,6 +1964,84 @@ fn basic_logins_read_their_file_and_name_what_is_wrong() {
     );
 }
 
+#[test]
+fn forward_auth_builds_its_service_from_the_section() {
+    let c = ok(&format!(
+        "{MINIMAL}access:\n  default: sso\n  policies:\n    sso:\n      forward_auth:\n        url: \"http://127.0.0.1:4180/oauth2/auth?rd=1\"\n        copy_headers: [Remote-User, X-Email]\n        timeout_ms: 750\n        cache_secs: 3600\n        max_body_bytes: 1048576\n"
+    ));
+    let policy = c.access_policy(None).expect("default");
+    let Some(Login::Forward(service)) = &policy.login else {
+        panic!("expected a forward login, got {policy:?}");
+    };
+    assert_eq!(service.copy_headers(), ["remote-user", "x-email"]);
+    let shown = format!("{service:?}");
+    for part in [
+        "http://127.0.0.1:4180/oauth2/auth?rd=1",
+        "timeout: 750ms",
+        "max_body_bytes: 1048576",
+        "remember_for: 3600s",
+    ] {
+        assert!(shown.contains(part), "{part} in {shown}");
+    }
+    // The smallest relayed body and the defaults are accepted too.
+    let c = ok(&format!(
+        "{MINIMAL}access:\n  default: sso\n  policies:\n    sso:\n      forward_auth:\n        url: \"http://127.0.0.1:4180/auth\"\n        max_body_bytes: 1\n"
+    ));
+    let shown = format!("{:?}", c.access_policy(None).expect("default").login);
+    assert!(shown.contains("max_body_bytes: 1,"), "{shown}");
+    assert!(shown.contains("remember_for: 30s"), "{shown}");
+}
+
+#[test]
+fn forward_auth_mistakes_name_the_key_and_the_fix() {
+    let policy = |body: &str| {
+        format!("{MINIMAL}access:\n  policies:\n    sso:\n      forward_auth:\n{body}")
+    };
+    let url = "        url: \"http://127.0.0.1:4180/auth\"\n";
+    let base = "access.policies.sso.forward_auth";
+    for bytes in [0, 1_048_577, 1u64 << 40] {
+        let e = errors(&policy(&format!("{url}        max_body_bytes: {bytes}\n")));
+        assert_has(
+            &e,
+            &format!("{base}.max_body_bytes: max_body_bytes = {bytes} must be from 1 to 1048576"),
+        );
+    }
+    let e = errors(&policy(&format!(
+        "{url}        copy_headers: [Remote-User, Host, \"bad name\", Content-Length]\n"
+    )));
+    assert_has(
+        &e,
+        &format!("{base}.copy_headers[1]: \"Host\" is not a field"),
+    );
+    assert_has(&e, &format!("{base}.copy_headers[2]: \"bad name\""));
+    assert_has(&e, &format!("{base}.copy_headers[3]: \"Content-Length\""));
+    assert!(!e.contains("copy_headers[0]"), "{e}");
+    let e = errors(&policy(&format!("{url}        cache_secs: 3601\n")));
+    assert_has(
+        &e,
+        &format!("{base}.cache_secs: cache_secs = 3601 would honour"),
+    );
+    let e = errors(&policy(&format!("{url}        timeout_ms: 0\n")));
+    assert_has(&e, &format!("{base}.timeout_ms"));
+    let e = errors(&policy("        timeout_ms: 500\n"));
+    assert_has(&e, &format!("{base}: names no service; add url:"));
+    for (url, why) in [
+        ("http://127.0.0.1:4180/a b", "is not a URL"),
+        ("https://127.0.0.1:4180/auth", "must start with http://"),
+        (
+            "http://auth.internal:4180/auth",
+            "names a host, not an IP address",
+        ),
+    ] {
+        let e = errors(&policy(&format!("        url: \"{url}\"\n")));
+        assert_has(&e, &format!("{base}.url: \"{url}\" {why}"));
+    }
+    let e = errors(&format!(
+        "{MINIMAL}access:\n  policies:\n    sso:\n      basic: {{ htpasswd: /nonexistent }}\n      forward_auth: {{ url: \"http://127.0.0.1:1/\" }}\n"
+    ));
+    assert_has(&e, &format!("{base}: sets both basic and forward_auth"));
+}
+
 // ---- listen_tls, tls: and h2c ----
 
 #[test]

@@ -72,8 +72,8 @@ const MAX_LOGIN_CACHE_SECS: u64 = 3600;
 
 /// `basic:`: the htpasswd file is read now, so `check` and a reload report a bad one.
 fn basic(f: &FileBasic, base: &str, p: &mut Problems) -> Option<Login> {
-    let mut ok = realm_ok(&f.realm, &format!("{base}.realm"), p);
-    ok &= cache_secs_ok(f.cache_secs, &format!("{base}.cache_secs"), p);
+    let realm_ok = realm_ok(&f.realm, &format!("{base}.realm"), p);
+    let cache_ok = cache_secs_ok(f.cache_secs, &format!("{base}.cache_secs"), p);
     let Some(path) = &f.htpasswd else {
         let msg = "names no htpasswd file; add htpasswd: /etc/knitcache/htpasswd (make it with \
                    `htpasswd -B -c /etc/knitcache/htpasswd NAME`)";
@@ -88,7 +88,11 @@ fn basic(f: &FileBasic, base: &str, p: &mut Problems) -> Option<Login> {
             return None;
         }
     };
-    ok.then(|| Login::Basic {
+    // The file is read whatever else is wrong, so that its problems are reported too.
+    let (true, true) = (realm_ok, cache_ok) else {
+        return None;
+    };
+    Some(Login::Basic {
         realm: f.realm.clone(),
         users: Arc::new(users),
     })
