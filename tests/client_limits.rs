@@ -364,3 +364,35 @@ async fn a_client_that_stops_reading_a_proxied_response_loses_its_connection() {
     let got = slow.until_closed().await;
     assert!(got.len() < body.len(), "closed early ({} bytes)", got.len());
 }
+
+/// HTTP/2 decodes a request's head whole (HPACK), out of the head reader's sight: its target and
+/// its fields are held to the same limits, decoded, with the same answers.
+#[tokio::test(flavor = "multi_thread")]
+async fn http2_requests_get_the_same_target_and_field_limits() {
+    let (origin, proxy) = setup("  max_uri_bytes: 64\n  max_headers: 5\nh2c: true\n").await;
+    let tcp = tokio::net::TcpStream::connect(proxy.addrs.proxy)
+        .await
+        .expect("connect");
+    let h2 = common::tls::H2::on(tcp).await;
+    let at_limit = format!("/c/page?{}", "a".repeat(64 - 8));
+    assert_eq!(h2.get(&at_limit).await.status, 200);
+    assert_eq!(h2.get(&format!("{at_limit}a")).await.status, 414);
+
+    let extra: Vec<(String, String)> = (1..=6).map(|i| (format!("x-{i}"), "v".into())).collect();
+    let fields = |n: usize| -> Vec<(&str, &str)> {
+        extra[..n]
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect()
+    };
+    // Host (from `:authority`) and three more: within the limit, however the host is counted.
+    assert_eq!(h2.request("GET", "/c/page", &fields(3)).await.status, 200);
+    assert_eq!(h2.request("GET", "/c/page", &fields(6)).await.status, 431);
+    assert_eq!(
+        origin.count("/c/page"),
+        2,
+        "the two requests within the limits (two keys), and neither refused one"
+    );
+    assert_eq!(refusals(&proxy, "uri_too_long", 1.0).await, 1.0);
+    assert_eq!(refusals(&proxy, "too_many_headers", 1.0).await, 1.0);
+}

@@ -119,8 +119,12 @@ impl Refusal {
             // Only the checks here end a proxy phase with a client-sourced status (pingora
             // answers its own parse errors before the phases run). The status says which: the
             // error's context may have been extended on its way (`error_while_proxy`).
+            // (`431` is `TooManyHeaders` here: a head too large in bytes is refused by the head
+            // reader, or by the HTTP/2 codec, before any phase.)
             ErrorType::HTTPStatus(status) => [
                 Refusal::BodyTimeout,
+                Refusal::UriTooLong,
+                Refusal::TooManyHeaders,
                 Refusal::BodyTooLarge,
                 Refusal::BadFraming,
                 Refusal::UnsupportedCoding,
@@ -164,11 +168,22 @@ fn is_cached_read(session: &Session, ctx: &RequestCtx) -> bool {
 /// `Content-Length` values, `Transfer-Encoding` on HTTP/1.0 and a final coding other than
 /// `chunked`.
 pub fn check_request(session: &Session, ctx: &RequestCtx) -> Result<()> {
-    let headers = &session.req_header().headers;
+    let limits = &ctx.config.clients;
+    let req = session.req_header();
+    // The head reader applies these to an HTTP/1 head as it arrives; an HTTP/2 head is
+    // decoded whole by the codec (HPACK), so its target and fields are counted here, decoded.
+    let target = req.uri.path_and_query().map_or(0, |pq| pq.as_str().len());
+    if target > limits.max_uri_bytes {
+        return Err(Refusal::UriTooLong.error("the request target"));
+    }
+    if req.headers.len() > limits.max_headers {
+        return Err(Refusal::TooManyHeaders.error("the request's header fields"));
+    }
+    let headers = &req.headers;
     if headers.contains_key(TRANSFER_ENCODING) {
         check_transfer_encoding(session, headers)?;
     }
-    let max = ctx.config.clients.max_read_body_bytes;
+    let max = limits.max_read_body_bytes;
     let declared = match headers.get(CONTENT_LENGTH) {
         // pingora checked the value; several equal values may be listed.
         Some(len) => std::str::from_utf8(len.as_bytes())
@@ -319,5 +334,8 @@ mod tests {
         assert_eq!(Refusal::of_error(&e), None, "the ERP's own 413 is not ours");
         let e = Error::create(ErrorType::ReadTimedout, ErrorSource::Downstream, None, None);
         assert_eq!(Refusal::of_error(&e), Some(Refusal::BodyTimeout));
+        for r in [Refusal::UriTooLong, Refusal::TooManyHeaders] {
+            assert_eq!(Refusal::of_error(&r.error("x")), Some(r), "{r:?}");
+        }
     }
 }

@@ -8,8 +8,9 @@
 //! head reader does not apply: `clients.max_header_bytes` bounds the decoded header list
 //! instead (the h2 `SETTINGS_MAX_HEADER_LIST_SIZE`), streams are capped at
 //! `MAX_CONCURRENT_STREAMS` per connection, and `clients.idle_timeout_ms` closes an idle
-//! connection. `max_uri_bytes`, `max_headers` and `header_timeout_ms` are HTTP/1 limits;
-//! `early_request_filter`'s checks and the body limits apply to both.
+//! connection. `max_uri_bytes` and `max_headers` are checked on the decoded request
+//! (`client_limits::check_request`, in `early_request_filter`, as the body limits are, for both
+//! versions); `header_timeout_ms` is an HTTP/1 limit.
 
 use std::sync::Arc;
 
