@@ -122,15 +122,7 @@ impl Replica {
 
     /// One sample of its `/metrics`; 0 when absent.
     async fn metric(&self, sample: &str) -> f64 {
-        get(&client(), &self.admin_url("/metrics"))
-            .await
-            .text()
-            .lines()
-            .find_map(|l| {
-                let (name, value) = l.rsplit_once(' ')?;
-                (name == sample).then(|| value.parse().ok()).flatten()
-            })
-            .unwrap_or(0.0)
+        scrape(&client(), &self.admin_url("/metrics"), sample).await
     }
 
     /// Waits until it has applied `n` invalidations of other replicas.

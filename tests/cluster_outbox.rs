@@ -45,17 +45,11 @@ impl BinaryReplica {
     fn new(origin: &Origin, redis: &RedisServer, tmp: &Path) -> BinaryReplica {
         let dir = tmp.join("cache");
         let (port, admin) = (free_port(), free_port());
-        let yaml = config_yaml_sections(origin.addr(), &dir, &redis.cluster_yaml(), ROUTES)
-            .replace(
-                "admin_listen: \"127.0.0.1:0\"",
-                &format!("admin_listen: \"127.0.0.1:{admin}\""),
-            )
-            .replacen(
-                "listen: \"127.0.0.1:0\"",
-                &format!("listen: \"127.0.0.1:{port}\""),
-                1,
-            )
-            .replace("grace_period_secs: 0", "grace_period_secs: 5");
+        let yaml = on_ports(
+            &config_yaml_sections(origin.addr(), &dir, &redis.cluster_yaml(), ROUTES),
+            (port, admin),
+        )
+        .replace("grace_period_secs: 0", "grace_period_secs: 5");
         let file = tmp.join("a.yaml");
         std::fs::write(&file, yaml).expect("write config");
         BinaryReplica {

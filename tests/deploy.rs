@@ -64,19 +64,6 @@ fn compose_default(value: &str) -> String {
     default.to_owned()
 }
 
-/// One sample of the `/metrics` at `url`; 0 when absent.
-async fn scraped(c: &reqwest::Client, url: &str, sample: &str) -> f64 {
-    get(c, url)
-        .await
-        .text()
-        .lines()
-        .find_map(|l| {
-            let (name, value) = l.rsplit_once(' ')?;
-            (name == sample).then(|| value.parse().ok()).flatten()
-        })
-        .unwrap_or(0.0)
-}
-
 /// Runs a Redis container's `/bin/sh -c` script here as its container would: the image's
 /// working directory (/data) is `dir`, the port a free loopback one, the password in
 /// `KNITCACHE_REDIS_PASSWORD` and nothing else in the environment but `PATH`. Returns once it
@@ -122,7 +109,7 @@ fn run_redis_script(script: &str, port: u16, dir: &Path, password: &str) -> Reap
 /// other replicas; `log` is shown if it never does.
 async fn wait_applied(c: &reqwest::Client, metrics_url: &str, n: f64, log: &Path) {
     let deadline = tokio::time::Instant::now() + TIMEOUT;
-    while scraped(
+    while scrape(
         c,
         metrics_url,
         "knitcache_cluster_invalidations_applied_total",
@@ -342,7 +329,7 @@ async fn the_compose_containers_commands_serve_on_loopback_and_share_purges() {
     );
     for (_, admin, _, log) in &running {
         let m = format!("http://127.0.0.1:{admin}/metrics");
-        assert_eq!(scraped(&c, &m, "knitcache_cluster_redis_up").await, 1.0);
+        assert_eq!(scrape(&c, &m, "knitcache_cluster_redis_up").await, 1.0);
         let log = std::fs::read_to_string(log).expect("log");
         assert!(
             !log.contains(&password),
@@ -502,13 +489,13 @@ async fn the_kubernetes_pods_commands_run_cluster_mode_on_their_redis() {
     // The first pod asked refills for all (the shared tier); the other serves that new copy,
     // never its own purged one.
     let from_shared = async |metrics: &str| {
-        scraped(
+        scrape(
             &c,
             metrics,
             r#"knitcache_cluster_shared_lookups_total{outcome="hit"}"#,
         )
         .await
-            + scraped(
+            + scrape(
                 &c,
                 metrics,
                 r#"knitcache_cluster_leases_total{outcome="waited"}"#,

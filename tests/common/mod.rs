@@ -72,20 +72,24 @@ pub fn config_yaml_on_ports(
     (port, admin): (u16, u16),
     grace_secs: u64,
 ) -> String {
-    config_yaml(upstream, dir, routes_yaml)
-        .replace(
-            "admin_listen: \"127.0.0.1:0\"",
-            &format!("admin_listen: \"127.0.0.1:{admin}\""),
-        )
-        .replacen(
-            "listen: \"127.0.0.1:0\"",
-            &format!("listen: \"127.0.0.1:{port}\""),
-            1,
-        )
-        .replace(
-            "grace_period_secs: 0",
-            &format!("grace_period_secs: {grace_secs}"),
-        )
+    on_ports(&config_yaml(upstream, dir, routes_yaml), (port, admin)).replace(
+        "grace_period_secs: 0",
+        &format!("grace_period_secs: {grace_secs}"),
+    )
+}
+
+/// A test config (`config_yaml` and the like, on ephemeral ports) on fixed proxy and admin
+/// ports instead.
+pub fn on_ports(yaml: &str, (port, admin): (u16, u16)) -> String {
+    yaml.replace(
+        "admin_listen: \"127.0.0.1:0\"",
+        &format!("admin_listen: \"127.0.0.1:{admin}\""),
+    )
+    .replacen(
+        "listen: \"127.0.0.1:0\"",
+        &format!("listen: \"127.0.0.1:{port}\""),
+        1,
+    )
 }
 
 /// Polls `url` until it answers 2xx, or fails the test after `TIMEOUT` (a process starting).
@@ -474,8 +478,16 @@ pub fn cache_dir() -> (tempfile::TempDir, PathBuf) {
 /// `knitcache_breaker_state` or `knitcache_upstream_refused_total{reason="breaker_open"}`
 /// (labels as the exposition writes them); 0 when absent.
 pub async fn metric(proxy: &TestProxy, sample: &str) -> f64 {
-    let text = get(&client(), &proxy.admin_url("/metrics")).await.text();
-    text.lines()
+    scrape(&client(), &proxy.admin_url("/metrics"), sample).await
+}
+
+/// One sample of the metrics exposition at `url` (any knitcache's `/metrics`, in this process
+/// or not); 0 when absent.
+pub async fn scrape(c: &reqwest::Client, url: &str, sample: &str) -> f64 {
+    get(c, url)
+        .await
+        .text()
+        .lines()
         .filter(|l| !l.starts_with('#'))
         .find_map(|l| {
             let (name, value) = l.rsplit_once(' ')?;
