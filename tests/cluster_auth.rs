@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use common::origin::{Origin, Reply};
-use common::redis_server::{RedisOptions, RedisServer, RedisTls};
+use common::redis_server::{RedisOptions, RedisServer, RedisTls, TEST_TIMEOUT_MS};
 use common::tls::TestCa;
 use common::*;
 
@@ -64,19 +64,12 @@ impl Replica {
         let (tmp, dir) = cache_dir();
         let (port, admin) = (free_port(), free_port());
         let cluster = format!(
-            "cluster:\n  url: \"{url}\"\n  password_env: {PASSWORD_ENV}\n  timeout_ms: 300\n"
+            "cluster:\n  url: \"{url}\"\n  password_env: {PASSWORD_ENV}\n  timeout_ms: {TEST_TIMEOUT_MS}\n"
         );
-        let yaml = config_yaml_sections(origin.addr(), &dir, &cluster, ROUTES)
-            .replacen(
-                "admin_listen: \"127.0.0.1:0\"",
-                &format!("admin_listen: \"127.0.0.1:{admin}\""),
-                1,
-            )
-            .replacen(
-                "listen: \"127.0.0.1:0\"",
-                &format!("listen: \"127.0.0.1:{port}\""),
-                1,
-            );
+        let yaml = on_ports(
+            &config_yaml_sections(origin.addr(), &dir, &cluster, ROUTES),
+            (port, admin),
+        );
         let file = tmp.path().join("knitcache.yaml");
         std::fs::write(&file, yaml).expect("write config");
         let log = tmp.path().join("knitcache.log");

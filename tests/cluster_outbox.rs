@@ -201,9 +201,7 @@ async fn redis_up_is_0_after_a_start_up_catch_up_that_failed() {
     redis.pause();
     let origin = Origin::start().await;
     origin.always("/api/orders", Reply::ok("orders"));
-    let cluster = redis
-        .cluster_yaml()
-        .replace("timeout_ms: 300", "timeout_ms: 1500");
+    let cluster = redis.cluster_yaml_with_timeout(1500);
     let a = Replica::start(|dir| config_yaml_sections(origin.addr(), dir, &cluster, ROUTES));
     let p = a.proxy();
     assert!(

@@ -12,6 +12,12 @@ use std::time::{Duration, Instant};
 
 use super::{Reap, TIMEOUT, free_port};
 
+/// `cluster.timeout_ms` in the tests. A Redis operation past it counts as Redis being down and
+/// the replica carries on alone, which a test sees as extra origin requests; debug builds on a
+/// machine busy with other tests have taken longer than a tight timeout, so this one is loose.
+/// (A stopped or killed server is still noticed at once: its connections are refused.)
+pub const TEST_TIMEOUT_MS: u64 = 2_000;
+
 /// A running (or stopped) `redis-server`.
 pub struct RedisServer {
     port: u16,
@@ -74,9 +80,15 @@ impl RedisServer {
         format!("redis://127.0.0.1:{}/0", self.port)
     }
 
-    /// The `cluster:` section for a knitcache config using this server.
+    /// The `cluster:` section for a knitcache config using this server, with a generous
+    /// `timeout_ms` (`TEST_TIMEOUT_MS`).
     pub fn cluster_yaml(&self) -> String {
-        format!("cluster:\n  url: \"{}\"\n  timeout_ms: 300\n", self.url())
+        self.cluster_yaml_with_timeout(TEST_TIMEOUT_MS)
+    }
+
+    /// The `cluster:` section, with `timeout_ms` of `ms`.
+    pub fn cluster_yaml_with_timeout(&self, ms: u64) -> String {
+        format!("cluster:\n  url: \"{}\"\n  timeout_ms: {ms}\n", self.url())
     }
 
     /// Kills it (SIGKILL: nothing is saved, connections drop at once).
