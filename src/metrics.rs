@@ -229,9 +229,9 @@ impl Metrics {
         let fills = counter(
             "knitcache_cache_fills_total",
             "Misses whose response was being stored as it streamed to the client, by route and \
-             how the fill ended: stored, or abandoned with nothing stored (truncated: the ERP's \
-             body ended early or failed; too_large: over cache.max_object_bytes; storage_error; \
-             client_abort; other)",
+             how the fill ended: stored, or not stored (purged: complete, but its URL was \
+             purged after the response came; truncated: the ERP's body ended early or failed; \
+             too_large: over cache.max_object_bytes; storage_error; client_abort; other)",
             &["route", "outcome"],
         )?;
         let hits_by_path = counter(

@@ -357,16 +357,24 @@ async fn a_purge_while_a_fill_streams_is_not_undone(by: PurgeBy) {
     release.notify_one();
     let body = first.text().await.expect("first body");
     assert_eq!(body, "answer 0000");
-    // The fill has ended (pingora counts it once the response is done).
+    // The fill has ended (pingora counts it once the response is done), complete but purged.
     eventually_async("the first fill ended", || async {
         metric(
             &proxy,
-            r#"knitcache_cache_fills_total{outcome="stored",route="slow"}"#,
+            r#"knitcache_cache_fills_total{outcome="purged",route="slow"}"#,
         )
         .await
             >= 1.0
     })
     .await;
+    assert_eq!(
+        metric(
+            &proxy,
+            r#"knitcache_cache_fills_total{outcome="stored",route="slow"}"#
+        )
+        .await,
+        0.0
+    );
 
     let second = get(&c, &url).await;
     assert_eq!(

@@ -20,8 +20,9 @@ use pingora_error::{Error, ErrorSource};
 use pingora_proxy::Session;
 
 /// The `outcome` label of `knitcache_cache_fills_total`, and the access line's `fill`.
-pub const OUTCOMES: [&str; 6] = [
+pub const OUTCOMES: [&str; 7] = [
     "stored",
+    "purged",
     "truncated",
     "too_large",
     "storage_error",
@@ -34,6 +35,9 @@ pub const OUTCOMES: [&str; 6] = [
 pub enum Outcome {
     /// The whole body was stored.
     Stored,
+    /// The whole body arrived, but a purge of its URL came after the response did: it was not
+    /// kept (`cache::recent_purges`).
+    Purged,
     /// The ERP's body ended early (connection closed before `Content-Length`, chunked body not
     /// terminated, connection reset) or failed mid-body: nothing was stored.
     Truncated,
@@ -52,6 +56,7 @@ impl Outcome {
     pub fn label(self) -> &'static str {
         match self {
             Outcome::Stored => "stored",
+            Outcome::Purged => "purged",
             Outcome::Truncated => "truncated",
             Outcome::TooLarge => "too_large",
             Outcome::StorageError => "storage_error",
@@ -113,6 +118,7 @@ mod tests {
     fn every_outcome_has_its_label() {
         let all = [
             Outcome::Stored,
+            Outcome::Purged,
             Outcome::Truncated,
             Outcome::TooLarge,
             Outcome::StorageError,

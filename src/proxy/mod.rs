@@ -1136,7 +1136,17 @@ impl ProxyHttp for Proxy {
                 Some(_) => self.warming.hot.refreshed(pq, coding, stored, until),
             }
         }
-        let fill = fill::at_end(session, ctx.fill_began, ctx.fill_complete, error);
+        let fill = fill::at_end(session, ctx.fill_began, ctx.fill_complete, error).map(|o| {
+            // Complete, but a purge that came after the response did kept it out of the cache.
+            let purged = o == fill::Outcome::Stored
+                && ctx
+                    .key_hash
+                    .zip(session.cache.maybe_cache_meta())
+                    .is_some_and(|(primary, meta)| {
+                        self.storage.purged_since(primary, meta.created())
+                    });
+            if purged { fill::Outcome::Purged } else { o }
+        });
         if let Some(outcome) = fill.filter(|o| *o != fill::Outcome::Stored) {
             tracing::debug!(
                 route = ctx.route_name(),
