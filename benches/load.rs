@@ -26,6 +26,8 @@
 
 #[path = "load/cluster.rs"]
 mod cluster;
+#[path = "load/compare.rs"]
+mod compare;
 #[path = "load/per_route.rs"]
 mod per_route;
 #[path = "load/report.rs"]
@@ -39,9 +41,10 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::{Duration, Instant};
 
-use report::{Spread, WrkRun, parse_wrk, ratio, spread};
+use report::{WrkRun, parse_wrk, ratio};
 use serde_json::{Value, json};
 
 const USAGE: &str = "\
@@ -71,7 +74,11 @@ cargo bench --bench load -- [options]
   --knitcache NAME=PATH  a knitcache binary to measure (repeatable; default: this build's)
   --targets LIST      comparison targets besides knitcache: nginx,varnish (default both)
   --workloads LIST    workloads of the comparison: 2k,100k,mix (default all three)
-  --no-pin            do not pin proxy and wrk to separate cores
+  --no-pin            do not pin proxy and wrk to separate cores (compare: --pinning unpinned)
+  --origins LIST      origins of the comparison: sim (the ERP simulator), static (nginx serving
+                      the simulator's bodies as files, with its default headers) (default sim)
+  --pinning LIST      pinnings of the comparison: pinned (proxy on CPU 1, wrk and origin on
+                      CPU 0), unpinned (all share every core) (default pinned)
   --out FILE          JSON result file (default target/load/result.json)";
 
 /// The comparison's workloads: all-hit runs of two sizes, and the zipf mix.
@@ -96,6 +103,10 @@ struct Opts {
     targets: Vec<String>,
     workloads: Vec<String>,
     pin: bool,
+    /// The comparison's origins (`compare::ORIGINS`).
+    origins: Vec<String>,
+    /// The comparison's pinnings: `true` pinned.
+    pinnings: Vec<bool>,
     out: PathBuf,
 }
 
@@ -127,6 +138,8 @@ fn parse_opts(args: &[String]) -> Result<Opts, String> {
         targets: vec!["nginx".into(), "varnish".into()],
         workloads: COMPARE_WORKLOADS.map(String::from).to_vec(),
         pin: true,
+        origins: vec!["sim".into()],
+        pinnings: vec![true],
         out: PathBuf::from("target/load/result.json"),
     };
     let mut it = args.iter();
@@ -183,7 +196,37 @@ fn parse_opts(args: &[String]) -> Result<Opts, String> {
                     ));
                 }
             }
-            "--no-pin" => o.pin = false,
+            "--no-pin" => {
+                o.pin = false;
+                o.pinnings = vec![false];
+            }
+            "--origins" => {
+                o.origins = list(&val()?);
+                if let Some(bad) = o
+                    .origins
+                    .iter()
+                    .find(|x| !compare::ORIGINS.contains(&x.as_str()))
+                {
+                    return Err(format!(
+                        "--origins: unknown origin {bad}; choose from {}",
+                        compare::ORIGINS.join(",")
+                    ));
+                }
+            }
+            "--pinning" => {
+                o.pinnings = Vec::new();
+                for p in list(&val()?) {
+                    o.pinnings.push(match p.as_str() {
+                        "pinned" => true,
+                        "unpinned" => false,
+                        other => {
+                            return Err(format!(
+                                "--pinning: unknown pinning {other}; choose from pinned,unpinned"
+                            ));
+                        }
+                    });
+                }
+            }
             "--out" => o.out = PathBuf::from(val()?),
             other => return Err(format!("unknown option {other}\n{USAGE}")),
         }
@@ -191,6 +234,9 @@ fn parse_opts(args: &[String]) -> Result<Opts, String> {
     if o.knitcache.is_empty() {
         o.knitcache
             .push(("knitcache".into(), env!("CARGO_BIN_EXE_knitcache").into()));
+    }
+    if o.origins.is_empty() || o.pinnings.is_empty() {
+        return Err("--origins and --pinning need at least one item".into());
     }
     if o.duration == 0 || o.duration > 3600 || o.tabs == 0 || o.concurrency == 0 {
         return Err("duration must be 1..3600 s; tabs and concurrency at least 1".into());
@@ -487,6 +533,9 @@ struct World {
     bench_dir: PathBuf,
     sim: Proc,
     sim_port: u16,
+    /// The origin proxies are started in front of: the simulator, or the comparison's static
+    /// origin while one of its cells runs.
+    upstream: AtomicU16,
 }
 
 fn workspace() -> PathBuf {
@@ -524,6 +573,7 @@ impl World {
             bench_dir: workspace().join("benches/load"),
             sim,
             sim_port,
+            upstream: AtomicU16::new(sim_port),
         })
     }
 }
@@ -578,7 +628,7 @@ fn run_args(cmd: &mut Command, w: &World, conf: &Path, port: u16, admin: u16, ca
         .arg("--listen")
         .arg(format!("127.0.0.1:{port}"))
         .arg("--upstream")
-        .arg(format!("127.0.0.1:{}", w.sim_port))
+        .arg(format!("127.0.0.1:{}", w.upstream.load(Ordering::Relaxed)))
         .arg("--admin-listen")
         .arg(format!("127.0.0.1:{admin}"))
         .arg("--cache-dir")
@@ -597,13 +647,25 @@ fn start_knitcache_with(
     bin: &Path,
     extra: &[String],
 ) -> Result<Target, String> {
+    let conf_path = knitcache_conf(w, name)?;
+    start_knitcache_at(w, opts, name, bin, &conf_path, extra)
+}
+
+/// `start_knitcache_with`, with the config at `conf_path`.
+fn start_knitcache_at(
+    w: &World,
+    opts: &Opts,
+    name: &str,
+    bin: &Path,
+    conf_path: &Path,
+    extra: &[String],
+) -> Result<Target, String> {
     let port = free_port()?;
     let admin = free_port()?;
     let cache_dir = w.dir.join(format!("cache-{name}"));
     let _ = fs::remove_dir_all(&cache_dir);
-    let conf_path = knitcache_conf(w, name)?;
     let mut cmd = pinned(opts.pin, "1", bin);
-    run_args(&mut cmd, w, &conf_path, port, admin, &cache_dir);
+    run_args(&mut cmd, w, conf_path, port, admin, &cache_dir);
     cmd.args(extra);
     let proc = Proc::spawn(name, cmd, &w.dir.join(format!("{name}.log")), Signal::Int)?;
     wait_listening(port, name)?;
@@ -625,7 +687,10 @@ fn start_nginx(w: &World, opts: &Opts) -> Result<Target, String> {
     let conf = template
         .replace("@PREFIX@", &prefix.display().to_string())
         .replace("@PORT@", &port.to_string())
-        .replace("@UPSTREAM@", &format!("127.0.0.1:{}", w.sim_port));
+        .replace(
+            "@UPSTREAM@",
+            &format!("127.0.0.1:{}", w.upstream.load(Ordering::Relaxed)),
+        );
     let conf_path = prefix.join("nginx.conf");
     fs::write(&conf_path, conf).map_err(|e| e.to_string())?;
     let mut cmd = pinned(opts.pin, "1", Path::new("nginx"));
@@ -651,7 +716,10 @@ fn start_varnish(w: &World, opts: &Opts) -> Result<Target, String> {
     fs::create_dir_all(&work).map_err(|e| e.to_string())?;
     let template = fs::read_to_string(w.bench_dir.join("varnish.vcl"))
         .map_err(|e| format!("benches/load/varnish.vcl: {e}"))?;
-    let vcl = template.replace("@UPSTREAM_PORT@", &w.sim_port.to_string());
+    let vcl = template.replace(
+        "@UPSTREAM_PORT@",
+        &w.upstream.load(Ordering::Relaxed).to_string(),
+    );
     let vcl_path = work.join("default.vcl");
     fs::write(&vcl_path, vcl).map_err(|e| e.to_string())?;
     let mut cmd = pinned(opts.pin, "1", Path::new("varnishd"));
@@ -1407,170 +1475,6 @@ fn scenario_soak(w: &World, opts: &Opts) -> Result<Value, String> {
 
 /// Side by side: every target started once, then per round and per workload each target in
 /// rotating order. Ratios are knitcache's median over the other's median.
-fn scenario_compare(w: &World, opts: &Opts) -> Result<Value, String> {
-    let mut targets = Vec::new();
-    for (name, bin) in &opts.knitcache {
-        targets.push(start_knitcache(w, opts, name, bin)?);
-    }
-    for t in &opts.targets {
-        match t.as_str() {
-            "nginx" => targets.push(start_nginx(w, opts)?),
-            "varnish" => targets.push(start_varnish(w, opts)?),
-            other => return Err(format!("unknown target {other}")),
-        }
-    }
-    // The mix compares caches, so it keeps the catalogue keys every target stores: those the
-    // ERP answers 200. With the others (a 400 in rollback mode, a 404) knitcache and nginx send
-    // each request to the one-at-a-time ERP while Varnish, storing every status, does not.
-    let stored = cacheable(w.sim_port, CATALOGUE)?;
-    let mix_plan = write_plan(
-        w,
-        "compare-mix",
-        &zipf_plan_over(&stored, stored.len(), opts.zipf),
-    )?;
-    for t in &targets {
-        for (_, p) in HIT_PATHS {
-            warm_hit(t, p)?;
-        }
-        warm(t.port, &stored)?;
-    }
-    // results[workload][target] = runs
-    let mut results: BTreeMap<String, BTreeMap<String, Vec<HitRun>>> = BTreeMap::new();
-    for round in 0..opts.rounds {
-        println!("round {}/{}", round + 1, opts.rounds);
-        for wl in opts.workloads.iter().map(String::as_str) {
-            let n = targets.len();
-            for k in 0..n {
-                let t = &targets[(k + round) % n];
-                let r = match wl {
-                    "mix" => {
-                        wait_quiet();
-                        let c = opts.concurrency;
-                        let spec = WrkSpec {
-                            port: t.port,
-                            path: "/",
-                            threads: c,
-                            connections: c,
-                            duration: opts.duration,
-                            plan: Some(&mix_plan),
-                        };
-                        measured_run(w, opts, t, &spec)?
-                    }
-                    size => {
-                        let path = HIT_PATHS
-                            .iter()
-                            .find(|(s, _)| *s == size)
-                            .map_or("/", |(_, p)| p);
-                        hit_run(w, opts, t, path, opts.duration)?
-                    }
-                };
-                println!(
-                    "  {wl:>4} {:<12} {:>8.0} req/s  p50 {:>7.3} ms  p99 {:>7.3} ms  {:>8.0} req/CPU-s  (others {:.1} CPU-s)",
-                    t.name,
-                    r.rps,
-                    r.p50_us / 1e3,
-                    r.p99_us / 1e3,
-                    r.hits_per_cpu_s,
-                    r.foreign_cpu_s
-                );
-                results
-                    .entry(wl.into())
-                    .or_default()
-                    .entry(t.name.clone())
-                    .or_default()
-                    .push(r);
-            }
-        }
-    }
-    let mut out = serde_json::Map::new();
-    for wl in opts.workloads.iter().map(String::as_str) {
-        let Some(by_target) = results.get(wl) else {
-            continue;
-        };
-        let stat = |runs: &Vec<HitRun>, f: fn(&HitRun) -> f64| -> Spread {
-            spread(&runs.iter().map(f).collect::<Vec<_>>())
-        };
-        let mut wl_json = serde_json::Map::new();
-        println!(
-            "\n{wl}: medians over {} rounds [min-max]\n| target | req/s | p50 ms | p99 ms | req per proxy CPU-s |\n| --- | --- | --- | --- | --- |",
-            opts.rounds
-        );
-        let mut med: BTreeMap<&str, (f64, f64, f64, f64)> = BTreeMap::new();
-        for t in &targets {
-            let Some(runs) = by_target.get(&t.name) else {
-                continue;
-            };
-            let rps = stat(runs, |r| r.rps);
-            let p50 = stat(runs, |r| r.p50_us);
-            let p99 = stat(runs, |r| r.p99_us);
-            let hpc = stat(runs, |r| r.hits_per_cpu_s);
-            println!(
-                "| {} | {:.0} [{:.0}-{:.0}] | {:.3} | {:.3} [{:.3}-{:.3}] | {:.0} [{:.0}-{:.0}] |",
-                t.name,
-                rps.median,
-                rps.min,
-                rps.max,
-                p50.median / 1e3,
-                p99.median / 1e3,
-                p99.min / 1e3,
-                p99.max / 1e3,
-                hpc.median,
-                hpc.min,
-                hpc.max
-            );
-            med.insert(&t.name, (rps.median, p50.median, p99.median, hpc.median));
-            let sp = |s: Spread| json!({"median": s.median, "min": s.min, "max": s.max});
-            wl_json.insert(
-                t.name.clone(),
-                json!({"rps": sp(rps), "p50_us": sp(p50), "p99_us": sp(p99), "per_cpu_s": sp(hpc),
-                       "errors": runs.iter().map(|r| r.errors).sum::<u64>(),
-                       "foreign_cpu_s": runs.iter().map(|r| r.foreign_cpu_s).collect::<Vec<_>>()}),
-            );
-        }
-        let mut ratios = serde_json::Map::new();
-        for (kname, _) in &opts.knitcache {
-            let Some(k) = med.get(kname.as_str()) else {
-                continue;
-            };
-            for (other, o) in &med {
-                if *other == kname.as_str() {
-                    continue;
-                }
-                // Round by round: the two ran minutes apart at most, so a ratio per round
-                // cancels much of the machine's drift that the medians keep.
-                let paired: Vec<f64> = match (by_target.get(kname), by_target.get(*other)) {
-                    (Some(a), Some(b)) => {
-                        a.iter().zip(b).map(|(a, b)| ratio(a.rps, b.rps)).collect()
-                    }
-                    _ => Vec::new(),
-                };
-                let by_round = spread(&paired);
-                let r = json!({
-                    "rps": ratio(k.0, o.0),
-                    "p50_latency": ratio(k.1, o.1),
-                    "p99_latency": ratio(k.2, o.2),
-                    "per_cpu_s": ratio(k.3, o.3),
-                    "rps_by_round": paired,
-                });
-                println!(
-                    "{kname} vs {other}: req/s x{:.2}, p99 latency x{:.2} (lower is better), req per CPU-s x{:.2}; req/s round by round x{:.2} [{:.2}-{:.2}]",
-                    ratio(k.0, o.0),
-                    ratio(k.2, o.2),
-                    ratio(k.3, o.3),
-                    by_round.median,
-                    by_round.min,
-                    by_round.max
-                );
-                ratios.insert(format!("{kname}/{other}"), r);
-            }
-        }
-        wl_json.insert("ratios".into(), Value::Object(ratios));
-        out.insert(wl.into(), Value::Object(wl_json));
-    }
-    out.insert("mix_keys".into(), json!(stored));
-    Ok(Value::Object(out))
-}
-
 /// Instructions per hit (callgrind): a figure that other work on the machine does not move,
 /// for comparing builds. Counts every thread of the proxy, user space only; the kernel's TCP
 /// work is not in it.
@@ -1718,6 +1622,7 @@ fn run(opts: &Opts) -> Result<(), String> {
         "settings".into(),
         json!({
             "duration_s": opts.duration, "time_scale": opts.time_scale, "pinned": opts.pin,
+            "origins": opts.origins, "pinnings": opts.pinnings,
             "knitcache": opts.knitcache.iter().map(|(n, p)| format!("{n}={}", p.display())).collect::<Vec<_>>(),
             "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
         }),
@@ -1728,7 +1633,7 @@ fn run(opts: &Opts) -> Result<(), String> {
             "hits" => scenario_hits(&w, opts)?,
             "memory" => scenario_memory(&w, opts)?,
             "soak" => scenario_soak(&w, opts)?,
-            "compare" => scenario_compare(&w, opts)?,
+            "compare" => compare::scenario(&w, opts)?,
             "callgrind" => scenario_callgrind(&w, opts)?,
             "slow_clients" => slow_clients::scenario(&w, opts)?,
             "cluster" => cluster::scenario(&w, opts)?,
