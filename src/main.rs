@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use knitcache::cli::{Cli, Command, ReportFormat};
-use knitcache::{app, config, report, telemetry};
+use knitcache::{app, cache, config, report, telemetry};
 
 // The allocator is a build feature so that the choice can be re-measured (docs/PERFORMANCE.md,
 // "Memory, step by step"); without either feature the binary uses glibc's malloc.
@@ -80,6 +80,8 @@ fn run() -> ExitCode {
                 }
             };
             args.apply(&mut c);
+            // Client connections and sealed bodies (`cache::sealed_body`) both need descriptors.
+            let open_files = cache::sealed_body::raise_open_files_limit();
             let built = if args.upgrade {
                 app::build_upgrade(c)
             } else {
@@ -97,7 +99,7 @@ fn run() -> ExitCode {
                 .then_some(std::time::Duration::from_secs(2));
             let path = args.config.clone();
             server.reload_from(path, Box::new(move |c| args.apply(c)), watch);
-            tracing::info!(proxy = %server.addrs.proxy, admin = %server.addrs.admin, tls = ?server.addrs.tls, "listening");
+            tracing::info!(proxy = %server.addrs.proxy, admin = %server.addrs.admin, tls = ?server.addrs.tls, open_files = ?open_files, "listening");
             server.run_until_signal();
             ExitCode::SUCCESS
         }

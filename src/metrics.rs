@@ -95,6 +95,7 @@ pub struct Metrics {
     probes: IntCounterVec,
     purges: IntCounterVec,
     bans: IntGauge,
+    sealed_bodies: IntGauge,
     rss_bytes: IntGauge,
     rss_budget_bytes: IntGauge,
     tier_bytes: IntGaugeVec,
@@ -137,6 +138,8 @@ pub struct Sample {
     pub disk_bytes: Option<u64>,
     /// Active purge bans.
     pub bans: u64,
+    /// Stored bodies kept in sealed memory files (`cache::sealed_body`).
+    pub sealed_bodies: u64,
 }
 
 impl Metrics {
@@ -280,6 +283,10 @@ impl Metrics {
             "knitcache_cache_bans",
             "Bans in force: prefix, route and tag purges and invalidation rules (stored responses older than them are misses)",
         )?;
+        let sealed_bodies = gauge(
+            "knitcache_cache_sealed_bodies",
+            "Stored bodies kept in sealed memory files, sent without a copy (one open file each, at most half of the open-file limit)",
+        )?;
         let rss_bytes = gauge(
             "knitcache_process_resident_memory_bytes",
             "Resident set size of the knitcache process",
@@ -381,6 +388,7 @@ impl Metrics {
             probes,
             purges,
             bans,
+            sealed_bodies,
             rss_bytes,
             rss_budget_bytes,
             tier_bytes,
@@ -508,6 +516,7 @@ impl Metrics {
                 .set(as_i64(disk));
         }
         self.bans.set(as_i64(s.bans));
+        self.sealed_bodies.set(as_i64(s.sealed_bodies));
     }
 
     /// The value of a counter or gauge in this registry with the given label (foyer's families

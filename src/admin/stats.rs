@@ -59,6 +59,7 @@ impl Admin {
             memory_entries,
             disk_bytes: self.has_disk().then(|| disk_bytes(&self.metrics)),
             bans: self.bans.len() as u64,
+            sealed_bodies: crate::cache::sealed_body::open_files() as u64,
         }
     }
 

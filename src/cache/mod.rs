@@ -36,6 +36,7 @@ pub mod object;
 pub mod parsed;
 pub mod policy;
 pub mod recent_purges;
+pub mod sealed_body;
 pub mod storage;
 pub mod transcode;
 pub mod validators;

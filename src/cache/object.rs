@@ -12,6 +12,7 @@ use foyer::{Code, ErrorKind};
 use pingora_cache::CacheMeta;
 
 use super::parsed::ParsedMeta;
+use super::sealed_body::{self, SealedBody};
 
 /// One cached response.
 #[derive(Debug, Clone)]
@@ -22,6 +23,9 @@ pub struct CachedObject {
     pub meta_header: Bytes,
     /// The whole body as it is served (already compressed when the variant is).
     pub body: Bytes,
+    /// The sealed file `body` is a view of, for a large body (`sealed_body`): hits send it with
+    /// `sendfile`. Never encoded.
+    pub sealed: Option<Arc<SealedBody>>,
     /// The metadata already parsed, so a memory-tier hit skips deserialising it. Never
     /// encoded: an entry read back from disk parses it again once, as it is decoded.
     pub parsed: Option<Arc<ParsedMeta>>,
@@ -37,6 +41,7 @@ impl CachedObject {
             meta_internal: Bytes::new(),
             meta_header: Bytes::new(),
             body: Bytes::new(),
+            sealed: None,
             parsed: None,
         }
     }
@@ -52,9 +57,14 @@ impl CachedObject {
         self.meta_internal.len() + self.meta_header.len() + self.body.len()
     }
 
-    /// Bytes it occupies in the memory tier: the serialised form plus the parsed metadata.
+    /// Bytes it occupies in the memory tier: the serialised form plus the parsed metadata, and
+    /// the end of a sealed body's last page.
     pub fn memory_weight(&self) -> usize {
-        self.weight() + self.parsed.as_ref().map_or(0, |p| p.weight())
+        let page_tail = self
+            .sealed
+            .as_ref()
+            .map_or(0, |s| s.resident_bytes() - s.len());
+        self.weight() + page_tail + self.parsed.as_ref().map_or(0, |p| p.weight())
     }
 }
 
@@ -107,7 +117,8 @@ impl Code for CachedObject {
         }
         let meta_internal = read_blob(r)?;
         let meta_header = read_blob(r)?;
-        let body = read_blob(r)?;
+        // Read back into the memory tier: sealed again if it is large.
+        let (body, sealed) = sealed_body::store(read_blob(r)?, |b| b);
         // Parsed once here, so the copy promoted into the memory tier is served like any other
         // memory hit. Metadata that does not parse is left to the lookup, which counts it.
         let parsed = (!meta_internal.is_empty())
@@ -118,6 +129,7 @@ impl Code for CachedObject {
             meta_internal,
             meta_header,
             body,
+            sealed,
             parsed,
         })
     }
@@ -152,6 +164,7 @@ mod tests {
             meta_internal: Bytes::from_static(b"internal"),
             meta_header: Bytes::from_static(b"header"),
             body: Bytes::from(vec![7u8; 10_000]),
+            sealed: None,
             parsed: None,
         };
         let mut buf = Vec::new();
@@ -168,6 +181,39 @@ mod tests {
     }
 
     #[test]
+    fn a_large_body_read_back_is_sealed_and_a_small_one_is_not() {
+        let body: Vec<u8> = (0..super::sealed_body::MIN_BYTES + 1)
+            .map(|i| i as u8)
+            .collect();
+        for (len, sealed) in [
+            (body.len(), true),
+            (super::sealed_body::MIN_BYTES - 1, false),
+        ] {
+            let obj = CachedObject {
+                meta_internal: Bytes::from_static(b"internal"),
+                meta_header: Bytes::from_static(b"header"),
+                body: Bytes::copy_from_slice(&body[..len]),
+                sealed: None,
+                parsed: None,
+            };
+            let mut buf = Vec::new();
+            obj.encode(&mut buf).expect("encode");
+            let back = CachedObject::decode(&mut buf.as_slice()).expect("decode");
+            assert_eq!(back.body, obj.body, "{len} bytes");
+            assert_eq!(back.sealed.is_some(), sealed, "{len} bytes");
+            if let Some(file) = &back.sealed {
+                assert_eq!(file.len(), len);
+                assert_eq!(
+                    back.memory_weight(),
+                    back.weight() + file.resident_bytes() - len,
+                    "the memory tier weighs whole pages"
+                );
+                assert!(file.resident_bytes() > len, "{len} bytes end inside a page");
+            }
+        }
+    }
+
+    #[test]
     fn a_decoded_response_has_its_metadata_parsed() {
         let now = std::time::SystemTime::now();
         let mut header = pingora_http::ResponseHeader::build(200, None).expect("header");
@@ -178,6 +224,7 @@ mod tests {
             meta_internal: internal.into(),
             meta_header: header.into(),
             body: Bytes::from_static(b"body"),
+            sealed: None,
             parsed: None,
         };
         let mut buf = Vec::new();
@@ -200,6 +247,7 @@ mod tests {
             meta_internal: Bytes::from_static(b"i"),
             meta_header: Bytes::from_static(b"h"),
             body: Bytes::from_static(b"body bytes"),
+            sealed: None,
             parsed: None,
         };
         let mut buf = Vec::new();

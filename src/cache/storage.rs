@@ -40,6 +40,7 @@ use super::disk_trust::DiskTrust;
 use super::object::CachedObject;
 use super::parsed::ParsedMeta;
 use super::recent_purges::RecentPurges;
+use super::sealed_body;
 use super::variants::{StoreHints, Variants};
 use crate::cluster::SharedTier;
 
@@ -488,7 +489,7 @@ impl HandleMiss for HybridMiss {
 
     async fn finish(self: Box<Self>) -> Result<MissFinishType> {
         let this = *self;
-        let body = right_sized(this.body);
+        let (body, sealed) = sealed_body::store(this.body, right_sized);
         let meta = stored_meta(
             &this.meta_internal,
             &this.meta_header,
@@ -500,6 +501,7 @@ impl HandleMiss for HybridMiss {
             meta_internal: internal.into(),
             meta_header: header.into(),
             body,
+            sealed,
             parsed: ParsedMeta::capture(&meta),
         };
         let size = object.weight();
@@ -622,9 +624,11 @@ impl Storage for HybridStorage {
         } else {
             Ok(cache.memory().get(&k))
         };
-        let body = match found {
+        let (body, sealed) = match found {
             // A removed response is not brought back by a revalidation that began before.
-            Ok(Some(entry)) if !entry.value().is_tombstone() => entry.value().body.clone(),
+            Ok(Some(entry)) if !entry.value().is_tombstone() => {
+                (entry.value().body.clone(), entry.value().sealed.clone())
+            }
             Ok(_) => return Ok(false),
             Err(e) => return self.fail("read", "cache lookup for meta update", e),
         };
@@ -633,6 +637,7 @@ impl Storage for HybridStorage {
             meta_internal: internal.into(),
             meta_header: header.into(),
             body,
+            sealed,
             parsed: ParsedMeta::capture(meta),
         };
         Ok(self

@@ -143,10 +143,11 @@ impl Served {
 pub async fn serve(
     session: &mut Session,
     meta: &ParsedMeta,
-    body: &Bytes,
+    object: &CachedObject,
     now: SystemTime,
     hsts: Option<&str>,
 ) -> Result<Option<Sent>> {
+    let body = &object.body;
     let req = session.req_header();
     if !conditional_filter::not_modified_filter(req, meta.hit_header()) {
         let header_only =
@@ -155,13 +156,18 @@ pub async fn serve(
             Some(socket) => {
                 let head = wire_header(meta, now, socket.keepalive());
                 let body: &[u8] = if header_only { &[] } else { body };
-                let mut parts = [IoSlice::new(&head), IoSlice::new(body)];
-                let parts = if body.is_empty() {
-                    &mut parts[..1]
-                } else {
-                    &mut parts[..]
+                let (written, result) = match object.sealed.as_deref() {
+                    Some(sealed) if !header_only => socket.write_sealed(&head, sealed).await,
+                    _ => {
+                        let mut parts = [IoSlice::new(&head), IoSlice::new(body)];
+                        let parts = if body.is_empty() {
+                            &mut parts[..1]
+                        } else {
+                            &mut parts[..]
+                        };
+                        socket.write_all(parts).await
+                    }
                 };
-                let (written, result) = socket.write_all(parts).await;
                 let sent = Sent {
                     status: meta.hit_header().status.as_u16(),
                     body_bytes: written.saturating_sub(head.len()),

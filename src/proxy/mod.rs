@@ -246,8 +246,7 @@ impl Proxy {
         }
         let served = ctx.served.insert(fast_hit::Served::of(meta));
         let hsts = https::hsts(session, &ctx.config);
-        served.sent =
-            fast_hit::serve(session, meta, &entry.value().body, now, hsts.as_deref()).await?;
+        served.sent = fast_hit::serve(session, meta, entry.value(), now, hsts.as_deref()).await?;
         Ok(true)
     }
 

@@ -25,8 +25,11 @@ use pingora_core::protocols::l4::stream::Stream as L4Stream;
 use pingora_http::RequestHeader;
 use pingora_proxy::Session;
 use rustix::io::Errno;
+use rustix::net::SendFlags;
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
+
+use crate::cache::sealed_body::SealedBody;
 
 /// A client's socket that a response may be written to directly.
 pub struct ClientSocket<'a> {
@@ -93,6 +96,48 @@ impl ClientSocket<'_> {
             }
         }
         (written, Ok(()))
+    }
+
+    /// Writes `head`, then all of `body` from its sealed file with `sendfile` (the kernel takes
+    /// references to its pages instead of copying them), waiting as `write_all` does. Returns
+    /// the bytes written; on an error some may have been.
+    pub async fn write_sealed(&self, head: &[u8], body: &SealedBody) -> (usize, io::Result<()>) {
+        let mut waiter: Option<AsyncFd<OwnedFd>> = None;
+        let mut sent = 0;
+        // More follows: the header waits for the body's first pages instead of leaving alone.
+        while sent < head.len() {
+            match rustix::net::send(
+                self.fd,
+                &head[sent..],
+                SendFlags::MORE | SendFlags::NOSIGNAL,
+            ) {
+                Ok(n) => sent += n,
+                Err(Errno::INTR) => {}
+                Err(Errno::AGAIN) => {
+                    if let Err(e) = self.wait_writable(&mut waiter).await {
+                        return (sent, Err(e));
+                    }
+                }
+                Err(e) => return (sent, Err(e.into())),
+            }
+        }
+        let mut offset: u64 = 0;
+        while (offset as usize) < body.len() {
+            let left = body.len() - offset as usize;
+            match rustix::fs::sendfile(self.fd, body.file(), Some(&mut offset), left) {
+                // The file is sealed at its length: it cannot end early.
+                Ok(0) => return (sent + offset as usize, Err(io::ErrorKind::WriteZero.into())),
+                Ok(_) => {}
+                Err(Errno::INTR) => {}
+                Err(Errno::AGAIN) => {
+                    if let Err(e) = self.wait_writable(&mut waiter).await {
+                        return (sent + offset as usize, Err(e));
+                    }
+                }
+                Err(e) => return (sent + offset as usize, Err(e.into())),
+            }
+        }
+        (sent + body.len(), Ok(()))
     }
 
     /// Waits until the socket can take more, registering a duplicate of it on first use.
