@@ -72,6 +72,8 @@ cargo bench --bench load -- [options]
   --rounds R          rounds of the comparison (default 3)
   --soak-mins M       length of the soak (default 5)
   --knitcache NAME=PATH  a knitcache binary to measure (repeatable; default: this build's)
+  --knitcache-threads LIST  comparison: run each knitcache build once per worker-thread count
+                      (server.threads), named NAME/tN (default: the shipped config's)
   --targets LIST      comparison targets besides knitcache: nginx,varnish (default both)
   --workloads LIST    workloads of the comparison: 2k,100k,mix (default all three)
   --no-pin            do not pin proxy and wrk to separate cores (compare: --pinning unpinned)
@@ -99,6 +101,8 @@ struct Opts {
     rounds: usize,
     soak_mins: f64,
     knitcache: Vec<(String, PathBuf)>,
+    /// The comparison runs each knitcache build with each of these `server.threads`.
+    knitcache_threads: Option<Vec<usize>>,
     broken: String,
     targets: Vec<String>,
     workloads: Vec<String>,
@@ -134,6 +138,7 @@ fn parse_opts(args: &[String]) -> Result<Opts, String> {
         rounds: 3,
         soak_mins: 5.0,
         knitcache: Vec::new(),
+        knitcache_threads: None,
         broken: "/api/production-planning".into(),
         targets: vec!["nginx".into(), "varnish".into()],
         workloads: COMPARE_WORKLOADS.map(String::from).to_vec(),
@@ -181,6 +186,16 @@ fn parse_opts(args: &[String]) -> Result<Opts, String> {
                 if !o.broken.starts_with('/') || o.broken.contains('?') {
                     return Err("--broken wants a path without query, e.g. /api/knit-orders".into());
                 }
+            }
+            "--knitcache-threads" => {
+                let counts = list(&val()?)
+                    .iter()
+                    .map(|n| num::<usize>(a, n.clone()))
+                    .collect::<Result<Vec<_>, _>>()?;
+                if counts.is_empty() || counts.contains(&0) {
+                    return Err("--knitcache-threads wants counts of at least 1, e.g. 1,2".into());
+                }
+                o.knitcache_threads = Some(counts);
             }
             "--targets" => o.targets = list(&val()?),
             "--workloads" => {

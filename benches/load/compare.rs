@@ -123,12 +123,22 @@ fn repin(pid: u32, pin: bool) -> Result<(), String> {
     Ok(())
 }
 
-/// Switches `protection.rate_limit` on in the config at `path`, with limits no single-address
-/// load here reaches: the limiter's work is measured, never a refusal.
-fn switch_rate_limiting_on(path: &Path) -> Result<(), String> {
+/// Rewrites the YAML config at `path` with `edit`.
+fn edit_yaml(
+    path: &Path,
+    edit: impl FnOnce(&mut serde_yaml::Value) -> Result<(), String>,
+) -> Result<(), String> {
     let text = fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let mut conf: serde_yaml::Value =
         serde_yaml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    edit(&mut conf)?;
+    let text = serde_yaml::to_string(&conf).map_err(|e| e.to_string())?;
+    fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// Switches `protection.rate_limit` on, with limits no single-address load here reaches (the
+/// limiter's work is measured, never a refusal), and sets `server.threads` if given.
+fn rate_limiting_on(conf: &mut serde_yaml::Value, threads: Option<usize>) -> Result<(), String> {
     let limit = conf
         .get_mut("protection")
         .and_then(|p| p.get_mut("rate_limit"))
@@ -137,8 +147,14 @@ fn switch_rate_limiting_on(path: &Path) -> Result<(), String> {
     limit.insert("enabled".into(), true.into());
     limit.insert("requests_per_sec".into(), 10_000_000.into());
     limit.insert("burst".into(), 10_000_000.into());
-    let text = serde_yaml::to_string(&conf).map_err(|e| e.to_string())?;
-    fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))
+    if let Some(n) = threads {
+        let server = conf
+            .get_mut("server")
+            .and_then(serde_yaml::Value::as_mapping_mut)
+            .ok_or("the shipped config has no server section")?;
+        server.insert("threads".into(), n.into());
+    }
+    Ok(())
 }
 
 /// nginx serving, as files, the bodies the simulator answers `200` for the hit paths and the
@@ -198,10 +214,26 @@ fn start_static_origin(w: &World, opts: &Opts) -> Result<(Proc, u16), String> {
 fn cell(w: &World, opts: &Opts, upstream: u16) -> Result<(Value, Vec<SummaryRow>), String> {
     w.upstream.store(upstream, Ordering::Relaxed);
     let mut targets = Vec::new();
-    for (name, bin) in &opts.knitcache {
-        let conf = knitcache_conf(w, name)?;
-        switch_rate_limiting_on(&conf)?;
-        targets.push(start_knitcache_at(w, opts, name, bin, &conf, &[])?);
+    let mut knitcaches = Vec::new();
+    for (build, bin) in &opts.knitcache {
+        // Each build once as shipped, or once per `--knitcache-threads` count.
+        let shipped = [None];
+        let counts: Vec<Option<usize>> = match &opts.knitcache_threads {
+            Some(counts) => counts.iter().copied().map(Some).collect(),
+            None => shipped.to_vec(),
+        };
+        for threads in counts {
+            let name = match threads {
+                Some(n) => format!("{build}/t{n}"),
+                None => build.clone(),
+            };
+            let conf = knitcache_conf(w, &name.replace('/', "-"))?;
+            edit_yaml(&conf, |c| rate_limiting_on(c, threads))?;
+            let mut t = start_knitcache_at(w, opts, &name.replace('/', "-"), bin, &conf, &[])?;
+            t.name = name.clone();
+            targets.push(t);
+            knitcaches.push(name);
+        }
     }
     for t in &opts.targets {
         match t.as_str() {
@@ -320,7 +352,7 @@ fn cell(w: &World, opts: &Opts, upstream: u16) -> Result<(Value, Vec<SummaryRow>
             );
         }
         let mut ratios = serde_json::Map::new();
-        for (kname, _) in &opts.knitcache {
+        for kname in &knitcaches {
             let Some(k) = med.get(kname.as_str()) else {
                 continue;
             };
