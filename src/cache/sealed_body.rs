@@ -22,7 +22,7 @@
 //! cannot be made, the body stays on the heap and is sent with `writev`.
 //!
 //! Memory stays visible: the mapping is populated when it is made, so its pages count in the
-//! process's RSS (as shared memory) exactly as the heap copy did, and the memory budget holds.
+//! process's RSS (as shared memory) as the heap copy did, and the memory tier weighs them.
 
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -143,8 +143,8 @@ impl SealedBody {
             &file,
             SealFlags::WRITE | SealFlags::SHRINK | SealFlags::GROW | SealFlags::SEAL,
         )?;
-        // SAFETY: a new private-to-us read-only mapping of the whole file, which can no longer
-        // change size or contents; it is unmapped once, on drop.
+        // SAFETY: a new read-only shared mapping of the whole file, which can no longer change
+        // size or contents; it is unmapped once, on drop.
         let map = unsafe {
             rustix::mm::mmap(
                 std::ptr::null_mut(),

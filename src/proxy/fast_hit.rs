@@ -15,8 +15,9 @@
 //! On a plain HTTP/1 connection the response is written straight to the socket
 //! (`socket_write`): the stored wire form of the header (`cache::hit_head`, the bytes pingora's
 //! writer would send) with this response's `Date`, `Age`, `Cache-Status` and `Connection`
-//! filled in, and the body, in one `writev`. A `304`, TLS and HTTP/2 go through pingora's
-//! writer.
+//! filled in, and the body, in one `writev`; a body kept in a sealed file
+//! (`cache::sealed_body`) follows the header with `sendfile` instead, without a copy. A `304`,
+//! TLS and HTTP/2 go through pingora's writer.
 
 use std::io::{IoSlice, Write};
 use std::time::SystemTime;

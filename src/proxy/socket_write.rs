@@ -3,7 +3,8 @@
 //! A fresh hit is a header and a body that are both ready. pingora's writer serialises a
 //! `ResponseHeader`, copies it and then the body through its buffer and body writer, and
 //! flushes at the end: most of a small hit's remaining cost. Here the header goes out as bytes
-//! made from a template, with the body in the same `writev`.
+//! made from a template, with the body in the same `writev`, or, for a body in a sealed file,
+//! followed by `sendfile` from it.
 //!
 //! This is only for a plain-TCP HTTP/1 connection whose request has no body, with nothing of
 //! the response written yet: then pingora's writer has nothing buffered, and after the request
