@@ -469,25 +469,6 @@ async fn erp_connection_headers_do_not_leak() {
     }
 }
 
-async fn read_head(conn: &mut tokio::net::TcpStream) -> String {
-    use tokio::io::AsyncReadExt;
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        let n = tokio::time::timeout(TIMEOUT, conn.read(&mut byte))
-            .await
-            .expect("timeout")
-            .expect("read");
-        assert!(
-            n == 1,
-            "connection closed after: {}",
-            String::from_utf8_lossy(&head)
-        );
-        head.push(byte[0]);
-    }
-    String::from_utf8_lossy(&head).to_string()
-}
-
 fn header_in<'a>(head: &'a str, name: &str) -> Option<&'a str> {
     head.lines().find_map(|l| {
         l.split_once(':')

@@ -32,26 +32,6 @@ fn large(body: &[u8]) -> ScriptedResponse {
     }
 }
 
-/// Reads a response head (through the blank line) from `conn`.
-async fn read_head(conn: &mut tokio::net::TcpStream) -> String {
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        let n = tokio::time::timeout(TIMEOUT, conn.read(&mut byte))
-            .await
-            .expect("head in time")
-            .expect("read");
-        assert_eq!(
-            n,
-            1,
-            "closed inside the head: {}",
-            String::from_utf8_lossy(&head)
-        );
-        head.push(byte[0]);
-    }
-    String::from_utf8(head).expect("ascii head")
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_sealed_body_in_flight_arrives_as_stored_after_its_entry_is_purged_and_replaced() {
     let stored: Vec<u8> = (0..LEN).map(|i| (i * 7 % 251) as u8).collect();

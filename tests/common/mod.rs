@@ -583,3 +583,24 @@ pub fn route_stats<'a>(doc: &'a serde_json::Value, name: &str) -> &'a serde_json
         .and_then(|rs| rs.iter().find(|r| r["name"] == name))
         .unwrap_or_else(|| panic!("route {name} missing from /stats: {doc}"))
 }
+
+/// Reads a response head, through its blank line, from a raw connection (a byte at a time, so
+/// nothing after it is consumed).
+pub async fn read_head(conn: &mut tokio::net::TcpStream) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        let n = tokio::time::timeout(TIMEOUT, conn.read(&mut byte))
+            .await
+            .expect("timeout")
+            .expect("read");
+        assert!(
+            n == 1,
+            "connection closed after: {}",
+            String::from_utf8_lossy(&head)
+        );
+        head.push(byte[0]);
+    }
+    String::from_utf8_lossy(&head).to_string()
+}
