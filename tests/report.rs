@@ -132,6 +132,11 @@ async fn a_chunked_stats_answer_is_read_whole() {
     for _ in 0..3 {
         get(&c, &proxy.url("/api/comprehensive-kpis")).await;
     }
+    // A hit is recorded after its answer is written: the client can ask before the third is.
+    eventually_async("the three requests recorded", || async {
+        route_stats(&stats(&c, &proxy).await, "kpis")["requests"] == 3
+    })
+    .await;
     let doc = stats(&c, &proxy).await.to_string().into_bytes();
     let third = doc.len() / 3;
     let mut parts = vec![
