@@ -706,16 +706,7 @@ fn start_nginx(w: &World, opts: &Opts) -> Result<Target, String> {
             "@UPSTREAM@",
             &format!("127.0.0.1:{}", w.upstream.load(Ordering::Relaxed)),
         );
-    let conf_path = prefix.join("nginx.conf");
-    fs::write(&conf_path, conf).map_err(|e| e.to_string())?;
-    let mut cmd = pinned(opts.pin, "1", Path::new("nginx"));
-    cmd.arg("-p")
-        .arg(&prefix)
-        .arg("-c")
-        .arg(&conf_path)
-        .args(["-g", "daemon off;"]);
-    let proc = Proc::spawn("nginx", cmd, &w.dir.join("nginx.log"), Signal::Term)?;
-    wait_listening(port, "nginx")?;
+    let proc = spawn_nginx(w, opts, "1", &prefix, &conf, "nginx", port)?;
     Ok(Target {
         name: "nginx".into(),
         kind: "nginx",
@@ -723,6 +714,31 @@ fn start_nginx(w: &World, opts: &Opts) -> Result<Target, String> {
         admin: None,
         proc,
     })
+}
+
+/// Runs nginx in the foreground with `conf` (written into `prefix`), pinned to `cpu` when the
+/// run pins, and waits for it on `port`; `name` names it and its log.
+fn spawn_nginx(
+    w: &World,
+    opts: &Opts,
+    cpu: &str,
+    prefix: &Path,
+    conf: &str,
+    name: &str,
+    port: u16,
+) -> Result<Proc, String> {
+    let conf_path = prefix.join("nginx.conf");
+    fs::write(&conf_path, conf).map_err(|e| e.to_string())?;
+    let mut cmd = pinned(opts.pin, cpu, Path::new("nginx"));
+    cmd.arg("-p")
+        .arg(prefix)
+        .arg("-c")
+        .arg(&conf_path)
+        .args(["-g", "daemon off;"]);
+    let log = w.dir.join(format!("{}.log", name.replace(' ', "-")));
+    let proc = Proc::spawn(name, cmd, &log, Signal::Term)?;
+    wait_listening(port, name)?;
+    Ok(proc)
 }
 
 fn start_varnish(w: &World, opts: &Opts) -> Result<Target, String> {

@@ -27,9 +27,9 @@ use serde_json::{Value, json};
 
 use super::report::{Spread, ratio, spread};
 use super::{
-    CATALOGUE, HIT_PATHS, HitRun, Opts, Proc, Signal, World, WrkSpec, cacheable, free_port,
-    hit_run, http_get, knitcache_conf, measured_run, pinned, start_knitcache_at, start_nginx,
-    start_varnish, wait_listening, wait_quiet, warm, warm_hit, write_plan, zipf_plan_over,
+    CATALOGUE, HIT_PATHS, HitRun, Opts, Proc, World, WrkSpec, cacheable, free_port, hit_run,
+    http_get, knitcache_conf, measured_run, spawn_nginx, start_knitcache_at, start_nginx,
+    start_varnish, wait_quiet, warm, warm_hit, write_plan, zipf_plan_over,
 };
 
 /// The comparison's origins.
@@ -195,17 +195,7 @@ fn start_static_origin(w: &World, opts: &Opts) -> Result<(Proc, u16), String> {
         .replace("@PREFIX@", &prefix.display().to_string())
         .replace("@ROOT@", &root.display().to_string())
         .replace("@PORT@", &port.to_string());
-    let conf_path = prefix.join("nginx.conf");
-    fs::write(&conf_path, conf).map_err(|e| e.to_string())?;
-    let mut cmd = pinned(opts.pin, "0", Path::new("nginx"));
-    cmd.arg("-p")
-        .arg(&prefix)
-        .arg("-c")
-        .arg(&conf_path)
-        .args(["-g", "daemon off;"]);
-    let log = w.dir.join("static-origin.log");
-    let proc = Proc::spawn("static origin", cmd, &log, Signal::Term)?;
-    wait_listening(port, "the static origin")?;
+    let proc = spawn_nginx(w, opts, "0", &prefix, &conf, "static origin", port)?;
     Ok((proc, port))
 }
 
@@ -217,10 +207,9 @@ fn cell(w: &World, opts: &Opts, upstream: u16) -> Result<(Value, Vec<SummaryRow>
     let mut knitcaches = Vec::new();
     for (build, bin) in &opts.knitcache {
         // Each build once as shipped, or once per `--knitcache-threads` count.
-        let shipped = [None];
         let counts: Vec<Option<usize>> = match &opts.knitcache_threads {
             Some(counts) => counts.iter().copied().map(Some).collect(),
-            None => shipped.to_vec(),
+            None => vec![None],
         };
         for threads in counts {
             let name = match threads {
