@@ -14,7 +14,6 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
-use pingora_core::listeners::tls::TlsSettings as ListenerTls;
 use pingora_core::listeners::{L4BufferSettings, ListenerConfig};
 use pingora_core::server::configuration::{Opt, ServerConf};
 use pingora_core::server::{
@@ -37,6 +36,7 @@ use crate::limits::{Limits, Upkeep};
 use crate::metrics::{ClusterMetrics, Metrics};
 use crate::proxy::Proxy;
 use crate::proxy::client_limits::gate::Gate;
+use crate::proxy::tls_termination::TlsListener;
 use crate::stats::Stats;
 use crate::tls::{LiveCert, TlsError};
 use crate::warming::{Warmer, Warming, WarmingError};
@@ -314,35 +314,24 @@ fn assemble(
         metrics.clone(),
         drain.clone(),
     );
-    let mut proxy_service = Service::new("knitcache proxy".to_string(), gated);
     let buffers = L4BufferSettings::new(CLIENT_READ_BUFFER_BYTES, CLIENT_WRITE_BUFFER_BYTES);
-    proxy_service.add_listener(ListenerConfig::tcp(addrs.proxy.to_string()).l4_buffer(buffers));
-    // The TLS listener serves the same application: the gate, the proxy, the cache.
+    // The TLS listener serves the same application: the gate, the proxy, the cache. Its port
+    // is a plain TCP listener to pingora; the gate does the handshake.
     let tls = live.load().tls.clone();
-    let cert = match (&tls, addrs.tls) {
+    let (gated, cert) = match (&tls, addrs.tls) {
         (Some(t), Some(tls_addr)) => {
+            // The resolver presents the live certificate; a reload swaps it in place.
             let cert = LiveCert::load(&t.cert_file, &t.key_file)?;
-            // The resolver presents the live certificate; pingora reads no file itself.
-            let mut settings = ListenerTls::intermediate(
-                &t.cert_file.display().to_string(),
-                &t.key_file.display().to_string(),
-            )
-            .map_err(|e| TlsError {
-                which: crate::tls::Which::Cert,
-                message: e.to_string(),
-            })?;
-            settings.set_cert_resolver(cert.clone());
-            // ALPN: HTTP/2 preferred, HTTP/1.1 for clients that do not offer it.
-            settings.enable_h2();
-            proxy_service.add_listener(
-                ListenerConfig::tcp(tls_addr.to_string())
-                    .tls(settings)
-                    .l4_buffer(buffers),
-            );
-            Some(cert)
+            let listener = TlsListener::new(tls_addr, addrs.proxy, cert.clone());
+            (gated.with_tls(listener), Some(cert))
         }
-        _ => None,
+        _ => (gated, None),
     };
+    let mut proxy_service = Service::new("knitcache proxy".to_string(), gated);
+    proxy_service.add_listener(ListenerConfig::tcp(addrs.proxy.to_string()).l4_buffer(buffers));
+    if let (Some(_), Some(tls_addr)) = (&cert, addrs.tls) {
+        proxy_service.add_listener(ListenerConfig::tcp(tls_addr.to_string()).l4_buffer(buffers));
+    }
     let (proxy_listener, admin_listener, tls_listener) = match listeners {
         Some(l) => (Some(l.proxy), Some(l.admin), l.tls),
         None => (None, None, None),

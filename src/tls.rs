@@ -5,7 +5,7 @@
 //! rustls asks a resolver for the certificate at each handshake, so swapping the resolver's
 //! certificate changes what new connections get while connections already established keep
 //! the session keys they negotiated: nothing is dropped. Protocol versions are TLS 1.2 and 1.3
-//! with rustls' default cipher suites (set by pingora's listener); the key is held by rustls'
+//! with rustls' default cipher suites (`proxy::tls_termination`); the key is held by rustls'
 //! `ring` provider.
 
 use std::fmt;
@@ -13,11 +13,11 @@ use std::path::Path;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use pingora_core::tls::sign::CertifiedKey;
-use pingora_core::tls::{
-    CertificateDer, ClientHello, CryptoProvider, PrivateKeyDer, ResolvesServerCert,
-};
 use rustls_pki_types::pem::PemObject;
+use tokio_rustls::rustls::crypto::CryptoProvider;
+use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use tokio_rustls::rustls::server::{ClientHello, ResolvesServerCert};
+use tokio_rustls::rustls::sign::CertifiedKey;
 
 /// Which of the two files a problem is about, by its config key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,9 +81,20 @@ pub fn load_pair(cert_file: &Path, key_file: &Path) -> Result<Arc<CertifiedKey>,
         })
 }
 
-/// The process's rustls crypto provider: `ring`, the one pingora's listener installs.
+/// Makes `ring` the process's rustls crypto provider, unless one is installed already.
+pub fn install_provider() {
+    // rustls marks `ring` deprecated for lacking post-quantum key exchange; the provider that
+    // has it (aws-lc-rs) needs cmake and a C toolchain in every build. TLS 1.2 and 1.3 with
+    // X25519 and the P-curves are what `ring` offers, as pingora's own listener did.
+    #[allow(deprecated)]
+    let ring = tokio_rustls::rustls::crypto::ring::default_provider();
+    // An error means another provider was installed first, which serves as well.
+    let _ = ring.install_default();
+}
+
+/// The process's rustls crypto provider: `ring` (no C toolchain, no cmake).
 fn provider() -> Result<Arc<CryptoProvider>, TlsError> {
-    pingora_core::tls::install_default_crypto_provider();
+    install_provider();
     CryptoProvider::get_default().cloned().ok_or_else(|| {
         problem(
             Which::Key,

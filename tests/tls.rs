@@ -9,6 +9,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::origin::{Origin, Reply};
+use common::raw::Raw;
 use common::tls::{self, H1, H2, Leaf, TestCa};
 use common::*;
 
@@ -101,6 +102,40 @@ async fn alpn_offers_h2_and_falls_back_to_http11() {
             .is_err(),
         "no TLS on the plain port"
     );
+}
+
+/// The handshake is held to the head's deadline (`clients.header_timeout_ms`), as a request
+/// head is: a client that starts one and stops, or speaks plain HTTP to the TLS port, is closed
+/// without an answer and without reaching the ERP, and the listener goes on serving others.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stalled_or_plain_text_handshake_is_closed_at_the_head_deadline() {
+    let s = setup("clients:\n  header_timeout_ms: 300\n").await;
+    s.origin.always("/api/a", Reply::ok("a"));
+    // The first bytes of a TLS record carrying a ClientHello, and nothing more.
+    let mut stalled = Raw::connect(s.tls_addr()).await;
+    stalled.send(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01]).await;
+    assert!(
+        stalled.open_after(Duration::from_millis(100)).await,
+        "still waiting for the rest of the handshake"
+    );
+    // Within the harness's timeout (20 s), which is far inside the 60 s the handshake was
+    // allowed before it had a deadline of its own.
+    assert!(
+        stalled.until_closed().await.is_empty(),
+        "closed without an answer"
+    );
+    let mut plain = Raw::connect(s.tls_addr()).await;
+    plain
+        .send(b"GET /api/a HTTP/1.1\r\nHost: erp\r\n\r\n")
+        .await;
+    let answer = plain.until_closed().await;
+    assert!(
+        !answer.starts_with(b"HTTP/"),
+        "plain HTTP is not served on the TLS port: {answer:?}"
+    );
+    assert_eq!(s.origin.count("/api/a"), 0, "nothing reached the ERP");
+    let mut h1 = s.h1().await;
+    assert_eq!(h1.get("/api/a").await.text(), "a");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -17,6 +17,7 @@ pub mod https;
 pub mod refuse;
 mod shared_fill;
 pub mod socket_write;
+pub mod tls_termination;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};

@@ -94,8 +94,8 @@ pub async fn try_connect(
     ca: &CertificateDer<'static>,
     alpn: &[&[u8]],
 ) -> std::io::Result<TlsStream<TcpStream>> {
-    // The provider pingora installs for the proxy (ring), so this process has only one.
-    pingora_core::tls::install_default_crypto_provider();
+    // The provider the proxy installs (ring), so this process has only one.
+    knitcache::tls::install_provider();
     let mut roots = RootCertStore::empty();
     roots.add(ca.clone()).expect("CA into the trust store");
     let mut config = ClientConfig::builder()

@@ -8,11 +8,11 @@
 //! a bare status and `Connection: close`; they never reach the proxy's phases, and are counted
 //! in `knitcache_client_refusals_total`.
 //!
-//! The same loop serves the TLS listener (pingora has done the handshake: the stream decrypts).
-//! HTTP/2 connections, chosen by ALPN on TLS or opened with the HTTP/2 preface on the plain
-//! port when `h2c` is on, go to pingora's HTTP/2 loop instead (`h2`). Pipelining stays off
-//! (pingora's default), so a reused connection never carries bytes of its own into the next
-//! request.
+//! The same loop serves the TLS listener, once its handshake is done here
+//! (`proxy::tls_termination`) under the same deadline as a request head. HTTP/2 connections,
+//! chosen by ALPN on TLS or opened with the HTTP/2 preface on the plain port when `h2c` is on,
+//! go to pingora's HTTP/2 loop instead (`h2`). Pipelining stays off (pingora's default), so a
+//! reused connection never carries bytes of its own into the next request.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -36,6 +36,7 @@ use crate::config::{ClientSettings, Config};
 use crate::drain::Drain;
 use crate::metrics::Metrics;
 use crate::proxy::ctx::InFlight;
+use crate::proxy::tls_termination::TlsListener;
 
 /// After a refusal, how long the connection is read and discarded before it is closed, so the
 /// client reads the answer instead of a reset (closing a socket with unread input resets it).
@@ -52,6 +53,8 @@ pub struct Gate<A> {
     metrics: Arc<Metrics>,
     per_address: Arc<PerAddress>,
     drain: Arc<Drain>,
+    /// The TLS listener, when `listen_tls` is set: its connections are decrypted here first.
+    tls: Option<TlsListener>,
 }
 
 impl<A> Gate<A> {
@@ -71,7 +74,25 @@ impl<A> Gate<A> {
             metrics,
             per_address: Arc::new(PerAddress::default()),
             drain,
+            tls: None,
         }
+    }
+
+    /// Terminates TLS for the connections `tls` says arrived on its listener.
+    pub fn with_tls(mut self, tls: TlsListener) -> Self {
+        self.tls = Some(tls);
+        self
+    }
+
+    /// The TLS listener, when `stream` arrived on it.
+    fn tls_for(&self, stream: &Stream) -> Option<&TlsListener> {
+        let tls = self.tls.as_ref()?;
+        let local = stream
+            .get_socket_digest()?
+            .local_addr()?
+            .as_inet()
+            .copied()?;
+        tls.arrived_on(local).then_some(tls)
     }
 }
 
@@ -173,6 +194,13 @@ where
                 }
             },
             _ => None,
+        };
+        let stream = match self.tls_for(&stream) {
+            Some(tls) => {
+                let deadline = Instant::now() + clients.header_timeout;
+                tls.accept(stream, deadline).await?
+            }
+            None => stream,
         };
         if matches!(stream.selected_alpn_proto(), Some(ALPN::H2)) {
             ServerApp::process_new(&self.h2, stream, shutdown).await;

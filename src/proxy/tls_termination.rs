@@ -1,0 +1,333 @@
+//! TLS termination on the proxy's TLS listener: telling its connections from the plain
+//! listener's, the handshake (under the head's deadline), and the decrypted connection as the
+//! stream type pingora's HTTP/1 and HTTP/2 loops serve.
+//!
+//! pingora can terminate TLS itself, but its `rustls` build feature makes every connection pay
+//! for it, TLS or not: the handshake's state is laid out inside each accepted connection's task
+//! and each request's upstream-connect state, which took the memory scenario's peak from 185 to
+//! 200 MiB at 1,000 connections (docs/PERFORMANCE.md, "TLS termination and memory"). Here the
+//! handshake's state is allocated for a TLS connection only, and only while it runs.
+
+use std::fmt;
+use std::io::IoSlice;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use pingora_core::protocols::raw_connect::ProxyDigest;
+use pingora_core::protocols::tls::SslDigest;
+use pingora_core::protocols::{
+    ALPN, GetProxyDigest, GetSocketDigest, GetTimingDigest, Peek, Shutdown, SocketDigest, Ssl,
+    Stream, TimingDigest, UniqueID, UniqueIDType,
+};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::time::{Instant, timeout_at};
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::rustls::ServerConfig;
+use tokio_rustls::rustls::server::ResolvesServerCert;
+use tokio_rustls::rustls::version::{TLS12, TLS13};
+
+/// ALPN on the wire, most preferred first: HTTP/2, then HTTP/1.1 for clients without it.
+const ALPN_PROTOCOLS: [&[u8]; 2] = [b"h2", b"http/1.1"];
+
+/// The TLS listener: its address, beside the plain listener's, and its handshake settings.
+pub struct TlsListener {
+    acceptor: TlsAcceptor,
+    tls: SocketAddr,
+    plain: SocketAddr,
+}
+
+impl TlsListener {
+    /// Terminates TLS for connections to `tls` (the plain listener being at `plain`), with
+    /// TLS 1.2 and 1.3, rustls' default cipher suites, and the certificate `certs` resolves
+    /// at each handshake.
+    pub fn new(tls: SocketAddr, plain: SocketAddr, certs: Arc<dyn ResolvesServerCert>) -> Self {
+        crate::tls::install_provider();
+        let mut config = ServerConfig::builder_with_protocol_versions(&[&TLS12, &TLS13])
+            .with_no_client_auth()
+            .with_cert_resolver(certs);
+        config.alpn_protocols = ALPN_PROTOCOLS.iter().map(|p| p.to_vec()).collect();
+        TlsListener {
+            acceptor: TlsAcceptor::from(Arc::new(config)),
+            tls,
+            plain,
+        }
+    }
+
+    /// Whether a connection accepted at local address `local` came in on the TLS listener.
+    /// Both listeners share one accept path, so the local address is what tells them apart;
+    /// where both could match (one bound to every address, the other to one), the more
+    /// specific binding is the one the kernel chose.
+    pub fn arrived_on(&self, local: SocketAddr) -> bool {
+        specificity(self.tls, local) > specificity(self.plain, local)
+    }
+
+    /// The handshake, finished by `deadline`. `None` when the client did not complete it in
+    /// time or sent something that is not TLS: there is nobody to answer, so the connection is
+    /// closed.
+    pub async fn accept(&self, stream: Stream, deadline: Instant) -> Option<Stream> {
+        let started = std::time::Instant::now();
+        // Boxed: the handshake's state is large and lives only until it completes, so it stays
+        // out of the connection's own future.
+        let handshake = Box::pin(self.acceptor.accept(stream));
+        let tls = match timeout_at(deadline, handshake).await {
+            Ok(Ok(tls)) => tls,
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "TLS handshake failed");
+                return None;
+            }
+            Err(_) => {
+                tracing::debug!("TLS handshake not completed before clients.header_timeout_ms");
+                return None;
+            }
+        };
+        Some(Box::new(TlsConnection::new(tls, started.elapsed())))
+    }
+}
+
+/// The protocol the handshake chose, among those offered.
+fn alpn_selected(wire: &[u8]) -> Option<ALPN> {
+    match wire {
+        b"h2" => Some(ALPN::H2),
+        b"http/1.1" => Some(ALPN::H1),
+        _ => None,
+    }
+}
+
+/// How closely a listener bound at `bound` matches a connection's local address `local`:
+/// 2 for the same address and port, 1 for the same port on a listener bound to every
+/// address, 0 otherwise.
+fn specificity(bound: SocketAddr, local: SocketAddr) -> u8 {
+    if bound.port() != local.port() {
+        0
+    } else if bound.ip().to_canonical() == local.ip().to_canonical() {
+        2
+    } else if bound.ip().is_unspecified() {
+        1
+    } else {
+        0
+    }
+}
+
+/// A client connection after its TLS handshake: reads decrypt, writes encrypt.
+pub struct TlsConnection {
+    tls: tokio_rustls::server::TlsStream<Stream>,
+    digest: Arc<SslDigest>,
+    alpn: Option<ALPN>,
+    timing: TimingDigest,
+}
+
+impl TlsConnection {
+    fn new(tls: tokio_rustls::server::TlsStream<Stream>, handshake: Duration) -> Self {
+        let (_, session) = tls.get_ref();
+        let cipher = session
+            .negotiated_cipher_suite()
+            .and_then(|s| s.suite().as_str())
+            .unwrap_or_default();
+        let version = session
+            .protocol_version()
+            .and_then(|v| v.as_str())
+            .unwrap_or_default();
+        // No client certificates are asked for, so the digest names none.
+        let digest = Arc::new(SslDigest::new(cipher, version, None, None, Vec::new()));
+        let alpn = session.alpn_protocol().and_then(alpn_selected);
+        let timing = TimingDigest {
+            established_ts: SystemTime::now(),
+            establishment_duration: Some(handshake),
+            ..TimingDigest::default()
+        };
+        TlsConnection {
+            tls,
+            digest,
+            alpn,
+            timing,
+        }
+    }
+
+    fn tcp(&self) -> &Stream {
+        self.tls.get_ref().0
+    }
+}
+
+impl fmt::Debug for TlsConnection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TlsConnection")
+            .field("tcp", self.tcp())
+            .field("version", &self.digest.version)
+            .field("alpn", &self.alpn)
+            .finish()
+    }
+}
+
+impl AsyncRead for TlsConnection {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.tls).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for TlsConnection {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.tls).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.tls).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.tls.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.tls).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.tls).poll_shutdown(cx)
+    }
+}
+
+#[async_trait]
+impl Shutdown for TlsConnection {
+    async fn shutdown(&mut self) {
+        // close_notify, then the TCP shutdown; a client already gone is nothing to report.
+        if let Err(e) = AsyncWriteExt::shutdown(&mut self.tls).await {
+            tracing::debug!(error = %e, "TLS shutdown");
+        }
+    }
+}
+
+impl UniqueID for TlsConnection {
+    fn id(&self) -> UniqueIDType {
+        self.tcp().id()
+    }
+}
+
+impl Ssl for TlsConnection {
+    fn get_ssl_digest(&self) -> Option<Arc<SslDigest>> {
+        Some(self.digest.clone())
+    }
+
+    fn selected_alpn_proto(&self) -> Option<ALPN> {
+        self.alpn.clone()
+    }
+}
+
+impl GetTimingDigest for TlsConnection {
+    fn get_timing_digest(&self) -> Vec<Option<TimingDigest>> {
+        let mut layers = self.tcp().get_timing_digest();
+        layers.push(Some(self.timing.clone()));
+        layers
+    }
+
+    fn get_read_pending_time(&self) -> Duration {
+        self.tcp().get_read_pending_time()
+    }
+
+    fn get_write_pending_time(&self) -> Duration {
+        self.tcp().get_write_pending_time()
+    }
+}
+
+impl GetProxyDigest for TlsConnection {
+    fn get_proxy_digest(&self) -> Option<Arc<ProxyDigest>> {
+        self.tcp().get_proxy_digest()
+    }
+}
+
+impl GetSocketDigest for TlsConnection {
+    fn get_socket_digest(&self) -> Option<Arc<SocketDigest>> {
+        self.tcp().get_socket_digest()
+    }
+
+    fn set_socket_digest(&mut self, socket_digest: SocketDigest) {
+        self.tls.get_mut().0.set_socket_digest(socket_digest);
+    }
+}
+
+/// Peeking under TLS is not offered (pingora's own TLS stream does not either).
+impl Peek for TlsConnection {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn the_listeners_are_told_apart_by_port() {
+        assert_eq!(specificity(addr("0.0.0.0:8443"), addr("10.0.0.5:8443")), 1);
+        assert_eq!(specificity(addr("0.0.0.0:8443"), addr("10.0.0.5:8080")), 0);
+        assert_eq!(
+            specificity(addr("127.0.0.1:8443"), addr("127.0.0.1:8443")),
+            2
+        );
+        assert_eq!(
+            specificity(addr("127.0.0.1:8443"), addr("127.0.0.2:8443")),
+            0
+        );
+    }
+
+    #[test]
+    fn a_dual_stack_listener_matches_ipv4_clients() {
+        assert_eq!(
+            specificity(addr("[::]:8443"), addr("[::ffff:10.0.0.5]:8443")),
+            1
+        );
+        assert_eq!(
+            specificity(addr("127.0.0.1:8443"), addr("[::ffff:127.0.0.1]:8443")),
+            2
+        );
+    }
+
+    #[test]
+    fn the_more_specific_binding_wins_on_a_shared_port() {
+        // The config gives each listener a port of its own; should two ever share one, the
+        // kernel hands a connection to 127.0.0.1:8443 to the listener bound there, not to
+        // the one bound to every address.
+        let certs = Arc::new(NoCert);
+        let tls_specific =
+            TlsListener::new(addr("127.0.0.1:8443"), addr("0.0.0.0:8443"), certs.clone());
+        assert!(tls_specific.arrived_on(addr("127.0.0.1:8443")));
+        assert!(!tls_specific.arrived_on(addr("10.0.0.5:8443")));
+        let plain_specific = TlsListener::new(addr("0.0.0.0:8443"), addr("127.0.0.1:8443"), certs);
+        assert!(!plain_specific.arrived_on(addr("127.0.0.1:8443")));
+        assert!(plain_specific.arrived_on(addr("10.0.0.5:8443")));
+    }
+
+    #[test]
+    fn distinct_ports_go_each_to_their_listener() {
+        let t = TlsListener::new(addr("0.0.0.0:8443"), addr("0.0.0.0:8080"), Arc::new(NoCert));
+        assert!(t.arrived_on(addr("192.168.1.9:8443")));
+        assert!(!t.arrived_on(addr("192.168.1.9:8080")));
+    }
+
+    #[derive(Debug)]
+    struct NoCert;
+
+    impl ResolvesServerCert for NoCert {
+        fn resolve(
+            &self,
+            _: tokio_rustls::rustls::server::ClientHello<'_>,
+        ) -> Option<Arc<tokio_rustls::rustls::sign::CertifiedKey>> {
+            None
+        }
+    }
+}
