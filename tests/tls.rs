@@ -6,6 +6,7 @@
 mod common;
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use common::origin::{Origin, Reply};
@@ -597,4 +598,115 @@ async fn over_http2_max_header_bytes_bounds_the_header_list() {
         .request("GET", "/api/h", &[("x-small", "y")])
         .await;
     assert_eq!(small.text(), "h");
+}
+
+/// An origin that answers `GET /stream` with `head` and `first`, then holds the connection
+/// until `release` fires, then sends `rest`: a response still being streamed. Anything else
+/// (the proxy's health probe) gets a short `200`.
+async fn held_origin(
+    head: String,
+    first: Vec<u8>,
+    rest: Vec<u8>,
+) -> (std::net::SocketAddr, Arc<tokio::sync::Notify>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("address");
+    let release = Arc::new(tokio::sync::Notify::new());
+    let released = release.clone();
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            let (head, first, rest, released) =
+                (head.clone(), first.clone(), rest.clone(), released.clone());
+            tokio::spawn(async move {
+                let mut request = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match conn.read(&mut buf).await {
+                        Ok(n) if n > 0 => request.extend_from_slice(&buf[..n]),
+                        _ => return,
+                    }
+                }
+                if !request.starts_with(b"GET /stream ") {
+                    let _ = conn
+                        .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                        .await;
+                    return;
+                }
+                conn.write_all(head.as_bytes()).await.expect("head");
+                conn.write_all(&first).await.expect("first part");
+                released.notified().await;
+                let _ = conn.write_all(&rest).await;
+                let _ = conn.shutdown().await;
+            });
+        }
+    });
+    (addr, release)
+}
+
+/// Reads from `stream` until `want` bytes of the response after its head have arrived.
+async fn body_so_far(
+    stream: &mut tokio_rustls::client::TlsStream<tokio::net::TcpStream>,
+    want: usize,
+) -> Vec<u8> {
+    use tokio::io::AsyncReadExt;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 16 * 1024];
+    let read = async {
+        loop {
+            let body = got
+                .windows(4)
+                .position(|w| w == b"\r\n\r\n")
+                .map_or(0, |at| got.len() - at - 4);
+            if body >= want {
+                return;
+            }
+            let n = stream.read(&mut buf).await.expect("read");
+            assert!(n > 0, "closed after {} bytes", got.len());
+            got.extend_from_slice(&buf[..n]);
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), read)
+        .await
+        .expect("what the origin sent so far reached the client over TLS");
+    got
+}
+
+/// Writes over TLS are sent in one go at a flush, so the proxy's writer has to flush wherever
+/// a client is owed bytes: each chunk of a chunked body as it comes, and a streamed body of
+/// known length at least every 16 KiB, not only at the end.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_streamed_response_reaches_a_tls_client_while_the_origin_still_sends() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca = TestCa::new("knitcache test CA");
+    let leaf = ca.leaf(dir.path(), "server");
+    let cases = [
+        (
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n".to_owned(),
+            b"5\r\nfirst\r\n".to_vec(),
+            b"6\r\nsecond\r\n0\r\n\r\n".to_vec(),
+            "first".len(),
+        ),
+        (
+            "HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n".to_owned(),
+            vec![b'a'; 40_000],
+            vec![b'b'; 60_000],
+            16 * 1024,
+        ),
+    ];
+    for (head, first, rest, want) in cases {
+        let (origin, release) = held_origin(head.clone(), first, rest).await;
+        let proxy = TestProxy::in_front_of_origin_with(origin, &tls_sections(&leaf, ""), ROUTES);
+        let tls_addr = proxy.addrs.tls.expect("the TLS listener is bound");
+        let mut stream = tls::connect(tls_addr, &ca.der(), &[b"http/1.1"]).await;
+        use tokio::io::AsyncWriteExt;
+        stream
+            .write_all(b"GET /stream HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            .await
+            .expect("request");
+        let got = body_so_far(&mut stream, want).await;
+        assert!(got.starts_with(b"HTTP/1.1 200"), "{head}: {got:?}");
+        release.notify_one();
+    }
 }

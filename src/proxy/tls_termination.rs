@@ -7,13 +7,17 @@
 //! and each request's upstream-connect state, which took the memory scenario's peak from 185 to
 //! 200 MiB at 1,000 connections (docs/PERFORMANCE.md, "TLS termination and memory"). Here the
 //! handshake's state is allocated for a TLS connection only, and only while it runs.
+//!
+//! Writes gather in rustls' buffer until pingora flushes (see `AsyncWrite` below), so a hit's
+//! header and body reach the socket together instead of in a `write` each.
 
 use std::fmt;
 use std::io::IoSlice;
+use std::io::Write;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
@@ -26,9 +30,13 @@ use pingora_core::protocols::{
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::time::{Instant, timeout_at};
 use tokio_rustls::TlsAcceptor;
-use tokio_rustls::rustls::ServerConfig;
 use tokio_rustls::rustls::server::ResolvesServerCert;
 use tokio_rustls::rustls::version::{TLS12, TLS13};
+use tokio_rustls::rustls::{ServerConfig, ServerConnection};
+
+/// Plaintext gathered before a write goes to the socket without waiting for a flush: one full
+/// TLS record. A body streamed with a known length reaches the client at least this often.
+const PUSH_AT: usize = 16 * 1024;
 
 /// ALPN on the wire, most preferred first: HTTP/2, then HTTP/1.1 for clients without it.
 const ALPN_PROTOCOLS: [&[u8]; 2] = [b"h2", b"http/1.1"];
@@ -118,6 +126,8 @@ pub struct TlsConnection {
     digest: Arc<SslDigest>,
     alpn: Option<ALPN>,
     timing: TimingDigest,
+    /// Plaintext taken since the last send to the socket.
+    unsent: usize,
 }
 
 impl TlsConnection {
@@ -144,6 +154,37 @@ impl TlsConnection {
             digest,
             alpn,
             timing,
+            unsent: 0,
+        }
+    }
+
+    /// Hands rustls plaintext with `write` (which takes what fits in its buffer), sending to
+    /// the socket only when `PUSH_AT` bytes have gathered or the buffer is full.
+    fn take(
+        &mut self,
+        cx: &mut Context<'_>,
+        mut write: impl FnMut(&mut ServerConnection) -> std::io::Result<usize>,
+    ) -> Poll<std::io::Result<usize>> {
+        loop {
+            let (io, conn) = self.tls.get_mut();
+            let taken = write(conn)?;
+            if taken > 0 {
+                self.unsent += taken;
+                if self.unsent >= PUSH_AT {
+                    // Sent now if the socket takes it; else by the next write or the flush,
+                    // which wait for it.
+                    if let Poll::Ready(Err(e)) = send(io, conn, cx) {
+                        return Poll::Ready(Err(e));
+                    }
+                    if !conn.wants_write() {
+                        self.unsent = 0;
+                    }
+                }
+                return Poll::Ready(Ok(taken));
+            }
+            // rustls' buffer is full: it must reach the socket before more is taken.
+            ready!(send(io, conn, cx))?;
+            self.unsent = 0;
         }
     }
 
@@ -172,41 +213,109 @@ impl AsyncRead for TlsConnection {
     }
 }
 
+/// Writes encrypt into rustls' outgoing buffer and reach the socket on a flush, when
+/// `PUSH_AT` bytes have gathered since the last send, or when the buffer is full. pingora's
+/// HTTP/1 writer flushes wherever an unbuffered stream would be needed (after a header with no
+/// body, after each chunk of a chunked or close-delimited body, at a body's end), as it does
+/// for its own buffered TCP stream, and the HTTP/2 codec flushes after its frames. So a hit's
+/// header and body leave in one `writev` rather than one `write` each: one trip through the
+/// TCP stack instead of two.
 impl AsyncWrite for TlsConnection {
     fn poll_write(
-        mut self: Pin<&mut Self>,
+        self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.tls).poll_write(cx, buf)
+        if buf.is_empty() {
+            return Poll::Ready(Ok(0));
+        }
+        self.get_mut().take(cx, |conn| conn.writer().write(buf))
     }
 
     fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
+        self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         bufs: &[IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.tls).poll_write_vectored(cx, bufs)
+        if bufs.iter().all(|b| b.is_empty()) {
+            return Poll::Ready(Ok(0));
+        }
+        // The HTTP/2 codec writes a frame's header and its payload together.
+        self.get_mut()
+            .take(cx, |conn| conn.writer().write_vectored(bufs))
     }
 
     fn is_write_vectored(&self) -> bool {
-        self.tls.is_write_vectored()
+        true
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.tls).poll_flush(cx)
+        let this = &mut *self;
+        let (io, conn) = this.tls.get_mut();
+        ready!(send(io, conn, cx))?;
+        this.unsent = 0;
+        Pin::new(io).poll_flush(cx)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        ready!(self.as_mut().poll_flush(cx))?;
+        // close_notify, then the TCP shutdown.
         Pin::new(&mut self.tls).poll_shutdown(cx)
+    }
+}
+
+/// Sends everything rustls holds for the socket. `Pending` (with the waker registered by the
+/// socket) while the socket takes no more.
+fn send(
+    io: &mut Stream,
+    conn: &mut ServerConnection,
+    cx: &mut Context<'_>,
+) -> Poll<std::io::Result<()>> {
+    while conn.wants_write() {
+        let mut socket = SocketWriter { io, cx };
+        match conn.write_tls(&mut socket) {
+            Ok(0) => return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into())),
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Poll::Pending,
+            Err(e) => return Poll::Ready(Err(e)),
+        }
+    }
+    Poll::Ready(Ok(()))
+}
+
+/// The socket as the `std::io::Write` rustls writes its records to: `WouldBlock` where the
+/// socket would return `Pending`.
+struct SocketWriter<'a, 'b> {
+    io: &'a mut Stream,
+    cx: &'a mut Context<'b>,
+}
+
+impl std::io::Write for SocketWriter<'_, '_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match Pin::new(&mut *self.io).poll_write(self.cx, buf) {
+            Poll::Ready(result) => result,
+            Poll::Pending => Err(std::io::ErrorKind::WouldBlock.into()),
+        }
+    }
+
+    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> std::io::Result<usize> {
+        match Pin::new(&mut *self.io).poll_write_vectored(self.cx, bufs) {
+            Poll::Ready(result) => result,
+            Poll::Pending => Err(std::io::ErrorKind::WouldBlock.into()),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 
 #[async_trait]
 impl Shutdown for TlsConnection {
     async fn shutdown(&mut self) {
-        // close_notify, then the TCP shutdown; a client already gone is nothing to report.
-        if let Err(e) = AsyncWriteExt::shutdown(&mut self.tls).await {
+        // What is still buffered, close_notify, then the TCP shutdown; a client already gone
+        // is nothing to report.
+        if let Err(e) = AsyncWriteExt::shutdown(self).await {
             tracing::debug!(error = %e, "TLS shutdown");
         }
     }
