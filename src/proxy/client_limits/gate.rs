@@ -84,15 +84,25 @@ impl<A> Gate<A> {
         self
     }
 
-    /// The TLS listener, when `stream` arrived on it.
-    fn tls_for(&self, stream: &Stream) -> Option<&TlsListener> {
-        let tls = self.tls.as_ref()?;
+    /// `stream` as the application reads it: decrypted when it arrived on the TLS listener.
+    /// `None` when it is closed instead: a failed handshake, or a connection whose local
+    /// address cannot be read while a TLS listener exists, as which port it came in on cannot
+    /// be told and plain HTTP must never be served on the TLS port.
+    async fn terminate_tls(&self, stream: Stream, clients: &ClientSettings) -> Option<Stream> {
+        let Some(tls) = &self.tls else {
+            return Some(stream);
+        };
         let local = stream
-            .get_socket_digest()?
-            .local_addr()?
-            .as_inet()
-            .copied()?;
-        tls.arrived_on(local).then_some(tls)
+            .get_socket_digest()
+            .and_then(|d| d.local_addr().and_then(|a| a.as_inet()).copied());
+        match local {
+            Some(local) if tls.arrived_on(local) => {
+                tls.accept(stream, Instant::now() + clients.header_timeout)
+                    .await
+            }
+            Some(_) => Some(stream),
+            None => None,
+        }
     }
 }
 
@@ -195,13 +205,7 @@ where
             },
             _ => None,
         };
-        let stream = match self.tls_for(&stream) {
-            Some(tls) => {
-                let deadline = Instant::now() + clients.header_timeout;
-                tls.accept(stream, deadline).await?
-            }
-            None => stream,
-        };
+        let stream = self.terminate_tls(stream, &clients).await?;
         if matches!(stream.selected_alpn_proto(), Some(ALPN::H2)) {
             ServerApp::process_new(&self.h2, stream, shutdown).await;
         } else {
