@@ -428,6 +428,178 @@ mod tests {
         assert!(!t.arrived_on(addr("192.168.1.9:8080")));
     }
 
+    /// A transport that counts the writes reaching it: the socket, as `TlsConnection` sees it.
+    #[derive(Debug)]
+    struct Counting {
+        inner: tokio::io::DuplexStream,
+        writes: Arc<std::sync::atomic::AtomicUsize>,
+    }
+
+    impl AsyncRead for Counting {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &mut ReadBuf<'_>,
+        ) -> Poll<std::io::Result<()>> {
+            Pin::new(&mut self.inner).poll_read(cx, buf)
+        }
+    }
+
+    impl AsyncWrite for Counting {
+        fn poll_write(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<std::io::Result<usize>> {
+            self.writes
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            Pin::new(&mut self.inner).poll_write(cx, buf)
+        }
+
+        /// One `writev`, as a TCP socket takes it.
+        fn poll_write_vectored(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            bufs: &[IoSlice<'_>],
+        ) -> Poll<std::io::Result<usize>> {
+            self.writes
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let mut written = 0;
+            for buf in bufs {
+                match Pin::new(&mut self.inner).poll_write(cx, buf) {
+                    Poll::Ready(Ok(n)) if n == buf.len() => written += n,
+                    Poll::Ready(Ok(n)) => return Poll::Ready(Ok(written + n)),
+                    Poll::Ready(Err(e)) if written == 0 => return Poll::Ready(Err(e)),
+                    Poll::Pending if written == 0 => return Poll::Pending,
+                    _ => break,
+                }
+            }
+            Poll::Ready(Ok(written))
+        }
+
+        fn is_write_vectored(&self) -> bool {
+            true
+        }
+
+        fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            Pin::new(&mut self.inner).poll_flush(cx)
+        }
+
+        fn poll_shutdown(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+        ) -> Poll<std::io::Result<()>> {
+            Pin::new(&mut self.inner).poll_shutdown(cx)
+        }
+    }
+
+    #[async_trait]
+    impl Shutdown for Counting {
+        async fn shutdown(&mut self) {}
+    }
+    impl UniqueID for Counting {
+        fn id(&self) -> UniqueIDType {
+            0
+        }
+    }
+    impl Ssl for Counting {}
+    impl GetTimingDigest for Counting {
+        fn get_timing_digest(&self) -> Vec<Option<TimingDigest>> {
+            Vec::new()
+        }
+    }
+    impl GetProxyDigest for Counting {
+        fn get_proxy_digest(&self) -> Option<Arc<ProxyDigest>> {
+            None
+        }
+    }
+    impl GetSocketDigest for Counting {
+        fn get_socket_digest(&self) -> Option<Arc<SocketDigest>> {
+            None
+        }
+    }
+    impl Peek for Counting {}
+
+    /// A finished handshake over an in-memory pipe: the server's connection, its write
+    /// counter, and the client's end.
+    async fn connected() -> (
+        TlsConnection,
+        Arc<std::sync::atomic::AtomicUsize>,
+        tokio_rustls::client::TlsStream<tokio::io::DuplexStream>,
+    ) {
+        use tokio_rustls::rustls::{ClientConfig, RootCertStore, pki_types::ServerName};
+        crate::tls::install_provider();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let server = ServerConfig::builder()
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![cert.der().clone()],
+                tokio_rustls::rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+            )
+            .unwrap();
+        let mut roots = RootCertStore::empty();
+        roots.add(cert.der().clone()).unwrap();
+        let client = ClientConfig::builder()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let (near, far) = tokio::io::duplex(1 << 20);
+        let writes = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let socket: Stream = Box::new(Counting {
+            inner: near,
+            writes: writes.clone(),
+        });
+        let name = ServerName::try_from("localhost").unwrap();
+        let (server, client) = tokio::join!(
+            TlsAcceptor::from(Arc::new(server)).accept(socket),
+            tokio_rustls::TlsConnector::from(Arc::new(client)).connect(name, far)
+        );
+        (
+            TlsConnection::new(server.unwrap(), Duration::ZERO),
+            writes,
+            client.unwrap(),
+        )
+    }
+
+    #[tokio::test]
+    async fn a_responses_parts_reach_the_socket_together_at_the_flush() {
+        use std::sync::atomic::Ordering::Relaxed;
+        use tokio::io::AsyncReadExt;
+        let (mut server, writes, mut client) = connected().await;
+        writes.store(0, Relaxed);
+        // A header and a body in parts, well under one record's worth together.
+        for part in [b"h".repeat(600), b"b".repeat(600), b"b".repeat(600)] {
+            server.write_all(&part).await.unwrap();
+        }
+        assert_eq!(writes.load(Relaxed), 0, "nothing sent before the flush");
+        server.flush().await.unwrap();
+        assert_eq!(writes.load(Relaxed), 1, "all of it in one write");
+        let mut got = vec![0u8; 1800];
+        client.read_exact(&mut got).await.unwrap();
+        assert!(got.starts_with(&b"h".repeat(600)) && got.ends_with(&b"b".repeat(1200)));
+    }
+
+    #[tokio::test]
+    async fn a_long_body_is_sent_as_it_gathers_without_waiting_for_the_flush() {
+        use std::sync::atomic::Ordering::Relaxed;
+        use tokio::io::AsyncReadExt;
+        let (mut server, writes, mut client) = connected().await;
+        writes.store(0, Relaxed);
+        for _ in 0..10 {
+            server.write_all(&[b'x'; 4096]).await.unwrap();
+        }
+        // 40 KiB taken: sent at each 16 KiB gathered, the rest waits for the flush.
+        assert_eq!(writes.load(Relaxed), 2);
+        let mut got = vec![0u8; 2 * PUSH_AT];
+        client.read_exact(&mut got).await.unwrap();
+        server.flush().await.unwrap();
+        let mut rest = vec![0u8; 40 * 1024 - 2 * PUSH_AT];
+        client.read_exact(&mut rest).await.unwrap();
+    }
+
     #[derive(Debug)]
     struct NoCert;
 
