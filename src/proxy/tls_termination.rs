@@ -426,6 +426,8 @@ mod tests {
         let t = TlsListener::new(addr("0.0.0.0:8443"), addr("0.0.0.0:8080"), Arc::new(NoCert));
         assert!(t.arrived_on(addr("192.168.1.9:8443")));
         assert!(!t.arrived_on(addr("192.168.1.9:8080")));
+        // A port neither listener is bound to is no reason to expect TLS.
+        assert!(!t.arrived_on(addr("192.168.1.9:9000")));
     }
 
     /// A transport that counts the writes reaching it: the socket, as `TlsConnection` sees it.
