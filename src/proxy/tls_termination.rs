@@ -96,13 +96,11 @@ impl TlsListener {
     }
 }
 
-/// The protocol the handshake chose, among those offered.
+/// The protocol the handshake chose, as the gate reads it: HTTP/2 or, for `http/1.1` and
+/// for a client that offered no ALPN, none (HTTP/1.1 is what a connection speaks unless told
+/// otherwise).
 fn alpn_selected(wire: &[u8]) -> Option<ALPN> {
-    match wire {
-        b"h2" => Some(ALPN::H2),
-        b"http/1.1" => Some(ALPN::H1),
-        _ => None,
-    }
+    (wire == b"h2").then_some(ALPN::H2)
 }
 
 /// How closely a listener bound at `bound` matches a connection's local address `local`:
