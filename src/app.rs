@@ -318,19 +318,18 @@ fn assemble(
     // The TLS listener serves the same application: the gate, the proxy, the cache. Its port
     // is a plain TCP listener to pingora; the gate does the handshake.
     let tls = live.load().tls.clone();
-    let (gated, cert) = match (&tls, addrs.tls) {
+    let (gated, cert, tls_listen) = match (&tls, addrs.tls) {
         (Some(t), Some(tls_addr)) => {
             // The resolver presents the live certificate; a reload swaps it in place.
             let cert = LiveCert::load(&t.cert_file, &t.key_file)?;
             let listener = TlsListener::new(tls_addr, addrs.proxy, cert.clone());
-            (gated.with_tls(listener), Some(cert))
+            (gated.with_tls(listener), Some(cert), Some(tls_addr))
         }
-        _ => (gated, None),
+        _ => (gated, None, None),
     };
     let mut proxy_service = Service::new("knitcache proxy".to_string(), gated);
-    proxy_service.add_listener(ListenerConfig::tcp(addrs.proxy.to_string()).l4_buffer(buffers));
-    if let (Some(_), Some(tls_addr)) = (&cert, addrs.tls) {
-        proxy_service.add_listener(ListenerConfig::tcp(tls_addr.to_string()).l4_buffer(buffers));
+    for addr in std::iter::once(addrs.proxy).chain(tls_listen) {
+        proxy_service.add_listener(ListenerConfig::tcp(addr.to_string()).l4_buffer(buffers));
     }
     let (proxy_listener, admin_listener, tls_listener) = match listeners {
         Some(l) => (Some(l.proxy), Some(l.admin), l.tls),

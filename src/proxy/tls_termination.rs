@@ -171,11 +171,10 @@ impl TlsConnection {
                 if self.unsent >= PUSH_AT {
                     // Sent now if the socket takes it; else by the next write or the flush,
                     // which wait for it.
-                    if let Poll::Ready(Err(e)) = send(io, conn, cx) {
-                        return Poll::Ready(Err(e));
-                    }
-                    if !conn.wants_write() {
-                        self.unsent = 0;
+                    match send(io, conn, cx) {
+                        Poll::Ready(Ok(())) => self.unsent = 0,
+                        Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                        Poll::Pending => {}
                     }
                 }
                 return Poll::Ready(Ok(taken));
