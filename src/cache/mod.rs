@@ -16,6 +16,7 @@
 //! * `policy`  which responses are stored, and for how long
 //! * `encoding` the compressed variants stored per key
 //! * `transcode` one coding's variant made from another's stored bytes
+//! * `no_transform` the responses whose content is never changed (neither compressed nor recoded)
 //! * `dir_mark` which directories are knitcache's to move aside or delete
 //! * `dir_lock` one process per cache directory (graceful upgrades hand it over)
 //! * `disk_health` storage errors counted and logged, and the disk tier's state (`degraded`)
@@ -32,6 +33,7 @@ pub mod encoding;
 pub mod freshness;
 pub mod hit_head;
 pub mod key;
+pub mod no_transform;
 pub mod object;
 pub mod parsed;
 pub mod policy;

@@ -9,6 +9,9 @@
 //! have stored: its compression context decodes what it can decode and compresses only what it
 //! would compress (content type, size). Its `ETag` handling is left off, and the entity tag is
 //! derived as on a fill (`validators`): from the origin's tag, suffixed with the coding.
+//!
+//! A response that says `no-transform` (`no_transform`) is never decoded or encoded again: its
+//! stored bytes are the other variant as they are, where its clients can take them.
 
 use std::io::Read;
 
@@ -19,12 +22,17 @@ use pingora_error::{Error, ErrorType, OrErr, Result};
 use pingora_http::{RequestHeader, ResponseHeader};
 
 use super::encoding::Coding;
+use super::no_transform;
 use super::validators;
 
 /// The stored response `stored` + `body` as it would be stored for clients served in `to`,
 /// compressing at `level`. `None` when its content coding is one knitcache cannot decode, or
 /// when the decoded body would exceed `limit` bytes (what the cache stores at most: a small
 /// compressed body may expand enormously).
+///
+/// A response that says `no-transform` is never decoded or encoded: its bytes serve clients
+/// served in `to` as they are, if those clients can take them (uncompressed, or already in
+/// `to`), and otherwise it is `None`.
 pub fn recode(
     stored: &ResponseHeader,
     body: &Bytes,
@@ -32,6 +40,9 @@ pub fn recode(
     level: u32,
     limit: usize,
 ) -> Result<Option<(ResponseHeader, Bytes)>> {
+    if no_transform::forbidden(stored) {
+        return as_stored(stored, body, to);
+    }
     let plain = match content_coding(stored) {
         None => body.clone(),
         Some(None) => return Ok(None),
@@ -63,6 +74,25 @@ pub fn recode(
         }
     }
     Ok(Some((resp, body)))
+}
+
+/// `stored` + `body` unchanged for clients served in `to`, when they accept its coding.
+fn as_stored(
+    stored: &ResponseHeader,
+    body: &Bytes,
+    to: Coding,
+) -> Result<Option<(ResponseHeader, Bytes)>> {
+    let acceptable = match content_coding(stored) {
+        None => true,
+        Some(coding) => coding == Some(to),
+    };
+    if !acceptable {
+        return Ok(None);
+    }
+    let mut resp = stored.clone();
+    resp.remove_header(&header::TRANSFER_ENCODING);
+    resp.insert_header(header::CONTENT_LENGTH, body.len())?;
+    Ok(Some((resp, body.clone())))
 }
 
 /// `body` decoded from `coding`; `None` past `limit` bytes.
@@ -269,6 +299,57 @@ mod tests {
         let stored = json_response(&[("content-encoding", "gzip")]);
         let garbage = Bytes::from_static(b"\x1f\x8b\x08\x00not gzip at all");
         assert!(recode(&stored, &garbage, Coding::Zstd, 5, LIMIT).is_err());
+    }
+
+    #[test]
+    fn a_no_transform_body_is_served_as_it_is_where_it_is_accepted() {
+        let stored = json_response(&[
+            ("cache-control", "max-age=60, no-transform"),
+            ("etag", "\"v1\""),
+            ("transfer-encoding", "chunked"),
+        ]);
+        for to in [Coding::Gzip, Coding::Zstd, Coding::Identity] {
+            let (resp, out) = recode(&stored, &body(), to, 5, LIMIT).unwrap().unwrap();
+            assert!(resp.headers.get("content-encoding").is_none(), "{to:?}");
+            assert_eq!(
+                resp.headers["etag"], "\"v1\"",
+                "the same bytes, the same tag"
+            );
+            assert_eq!(
+                resp.headers["content-length"],
+                body().len().to_string().as_str()
+            );
+            assert!(resp.headers.get("transfer-encoding").is_none());
+            assert_eq!(out, body());
+        }
+        // The origin's own gzip: never decoded, and served only to clients served in gzip.
+        let gz_body = Bytes::from(b"\x1f\x8b the origin's gzip".to_vec());
+        let gz = json_response(&[
+            ("cache-control", "no-transform"),
+            ("content-encoding", "gzip"),
+        ]);
+        for to in [Coding::Zstd, Coding::Identity] {
+            assert!(
+                recode(&gz, &gz_body, to, 5, LIMIT).unwrap().is_none(),
+                "{to:?}"
+            );
+        }
+        let (resp, out) = recode(&gz, &gz_body, Coding::Gzip, 5, LIMIT)
+            .unwrap()
+            .unwrap();
+        assert_eq!(resp.headers["content-encoding"], "gzip");
+        assert_eq!(out, gz_body);
+        // An unknown coding is not served to anyone.
+        let compress = json_response(&[
+            ("cache-control", "no-transform"),
+            ("content-encoding", "compress"),
+        ]);
+        for to in Coding::ALL {
+            assert!(
+                recode(&compress, &body(), to, 5, LIMIT).unwrap().is_none(),
+                "{to:?}"
+            );
+        }
     }
 
     #[test]

@@ -40,7 +40,7 @@ use crate::access_log::{self, AccessLine};
 use crate::cache::bans::Bans;
 use crate::cache::encoding;
 use crate::cache::vary::{self, Vary};
-use crate::cache::{Cache, freshness, key, policy, validators};
+use crate::cache::{Cache, freshness, key, no_transform, policy, validators};
 use crate::canonical;
 use crate::config::{Config, Login, RequestCookies};
 use crate::invalidation::{self, Invalidator};
@@ -924,6 +924,29 @@ impl ProxyHttp for Proxy {
         {
             let origin = validators::to_origin(inm, coding);
             upstream_request.insert_header(http::header::IF_NONE_MATCH, origin)?;
+        }
+        Ok(())
+    }
+
+    /// Runs before pingora's compression decides on a fill's body: a response that says
+    /// `no-transform` is passed on and stored as the origin sent it (RFC 9110 §7.7).
+    async fn adjust_upstream_modules(
+        &self,
+        session: &mut Session,
+        resp: &ResponseHeader,
+        _end_of_stream: bool,
+        _ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        let compression = &mut session.upstream_compression;
+        // Informational heads come first; the final one decides. The phase check keeps the
+        // adjustments (which panic once a body is being encoded) to the header phase.
+        if compression.is_enabled()
+            && compression.is_header_phase()
+            && !resp.status.is_informational()
+            && no_transform::forbidden(resp)
+        {
+            compression.adjust_level(0);
+            compression.adjust_decompression(false);
         }
         Ok(())
     }

@@ -18,6 +18,7 @@ mod invalidation;
 mod stale;
 mod statuses;
 mod targeted;
+mod transform;
 mod validators;
 mod vary;
 
