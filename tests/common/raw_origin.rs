@@ -1,6 +1,7 @@
 //! A scripted origin that writes exact bytes, for answers a well-behaved HTTP server never sends:
 //! a body cut short of its `Content-Length`, a chunked body never terminated, a connection reset
-//! in the middle of a body. One request per connection; the connection ends as the script says.
+//! in the middle of a body, bytes past the end of a response. The connection ends as the script
+//! says, or stays open for the next request.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -18,6 +19,8 @@ pub enum End {
     Close,
     /// A reset (RST: linger 0), after the bytes written have had time to be read.
     Reset,
+    /// Nothing: the next request on the connection is read and answered.
+    KeepOpen,
 }
 
 /// The bytes of one answer, written as they are, then the end.
@@ -68,7 +71,8 @@ type Handler = Arc<dyn Fn(&str, usize) -> Script + Send + Sync>;
 /// A running scripted origin. Dropping it stops accepting connections.
 pub struct RawOrigin {
     addr: SocketAddr,
-    seen: Arc<Mutex<Vec<String>>>,
+    /// Each request's path, and the number of the connection it came on.
+    seen: Arc<Mutex<Vec<(String, usize)>>>,
     accept: JoinHandle<()>,
 }
 
@@ -80,13 +84,20 @@ impl RawOrigin {
     ) -> RawOrigin {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind origin");
         let addr = listener.local_addr().expect("origin addr");
-        let seen: Arc<Mutex<Vec<String>>> = Arc::default();
+        let seen: Arc<Mutex<Vec<(String, usize)>>> = Arc::default();
         let handler: Handler = Arc::new(script);
         let log = seen.clone();
         let accept = tokio::spawn(async move {
+            let mut connections = 0;
             while let Ok((stream, _)) = listener.accept().await {
                 let (log, handler) = (log.clone(), handler.clone());
-                tokio::spawn(async move { serve(stream, log, handler).await });
+                let conn = Conn {
+                    number: connections,
+                    log,
+                    handler,
+                };
+                connections += 1;
+                tokio::spawn(async move { serve(stream, conn).await });
             }
         });
         RawOrigin { addr, seen, accept }
@@ -99,8 +110,24 @@ impl RawOrigin {
 
     /// Requests received for `path` (exactly, query included).
     pub fn count(&self, path: &str) -> usize {
-        self.seen.lock().iter().filter(|p| *p == path).count()
+        self.seen.lock().iter().filter(|(p, _)| p == path).count()
     }
+
+    /// The numbers of the connections the requests for `path` came on, in order.
+    pub fn connections(&self, path: &str) -> Vec<usize> {
+        let seen = self.seen.lock();
+        seen.iter()
+            .filter(|(p, _)| p == path)
+            .map(|(_, c)| *c)
+            .collect()
+    }
+}
+
+/// One accepted connection: its number, and what it records and answers with.
+struct Conn {
+    number: usize,
+    log: Arc<Mutex<Vec<(String, usize)>>>,
+    handler: Handler,
 }
 
 impl Drop for RawOrigin {
@@ -109,37 +136,47 @@ impl Drop for RawOrigin {
     }
 }
 
-async fn serve(mut stream: TcpStream, log: Arc<Mutex<Vec<String>>>, handler: Handler) {
+async fn serve(mut stream: TcpStream, conn: Conn) {
+    loop {
+        let Some(end) = answer(&mut stream, &conn).await else {
+            return;
+        };
+        match end {
+            End::KeepOpen => continue,
+            End::Close => {
+                let _ = stream.shutdown().await;
+            }
+            End::Reset => {
+                // Let the proxy read what was written first: a reset discards unread input.
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                let _ = stream.set_zero_linger();
+            }
+        }
+        return;
+    }
+}
+
+/// Reads one request head (GETs only: no body) and writes its script; how the script ends the
+/// connection, or `None` if it closed first.
+async fn answer(stream: &mut TcpStream, conn: &Conn) -> Option<End> {
     let mut head = Vec::new();
-    let mut byte = [0u8; 1024];
-    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
         match stream.read(&mut byte).await {
-            Ok(0) | Err(_) => return,
-            Ok(n) => head.extend_from_slice(&byte[..n]),
+            Ok(0) | Err(_) => return None,
+            Ok(_) => head.push(byte[0]),
         }
     }
     let line = String::from_utf8_lossy(&head).into_owned();
     let path = line.split(' ').nth(1).unwrap_or("/").to_owned();
     let n = {
-        let mut log = log.lock();
-        let n = log.iter().filter(|p| **p == path).count();
-        log.push(path.clone());
+        let mut log = conn.log.lock();
+        let n = log.iter().filter(|(p, _)| *p == path).count();
+        log.push((path.clone(), conn.number));
         n
     };
-    let script = handler(&path, n);
-    if stream.write_all(&script.bytes).await.is_err() {
-        return;
-    }
-    let _ = stream.flush().await;
-    match script.end {
-        End::Close => {
-            let _ = stream.shutdown().await;
-        }
-        End::Reset => {
-            // Let the proxy read what was written first: a reset discards unread input.
-            tokio::time::sleep(Duration::from_millis(300)).await;
-            let _ = stream.set_zero_linger();
-        }
-    }
-    drop(stream);
+    let script = (conn.handler)(&path, n);
+    stream.write_all(&script.bytes).await.ok()?;
+    stream.flush().await.ok()?;
+    Some(script.end)
 }
