@@ -75,8 +75,10 @@ mod tests {
             [11, 13],
             "max 1: the newest besides the primary"
         );
+        // Purged: its variants are gone, and the next one is its only one.
         v.forget(1);
-        assert!(v.admit(1, 15, 3).is_empty());
+        assert!(v.admit(1, 15, 2).is_empty());
+        assert_eq!(v.admit(1, 16, 2), [15]);
     }
 
     #[test]
