@@ -15,6 +15,7 @@ mod freshness;
 mod head;
 mod heuristics;
 mod invalidation;
+mod requests;
 mod stale;
 mod statuses;
 mod targeted;
