@@ -55,6 +55,7 @@ fuzz_target!(|data: &[u8]| {
         meta_internal: Bytes::copy_from_slice(&data[..third]),
         meta_header: Bytes::copy_from_slice(&data[third..2 * third]),
         body: Bytes::copy_from_slice(&data[2 * third..]),
+        sealed: None,
         parsed: None,
     };
     let mut buf = Vec::new();
