@@ -37,13 +37,36 @@
 //! the first of repeated names, so their order is meaning; the cache key (`cache::key`) orders
 //! distinct names but never repeated ones. `?` with nothing after it is no query.
 //!
-//! `target` is a pure function of the target's bytes (fuzzed on its own); `apply` puts its result
-//! into a request header.
+//! **Other origins** (`Form::Rfc3986`, `upstream.url_form: rfc3986`): for an origin that is not
+//! a WSGI application, `%2F` and `/`, `//` and `/`, `+` and `%20` can name different resources
+//! (an API with encoded slashes in its identifiers), and RFC 9110 §7.7 has a proxy leave them
+//! alone. There the form is RFC 3986's normalisation (§6.2.2) and nothing more: escapes of
+//! unreserved characters decoded, other escapes kept with upper-case hex, characters a URI may
+//! not carry literally escaped; every other byte stays as sent. What is refused stays refused
+//! (dot segments, however spelled; malformed escapes; NUL, and control characters in the path;
+//! raw bytes outside visible ASCII), except escapes that are not UTF-8, which such an origin
+//! may mean. Nothing is decoded that the origin could read another way, so the key is still
+//! the URL the origin acts on.
+//!
+//! `target` is a pure function of the target's bytes and its form (fuzzed on its own); `apply`
+//! puts its result into a request header.
 
 use std::borrow::Cow;
 use std::fmt;
 
 use pingora_http::RequestHeader;
+
+/// How the origin reads a request target, and so what may be rewritten without changing the
+/// URL it names (`upstream.url_form`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Form {
+    /// As a WSGI server reads it (the ERP's: Flask on Werkzeug): every escape decoded, `%2F` is
+    /// `/`, runs of `/` are one, `+` in a query is a space.
+    #[default]
+    Wsgi,
+    /// RFC 3986's normalisation alone: `%2F`, `//`, `+` and `;` stay as sent.
+    Rfc3986,
+}
 
 /// A request target in canonical form: `/path` or `/path?query`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,7 +88,9 @@ impl Target {
 
     /// The query without its `?`; `None` when there are no parameters.
     pub fn query(&self) -> Option<&str> {
-        self.text.get(self.path_end + 1..)
+        self.text
+            .get(self.path_end + 1..)
+            .filter(|query| !query.is_empty())
     }
 }
 
@@ -114,8 +139,9 @@ impl fmt::Display for Rejection {
 
 impl std::error::Error for Rejection {}
 
-/// The canonical form of an origin-form request target (`/path?query`, a `#fragment` ignored).
-pub fn target(raw: &[u8]) -> Result<Target, Rejection> {
+/// The canonical form of an origin-form request target (`/path?query`, a `#fragment` ignored)
+/// for an origin that reads targets in `form`.
+pub fn target(raw: &[u8], form: Form) -> Result<Target, Rejection> {
     let raw = raw.split(|&b| b == b'#').next().unwrap_or_default();
     if raw.first() != Some(&b'/') {
         return Err(Rejection::NotOriginForm);
@@ -132,17 +158,26 @@ pub fn target(raw: &[u8]) -> Result<Target, Rejection> {
         None => (raw, None),
     };
     let mut text = String::with_capacity(raw.len());
-    canonical_path(path, &mut text)?;
+    match form {
+        Form::Wsgi => canonical_path(path, &mut text)?,
+        Form::Rfc3986 => normal_path(path, &mut text)?,
+    }
     let path_end = text.len();
-    if let Some(query) = query {
-        canonical_query(query, &mut text)?;
+    match (form, query) {
+        (_, None) => {}
+        (Form::Wsgi, Some(query)) => canonical_query(query, &mut text)?,
+        (Form::Rfc3986, Some(query)) => {
+            text.push('?');
+            normalise(query, is_query_char, |b| b == 0, &mut text)?;
+        }
     }
     Ok(Target { text, path_end })
 }
 
-/// Canonicalises `req`'s target in place; the ERP then receives the canonical form. A target
-/// already canonical is left untouched (no allocation of a new URI).
-pub fn apply(req: &mut RequestHeader) -> Result<(), Rejection> {
+/// Canonicalises `req`'s target in place for an origin that reads targets in `form`; the origin
+/// then receives the canonical form. A target already canonical is left untouched (no
+/// allocation of a new URI).
+pub fn apply(req: &mut RequestHeader, form: Form) -> Result<(), Rejection> {
     let raw = req.raw_path();
     // Absolute-form (`GET http://host/p`) is reduced to its path, which pingora keeps in the URI;
     // the authority is not ours to honour (`Host` is set for the ERP in `proxy::headers`).
@@ -154,7 +189,7 @@ pub fn apply(req: &mut RequestHeader) -> Result<(), Rejection> {
             .path_and_query()
             .map_or(&b""[..], |pq| pq.as_str().as_bytes())
     };
-    let canonical = target(raw)?;
+    let canonical = target(raw, form)?;
     if !origin_form || canonical.as_str().as_bytes() != raw {
         // Every canonical target is a valid URI: only `pchar`s, `?`, `&`, `=` and `%XX`.
         let uri = http::Uri::try_from(canonical.text).map_err(|_| Rejection::RawByte)?;
@@ -202,6 +237,49 @@ fn canonical_path(raw: &[u8], out: &mut String) -> Result<(), Rejection> {
     }
     if trailing || out.is_empty() {
         out.push('/');
+    }
+    Ok(())
+}
+
+/// A path in RFC 3986's normal form (`normalise`); control characters, however spelled, and
+/// dot segments are refused as in the WSGI form.
+fn normal_path(raw: &[u8], out: &mut String) -> Result<(), Rejection> {
+    let start = out.len();
+    normalise(raw, is_path_char, |b| b.is_ascii_control(), out)?;
+    // `.` is unreserved: `%2E` is `.` by now, and a segment is between literal `/`s.
+    if out[start..].split('/').any(|s| s == "." || s == "..") {
+        return Err(Rejection::DotSegment);
+    }
+    Ok(())
+}
+
+/// Writes `raw` in RFC 3986's normal form (§6.2.2.1, §6.2.2.2): escapes of unreserved
+/// characters decoded, every other escape kept with upper-case hex, bytes `literal` does not
+/// allow escaped, the rest as sent. An escape of a byte `refused` refuses the target.
+fn normalise(
+    raw: &[u8],
+    literal: fn(u8) -> bool,
+    refused: fn(u8) -> bool,
+    out: &mut String,
+) -> Result<(), Rejection> {
+    let mut i = 0;
+    while let Some(&b) = raw.get(i) {
+        if b != b'%' {
+            encode_byte(b, literal, out);
+            i += 1;
+            continue;
+        }
+        let hi = raw.get(i + 1).and_then(|&h| hex(h));
+        let lo = raw.get(i + 2).and_then(|&l| hex(l));
+        let (Some(hi), Some(lo)) = (hi, lo) else {
+            return Err(Rejection::MalformedEscape);
+        };
+        let byte = hi * 16 + lo;
+        if refused(byte) {
+            return Err(Rejection::ControlCharacter);
+        }
+        encode_byte(byte, is_unreserved, out);
+        i += 3;
     }
     Ok(())
 }
@@ -261,15 +339,20 @@ fn hex(b: u8) -> Option<u8> {
 }
 
 fn encode(text: &str, literal: fn(u8) -> bool, out: &mut String) {
-    const HEX: &[u8; 16] = b"0123456789ABCDEF";
     for &b in text.as_bytes() {
-        if literal(b) {
-            out.push(b as char);
-        } else {
-            out.push('%');
-            out.push(HEX[usize::from(b >> 4)] as char);
-            out.push(HEX[usize::from(b & 15)] as char);
-        }
+        encode_byte(b, literal, out);
+    }
+}
+
+/// `b` itself if `literal` allows it, else its escape in upper-case hex.
+fn encode_byte(b: u8, literal: fn(u8) -> bool, out: &mut String) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    if literal(b) {
+        out.push(b as char);
+    } else {
+        out.push('%');
+        out.push(HEX[usize::from(b >> 4)] as char);
+        out.push(HEX[usize::from(b & 15)] as char);
     }
 }
 
@@ -295,6 +378,16 @@ fn is_path_literal(b: u8) -> bool {
                 | b':'
                 | b'@'
         )
+}
+
+/// What an RFC 3986 path carries literally: `pchar`s and `/`.
+fn is_path_char(b: u8) -> bool {
+    is_path_literal(b) || b == b'/'
+}
+
+/// What an RFC 3986 query carries literally: `pchar`s, `/` and `?`.
+fn is_query_char(b: u8) -> bool {
+    is_path_char(b) || b == b'?'
 }
 
 /// What a query name or value carries literally: never the separators `&` and `=`, never `+`

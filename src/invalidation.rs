@@ -133,7 +133,7 @@ impl Invalidator {
         // form. One it cannot have stored (no canonical form) needs no invalidation.
         let mut targets: Vec<canonical::Target> = urls
             .iter()
-            .filter_map(|url| canonical::target(url.as_bytes()).ok())
+            .filter_map(|url| canonical::target(url.as_bytes(), config.upstream.url_form).ok())
             .collect();
         targets.dedup();
         let mut total = 0;

@@ -10,7 +10,7 @@
 #![no_main]
 
 use knitcache::cache::key::{cache_key, primary_key};
-use knitcache::canonical::{decode, params, target};
+use knitcache::canonical::{Form, decode, params, target};
 use knitcache::config::QueryKey;
 use libfuzzer_sys::fuzz_target;
 use pingora_cache::CacheKey;
@@ -40,7 +40,7 @@ fuzz_target!(|data: &[u8]| {
     };
     let (rule_line, raw) = text.split_once('\n').unwrap_or(("all", text));
     let rule = rule(rule_line);
-    let Ok(t) = target(raw.as_bytes()) else {
+    let Ok(t) = target(raw.as_bytes(), Form::Wsgi) else {
         return;
     };
     let (path, query) = (t.path(), t.query());

@@ -6,11 +6,13 @@
 //! the ERP as one), visible ASCII only, with no empty, `.` or `..` segment in its path and
 //! every query parameter written `name=value`; every other spelling of it (each character
 //! percent-encoded, in either case of hex, slashes doubled, empty parameters added) has the same
-//! canonical form; and its cache key, built from it, is keyed the same again.
+//! canonical form; and its cache key, built from it, is keyed the same again. In the RFC 3986
+//! form (`Form::Rfc3986`): never a panic; a fixed point, a valid URI, visible ASCII only, with
+//! no `.` or `..` segment.
 #![no_main]
 
 use knitcache::cache::key::primary_key;
-use knitcache::canonical::{Target, decode, params, target};
+use knitcache::canonical::{Form, Target, decode, params, target};
 use knitcache::config::QueryKey;
 use libfuzzer_sys::fuzz_target;
 
@@ -42,12 +44,35 @@ fn respelled(t: &Target) -> String {
     out
 }
 
-fuzz_target!(|data: &[u8]| {
-    let Ok(t) = target(data) else {
+/// The RFC 3986 form's invariants.
+fn rfc3986(data: &[u8]) {
+    let Ok(t) = target(data, Form::Rfc3986) else {
         return;
     };
     let text = t.as_str();
-    assert_eq!(target(text.as_bytes()), Ok(t.clone()), "not a fixed point");
+    assert_eq!(
+        target(text.as_bytes(), Form::Rfc3986),
+        Ok(t.clone()),
+        "not a fixed point"
+    );
+    assert!(text.bytes().all(|b| b.is_ascii_graphic()), "{text:?}");
+    assert!(http::Uri::try_from(text).is_ok(), "not a URI: {text:?}");
+    for segment in t.path().split('/') {
+        assert!(segment != "." && segment != "..", "{text:?}");
+    }
+}
+
+fuzz_target!(|data: &[u8]| {
+    rfc3986(data);
+    let Ok(t) = target(data, Form::Wsgi) else {
+        return;
+    };
+    let text = t.as_str();
+    assert_eq!(
+        target(text.as_bytes(), Form::Wsgi),
+        Ok(t.clone()),
+        "not a fixed point"
+    );
     assert!(text.bytes().all(|b| b.is_ascii_graphic()), "{text:?}");
     assert!(
         http::Uri::try_from(text).is_ok(),
@@ -69,7 +94,7 @@ fuzz_target!(|data: &[u8]| {
 
     let other = respelled(&t);
     assert_eq!(
-        target(other.as_bytes()),
+        target(other.as_bytes(), Form::Wsgi),
         Ok(t.clone()),
         "another spelling has another form: {other:?}"
     );

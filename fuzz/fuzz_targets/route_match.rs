@@ -13,7 +13,7 @@ use std::fmt::Write as _;
 use std::sync::OnceLock;
 
 use http::Method;
-use knitcache::canonical::{decode, target};
+use knitcache::canonical::{Form, decode, target};
 use knitcache::config::{Config, parse};
 use libfuzzer_sys::fuzz_target;
 
@@ -75,7 +75,7 @@ fuzz_target!(|data: &[u8]| {
     let request = lines.next().unwrap_or_default();
     let (method, path) = request.split_once(' ').unwrap_or(("GET", request));
     let method = Method::from_bytes(method.as_bytes()).unwrap_or(Method::GET);
-    let Ok(canonical) = target(path.as_bytes()) else {
+    let Ok(canonical) = target(path.as_bytes(), Form::Wsgi) else {
         return;
     };
     let path = canonical.path();

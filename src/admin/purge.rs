@@ -179,7 +179,7 @@ pub async fn execute(
         }
         (Some(prefix), _, _) => {
             // Bans compare with the canonical paths requests are stored under.
-            let canonical = match canonical::target(prefix.as_bytes()) {
+            let canonical = match canonical::target(prefix.as_bytes(), config.upstream.url_form) {
                 Ok(t) if t.query().is_none() && !prefix.contains('?') => t.path().to_owned(),
                 _ => {
                     return Err(Refusal::BadRequest(format!(
@@ -245,7 +245,7 @@ fn purge_url(
         )));
     }
     // Keyed as the proxy keys requests: a purge hits the entry however the URL is spelled.
-    let target = canonical::target(target.as_bytes())
+    let target = canonical::target(target.as_bytes(), config.upstream.url_form)
         .map_err(|why| Refusal::BadRequest(format!("url {url:?} cannot be cached: {why}")))?;
     let (path, query) = (target.path(), target.query());
     let Some((_, route)) = config.route_for(&http::Method::GET, path) else {

@@ -7,8 +7,94 @@ use proptest::prelude::*;
 
 use super::*;
 
+/// The WSGI form, which most tests here are about.
+fn target(raw: &[u8]) -> Result<Target, Rejection> {
+    super::target(raw, Form::Wsgi)
+}
+
+fn apply(req: &mut RequestHeader) -> Result<(), Rejection> {
+    super::apply(req, Form::Wsgi)
+}
+
 fn canon(raw: &str) -> Result<String, Rejection> {
     target(raw.as_bytes()).map(|t| t.as_str().to_owned())
+}
+
+/// The RFC 3986 form.
+fn rfc(raw: &str) -> Result<String, Rejection> {
+    super::target(raw.as_bytes(), Form::Rfc3986).map(|t| t.as_str().to_owned())
+}
+
+#[test]
+fn rfc3986_form_keeps_what_such_an_origin_may_tell_apart() {
+    for kept in [
+        "/api/projects/group%2Fproject",
+        "/a//b/",
+        "//x",
+        "/a;v=1/b",
+        "/p?q=a+b",
+        "/p?a=1;b=2",
+        "/p?a=b=c&&d",
+        "/p?",
+        "/p?x=%2F%3D%26%2B",
+        "/latin/%E9",
+        "/p?q=%FF",
+    ] {
+        assert_eq!(rfc(kept).as_deref(), Ok(kept), "{kept}");
+    }
+}
+
+#[test]
+fn rfc3986_form_normalises_escapes_and_nothing_else() {
+    assert_eq!(rfc("/api/v2/%68ealth").as_deref(), Ok("/api/v2/health"));
+    assert_eq!(rfc("/%7e%2D%5f%2e1?%61=%62").as_deref(), Ok("/~-_.1?a=b"));
+    assert_eq!(rfc("/a%2fb?x=%2b").as_deref(), Ok("/a%2Fb?x=%2B"));
+    assert_eq!(rfc("/a%c3%a9").as_deref(), Ok("/a%C3%A9"));
+    // Characters a URI may not carry literally are escaped, as browsers do.
+    assert_eq!(
+        rfc("/a|b\\c?d=\"e\"").as_deref(),
+        Ok("/a%7Cb%5Cc?d=%22e%22")
+    );
+    assert_eq!(rfc("/p#frag").as_deref(), Ok("/p"));
+    let t = super::target(b"/a%2Fb?x=1", Form::Rfc3986).expect("canonical");
+    assert_eq!((t.path(), t.query()), ("/a%2Fb", Some("x=1")));
+    let t = super::target(b"/a?", Form::Rfc3986).expect("canonical");
+    assert_eq!((t.path(), t.query()), ("/a", None));
+}
+
+#[test]
+fn rfc3986_form_refuses_what_the_wsgi_form_refuses() {
+    for (raw, why) in [
+        ("/a/../b", Rejection::DotSegment),
+        ("/a/%2e%2E/b", Rejection::DotSegment),
+        ("/./b", Rejection::DotSegment),
+        ("/a/.", Rejection::DotSegment),
+        ("/a%zz", Rejection::MalformedEscape),
+        ("/a%4", Rejection::MalformedEscape),
+        ("/p?a=%", Rejection::MalformedEscape),
+        ("/a%00", Rejection::ControlCharacter),
+        ("/a%0Ab", Rejection::ControlCharacter),
+        ("/a%7F", Rejection::ControlCharacter),
+        ("/p?a=%00", Rejection::ControlCharacter),
+        ("/a b", Rejection::RawByte),
+        ("*", Rejection::NotOriginForm),
+    ] {
+        assert_eq!(rfc(raw), Err(why), "{raw}");
+    }
+    // Not dot segments: `.` within a segment, and a `..` joined to the next by `%2F`.
+    assert_eq!(rfc("/a/..b/.c").as_deref(), Ok("/a/..b/.c"));
+    assert_eq!(rfc("/a/..%2Fb").as_deref(), Ok("/a/..%2Fb"));
+    // A control character in a query is the origin's to read, NUL aside.
+    assert_eq!(rfc("/p?a=%0A").as_deref(), Ok("/p?a=%0A"));
+}
+
+#[test]
+fn apply_rewrites_in_the_form_asked_for() {
+    let mut req = RequestHeader::build(Method::GET, b"/a%2fb//c?q=a+b", None).expect("request");
+    super::apply(&mut req, Form::Rfc3986).expect("canonical");
+    assert_eq!(req.uri.to_string(), "/a%2Fb//c?q=a+b");
+    super::apply(&mut req, Form::Wsgi).expect("canonical");
+    assert_eq!(req.uri.to_string(), "/a/b/c?q=a%20b");
 }
 
 #[test]
@@ -357,6 +443,19 @@ proptest! {
     #[test]
     fn never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
         let _ = target(&bytes);
+        let _ = super::target(&bytes, Form::Rfc3986);
+    }
+
+    #[test]
+    fn rfc3986_form_is_idempotent_and_a_uri(raw in hostile_bytes()) {
+        if let Ok(t) = super::target(&raw, Form::Rfc3986) {
+            prop_assert_eq!(super::target(t.as_str().as_bytes(), Form::Rfc3986), Ok(t.clone()));
+            let uri = http::Uri::try_from(t.as_str()).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            prop_assert_eq!(uri.path(), t.path());
+            // Nothing but unreserved escapes is decoded: decoding both spellings gives the same.
+            let decoded = |s: &[u8]| percent_decode(s.split(|&b| b == b'#').next().unwrap_or_default());
+            prop_assert_eq!(decoded(&raw).ok(), decoded(t.as_str().as_bytes()).ok());
+        }
     }
 
     #[test]

@@ -179,7 +179,7 @@ fn apply(s: &Shared, id: &str, entry: Entry) -> bool {
         }
         Invalidation::Url(url) => {
             let config = s.config.load();
-            let Ok(target) = canonical::target(url.as_bytes()) else {
+            let Ok(target) = canonical::target(url.as_bytes(), config.upstream.url_form) else {
                 tracing::warn!(id, "cluster stream entry with an unusable URL skipped");
                 return false;
             };

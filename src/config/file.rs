@@ -513,6 +513,20 @@ pub struct FileUpstream {
     /// Longest a health probe may take, in milliseconds.
     /// Default: `DEFAULT_HEALTH_TIMEOUT_MS` (2000).
     pub health_timeout_ms: u64,
+    /// How the origin reads request targets, so which rewrites keep the URL it names.
+    /// Default: `wsgi` (the ERP's).
+    pub url_form: FileUrlForm,
+}
+
+/// `upstream.url_form:` value.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FileUrlForm {
+    /// `wsgi`: every escape decoded (`%2F` is `/`), runs of `/` merged, `+` in a query a space.
+    #[default]
+    Wsgi,
+    /// `rfc3986`: only RFC 3986's normalisation; `%2F`, `//`, `+` and `;` stay as sent.
+    Rfc3986,
 }
 
 /// `cache:`, the hybrid memory + disk cache.
@@ -805,6 +819,7 @@ impl Default for FileUpstream {
             health_path: DEFAULT_HEALTH_PATH.to_owned(),
             health_interval_ms: DEFAULT_HEALTH_INTERVAL_MS,
             health_timeout_ms: DEFAULT_HEALTH_TIMEOUT_MS,
+            url_form: FileUrlForm::default(),
         }
     }
 }

@@ -394,6 +394,8 @@ pub struct UpstreamSettings {
     pub health_interval: Duration,
     /// Longest a health probe may take.
     pub health_timeout: Duration,
+    /// How the ERP reads request targets: the form they are brought to (`canonical`).
+    pub url_form: crate::canonical::Form,
 }
 
 /// The hybrid cache.

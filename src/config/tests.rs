@@ -876,6 +876,52 @@ fn routes_inherit_from_the_defaults_section() {
 }
 
 #[test]
+fn url_form_defaults_to_wsgi_and_takes_rfc3986() {
+    use crate::canonical::Form;
+    assert_eq!(ok(MINIMAL).upstream.url_form, Form::Wsgi);
+    let rfc = "upstream: { address: \"127.0.0.1:5007\", url_form: rfc3986 }\n";
+    assert_eq!(ok(rfc).upstream.url_form, Form::Rfc3986);
+    let all = errors("upstream: { address: \"127.0.0.1:5007\", url_form: raw }\n");
+    assert_has(&all, "t.yaml:1: upstream.url_form: unknown variant `raw`");
+    assert_has(&all, "expected `wsgi` or `rfc3986`");
+}
+
+#[test]
+fn a_partial_query_key_needs_the_wsgi_form() {
+    let rfc = "upstream: { address: \"127.0.0.1:5007\", url_form: rfc3986 }\n";
+    let all = errors(&format!(
+        "{rfc}routes:\n  - name: a\n    exact: /a\n    query_key: {{ only: [view] }}\n  - name: b\n    exact: /b\n    query_key: all\n  - name: c\n    exact: /c\n    query_key: {{ ignore: [_ts] }}\n"
+    ));
+    assert_has(
+        &all,
+        "t.yaml:5: routes[0].query_key (route \"a\"): query_key: { only } needs upstream.url_form: wsgi",
+    );
+    assert_has(
+        &all,
+        "t.yaml:11: routes[2].query_key (route \"c\"): query_key: { ignore } needs upstream.url_form: wsgi",
+    );
+    assert_has(
+        &all,
+        "use query_key: all, or url_form: wsgi if the origin is a WSGI application",
+    );
+    assert!(!all.contains("routes[1]"), "{all}");
+    let all = errors(&format!(
+        "{rfc}defaults:\n  query_key: {{ ignore: [_ts] }}\nroutes:\n  - name: a\n    exact: /a\n"
+    ));
+    assert_has(
+        &all,
+        "defaults.query_key: query_key: { ignore } needs upstream.url_form: wsgi",
+    );
+    // The same routes in the WSGI form, and a key of every parameter in either, are fine.
+    ok(&with_routes(
+        "  - name: a\n    exact: /a\n    query_key: { only: [view] }\n",
+    ));
+    ok(&format!(
+        "{rfc}routes:\n  - name: a\n    exact: /a\n    query_key: all\n"
+    ));
+}
+
+#[test]
 fn query_key_forms() {
     let policy = |q: &str| {
         let c = ok(&with_routes(&format!(

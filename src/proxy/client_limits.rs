@@ -155,7 +155,7 @@ fn is_cached_read(session: &Session, ctx: &RequestCtx) -> bool {
             .path_and_query()
             .map_or(&b""[..], |pq| pq.as_str().as_bytes()),
     };
-    let Ok(target) = canonical::target(raw) else {
+    let Ok(target) = canonical::target(raw, ctx.config.upstream.url_form) else {
         return false;
     };
     ctx.config

@@ -585,7 +585,9 @@ impl ProxyHttp for Proxy {
     /// exactly that coding, so the body compressed on the way in is the one stored.
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         // From here on the target is canonical: routes, keys, purges and the ERP see one form.
-        if let Err(rejected) = canonical::apply(session.req_header_mut()) {
+        if let Err(rejected) =
+            canonical::apply(session.req_header_mut(), ctx.config.upstream.url_form)
+        {
             refuse::bad_target(session, rejected).await?;
             return Ok(true);
         }

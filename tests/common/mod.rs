@@ -290,6 +290,25 @@ impl TestProxy {
         proxy
     }
 
+    /// As `in_front_of_origin_with`, with `upstream_yaml` (`key: value` lines, unindented) added
+    /// to the `upstream:` section.
+    pub fn in_front_of_origin_upstream(
+        upstream: SocketAddr,
+        upstream_yaml: &str,
+        routes: &str,
+    ) -> TestProxy {
+        let (tmp, dir) = cache_dir();
+        let yaml = config_yaml_sections(upstream, &dir, "", routes);
+        let extra: String = upstream_yaml
+            .lines()
+            .map(|line| format!("  {line}\n"))
+            .collect();
+        let yaml = yaml.replacen("upstream:\n", &format!("upstream:\n{extra}"), 1);
+        let mut proxy = Self::start_yaml(&yaml, &dir);
+        proxy.owned_dir = Some(tmp);
+        proxy
+    }
+
     /// Builds and starts the proxy for `yaml`. Panics with the config errors if it is invalid.
     pub fn start_yaml(yaml: &str, cache_dir: &Path) -> TestProxy {
         let config = match config::parse(yaml, "test.yaml") {

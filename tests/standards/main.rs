@@ -19,6 +19,7 @@ mod requests;
 mod stale;
 mod statuses;
 mod targeted;
+mod targets;
 mod transform;
 mod validators;
 mod vary;
@@ -87,6 +88,21 @@ impl Rig {
     pub async fn with_sections(sections: &str, routes: &str) -> Rig {
         let origin = Origin::start().await;
         let proxy = TestProxy::in_front_of_origin_with(origin.addr(), sections, routes);
+        Rig {
+            origin,
+            proxy,
+            c: client(),
+        }
+    }
+
+    /// The standard rig with `upstream.url_form: rfc3986`, as the generic config has it.
+    pub async fn rfc3986(extra: &[&str]) -> Rig {
+        let origin = Origin::start().await;
+        let proxy = TestProxy::in_front_of_origin_upstream(
+            origin.addr(),
+            "url_form: rfc3986",
+            &std_route(extra),
+        );
         Rig {
             origin,
             proxy,

@@ -2,6 +2,8 @@
 
 use std::net::SocketAddr;
 
+use crate::canonical::Form;
+
 use super::super::defaults::*;
 use super::super::file::*;
 use super::super::model::*;
@@ -86,6 +88,10 @@ pub(super) fn upstream(
         health_path: health_path?,
         health_interval: interval?,
         health_timeout: timeout?,
+        url_form: match u.url_form {
+            FileUrlForm::Wsgi => Form::Wsgi,
+            FileUrlForm::Rfc3986 => Form::Rfc3986,
+        },
     })
 }
 
