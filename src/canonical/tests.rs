@@ -117,6 +117,8 @@ fn apply_reduces_absolute_form_and_rewrites_only_what_is_not_canonical() {
         "/api/x?a=1",
         "the authority is not the ERP's to see"
     );
+    // What is written on the ERP's request line, which pingora keeps verbatim otherwise.
+    assert_eq!(req.raw_path(), b"/api/x?a=1");
     let mut req = RequestHeader::build(Method::GET, b"/api/%78?a=1", None).expect("request");
     apply(&mut req).expect("canonical");
     assert_eq!(req.uri.to_string(), "/api/x?a=1");
