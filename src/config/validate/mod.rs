@@ -46,7 +46,7 @@ use self::routes::routes;
 use self::server::server;
 use self::shape::{check_shape, example_value, route_name_for_path, serde_problem};
 use self::tls::tls;
-use self::upstream::upstream;
+use self::upstream::{partial_keys_need_wsgi, upstream};
 use self::warming::warming;
 
 /// Parses, shape-checks and validates config text.
@@ -206,39 +206,6 @@ pub(crate) fn validate(file: &FileConfig, lines: &Lines) -> Result<Config, Vec<P
         _ => {
             debug_assert!(!p.list.is_empty(), "a part failed without saying why");
             Err(p.list)
-        }
-    }
-}
-
-/// A key of some parameters (`only`, `ignore`) is safe only where knitcache reads a query as the
-/// origin does: the WSGI form sends the origin parameters split the one way the key splits them.
-/// An origin read in RFC 3986's form may also split on `;` or read `+` as it likes, so a
-/// parameter the key leaves out could change its answer: only a key of every parameter is
-/// allowed there.
-fn partial_keys_need_wsgi(file: &FileConfig, form: crate::canonical::Form, p: &mut Problems) {
-    if form == crate::canonical::Form::Wsgi {
-        return;
-    }
-    let msg = |kind| {
-        format!(
-            "query_key: {kind} needs upstream.url_form: wsgi; with rfc3986 the origin may read \
-             parameters the key leaves out (split on ;, + kept), and one client's choice would \
-             be served to the others; use query_key: all, or url_form: wsgi if the origin is a \
-             WSGI application"
-        )
-    };
-    let kind = |q: &FileQueryKey| match q {
-        FileQueryKey::All => None,
-        FileQueryKey::Only(_) => Some("{ only }"),
-        FileQueryKey::Ignore(_) => Some("{ ignore }"),
-    };
-    let defaults = kind(&file.defaults.query_key);
-    if let Some(k) = defaults {
-        p.at("defaults.query_key", None, msg(k));
-    }
-    for (i, r) in file.routes.iter().enumerate() {
-        if let Some(k) = r.query_key.as_ref().and_then(kind) {
-            p.at(&format!("routes[{i}].query_key"), r.name.as_deref(), msg(k));
         }
     }
 }

@@ -1,4 +1,5 @@
-//! The `upstream:` section: the ERP's address, its timeouts and the health probe.
+//! The `upstream:` section: the ERP's address, its timeouts, the health probe, and the form its
+//! request targets are brought to (with what that form allows of the routes' keys).
 
 use std::net::SocketAddr;
 
@@ -116,5 +117,38 @@ fn health_path(path: &str, p: &mut Problems) -> Option<String> {
             None
         }
         None => Some(path.to_owned()),
+    }
+}
+
+/// A key of some parameters (`only`, `ignore`) is safe only where knitcache reads a query as the
+/// origin does: the WSGI form sends the origin parameters split the one way the key splits them.
+/// An origin read in RFC 3986's form may also split on `;` or read `+` as it likes, so a
+/// parameter the key leaves out could change its answer: only a key of every parameter is
+/// allowed there.
+pub(super) fn partial_keys_need_wsgi(file: &FileConfig, form: Form, p: &mut Problems) {
+    if form == Form::Wsgi {
+        return;
+    }
+    let msg = |kind| {
+        format!(
+            "query_key: {kind} needs upstream.url_form: wsgi; with rfc3986 the origin may read \
+             parameters the key leaves out (split on ;, + kept), and one client's choice would \
+             be served to the others; use query_key: all, or url_form: wsgi if the origin is a \
+             WSGI application"
+        )
+    };
+    let kind = |q: &FileQueryKey| match q {
+        FileQueryKey::All => None,
+        FileQueryKey::Only(_) => Some("{ only }"),
+        FileQueryKey::Ignore(_) => Some("{ ignore }"),
+    };
+    let defaults = kind(&file.defaults.query_key);
+    if let Some(k) = defaults {
+        p.at("defaults.query_key", None, msg(k));
+    }
+    for (i, r) in file.routes.iter().enumerate() {
+        if let Some(k) = r.query_key.as_ref().and_then(kind) {
+            p.at(&format!("routes[{i}].query_key"), r.name.as_deref(), msg(k));
+        }
     }
 }
