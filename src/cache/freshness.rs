@@ -48,11 +48,20 @@ pub fn directives(resp: &ResponseHeader) -> Directives {
 
 impl Directives {
     /// `no-store`, or an unqualified or qualified `private`: a shared cache stores nothing
-    /// (storing the rest of a qualified `private` response is allowed, not required).
+    /// (storing the rest of a qualified `private` response is allowed, not required). With
+    /// `must-understand`, `no-store` is for caches that do not know the directive (RFC 9111
+    /// §5.2.2.3): the caller has checked that the status is one knitcache understands.
     pub fn forbids_storing(&self) -> bool {
+        self.cc.as_ref().is_some_and(|cc| {
+            (cc.no_store() && !cc.has_key("must-understand")) || cc.has_key("private")
+        })
+    }
+
+    /// `must-understand`: stored only by a cache that implements the status's caching rules.
+    pub fn must_understand(&self) -> bool {
         self.cc
             .as_ref()
-            .is_some_and(|cc| cc.no_store() || cc.has_key("private"))
+            .is_some_and(|cc| cc.has_key("must-understand"))
     }
 
     /// `no-cache`, qualified or not: stored, but never used without revalidation (a qualified

@@ -21,7 +21,7 @@ use pingora_http::{RequestHeader, ResponseHeader};
 use super::freshness::{self, Directives};
 use super::variants::StoreHints;
 use super::vary::Vary;
-use crate::config::defaults::{HEURISTIC_STATUSES, MAX_ORIGIN_LIFETIME_SECS};
+use crate::config::defaults::{HEURISTIC_STATUSES, MAX_ORIGIN_LIFETIME_SECS, UNDERSTOOD_STATUSES};
 use crate::config::{CachePolicy, Freshness, OriginCacheControl, SetCookie, StoredStatuses};
 
 /// Why a response on a caching route was not stored; shown in `Cache-Status` as `detail=`.
@@ -84,6 +84,11 @@ pub fn response_cacheability(policy: &CachePolicy, ex: &Exchange<'_>) -> RespCac
     let sets_cookie = resp.headers.contains_key(http::header::SET_COOKIE);
     if sets_cookie && policy.set_cookie == SetCookie::Refuse {
         return uncacheable(REASON_SET_COOKIE);
+    }
+    // RFC 9111 §5.2.2.3: "limits caching of the response to a cache that understands and
+    // conforms to the requirements for that response's status code".
+    if d.must_understand() && !UNDERSTOOD_STATUSES.contains(&resp.status.as_u16()) {
+        return uncacheable(REASON_STATUS);
     }
     let error = policy.is_error_status(resp.status.as_u16());
     // `ignore_no_store` vouches for a route's content, not for its errors: an error the origin
@@ -732,6 +737,28 @@ mod tests {
             "the error rule wins over statuses"
         );
         assert_eq!(fresh_secs(&stored(&p, &[])), 180);
+    }
+
+    #[test]
+    fn must_understand_stores_only_understood_statuses_and_lifts_only_no_store() {
+        let p = origin();
+        let lifted = [("cache-control", "must-understand, no-store, max-age=60")];
+        assert_eq!(fresh_secs(&stored_with(&p, &req(&[]), 200, &lifted)), 60);
+        assert_eq!(
+            fresh_secs(&stored_with(&p, &req(&[]), 505, &lifted)),
+            60,
+            "the last of the list"
+        );
+        for status in [418, 299, 599] {
+            let h = [("cache-control", "must-understand, max-age=60")];
+            assert_eq!(reason(&p, &req(&[]), status, &h), REASON_STATUS, "{status}");
+            // Without the directive the status's explicit freshness is enough (RFC 9111 §3).
+            let plain = [("cache-control", "max-age=60")];
+            assert_eq!(fresh_secs(&stored_with(&p, &req(&[]), status, &plain)), 60);
+        }
+        let private = [("cache-control", "must-understand, private, max-age=60")];
+        assert_eq!(reason(&p, &req(&[]), 200, &private), REASON_NO_STORE);
+        assert_eq!(reason(&route(), &req(&[]), 200, &private), REASON_NO_STORE);
     }
 
     #[test]

@@ -149,6 +149,15 @@ pub const DEFAULT_MAX_VARIANTS: u64 = 16;
 pub const HEURISTIC_STATUSES: [u16; 12] =
     [200, 203, 204, 206, 300, 301, 308, 404, 405, 410, 414, 501];
 
+/// The final statuses RFC 9110 §15 defines, whose caching requirements knitcache implements: a
+/// response saying `must-understand` (RFC 9111 §5.2.2.3) is stored only with one of these.
+/// 418 is not among them: RFC 9110 §15.5.19 leaves it unused.
+pub const UNDERSTOOD_STATUSES: [u16; 42] = [
+    200, 201, 202, 203, 204, 205, 206, 300, 301, 302, 303, 304, 305, 307, 308, 400, 401, 402, 403,
+    404, 405, 406, 407, 408, 409, 410, 411, 412, 413, 414, 415, 416, 417, 421, 422, 426, 500, 501,
+    502, 503, 504, 505,
+];
+
 /// `protection.retry_after_secs`, in seconds: what a `503` tells clients to wait. Two polls of a
 /// busy dashboard tab fit in it, and a restarting ERP is usually back by then.
 pub const DEFAULT_RETRY_AFTER_SECS: u64 = 5;

@@ -210,3 +210,48 @@ async fn a_206_to_a_plain_get_is_not_served_as_the_full_response() {
     assert_eq!((full.status, full.text().as_str()), (200, "partial"));
     assert_eq!(rig.count("/st/206"), 2);
 }
+
+// §5.2.2.3: must-understand "limits caching of the response to a cache that understands and
+// conforms to the requirements for that response's status code". 418 has no requirements (RFC
+// 9110 §15.5.19 leaves it unused): with the directive it is not stored, though its explicit
+// freshness stores it without (`a_418_with_explicit_freshness_is_stored`).
+#[tokio::test(flavor = "multi_thread")]
+async fn must_understand_keeps_a_status_without_caching_rules_out() {
+    let rig = Rig::std(&[]).await;
+    rig.origin.on("/st/mu-418", |_, n| {
+        Reply::status(418)
+            .body(format!("v{}", n + 1))
+            .header("cache-control", "must-understand, max-age=60")
+    });
+    rig.get("/st/mu-418").await;
+    assert_not_hit(&rig.get("/st/mu-418").await, "418 is not understood");
+    assert_eq!(rig.count("/st/mu-418"), 2);
+}
+
+// §5.2.2.3: "When a cache that implements the must-understand directive receives a response that
+// includes it, the cache SHOULD ignore the no-store directive if it understands and implements
+// the status code's caching requirements": `must-understand, no-store` stores a 200.
+#[tokio::test(flavor = "multi_thread")]
+async fn must_understand_lifts_no_store_for_an_understood_status() {
+    let rig = Rig::std(&[]).await;
+    rig.serve(
+        "/st/mu-200",
+        &[("cache-control", "must-understand, no-store, max-age=60")],
+    );
+    rig.get("/st/mu-200").await;
+    assert_hit(&rig.get("/st/mu-200").await, "understood");
+    assert_eq!(rig.count("/st/mu-200"), 1);
+}
+
+// must-understand lifts no-store only: a private response is still never shared (§5.2.2.7).
+#[tokio::test(flavor = "multi_thread")]
+async fn must_understand_does_not_lift_private() {
+    let rig = Rig::std(&[]).await;
+    rig.serve(
+        "/st/mu-private",
+        &[("cache-control", "must-understand, private, max-age=60")],
+    );
+    rig.get("/st/mu-private").await;
+    rig.get("/st/mu-private").await;
+    assert_eq!(rig.count("/st/mu-private"), 2);
+}
