@@ -265,9 +265,13 @@ mod tests {
     fn bans_survive_a_reload_until_they_expire() {
         let dir = tempfile::tempdir().expect("tmp");
         let bans = Bans::load(dir.path(), Duration::from_secs(600));
+        assert!(bans.is_empty(), "no file, no bans");
         bans.add(BanMatch::Route("kpis".into())).expect("add");
         bans.add(BanMatch::Route("kpis".into())).expect("again");
         assert_eq!(bans.len(), 1, "a repeated ban replaces the older one");
+        bans.add(BanMatch::Prefix("/api/".into())).expect("another");
+        assert_eq!(bans.len(), 2);
+        assert!(!bans.is_empty());
         let again = Bans::load(dir.path(), Duration::from_secs(600));
         assert_eq!(again.list(), bans.list());
         // An old ban (from a previous run long ago) is dropped on load.
