@@ -89,23 +89,19 @@ pub fn negotiate(accept_encoding: Option<&HeaderValue>) -> Coding {
     let Some(value) = accept_encoding.and_then(|v| v.to_str().ok()) else {
         return Coding::Identity;
     };
-    let mut best = (0u16, Coding::Identity);
-    for item in value.split(',') {
-        let mut parts = item.split(';');
-        let Some(coding) = parts.next().map(str::trim).and_then(Coding::from_token) else {
-            continue;
-        };
-        if coding == Coding::Brotli {
-            continue;
-        }
-        let q = parts
-            .find_map(|p| p.trim().strip_prefix("q="))
-            .map_or(1000, parse_qvalue);
-        if q > 0 && (q, coding.rank()) > (best.0, best.1.rank()) {
-            best = (q, coding);
-        }
-    }
-    best.1
+    value
+        .split(',')
+        .filter_map(|item| {
+            let mut parts = item.split(';');
+            let coding = parts.next().map(str::trim).and_then(Coding::from_token)?;
+            let q = parts
+                .find_map(|p| p.trim().strip_prefix("q="))
+                .map_or(1000, parse_qvalue);
+            (coding != Coding::Brotli && q > 0).then_some((q, coding))
+        })
+        // The highest q-value; among equal ones, our smallest output.
+        .max_by_key(|(q, coding)| (*q, coding.rank()))
+        .map_or(Coding::Identity, |(_, coding)| coding)
 }
 
 /// The variance of the stored variant in `coding`: what the proxy's `cache_vary_filter` returns
@@ -172,6 +168,9 @@ mod tests {
         assert_eq!(n("gzip;q=0"), Coding::Identity);
         assert_eq!(n("gzip;q=nonsense"), Coding::Identity);
         assert_eq!(n("zstd;q=0.9, gzip;q=0.8"), Coding::Zstd);
+        // A q-value above 1 is not one (RFC 9110 §12.4.2): not acceptable, not preferred.
+        assert_eq!(n("gzip;q=2, zstd;q=0.5"), Coding::Zstd);
+        assert_eq!(n("gzip;q=1.5"), Coding::Identity);
     }
 
     #[test]
