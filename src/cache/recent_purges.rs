@@ -110,7 +110,7 @@ impl RecentPurges {
             let _gate = self.gate.write();
             let mut by_key = HashMap::clone(&self.by_key.load());
             for (primary, at) in loaded {
-                if at + retention > now {
+                if within(at, retention, now) {
                     let slot = by_key.entry(primary).or_insert(at);
                     *slot = (*slot).max(at);
                 }
@@ -149,8 +149,7 @@ impl RecentPurges {
             let _gate = self.gate.write();
             let mut by_key = HashMap::clone(&self.by_key.load());
             if by_key.len() >= MAX_RECORDS && !by_key.contains_key(&primary) {
-                let oldest_kept = at.checked_sub(retention).unwrap_or(UNIX_EPOCH);
-                by_key.retain(|_, t| *t > oldest_kept);
+                by_key.retain(|_, t| within(*t, retention, at));
                 if by_key.len() >= MAX_RECORDS
                     && let Some(oldest) = by_key.iter().min_by_key(|(_, t)| **t).map(|(k, _)| *k)
                 {
@@ -227,11 +226,9 @@ impl Persist {
         let written = if self.appended > REWRITE_AFTER {
             // Those past their retention are left out of the file (in memory, a full list
             // drops them: `record`).
-            let cutoff = SystemTime::now()
-                .checked_sub(self.retention)
-                .unwrap_or(UNIX_EPOCH);
+            let now = SystemTime::now();
             let mut live = HashMap::clone(&by_key.load());
-            live.retain(|_, t| *t > cutoff);
+            live.retain(|_, t| within(*t, self.retention, now));
             rewrite(&self.path, &live).map(|file| {
                 self.file = Some(file);
                 self.appended = 0;
@@ -256,6 +253,11 @@ impl Persist {
             self.trust.missed_disk();
         }
     }
+}
+
+/// Whether a purge at `purged` still counts at `now`: a copy it retired could still be served.
+fn within(purged: SystemTime, retention: Duration, now: SystemTime) -> bool {
+    purged.checked_add(retention).is_none_or(|end| end > now)
 }
 
 /// Writes `records` to a new file beside `path`, then puts it in its place; the file, open for
@@ -352,8 +354,10 @@ mod tests {
         let purges = RecentPurges::default();
         let t = UNIX_EPOCH + Duration::from_secs(10_000_000);
         for k in 0..MAX_RECORDS as u128 {
-            // Half past the horizon of the last record, half within it.
-            let at = if k % 2 == 0 {
+            // Half past the horizon of the last record (one of them exactly at it), half within.
+            let at = if k == 0 {
+                t - HORIZON
+            } else if k % 2 == 0 {
                 t - HORIZON - Duration::from_secs(1)
             } else {
                 t - Duration::from_secs(1) + Duration::from_nanos(k as u64)
@@ -365,6 +369,7 @@ mod tests {
         assert_eq!(purges.len(), MAX_RECORDS / 2 + 1);
         assert!(purges.covers(1, t - Duration::from_secs(2)));
         assert!(!purges.covers(0, t - HORIZON - Duration::from_secs(2)));
+        assert!(!purges.covers(2, t - HORIZON - Duration::from_secs(2)));
 
         // Full of records within the horizon: the oldest one makes room.
         let full = RecentPurges::default();
@@ -451,6 +456,41 @@ mod tests {
         let before = now - Duration::from_secs(1);
         assert!(purges.covers(1, before) && purges.covers(3, before));
         assert!(!purges.covers(2, before) && !purges.covers(4, before));
+    }
+
+    #[test]
+    fn the_file_is_rewritten_with_the_live_records_after_so_many_appends() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let retention = Duration::from_secs(600);
+        let purges = RecentPurges::default();
+        assert!(purges.is_empty());
+        purges.persist_in(dir.path(), retention, trust(dir.path()));
+        let now = SystemTime::now();
+        // Ten lists' worth of appends, written out here: the constant is what is tested.
+        let rewrite_after = 10 * MAX_RECORDS;
+        // Past its retention by the time the file is rewritten: left out of it.
+        purges.record(1, now - 2 * retention);
+        for _ in 1..rewrite_after {
+            purges.record(2, now);
+        }
+        assert_eq!(purges.len(), 2);
+        assert!(!purges.is_empty());
+        let size = || {
+            std::fs::metadata(dir.path().join(FILE))
+                .expect("file")
+                .len()
+        };
+        assert_eq!(
+            size(),
+            (rewrite_after * RECORD) as u64,
+            "appended, one record each"
+        );
+        purges.record(2, now);
+        assert_eq!(size(), RECORD as u64, "rewritten: the one live record");
+        let (kept, _) = decode(&std::fs::read(dir.path().join(FILE)).expect("read"));
+        assert_eq!(kept.iter().map(|r| r.0).collect::<Vec<_>>(), [2]);
+        purges.record(3, now);
+        assert_eq!(size(), 2 * RECORD as u64, "appended again");
     }
 
     #[test]
