@@ -435,6 +435,14 @@ mod tests {
     }
 
     #[test]
+    fn the_check_is_fnv_1a() {
+        // The published 32-bit FNV-1a values: the file's format is this function.
+        assert_eq!(check(b""), 0x811c_9dc5);
+        assert_eq!(check(b"a"), 0xe40c_292c);
+        assert_eq!(check(b"foobar"), 0xbf9c_f968);
+    }
+
+    #[test]
     fn damaged_records_are_skipped_and_the_rest_kept() {
         let dir = tempfile::tempdir().expect("tempdir");
         let now = SystemTime::now();
