@@ -64,18 +64,18 @@ pub async fn variant(
         return Ok(None);
     };
     let now = SystemTime::now();
+    // A variant's own slot; `None` for the variant the primary slot holds.
     let slot_of = |key: &mut CacheKey, variance| {
-        if first.variance() == variance {
-            return None;
-        }
-        Some(fast_hit::variant_slot(key, variance?))
+        (first.variance() != Some(variance)).then(|| fast_hit::variant_slot(key, variance))
     };
     // Identity first: it needs no decoding.
     for from in Coding::ALL.into_iter().filter(|c| *c != recipe.want) {
-        let variance = vary::variance(from, true, first.vary(), &req.headers);
+        // Compression is on here, so every coding has a variance.
+        let Some(variance) = vary::variance(from, true, first.vary(), &req.headers) else {
+            continue;
+        };
         let sibling = match slot_of(&mut key, variance) {
-            None if first.variance() == variance => primary.clone(),
-            None => continue,
+            None => primary.clone(),
             Some(slot) => match storage.entry(slot).await? {
                 Some(entry) => entry,
                 None => continue,
@@ -86,7 +86,7 @@ pub async fn variant(
         };
         // The same checks as a hit's (`fast_hit::find`): its own slot, not older than the
         // primary's lineage, fresh, not purged; and newer than what it would replace.
-        let usable = meta.variance() == variance
+        let usable = meta.variance() == Some(variance)
             && meta.created() >= first.provenance()
             && meta.fresh_until() >= now
             && stale.is_none_or(|s| meta.created() > s)
@@ -114,7 +114,7 @@ pub async fn variant(
         *stored.response_header_mut() = header;
         stored.set_variance(want_variance);
         stored.extensions_mut().insert(hints);
-        let slot = slot_of(&mut key, Some(want_variance));
+        let slot = slot_of(&mut key, want_variance);
         if slot.is_some() {
             key.set_variance_key(want_variance);
         }
