@@ -208,3 +208,24 @@ async fn a_304_from_the_memory_tier_goes_through_pingoras_writer() {
     assert_eq!(hits(&proxy, "direct"), 0.0);
     assert_eq!(hits(&proxy, "pingora"), 0.0);
 }
+
+// RFC 9110 §9.3.2: a response to HEAD has no content. A body after a HEAD hit's head would be
+// read as the start of the next response on the kept-alive connection.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_head_hit_sends_no_body_and_the_connection_stays_in_step() {
+    let (_origin, proxy) = setup().await;
+    assert_eq!(get(&client(), &proxy.url("/c/all")).await.status, 200);
+    let body = "body of /c/all".repeat(40);
+    let mut c = Raw::connect(proxy.addrs.proxy).await;
+    // The direct path, then pingora's (a range unit it does not know).
+    for extra in ["", "Range: items=0-1\r\n"] {
+        c.send(format!("HEAD /c/all HTTP/1.1\r\nHost: erp\r\n{extra}\r\n").as_bytes())
+            .await;
+        let head = c.response(true).await.expect("the HEAD's answer");
+        assert_eq!(head.status, 200, "{}", head.head);
+        c.send(b"GET /c/all HTTP/1.1\r\nHost: erp\r\n\r\n").await;
+        let next = c.response(false).await.expect("the next answer");
+        assert_eq!(next.status, 200, "after HEAD with {extra:?}: {}", next.head);
+        assert_eq!(next.body, body.as_bytes());
+    }
+}
